@@ -1,0 +1,155 @@
+"""Live clients for actions: boto3, slack-sdk and jira, built on first use.
+
+This is the live implementation of `irbook.registry.ClientFactory`. Tests and the
+sandbox swap it for one pointed at moto's server, a local fake Slack and a mocked
+Jira, the way an httpx transport is swapped; dry runs use `NoClients`.
+
+Every client gets explicit timeouts so that a hung API cannot hang a run.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 30.0
+
+
+class LiveClients:
+    """Clients from the environment: the standard boto3 chain, SLACK_BOT_TOKEN, JIRA_*.
+
+    `aws_endpoint_url` (or $AWS_ENDPOINT_URL, which boto3 also reads) points every AWS
+    client at one endpoint, such as `irbook sandbox`'s moto server.
+    """
+
+    def __init__(
+        self,
+        *,
+        region: str | None = None,
+        aws_endpoint_url: str | None = None,
+        role_arn: str | None = None,
+        external_id: str | None = None,
+        read_timeout: float = READ_TIMEOUT,
+        slack_token: str | None = None,
+        slack_base_url: str | None = None,
+        jira_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        self.aws_endpoint_url = aws_endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+        self.role_arn = role_arn
+        self.external_id = external_id
+        self.read_timeout = read_timeout
+        self.slack_token = slack_token
+        self.slack_base_url = slack_base_url
+        self.jira_options = jira_options
+        self._lock = threading.Lock()
+        self._session: Any = None
+        self._aws: dict[tuple[str, str | None], Any] = {}
+        self._slack: Any = None
+        self._jira: Any = None
+
+    # -- AWS ------------------------------------------------------------------------
+
+    def _boto_session(self) -> Any:
+        import boto3
+
+        if self._session is None:
+            base = boto3.session.Session(region_name=self.region)
+            if self.role_arn:
+                sts = base.client("sts", endpoint_url=self.aws_endpoint_url, config=self._config())
+                kwargs: dict[str, Any] = {
+                    "RoleArn": self.role_arn,
+                    "RoleSessionName": "irbook",
+                    "DurationSeconds": 3600,
+                }
+                if self.external_id:
+                    kwargs["ExternalId"] = self.external_id
+                creds = sts.assume_role(**kwargs)["Credentials"]
+                base = boto3.session.Session(
+                    aws_access_key_id=creds["AccessKeyId"],
+                    aws_secret_access_key=creds["SecretAccessKey"],
+                    aws_session_token=creds["SessionToken"],
+                    region_name=self.region,
+                )
+            self._session = base
+        return self._session
+
+    def _config(self) -> Any:
+        from botocore.config import Config
+
+        return Config(
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=self.read_timeout,
+            retries={"mode": "adaptive", "max_attempts": 5},
+            user_agent_extra="irbook",
+        )
+
+    def aws(self, service: str, *, region: str | None = None) -> Any:
+        key = (service, region)
+        with self._lock:
+            client = self._aws.get(key)
+            if client is None:
+                client = self._boto_session().client(
+                    service,
+                    region_name=region or self.region,
+                    endpoint_url=self.aws_endpoint_url,
+                    config=self._config(),
+                )
+                self._aws[key] = client
+            return client
+
+    # -- Slack ----------------------------------------------------------------------
+
+    def slack(self) -> Any:
+        from slack_sdk import WebClient
+
+        with self._lock:
+            if self._slack is None:
+                token = self.slack_token or os.environ.get("SLACK_BOT_TOKEN")
+                if not token:
+                    from irbook.errors import IrbookError
+
+                    raise IrbookError("Slack is not configured: set SLACK_BOT_TOKEN")
+                kwargs: dict[str, Any] = {"token": token, "timeout": int(self.read_timeout)}
+                base_url = self.slack_base_url or os.environ.get("IRBOOK_SLACK_BASE_URL")
+                if base_url:
+                    kwargs["base_url"] = base_url
+                self._slack = WebClient(**kwargs)
+            return self._slack
+
+    # -- Jira -----------------------------------------------------------------------
+
+    def jira(self) -> Any:
+        from irbook.errors import IrbookError
+
+        with self._lock:
+            if self._jira is None:
+                from jira import JIRA
+
+                options = dict(self.jira_options or {})
+                server = options.pop("server", None) or os.environ.get("JIRA_URL")
+                if not server:
+                    raise IrbookError("Jira is not configured: set JIRA_URL")
+                email = os.environ.get("JIRA_EMAIL")
+                token = os.environ.get("JIRA_API_TOKEN")
+                pat = os.environ.get("JIRA_PAT")
+                kwargs: dict[str, Any] = {
+                    "server": server,
+                    "timeout": self.read_timeout,
+                    "max_retries": int(options.pop("max_retries", 1)),
+                    "get_server_info": False,
+                }
+                if pat:
+                    kwargs["token_auth"] = pat
+                elif email and token:
+                    kwargs["basic_auth"] = (email, token)
+                else:
+                    raise IrbookError(
+                        "Jira credentials missing: set JIRA_EMAIL and JIRA_API_TOKEN (Cloud) "
+                        "or JIRA_PAT (Server/Data Center)"
+                    )
+                kwargs.update(options)
+                self._jira = JIRA(**kwargs)
+            return self._jira

@@ -1,0 +1,1 @@
+"""jira actions (filled in by the notify issue)."""

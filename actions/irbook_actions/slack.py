@@ -1,0 +1,1 @@
+"""slack actions (filled in by the notify issue)."""

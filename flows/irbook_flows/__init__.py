@@ -1,0 +1,1 @@
+"""Compiles playbooks into Prefect flows (the runtime issue builds this package)."""

@@ -1,0 +1,105 @@
+"""`irbook` entry point: argument parsing and error handling shared by all commands.
+
+Every command exits 0 on success and 1 on a user error with a one-line reason on
+stderr; a Python traceback is shown only with IRBOOK_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, exit 1 like other user errors
+        self.exit(1, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="irbook",
+        description="Incident-response playbooks for AI deployments: validate, plan, run.",
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("validate", help="check playbooks; errors as path:line:col")
+    p.add_argument(
+        "paths", nargs="*", metavar="PATH", help="files or folders (default: playbooks/)"
+    )
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--strict", action="store_true", help="lint warnings fail too")
+    p.set_defaults(handler="irbook.cli.commands:cmd_validate")
+
+    p = sub.add_parser("list", help="list the playbooks in the playbook folders")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(handler="irbook.cli.commands:cmd_list")
+
+    p = sub.add_parser("show", help="describe one playbook")
+    p.add_argument("playbook", metavar="PLAYBOOK", help="a playbook id or path")
+    p.set_defaults(handler="irbook.cli.commands:cmd_show")
+
+    p = sub.add_parser("plan", help="what a run would do for an alert, offline")
+    p.add_argument("playbook", metavar="PLAYBOOK", help="a playbook id or path")
+    p.add_argument("--alert", metavar="FILE", help="a normalized alert, JSON or YAML")
+    p.add_argument(
+        "--param", action="append", default=[], metavar="K=V", help="set an input (repeatable)"
+    )
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(handler="irbook.cli.commands:cmd_plan")
+
+    p = sub.add_parser("schema", help="print the JSON Schema of the playbook format")
+    p.set_defaults(handler="irbook.cli.commands:cmd_schema")
+
+    p = sub.add_parser("actions", help="list the registered actions, or describe one")
+    p.add_argument("key", nargs="?", metavar="ACTION")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(handler="irbook.cli.commands:cmd_actions")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from irbook import __version__
+
+        print(f"irbook {__version__}")
+        return 0
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 0
+    module_name, func_name = args.handler.split(":")
+    try:
+        import importlib
+
+        from irbook.errors import IrbookError
+
+        handler: Handler = getattr(importlib.import_module(module_name), func_name)
+        return handler(args)
+    except IrbookError as exc:
+        print(f"irbook: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("irbook: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:
+        if os.environ.get("IRBOOK_DEBUG"):
+            raise
+        print(
+            f"irbook: internal error: {type(exc).__name__}: {exc} "
+            "(a bug: rerun with IRBOOK_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

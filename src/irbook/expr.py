@@ -1,0 +1,646 @@
+"""The safe expression language of playbooks: `${{ ... }}`.
+
+A closed grammar parsed into a small tree and walked by an interpreter: property and
+index access on plain data, comparisons, and/or/not, literals, and six functions. No
+Python object is reachable (no attributes of real objects, no calls but the listed
+functions), so there is nothing to escape from; jinja2's sandbox was measured here at
+38 ms to import plus 0.3 ms to compile each expression, which would break the start-up
+budget of `irbook validate`.
+
+Values that come from alerts are data: a template is parsed once from the playbook's
+own text, and what it yields is never parsed again, so an alert field holding
+`${{ ... }}` stays literal text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+MAX_EXPR_CHARS = 4096
+MAX_DEPTH = 32
+ROOTS = ("inputs", "alert", "steps", "run", "item")
+
+OPEN = "${{"
+CLOSE = "}}"
+
+
+class ExprError(Exception):
+    """A syntax or evaluation error; `offset` is the character index in the source."""
+
+    def __init__(self, message: str, offset: int = 0) -> None:
+        super().__init__(message)
+        self.message = message
+        self.offset = offset
+
+
+# --- tokens -----------------------------------------------------------------------
+
+_TOKEN = re.compile(
+    r"""
+    (?P<ws>\s+)
+  | (?P<num>\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)
+  | (?P<str>'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.)*")
+  | (?P<name>[A-Za-z_][A-Za-z0-9_-]*)
+  | (?P<op>==|!=|<=|>=|&&|\|\||[<>!.,()\[\]])
+    """,
+    re.VERBOSE,
+)
+
+_KEYWORDS = {"and", "or", "not", "in", "true", "false", "null", "True", "False", "None"}
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str  # num | str | name | op | end
+    text: str
+    offset: int
+
+
+def _tokenize(src: str) -> list[Token]:
+    tokens: list[Token] = []
+    pos = 0
+    while pos < len(src):
+        match = _TOKEN.match(src, pos)
+        if match is None:
+            raise ExprError(f"unexpected character {src[pos]!r}", pos)
+        kind = match.lastgroup or ""
+        if kind != "ws":
+            tokens.append(Token(kind, match.group(), pos))
+        pos = match.end()
+    tokens.append(Token("end", "", len(src)))
+    return tokens
+
+
+def _unquote(text: str, offset: int) -> str:
+    quote, body = text[0], text[1:-1]
+    if quote == "'":
+        body = body.replace("''", "'")
+    out: list[str] = []
+    i = 0
+    escapes = {"n": "\n", "t": "\t", "\\": "\\", "'": "'", '"': '"', "r": "\r"}
+    while i < len(body):
+        ch = body[i]
+        if ch == "\\" and i + 1 < len(body):
+            nxt = body[i + 1]
+            if nxt not in escapes:
+                raise ExprError(f"unknown escape \\{nxt} in string", offset + i + 1)
+            out.append(escapes[nxt])
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+# --- tree ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Node:
+    offset: int
+
+
+@dataclass(frozen=True)
+class Literal(Node):
+    value: Any
+
+
+@dataclass(frozen=True)
+class Name(Node):
+    name: str
+
+
+@dataclass(frozen=True)
+class Attr(Node):
+    target: Node
+    name: str
+
+
+@dataclass(frozen=True)
+class Index(Node):
+    target: Node
+    index: Node
+
+
+@dataclass(frozen=True)
+class ListNode(Node):
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Call(Node):
+    func: str
+    args: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Unary(Node):
+    op: str
+    operand: Node
+
+
+@dataclass(frozen=True)
+class Binary(Node):
+    op: str
+    left: Node
+    right: Node
+
+
+class _Parser:
+    def __init__(self, src: str) -> None:
+        self.tokens = _tokenize(src)
+        self.pos = 0
+        self.depth = 0
+
+    def peek(self) -> Token:
+        return self.tokens[self.pos]
+
+    def take(self) -> Token:
+        tok = self.tokens[self.pos]
+        self.pos += 1
+        return tok
+
+    def accept(self, text: str) -> bool:
+        tok = self.peek()
+        if tok.kind in ("op", "name") and tok.text == text:
+            self.pos += 1
+            return True
+        return False
+
+    def expect(self, text: str) -> Token:
+        tok = self.peek()
+        if tok.text != text or tok.kind not in ("op", "name"):
+            found = f"{tok.text!r}" if tok.kind != "end" else "end of expression"
+            raise ExprError(f"expected {text!r}, found {found}", tok.offset)
+        return self.take()
+
+    def parse(self) -> Node:
+        node = self.expr()
+        tok = self.peek()
+        if tok.kind != "end":
+            raise ExprError(f"unexpected {tok.text!r}", tok.offset)
+        return node
+
+    def expr(self) -> Node:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ExprError("expression nested too deeply", self.peek().offset)
+        try:
+            return self.or_()
+        finally:
+            self.depth -= 1
+
+    def or_(self) -> Node:
+        node = self.and_()
+        while True:
+            tok = self.peek()
+            if self.accept("or") or self.accept("||"):
+                node = Binary(tok.offset, "or", node, self.and_())
+            else:
+                return node
+
+    def and_(self) -> Node:
+        node = self.not_()
+        while True:
+            tok = self.peek()
+            if self.accept("and") or self.accept("&&"):
+                node = Binary(tok.offset, "and", node, self.not_())
+            else:
+                return node
+
+    def not_(self) -> Node:
+        tok = self.peek()
+        if self.accept("not") or self.accept("!"):
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise ExprError("expression nested too deeply", tok.offset)
+            try:
+                return Unary(tok.offset, "not", self.not_())
+            finally:
+                self.depth -= 1
+        return self.comparison()
+
+    def comparison(self) -> Node:
+        node = self.postfix()
+        tok = self.peek()
+        if tok.kind == "op" and tok.text in ("==", "!=", "<", "<=", ">", ">="):
+            self.take()
+            return Binary(tok.offset, tok.text, node, self.postfix())
+        if self.accept("in"):
+            return Binary(tok.offset, "in", node, self.postfix())
+        if tok.kind == "name" and tok.text == "not" and self.tokens[self.pos + 1].text == "in":
+            self.pos += 2
+            return Binary(tok.offset, "not in", node, self.postfix())
+        return node
+
+    def postfix(self) -> Node:
+        node = self.primary()
+        while True:
+            tok = self.peek()
+            if self.accept("."):
+                name = self.take()
+                if name.kind != "name":
+                    raise ExprError("expected a property name after '.'", name.offset)
+                node = Attr(tok.offset, node, name.text)
+            elif self.accept("["):
+                index = self.expr()
+                self.expect("]")
+                node = Index(tok.offset, node, index)
+            else:
+                return node
+
+    def primary(self) -> Node:
+        tok = self.take()
+        if tok.kind == "num":
+            value: Any = float(tok.text) if any(c in tok.text for c in ".eE") else int(tok.text)
+            return Literal(tok.offset, value)
+        if tok.kind == "str":
+            return Literal(tok.offset, _unquote(tok.text, tok.offset))
+        if tok.kind == "name":
+            if tok.text in ("true", "True"):
+                return Literal(tok.offset, True)
+            if tok.text in ("false", "False"):
+                return Literal(tok.offset, False)
+            if tok.text in ("null", "None"):
+                return Literal(tok.offset, None)
+            if tok.text in _KEYWORDS:
+                raise ExprError(f"unexpected {tok.text!r}", tok.offset)
+            if self.accept("("):
+                if tok.text not in FUNCTIONS:
+                    known = ", ".join(sorted(FUNCTIONS))
+                    raise ExprError(f"unknown function {tok.text!r} (known: {known})", tok.offset)
+                args: list[Node] = []
+                if not self.accept(")"):
+                    args.append(self.expr())
+                    while self.accept(","):
+                        args.append(self.expr())
+                    self.expect(")")
+                low, high = FUNCTIONS[tok.text][1]
+                if not low <= len(args) <= high:
+                    want = str(low) if low == high else f"{low} to {high}"
+                    raise ExprError(
+                        f"{tok.text}() takes {want} arguments, got {len(args)}", tok.offset
+                    )
+                return Call(tok.offset, tok.text, tuple(args))
+            return Name(tok.offset, tok.text)
+        if tok.kind == "op" and tok.text == "(":
+            node = self.expr()
+            self.expect(")")
+            return node
+        if tok.kind == "op" and tok.text == "[":
+            items: list[Node] = []
+            if not self.accept("]"):
+                items.append(self.expr())
+                while self.accept(","):
+                    items.append(self.expr())
+                self.expect("]")
+            return ListNode(tok.offset, tuple(items))
+        if tok.kind == "end":
+            raise ExprError("expression ends too early", tok.offset)
+        raise ExprError(f"unexpected {tok.text!r}", tok.offset)
+
+
+@lru_cache(maxsize=4096)
+def parse(src: str) -> Node:
+    """Parse one expression (the text between `${{` and `}}`)."""
+    if len(src) > MAX_EXPR_CHARS:
+        raise ExprError(f"expression longer than {MAX_EXPR_CHARS} characters")
+    if not src.strip():
+        raise ExprError("empty expression")
+    return _Parser(src).parse()
+
+
+# --- templates --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Template:
+    """A string from a playbook: literal text and expressions, in order."""
+
+    parts: tuple[str | tuple[Node, int], ...]  # text, or (expression, offset of its text)
+
+    @property
+    def whole(self) -> Node | None:
+        """The expression when the string is exactly one `${{ ... }}`: yields a native value."""
+        if len(self.parts) == 1 and isinstance(self.parts[0], tuple):
+            return self.parts[0][0]
+        return None
+
+    @property
+    def expressions(self) -> list[tuple[Node, int]]:
+        return [p for p in self.parts if isinstance(p, tuple)]
+
+
+def is_template(value: object) -> bool:
+    return isinstance(value, str) and OPEN in value
+
+
+@lru_cache(maxsize=4096)
+def parse_template(text: str) -> Template:
+    """Split a string into text and expressions; ExprError offsets index into `text`."""
+    parts: list[str | tuple[Node, int]] = []
+    pos = 0
+    while True:
+        start = text.find(OPEN, pos)
+        if start < 0:
+            if pos < len(text):
+                parts.append(text[pos:])
+            break
+        if start > pos:
+            parts.append(text[pos:start])
+        body_start = start + len(OPEN)
+        end = _find_close(text, body_start)
+        if end < 0:
+            raise ExprError("'${{' without a closing '}}'", start)
+        body = text[body_start:end]
+        lead = len(body) - len(body.lstrip())
+        try:
+            node = parse(body)
+        except ExprError as exc:
+            raise ExprError(exc.message, body_start + exc.offset) from None
+        parts.append((node, body_start + lead))
+        pos = end + len(CLOSE)
+    if len(parts) == 1 and isinstance(parts[0], tuple):
+        # "${{ x }}" exactly (surrounding blanks allowed) is a whole expression
+        pass
+    return Template(tuple(parts))
+
+
+def _find_close(text: str, pos: int) -> int:
+    """The `}}` that closes an expression, skipping string literals that contain one."""
+    quote = ""
+    i = pos
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 2
+                continue
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif text.startswith(CLOSE, i):
+            return i
+        i += 1
+    return -1
+
+
+# --- references (for the validator) -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A path read from the context, such as ('steps', 'snapshot', 'outputs', 'uri')."""
+
+    path: tuple[str, ...]
+    offset: int
+
+
+def references(node: Node) -> Iterator[Reference]:
+    """Every context path an expression reads, as far as it is known statically."""
+    if isinstance(node, Name):
+        yield Reference((node.name,), node.offset)
+        return
+    if isinstance(node, Attr | Index):
+        chain: list[str] = []
+        cur: Node = node
+        dynamic: list[Node] = []
+        while isinstance(cur, Attr | Index):
+            if isinstance(cur, Attr):
+                chain.append(cur.name)
+            elif isinstance(cur.index, Literal) and isinstance(cur.index.value, str):
+                chain.append(cur.index.value)
+            else:
+                chain.clear()  # an index we cannot know: keep only the prefix
+                dynamic.append(cur.index)
+            cur = cur.target
+        for index in dynamic:
+            yield from references(index)
+        if isinstance(cur, Name):
+            yield Reference((cur.name, *reversed(chain)), cur.offset)
+        else:
+            yield from references(cur)
+        return
+    if isinstance(node, Unary):
+        yield from references(node.operand)
+    elif isinstance(node, Binary):
+        yield from references(node.left)
+        yield from references(node.right)
+    elif isinstance(node, Call):
+        for arg in node.args:
+            yield from references(arg)
+    elif isinstance(node, ListNode):
+        for item in node.items:
+            yield from references(item)
+
+
+# --- evaluation ---------------------------------------------------------------------
+
+
+def _length(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, str | list | dict):
+        return len(value)
+    raise ExprError(f"length() needs a string, list or object, got {type_name(value)}")
+
+
+def _contains(haystack: Any, needle: Any) -> bool:
+    if haystack is None:
+        return False
+    if isinstance(haystack, str):
+        return isinstance(needle, str) and needle.lower() in haystack.lower()
+    if isinstance(haystack, list):
+        return any(_equal(item, needle) for item in haystack)
+    if isinstance(haystack, dict):
+        return needle in haystack
+    raise ExprError(f"contains() needs a string, list or object, got {type_name(haystack)}")
+
+
+def _startswith(value: Any, prefix: Any) -> bool:
+    return isinstance(value, str) and isinstance(prefix, str) and value.startswith(prefix)
+
+
+def _endswith(value: Any, suffix: Any) -> bool:
+    return isinstance(value, str) and isinstance(suffix, str) and value.endswith(suffix)
+
+
+def _join(values: Any, sep: Any = ",") -> str:
+    if values is None:
+        return ""
+    if not isinstance(values, list):
+        raise ExprError(f"join() needs a list, got {type_name(values)}")
+    return str(sep).join(to_text(v) for v in values)
+
+
+def _default(value: Any, fallback: Any) -> Any:
+    return fallback if value is None or value == "" else value
+
+
+FUNCTIONS: dict[str, tuple[Callable[..., Any], tuple[int, int]]] = {
+    "contains": (_contains, (2, 2)),
+    "startswith": (_startswith, (2, 2)),
+    "endswith": (_endswith, (2, 2)),
+    "length": (_length, (1, 1)),
+    "join": (_join, (1, 2)),
+    "default": (_default, (2, 2)),
+}
+
+
+def type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "object"
+    return "value"
+
+
+def _equal(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) != isinstance(b, bool):
+        return False
+    return bool(a == b)
+
+
+def _compare(op: str, a: Any, b: Any, offset: int) -> bool:
+    numeric = (
+        isinstance(a, int | float)
+        and isinstance(b, int | float)
+        and not isinstance(a, bool)
+        and not isinstance(b, bool)
+    )
+    if not numeric and not (isinstance(a, str) and isinstance(b, str)):
+        raise ExprError(f"cannot compare {type_name(a)} {op} {type_name(b)}", offset)
+    if op == "<":
+        return bool(a < b)
+    if op == "<=":
+        return bool(a <= b)
+    if op == ">":
+        return bool(a > b)
+    return bool(a >= b)
+
+
+def truthy(value: Any) -> bool:
+    if isinstance(value, float) and math.isnan(value):
+        return False
+    return bool(value)
+
+
+def evaluate(node: Node, context: Mapping[str, Any]) -> Any:
+    """Evaluate a parsed expression over plain data (dicts, lists, scalars)."""
+    if isinstance(node, Literal):
+        return node.value
+    if isinstance(node, Name):
+        if node.name not in context:
+            raise ExprError(f"unknown name {node.name!r}", node.offset)
+        return context[node.name]
+    if isinstance(node, Attr):
+        return _get(evaluate(node.target, context), node.name)
+    if isinstance(node, Index):
+        return _get(evaluate(node.target, context), evaluate(node.index, context))
+    if isinstance(node, ListNode):
+        return [evaluate(item, context) for item in node.items]
+    if isinstance(node, Unary):
+        return not truthy(evaluate(node.operand, context))
+    if isinstance(node, Binary):
+        if node.op == "and":
+            left = evaluate(node.left, context)
+            return evaluate(node.right, context) if truthy(left) else left
+        if node.op == "or":
+            left = evaluate(node.left, context)
+            return left if truthy(left) else evaluate(node.right, context)
+        left = evaluate(node.left, context)
+        right = evaluate(node.right, context)
+        if node.op == "==":
+            return _equal(left, right)
+        if node.op == "!=":
+            return not _equal(left, right)
+        if node.op == "in":
+            return _contains(right, left)
+        if node.op == "not in":
+            return not _contains(right, left)
+        return _compare(node.op, left, right, node.offset)
+    if isinstance(node, Call):
+        func = FUNCTIONS[node.func][0]
+        args = [evaluate(arg, context) for arg in node.args]
+        try:
+            return func(*args)
+        except ExprError as exc:
+            raise ExprError(exc.message, node.offset) from None
+    raise ExprError("unsupported expression", node.offset)  # pragma: no cover
+
+
+def _get(target: Any, key: Any) -> Any:
+    """Property or index access on data; missing things are null, as in GitHub Actions."""
+    if target is None:
+        return None
+    if isinstance(target, Mapping):
+        return target.get(key) if isinstance(key, str) else None
+    if isinstance(target, list):
+        if isinstance(key, int) and not isinstance(key, bool) and -len(target) <= key < len(target):
+            return target[key]
+        return None
+    return None
+
+
+def to_text(value: Any) -> str:
+    """How a value reads when interpolated into text."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return repr(value) if isinstance(value, float) else str(value)
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def render(value: Any, context: Mapping[str, Any]) -> Any:
+    """Render a value from a playbook: strings with `${{ }}` are evaluated, once.
+
+    Containers are walked; what evaluation returns is never rendered again.
+    """
+    if isinstance(value, str):
+        if OPEN not in value:
+            return value
+        template = parse_template(value)
+        whole = template.whole
+        if whole is not None:
+            return evaluate(whole, context)
+        out: list[str] = []
+        for part in template.parts:
+            if isinstance(part, str):
+                out.append(part)
+            else:
+                out.append(to_text(evaluate(part[0], context)))
+        return "".join(out)
+    if isinstance(value, dict):
+        return {key: render(item, context) for key, item in value.items()}
+    if isinstance(value, list):
+        return [render(item, context) for item in value]
+    return value
+
+
+def constant_value(node: Node) -> tuple[bool, Any]:
+    """(True, value) when an expression reads no context and evaluates cleanly."""
+    if any(True for _ in references(node)):
+        return False, None
+    try:
+        return True, evaluate(node, {})
+    except ExprError:
+        return False, None

@@ -1,0 +1,147 @@
+"""The lint rules. Each looks at a valid playbook and yields warnings with a level.
+
+Levels: high (can hurt production or the investigation), medium (weakens the
+response), low (style or intent).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from irbook import expr
+from irbook.errors import Diagnostic
+from irbook.loader import upstream_of
+from irbook.model import Playbook, Step
+from irbook.registry import ActionSpec, Registry
+from irbook.source import Source
+
+Rule = Callable[["_Ctx"], Iterator[Diagnostic]]
+
+
+class _Ctx:
+    def __init__(self, playbook: Playbook, source: Source, registry: Registry) -> None:
+        self.playbook = playbook
+        self.source = source
+        self.steps = {s.id: s for s in playbook.steps}
+        self.index = {s.id: i for i, s in enumerate(playbook.steps)}
+        self.specs: dict[str, ActionSpec] = {}
+        for step in playbook.steps:
+            spec = registry.find(step.action)
+            if spec is not None:
+                self.specs[step.id] = spec
+        self.upstream = upstream_of(self.steps)
+
+    def warn(
+        self, step: Step | None, field: str, code: str, level: str, message: str
+    ) -> Diagnostic:
+        loc: tuple[str | int, ...] = ("steps", self.index[step.id], field) if step else (field,)
+        return Diagnostic(
+            self.source.at(loc, key=True),
+            message,
+            severity="warning",
+            code=code,
+            level=level,
+            step=step.id if step else None,
+        )
+
+    def gated(self, step: Step) -> bool:
+        if step.needs_approval:
+            return True
+        return any(
+            self.specs.get(up) is not None and self.specs[up].key == "core.approval"
+            for up in self.upstream.get(step.id, ())
+        )
+
+
+def mutate_without_approval(ctx: _Ctx) -> Iterator[Diagnostic]:
+    if not ctx.playbook.triggers:
+        return
+    for step in ctx.playbook.steps:
+        spec = ctx.specs.get(step.id)
+        if spec is not None and spec.effect == "mutate" and not ctx.gated(step):
+            yield ctx.warn(
+                step,
+                "action",
+                "mutate-without-approval",
+                "high",
+                f"step '{step.id}' changes production ({spec.key}) in a playbook that alerts "
+                "can start, with no approval: add approval: {required: true}",
+            )
+
+
+def irreversible_without_evidence(ctx: _Ctx) -> Iterator[Diagnostic]:
+    for step in ctx.playbook.steps:
+        spec = ctx.specs.get(step.id)
+        if spec is None or spec.irreversible is None:
+            continue
+        if not any(ctx.specs.get(up) and ctx.specs[up].evidence for up in ctx.upstream[step.id]):
+            yield ctx.warn(
+                step,
+                "action",
+                "irreversible-without-evidence",
+                "high",
+                f"step '{step.id}' is irreversible ({spec.irreversible}) and no evidence "
+                "snapshot runs before it: add a snapshot step to its needs",
+            )
+
+
+def prefer_gentler(ctx: _Ctx) -> Iterator[Diagnostic]:
+    for step in ctx.playbook.steps:
+        spec = ctx.specs.get(step.id)
+        if spec is not None and spec.prefer:
+            yield ctx.warn(
+                step,
+                "action",
+                "prefer-reversible",
+                "medium",
+                f"step '{step.id}' uses {spec.key}; prefer {spec.prefer}, which can be undone",
+            )
+
+
+def no_notification(ctx: _Ctx) -> Iterator[Diagnostic]:
+    if not any(spec.effect == "notify" for spec in ctx.specs.values()):
+        yield ctx.warn(
+            None,
+            "steps",
+            "no-notification",
+            "medium",
+            "no step notifies anyone (Slack, Jira, a webhook): responders will not know "
+            "this playbook ran",
+        )
+
+
+def if_always_false(ctx: _Ctx) -> Iterator[Diagnostic]:
+    for step in ctx.playbook.steps:
+        cond = step.if_
+        constant, value = False, None
+        if isinstance(cond, bool):
+            constant, value = True, cond
+        elif isinstance(cond, str) and expr.is_template(cond):
+            template = expr.parse_template(cond)
+            if template.whole is not None:
+                constant, value = expr.constant_value(template.whole)
+        if constant and not expr.truthy(value):
+            yield ctx.warn(
+                step,
+                "if",
+                "if-always-false",
+                "medium",
+                f"step '{step.id}' never runs: its 'if' is always false",
+            )
+
+
+RULES: dict[str, Rule] = {
+    "mutate-without-approval": mutate_without_approval,
+    "irreversible-without-evidence": irreversible_without_evidence,
+    "prefer-reversible": prefer_gentler,
+    "no-notification": no_notification,
+    "if-always-false": if_always_false,
+}
+
+
+def lint_playbook(playbook: Playbook, source: Source, registry: Registry) -> list[Diagnostic]:
+    ctx = _Ctx(playbook, source, registry)
+    out: list[Diagnostic] = []
+    for rule in RULES.values():
+        out.extend(rule(ctx))
+    return sorted(out, key=lambda d: (d.location.line, d.location.col))

@@ -1,0 +1,751 @@
+"""YAML -> Playbook, with every problem in a file reported in one pass as path:line:col.
+
+Three layers, each collecting all it finds: the YAML source (source.py), the structure
+(pydantic), and the meaning (actions exist, parameters fit them, expressions parse and
+refer to inputs and upstream steps, `needs` has no cycles).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import types
+import typing
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from irbook import expr
+from irbook.errors import Diagnostic, IrbookError, LoadFailed, Location
+from irbook.model import Alert, Playbook, Step
+from irbook.model.base import parse_duration
+from irbook.registry import REGISTRY, ActionSpec, Registry, unknown_action_message
+from irbook.source import Path, Source, load_file
+
+PLAYBOOK_SUFFIXES = (".yaml", ".yml")
+MAX_FILES = 10_000
+
+
+@dataclass
+class Loaded:
+    playbook: Playbook
+    source: Source
+    warnings: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def path(self) -> str:
+        return self.source.path
+
+
+# --- pydantic errors -> one readable line each -----------------------------------
+
+
+def _unwrap(annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+        return _unwrap(models[0] if models else args[0]) if args else annotation
+    return annotation
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model that a location inside `model` points into (for 'did you mean')."""
+    current: Any = model
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            fields = {(f.alias or name): f for name, f in current.model_fields.items()}
+            if part not in fields:
+                return None
+            current = fields[part].annotation
+            continue
+        origin = typing.get_origin(current)
+        if origin in (list, tuple) or (origin is dict and not isinstance(part, int)):
+            current = typing.get_args(current)[-1]
+            continue
+        return None
+    current = _unwrap(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _field_names(model: type[BaseModel]) -> list[str]:
+    return [(f.alias or name) for name, f in model.model_fields.items()]
+
+
+def _loc_text(loc: Iterable[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _friendly(error: Any, model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    kind = error["type"]
+    name = _loc_text(loc)
+    where = f"'{name}'" if name else "document"
+    if kind == "missing":
+        return f"missing required field '{loc[-1]}'" + (
+            f" in '{_loc_text(loc[:-1])}'" if len(loc) > 1 else ""
+        )
+    if kind == "extra_forbidden":
+        parent = _model_at(model, loc[:-1])
+        hint = ""
+        if parent is not None:
+            close = difflib.get_close_matches(str(loc[-1]), _field_names(parent), n=1, cutoff=0.6)
+            if close:
+                hint = f" (did you mean '{close[0]}'?)"
+            else:
+                hint = f" (allowed: {', '.join(_field_names(parent))})"
+        return f"unknown field '{loc[-1]}'{hint}"
+    value = error.get("input")
+    got = expr.type_name(value) if not isinstance(value, BaseModel) else "object"
+    if kind == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        return f"{where}: {value!r} is not one of {expected}"
+    if kind == "string_pattern_mismatch":
+        return f"{where}: {value!r} does not match {error['ctx']['pattern']}"
+    simple = {
+        "string_type": "a string",
+        "int_type": "an integer",
+        "int_parsing": "an integer",
+        "int_from_float": "a whole number",
+        "float_type": "a number",
+        "float_parsing": "a number",
+        "bool_type": "true or false",
+        "bool_parsing": "true or false",
+        "list_type": "a list",
+        "dict_type": "a mapping",
+        "model_type": "a mapping",
+        "model_attributes_type": "a mapping",
+    }
+    if kind in simple:
+        return f"{where}: expected {simple[kind]}, got {got}"
+    msg = str(error.get("msg", "invalid value"))
+    msg = msg.removeprefix("Value error, ")
+    return f"{where}: {msg}"
+
+
+def pydantic_diagnostics(
+    exc: ValidationError,
+    model: type[BaseModel],
+    source: Source,
+    prefix: Path = (),
+    *,
+    step_of: Any = None,
+) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for error in exc.errors(include_url=False):
+        on_key = bool(error["loc"]) and error["loc"][-1] == "[key]"
+        loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))
+        # pydantic appends `[key]` markers for dict keys; str/bool unions add type names.
+        loc = tuple(p for p in loc if p not in ("str", "bool", "list[any]", "function-after"))
+        full = (*prefix, *loc)
+        at_key = error["type"] == "extra_forbidden" or on_key
+        location = source.at(full, key=at_key)
+        step = step_of(full) if step_of else None
+        message = _friendly(error, model, loc)
+        if step and len(loc) > 2:
+            message = message.replace(f"'{_loc_text(loc[:2])}.", f"step '{step}' field '", 1)
+        out.append(Diagnostic(location, message, step=step))
+    return out
+
+
+# --- the playbook ------------------------------------------------------------------
+
+
+class _Checker:
+    """Semantic checks on a structurally valid playbook (or its valid parts)."""
+
+    def __init__(self, source: Source, registry: Registry) -> None:
+        self.source = source
+        self.registry = registry
+        self.diags: list[Diagnostic] = []
+
+    def error(self, loc: Path, message: str, *, key: bool = False, step: str | None = None) -> None:
+        self.diags.append(Diagnostic(self.source.at(loc, key=key), message, step=step))
+
+    def error_at(self, location: Location, message: str, step: str | None = None) -> None:
+        self.diags.append(Diagnostic(location, message, step=step))
+
+    def expr_location(self, loc: Path, offset: int) -> Location:
+        """Where character `offset` of the string at `loc` is, for one-line scalars."""
+        base = self.source.at(loc)
+        value = _get_path(self.source.data, loc)
+        if isinstance(value, str) and "\n" not in value[:offset] and base.line:
+            quoted = 1 if loc in self.source.styles else 0
+            return Location(base.path, base.line, base.col + quoted + offset)
+        return base
+
+
+def _get_path(data: Any, loc: Path) -> Any:
+    for part in loc:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            data = data[part]
+        else:
+            return None
+    return data
+
+
+def _strings(value: Any, loc: Path) -> Iterator[tuple[Path, str]]:
+    if isinstance(value, str):
+        yield loc, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(v, (*loc, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _strings(v, (*loc, i))
+
+
+ALERT_FIELDS = set(Alert.model_fields)
+ACTOR_FIELDS = {"user_name", "principal_arn", "access_key_id", "ip"}
+RESOURCE_FIELDS = {"type", "id", "arn", "name", "region", "tags"}
+RUN_FIELDS = {"id", "mode", "dry_run", "playbook", "started_by", "incident_key", "severity"}
+
+
+def upstream_of(steps: dict[str, Step]) -> dict[str, set[str]]:
+    """Every step's transitive `needs` (cycles are reported elsewhere and cut here)."""
+    memo: dict[str, set[str]] = {}
+
+    def walk(step_id: str, trail: frozenset[str]) -> set[str]:
+        if step_id in memo:
+            return memo[step_id]
+        out: set[str] = set()
+        step = steps.get(step_id)
+        if step is not None:
+            for need in step.needs:
+                if need in steps and need not in trail:
+                    out.add(need)
+                    out |= walk(need, trail | {need})
+        memo[step_id] = out
+        return out
+
+    for step_id in steps:
+        walk(step_id, frozenset({step_id}))
+    return memo
+
+
+def find_cycle(steps: dict[str, Step]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for need in steps[node].needs:
+            if need not in steps:
+                continue
+            if state.get(need) == 1:
+                return [*stack[stack.index(need) :], need]
+            if need not in state:
+                found = visit(need)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in steps:
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def _check_reference(
+    checker: _Checker,
+    ref: expr.Reference,
+    *,
+    loc: Path,
+    offset: int,
+    playbook_inputs: set[str],
+    step: Step | None,
+    upstream: set[str],
+    steps: dict[str, Step],
+    specs: dict[str, ActionSpec],
+    in_outputs: bool,
+) -> None:
+    path = ref.path
+    at = checker.expr_location(loc, offset + ref.offset)
+    sid = step.id if step else None
+    root = path[0]
+    if root not in expr.ROOTS:
+        close = difflib.get_close_matches(root, expr.ROOTS, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else f" (use {', '.join(expr.ROOTS)})"
+        checker.error_at(at, f"unknown name '{root}' in expression{hint}", sid)
+        return
+    if root == "inputs":
+        if len(path) < 2:
+            return
+        if path[1] not in playbook_inputs:
+            close = difflib.get_close_matches(path[1], sorted(playbook_inputs), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            checker.error_at(at, f"unknown input '{path[1]}'{hint}", sid)
+    elif root == "item":
+        if step is None or step.for_each is None:
+            checker.error_at(at, "'item' is only defined in a step with for_each", sid)
+    elif root == "run":
+        if len(path) >= 2 and path[1] not in RUN_FIELDS:
+            known = ", ".join(sorted(RUN_FIELDS))
+            checker.error_at(at, f"unknown run field '{path[1]}' (known: {known})", sid)
+    elif root == "alert":
+        if len(path) >= 2:
+            top = path[1]
+            if top not in ALERT_FIELDS:
+                close = difflib.get_close_matches(top, sorted(ALERT_FIELDS), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                checker.error_at(at, f"unknown alert field '{top}'{hint}", sid)
+            elif top == "actor" and len(path) >= 3 and path[2] not in ACTOR_FIELDS:
+                known = ", ".join(sorted(ACTOR_FIELDS))
+                checker.error_at(at, f"unknown alert.actor field '{path[2]}' (known: {known})", sid)
+    elif root == "steps":
+        if len(path) < 2:
+            checker.error_at(at, "use steps.<id>.outputs.<name>", sid)
+            return
+        target = path[1]
+        if target not in steps:
+            close = difflib.get_close_matches(target, sorted(steps), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            checker.error_at(at, f"unknown step '{target}'{hint}", sid)
+            return
+        if step is not None and target == step.id:
+            checker.error_at(at, f"step '{target}' cannot read its own outputs", sid)
+            return
+        if not in_outputs and target not in upstream:
+            checker.error_at(
+                at,
+                f"step '{target}' is not upstream of this step: add it to needs "
+                f"(needs: [{target}]) so that its outputs exist when this step runs",
+                sid,
+            )
+            return
+        if len(path) >= 3 and path[2] not in ("outputs", "status"):
+            checker.error_at(at, f"steps.{target} has 'outputs' and 'status', not '{path[2]}'", sid)
+            return
+        if len(path) >= 4 and path[2] == "outputs":
+            spec = specs.get(steps[target].action)
+            if spec is not None:
+                names = _field_names(spec.result)
+                if path[3] not in names:
+                    close = difflib.get_close_matches(path[3], names, n=1)
+                    hint = f" (did you mean '{close[0]}'?)" if close else ""
+                    checker.error_at(
+                        at,
+                        f"action {spec.key} has no output '{path[3]}'{hint}; "
+                        f"it outputs: {', '.join(names) or 'nothing'}",
+                        sid,
+                    )
+
+
+def _check_expressions(
+    checker: _Checker,
+    value: Any,
+    loc: Path,
+    **kwargs: Any,
+) -> None:
+    step: Step | None = kwargs.get("step")
+    for sub_loc, text in _strings(value, loc):
+        if expr.OPEN not in text:
+            continue
+        try:
+            template = expr.parse_template(text)
+        except expr.ExprError as exc:
+            checker.error_at(
+                checker.expr_location(sub_loc, exc.offset),
+                f"invalid expression: {exc.message}",
+                step.id if step else None,
+            )
+            continue
+        for node, offset in template.expressions:
+            for ref in expr.references(node):
+                _check_reference(checker, ref, loc=sub_loc, offset=offset, **kwargs)
+
+
+def _check_params(checker: _Checker, spec: ActionSpec, step: Step, index: int) -> None:
+    loc: Path = ("steps", index, "with")
+    allowed = _field_names(spec.params)
+    for key in step.with_:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+            hint = (
+                f" (did you mean '{close[0]}'?)"
+                if close
+                else f" (it takes: {', '.join(allowed) or 'no parameters'})"
+            )
+            checker.error(
+                (*loc, key),
+                f"action {spec.key} has no parameter '{key}'{hint}",
+                key=True,
+                step=step.id,
+            )
+    try:
+        spec.params.model_validate(step.with_)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            eloc = tuple(error["loc"])
+            if error["type"] == "extra_forbidden":
+                continue  # reported above with a hint
+            if _through_expression(step.with_, eloc):
+                continue  # decided at run time
+            if not eloc and any(expr.is_template(s) for _, s in _strings(step.with_, ())):
+                continue  # a cross-field rule over values not known yet
+            if error["type"] == "missing":
+                checker.error(
+                    ("steps", index, "action"),
+                    f"action {spec.key} needs parameter '{eloc[-1]}' (missing from 'with')",
+                    step=step.id,
+                )
+                continue
+            checker.diags.append(
+                Diagnostic(
+                    checker.source.at((*loc, *eloc)),
+                    f"{spec.key}: " + _friendly(error, spec.params, ("with", *eloc)),
+                    step=step.id,
+                )
+            )
+
+
+def _through_expression(data: Any, loc: tuple[Any, ...]) -> bool:
+    for part in loc:
+        if expr.is_template(data):
+            return True
+        data = _get_path(data, (part,))
+        if data is None:
+            return False
+    return expr.is_template(data) or (
+        isinstance(data, dict | list) and any(expr.is_template(s) for _, s in _strings(data, ()))
+    )
+
+
+def _lenient_step(raw: Any) -> Step | None:
+    """A step with its invalid fields dropped, so that the rest can still be checked."""
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return Step.model_validate(raw)
+    except ValidationError as exc:
+        bad = {e["loc"][0] for e in exc.errors() if e["loc"]}
+        if bad & {"id", "action"}:
+            return None
+        try:
+            return Step.model_validate({k: v for k, v in raw.items() if k not in bad})
+        except ValidationError:
+            return None
+
+
+def check_playbook(
+    raw: dict[str, Any], source: Source, registry: Registry, model: Playbook | None
+) -> list[Diagnostic]:
+    """Meaning checks, run on whichever parts of the document are structurally valid."""
+    checker = _Checker(source, registry)
+    raw_steps = raw.get("steps") if isinstance(raw.get("steps"), list) else []
+    steps: dict[str, Step] = {}
+    indexes: dict[str, int] = {}
+    assert isinstance(raw_steps, list)
+    for index, raw_step in enumerate(raw_steps):
+        if model is not None:
+            step = model.steps[index]
+        else:
+            maybe = _lenient_step(raw_step)
+            if maybe is None:
+                if isinstance(raw_step, dict) and isinstance(raw_step.get("id"), str):
+                    indexes.setdefault(raw_step["id"], index)
+                continue
+            step = maybe
+        if step.id in indexes:
+            checker.error(
+                ("steps", index, "id"),
+                f"duplicate step id '{step.id}' (first at line "
+                f"{source.at(('steps', indexes[step.id], 'id')).line})",
+                step=step.id,
+            )
+            continue
+        indexes[step.id] = index
+        steps[step.id] = step
+
+    inputs = raw.get("inputs") if isinstance(raw.get("inputs"), dict) else {}
+    assert isinstance(inputs, dict)
+    input_names = set(inputs)
+
+    specs: dict[str, ActionSpec] = {}
+    for step_id, step in steps.items():
+        index = indexes[step_id]
+        spec = registry.find(step.action)
+        if spec is None:
+            checker.error(
+                ("steps", index, "action"),
+                unknown_action_message(step.action, registry),
+                step=step_id,
+            )
+            continue
+        specs[step_id] = spec
+        specs[step.action] = spec
+        _check_params(checker, spec, step, index)
+        if step.approval is not None and spec.effect == "read" and spec.key != "core.approval":
+            pass  # allowed: a human may want to confirm an expensive read
+        for n, need in enumerate(step.needs):
+            if need == step_id:
+                checker.error(
+                    ("steps", index, "needs", n), "a step cannot need itself", step=step_id
+                )
+            elif need not in steps and need not in indexes:
+                close = difflib.get_close_matches(need, sorted(indexes), n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                checker.error(
+                    ("steps", index, "needs", n),
+                    f"unknown step '{need}' in needs{hint}",
+                    step=step_id,
+                )
+        if len(set(step.needs)) != len(step.needs):
+            checker.error(
+                ("steps", index, "needs"), "a step is listed twice in needs", step=step_id
+            )
+
+    cycle = find_cycle(steps)
+    if cycle:
+        first = cycle[0]
+        checker.error(
+            ("steps", indexes[first], "needs"),
+            "cycle in needs: " + " -> ".join(cycle),
+            step=first,
+        )
+
+    upstream = upstream_of(steps)
+    common = {
+        "playbook_inputs": input_names,
+        "steps": steps,
+        "specs": {s.action: specs[s.id] for s in steps.values() if s.id in specs},
+    }
+    for step_id, step in steps.items():
+        index = indexes[step_id]
+        for field_name, value in (
+            ("with", step.with_),
+            ("if", step.if_),
+            ("for_each", step.for_each),
+        ):
+            _check_expressions(
+                checker,
+                value,
+                ("steps", index, field_name),
+                step=step if field_name != "for_each" else None,
+                upstream=upstream.get(step_id, set()),
+                in_outputs=False,
+                **common,
+            )
+        if isinstance(step.if_, str) and not expr.is_template(step.if_):
+            checker.error(
+                ("steps", index, "if"),
+                "'if' must be an expression such as \"${{ inputs.endpoint_name != '' }}\"",
+                step=step_id,
+            )
+        if isinstance(step.for_each, str) and not expr.is_template(step.for_each):
+            checker.error(
+                ("steps", index, "for_each"),
+                "'for_each' must be a list or an expression that yields one",
+                step=step_id,
+            )
+    for name, spec_raw in inputs.items():
+        if isinstance(spec_raw, dict):
+            for key in ("default", "description"):
+                if key in spec_raw and key == "default":
+                    for sub_loc, text in _strings(spec_raw[key], ("inputs", name, key)):
+                        if expr.OPEN in text:
+                            checker.error(
+                                sub_loc, "input defaults are literal values, not expressions"
+                            )
+    outputs = raw.get("outputs")
+    if isinstance(outputs, dict):
+        _check_expressions(
+            checker,
+            outputs,
+            ("outputs",),
+            step=None,
+            upstream=set(),
+            in_outputs=True,
+            **common,
+        )
+    return checker.diags
+
+
+def load_playbook(path: str, registry: Registry = REGISTRY) -> Loaded:
+    """Load and check one playbook; raises LoadFailed with every error in the file."""
+    try:
+        source = load_file(path)
+    except IrbookError as exc:
+        raise LoadFailed([Diagnostic(exc.location or Location(path), exc.message)]) from None
+    return _from_source(source, registry)
+
+
+def _from_source(source: Source, registry: Registry) -> Loaded:
+    raw = source.data
+    if not isinstance(raw, dict):
+        got = expr.type_name(raw)
+        message = f"expected a playbook mapping at the top level, got {got}"
+        raise LoadFailed([Diagnostic(source.at(()), message)])
+    if raw.get("kind") not in (None, "Playbook") and "kind" in raw:
+        message = f"kind is {raw.get('kind')!r}; expected Playbook"
+        raise LoadFailed([Diagnostic(source.at(("kind",)), message)])
+    diags: list[Diagnostic] = []
+    model: Playbook | None = None
+    steps_raw = raw.get("steps")
+
+    def step_of(loc: Path) -> str | None:
+        if len(loc) >= 2 and loc[0] == "steps" and isinstance(steps_raw, list):
+            idx = loc[1]
+            if isinstance(idx, int) and idx < len(steps_raw) and isinstance(steps_raw[idx], dict):
+                sid = steps_raw[idx].get("id")
+                return sid if isinstance(sid, str) else None
+        return None
+
+    try:
+        model = Playbook.model_validate(raw)
+    except ValidationError as exc:
+        diags.extend(pydantic_diagnostics(exc, Playbook, source, step_of=step_of))
+    diags.extend(check_playbook(raw, source, registry, model))
+    if diags or model is None:
+        diags.sort(key=lambda d: (d.location.line, d.location.col))
+        raise LoadFailed(_dedupe(diags))
+    from irbook.lint import lint_playbook  # lint reads the registry; import when needed
+
+    warnings = lint_playbook(model, source, registry)
+    return Loaded(model, source, warnings)
+
+
+def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:
+    seen: set[tuple[Location, str]] = set()
+    out = []
+    for d in diags:
+        if (d.location, d.message) not in seen:
+            seen.add((d.location, d.message))
+            out.append(d)
+    return out
+
+
+# --- folders and references ----------------------------------------------------------
+
+
+def playbook_files(paths: Iterable[str]) -> Iterator[str]:
+    """The playbook files named by paths (files as given; folders walked, sorted)."""
+    count = 0
+    for path in paths:
+        if os.path.isdir(path):
+            for folder, dirs, files in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(files):
+                    if name.endswith(PLAYBOOK_SUFFIXES) and not name.startswith("."):
+                        count += 1
+                        if count > MAX_FILES:
+                            raise IrbookError(f"{path}: more than {MAX_FILES} playbook files")
+                        yield os.path.join(folder, name)
+        else:
+            yield path
+
+
+@dataclass
+class Validation:
+    loaded: list[Loaded]
+    diagnostics: list[Diagnostic]
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "warning"]
+
+
+def validate_paths(paths: Iterable[str], registry: Registry = REGISTRY) -> Validation:
+    loaded: list[Loaded] = []
+    diags: list[Diagnostic] = []
+    ids: dict[str, Loaded] = {}
+    for path in playbook_files(paths):
+        try:
+            item = load_playbook(path, registry)
+        except LoadFailed as exc:
+            diags.extend(exc.diagnostics)
+            continue
+        pid = item.playbook.metadata.id
+        if pid in ids:
+            first = ids[pid]
+            diags.append(
+                Diagnostic(
+                    item.source.at(("metadata", "id")),
+                    f"duplicate playbook id '{pid}' (also in {first.path}:"
+                    f"{first.source.at(('metadata', 'id')).line})",
+                )
+            )
+            continue
+        ids[pid] = item
+        loaded.append(item)
+        diags.extend(item.warnings)
+    return Validation(loaded, diags)
+
+
+def default_playbook_dirs() -> list[str]:
+    env = os.environ.get("IRBOOK_PLAYBOOKS")
+    if env:
+        return [p for p in env.split(os.pathsep) if p]
+    return ["playbooks"]
+
+
+def resolve_playbook(ref: str, registry: Registry = REGISTRY) -> Loaded:
+    """A playbook by path, or by id within the playbook folders ($IRBOOK_PLAYBOOKS)."""
+    if os.sep in ref or ref.endswith(PLAYBOOK_SUFFIXES) or os.path.isfile(ref):
+        return load_playbook(ref, registry)
+    for folder in default_playbook_dirs():
+        if not os.path.isdir(folder):
+            continue
+        for path in playbook_files([folder]):
+            # cheap pre-filter: the id must appear in the file's text
+            try:
+                with open(path, "rb") as handle:
+                    if ref.encode() not in handle.read(2 * 1024 * 1024):
+                        continue
+            except OSError:
+                continue
+            try:
+                item = load_playbook(path, registry)
+            except LoadFailed:
+                continue
+            if item.playbook.metadata.id == ref:
+                return item
+    folders = ", ".join(default_playbook_dirs())
+    raise IrbookError(
+        f"no playbook with id '{ref}' in {folders} (give a path or set IRBOOK_PLAYBOOKS)"
+    )
+
+
+def load_alert(path: str) -> Alert:
+    """A normalized alert from a JSON or YAML file."""
+    source = load_file(path)
+    if not isinstance(source.data, dict):
+        raise IrbookError("an alert file must hold a mapping", source.at(()))
+    try:
+        return Alert.model_validate(source.data)
+    except ValidationError as exc:
+        diags = pydantic_diagnostics(exc, Alert, source)
+        raise LoadFailed(diags) from None
+
+
+__all__ = [
+    "Loaded",
+    "Validation",
+    "check_playbook",
+    "load_alert",
+    "load_playbook",
+    "parse_duration",
+    "resolve_playbook",
+    "validate_paths",
+]

@@ -1,0 +1,20 @@
+"""Pydantic models of the irbook/v1 format: playbooks, steps, inputs, triggers, alerts."""
+
+from irbook.model.alert import Actor, Alert, Resource
+from irbook.model.inputs import InputSpec
+from irbook.model.playbook import Metadata, Playbook
+from irbook.model.step import Approval, AwsTarget, Step
+from irbook.model.triggers import Trigger
+
+__all__ = [
+    "Actor",
+    "Alert",
+    "Approval",
+    "AwsTarget",
+    "InputSpec",
+    "Metadata",
+    "Playbook",
+    "Resource",
+    "Step",
+    "Trigger",
+]

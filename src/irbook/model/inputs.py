@@ -1,0 +1,49 @@
+"""Playbook inputs: typed, optionally taken from the normalized alert."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from irbook.model.base import Strict
+
+InputType = Literal["string", "integer", "number", "boolean", "list", "object"]
+
+
+class InputSpec(Strict):
+    type: InputType = "string"
+    description: str = ""
+    required: bool = False
+    default: Any = None
+    pattern: str | None = None
+    enum: list[Any] | None = None
+    from_: str | None = Field(default=None, alias="from")
+    secret: bool = False  # redacted from plans, run records and reports
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from None
+        return value
+
+    @field_validator("from_")
+    @classmethod
+    def _from_is_alert_path(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"alert(\.[A-Za-z0-9_-]+|\[\d+\])+", value):
+            raise ValueError(
+                f"'from' must be a path into the alert such as alert.actor.access_key_id, "
+                f"got {value!r}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _default_fits(self) -> InputSpec:
+        if self.required and self.default is not None:
+            raise ValueError("an input cannot be both required and have a default")
+        return self

@@ -1,0 +1,548 @@
+"""The offline planner: playbook + alert + parameters -> exactly what a run would do.
+
+Pure: no Prefect, no network. It resolves inputs, walks the steps in execution order,
+evaluates conditions and for_each over the alert and the simulated results of upstream
+steps, and asks each action's planner for the API calls it would make. The dry run and
+tabletop drills follow the same branches; a live run makes the same calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+
+from irbook import expr
+from irbook.errors import IrbookError
+from irbook.model import Alert, InputSpec, Playbook, Step
+from irbook.model.base import format_duration
+from irbook.registry import REGISTRY, ActionFailed, ActionSpec, PlannedCall, Registry, RunInfo
+
+REDACTED = "***"
+StepStatus = Literal["run", "skip", "fail", "blocked"]
+
+
+class PlanError(IrbookError):
+    """The plan cannot be made: a missing or invalid input, named in the message."""
+
+
+# --- inputs ----------------------------------------------------------------------
+
+
+def _coerce(name: str, spec: InputSpec, value: Any, *, from_cli: bool) -> Any:
+    kind = spec.type
+    shown = REDACTED if spec.secret else repr(value)
+    try:
+        if kind == "string":
+            if isinstance(value, bool | dict | list):
+                raise ValueError
+            return str(value)
+        if kind == "integer":
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if kind == "number":
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if kind == "boolean":
+            if isinstance(value, bool):
+                return value
+            if from_cli and isinstance(value, str):
+                lowered = value.strip().lower()
+                if lowered in ("true", "yes", "1", "on"):
+                    return True
+                if lowered in ("false", "no", "0", "off"):
+                    return False
+            raise ValueError
+        if kind == "list":
+            if isinstance(value, list):
+                return value
+            if from_cli and isinstance(value, str):
+                text = value.strip()
+                if text.startswith("["):
+                    parsed = json.loads(text)
+                    if isinstance(parsed, list):
+                        return parsed
+                    raise ValueError
+                return [part.strip() for part in text.split(",") if part.strip()]
+            raise ValueError
+        if kind == "object":
+            if isinstance(value, dict):
+                return value
+            if from_cli and isinstance(value, str):
+                parsed = json.loads(value)
+                if isinstance(parsed, dict):
+                    return parsed
+            raise ValueError
+    except (ValueError, TypeError, OverflowError):
+        pass
+    hint = " (JSON)" if kind in ("object",) else ""
+    raise PlanError(f"input '{name}': expected {kind}{hint}, got {shown}")
+
+
+def resolve_inputs(
+    playbook: Playbook, alert: Mapping[str, Any], params: Mapping[str, str]
+) -> dict[str, Any]:
+    """Inputs from --param, then the alert (`from:`), then defaults; checked and typed."""
+    unknown = sorted(set(params) - set(playbook.inputs))
+    if unknown:
+        known = ", ".join(sorted(playbook.inputs)) or "none"
+        raise PlanError(f"unknown input '{unknown[0]}' (this playbook takes: {known})")
+    out: dict[str, Any] = {}
+    for name, spec in playbook.inputs.items():
+        value: Any = None
+        if name in params:
+            value = _coerce(name, spec, params[name], from_cli=True)
+        elif spec.from_ is not None:
+            found = expr.evaluate(expr.parse(spec.from_), {"alert": alert})
+            if found is not None and found != "":
+                value = _coerce(name, spec, found, from_cli=False)
+        if value is None:
+            if spec.required:
+                source = f" or an alert with {spec.from_}" if spec.from_ else ""
+                raise PlanError(f"input '{name}' is required: give --param {name}=...{source}")
+            value = spec.default
+        elif spec.pattern and isinstance(value, str) and not re.search(spec.pattern, value):
+            shown = REDACTED if spec.secret else repr(value)
+            raise PlanError(f"input '{name}': {shown} does not match {spec.pattern}")
+        if value is not None and spec.enum is not None and value not in spec.enum:
+            shown = REDACTED if spec.secret else repr(value)
+            choices = ", ".join(repr(c) for c in spec.enum)
+            raise PlanError(f"input '{name}': {shown} is not one of {choices}")
+        out[name] = value
+    return out
+
+
+# --- the plan --------------------------------------------------------------------
+
+
+@dataclass
+class Iteration:
+    item: Any
+    params: dict[str, Any]
+    calls: list[PlannedCall]
+    result: dict[str, Any] | None
+    compensation: dict[str, Any] | None = None
+    error: str | None = None
+
+
+@dataclass
+class PlannedStep:
+    id: str
+    action: str
+    effect: str
+    needs: list[str]
+    status: StepStatus
+    reason: str = ""
+    approval: dict[str, Any] | None = None
+    iterations: list[Iteration] = field(default_factory=list)
+    compensation: str | None = None
+    irreversible: str | None = None
+    on_failure: str = "abort"
+    retries: int = 0
+    timeout: float | None = None
+    permissions: tuple[str, ...] = ()
+
+    @property
+    def calls(self) -> list[PlannedCall]:
+        return [call for it in self.iterations for call in it.calls]
+
+
+@dataclass
+class Plan:
+    playbook: Playbook
+    alert: dict[str, Any]
+    inputs: dict[str, Any]
+    run: dict[str, Any]
+    steps: list[PlannedStep]
+    outputs: dict[str, Any]
+    secrets: list[str]
+
+    @property
+    def outcome(self) -> str:
+        failed = [s for s in self.steps if s.status == "fail" and s.on_failure == "abort"]
+        return "fails" if failed else "succeeds"
+
+    def step(self, step_id: str) -> PlannedStep:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)
+
+    def as_dict(self) -> dict[str, Any]:
+        pb = self.playbook
+        data = {
+            "apiVersion": "irbook/v1",
+            "kind": "Plan",
+            "playbook": {
+                "id": pb.metadata.id,
+                "title": pb.metadata.title,
+                "severity": pb.metadata.severity,
+                "rollback": pb.rollback,
+            },
+            "alert": {k: self.alert.get(k) for k in ("id", "source", "type", "title", "severity")},
+            "run": self.run,
+            "inputs": {
+                name: (REDACTED if pb.inputs[name].secret and value is not None else value)
+                for name, value in self.inputs.items()
+            },
+            "outcome": self.outcome,
+            "steps": [_step_dict(s) for s in self.steps],
+            "outputs": self.outputs,
+            "summary": self.summary(),
+        }
+        redacted: dict[str, Any] = redact(data, self.secrets)
+        return redacted
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "steps": len(self.steps),
+            "run": sum(1 for s in self.steps if s.status == "run"),
+            "skipped": sum(1 for s in self.steps if s.status in ("skip", "blocked")),
+            "failed": sum(1 for s in self.steps if s.status == "fail"),
+            "calls": sum(len(s.calls) for s in self.steps if s.status != "skip"),
+            "approvals": sum(1 for s in self.steps if s.approval and s.status == "run"),
+        }
+
+
+def _step_dict(step: PlannedStep) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": step.id,
+        "action": step.action,
+        "effect": step.effect,
+        "needs": step.needs,
+        "status": step.status,
+        "reason": step.reason or None,
+        "on_failure": step.on_failure,
+        "retries": step.retries,
+        "timeout_seconds": step.timeout,
+        "approval": step.approval,
+        "permissions": list(step.permissions),
+        "iterations": [
+            {
+                "item": it.item,
+                "params": it.params,
+                "calls": [c.as_dict() for c in it.calls],
+                "simulated_result": it.result,
+                "compensation": it.compensation,
+                "error": it.error,
+            }
+            for it in step.iterations
+        ],
+        "compensation": step.compensation,
+        "irreversible": step.irreversible,
+    }
+    return out
+
+
+def redact(value: Any, secrets: list[str]) -> Any:
+    """Replace every occurrence of a secret value in strings, recursively."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        for secret in secrets:
+            if secret and secret in value:
+                value = value.replace(secret, REDACTED)
+        return value
+    if isinstance(value, dict):
+        return {k: redact(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, secrets) for v in value]
+    return value
+
+
+def execution_order(playbook: Playbook) -> list[Step]:
+    """Topological order; among steps that are ready, the one written first goes first."""
+    index = {s.id: i for i, s in enumerate(playbook.steps)}
+    pending = {s.id: set(s.needs) for s in playbook.steps}
+    dependents: dict[str, list[str]] = {s.id: [] for s in playbook.steps}
+    for step in playbook.steps:
+        for need in step.needs:
+            dependents[need].append(step.id)
+    ready = [index[sid] for sid, needs in pending.items() if not needs]
+    heapq.heapify(ready)
+    order: list[Step] = []
+    while ready:
+        step = playbook.steps[heapq.heappop(ready)]
+        order.append(step)
+        for dep in dependents[step.id]:
+            pending[dep].discard(step.id)
+            if not pending[dep]:
+                heapq.heappush(ready, index[dep])
+    return order
+
+
+def incident_key(playbook_id: str, alert_id: str) -> str:
+    digest = hashlib.sha256(f"{playbook_id}\x00{alert_id}".encode()).hexdigest()
+    return f"irbook-{digest[:12]}"
+
+
+def manual_alert() -> Alert:
+    return Alert(id="manual", source="manual", title="Started by hand")
+
+
+def build_plan(
+    playbook: Playbook,
+    alert: Alert | None = None,
+    params: Mapping[str, str] | None = None,
+    *,
+    registry: Registry = REGISTRY,
+    run_id: str = "plan",
+    started_by: str = "",
+) -> Plan:
+    alert = alert or manual_alert()
+    alert_ctx = alert.as_context()
+    inputs = resolve_inputs(playbook, alert_ctx, params or {})
+    secrets = [
+        str(inputs[name])
+        for name, spec in playbook.inputs.items()
+        if spec.secret and inputs.get(name) not in (None, "")
+    ]
+    key = incident_key(playbook.metadata.id, alert.id)
+    run_ctx = {
+        "id": run_id,
+        "mode": "plan",
+        "dry_run": True,
+        "playbook": playbook.metadata.id,
+        "started_by": started_by,
+        "incident_key": key,
+        "severity": playbook.metadata.severity,
+    }
+    steps_ctx: dict[str, dict[str, Any]] = {}
+    planned: dict[str, PlannedStep] = {}
+    for step in execution_order(playbook):
+        spec = registry.get(step.action)
+        ps = PlannedStep(
+            id=step.id,
+            action=step.action,
+            effect=spec.effect,
+            needs=list(step.needs),
+            status="run",
+            compensation=spec.compensation,
+            irreversible=spec.irreversible,
+            on_failure=step.on_failure or spec.on_failure,
+            retries=step.retries,
+            timeout=step.timeout,
+            permissions=spec.permissions,
+        )
+        planned[step.id] = ps
+        if step.needs_approval or spec.key == "core.approval":
+            gate = step.approval
+            ps.approval = {
+                "timeout": format_duration(gate.timeout if gate else 15 * 60.0),
+                "on_timeout": gate.on_timeout if gate else "reject",
+                "approvers": list(gate.approvers) if gate else [],
+            }
+        context = {
+            "inputs": inputs,
+            "alert": alert_ctx,
+            "run": {**run_ctx, "step": step.id},
+            "steps": steps_ctx,
+        }
+        _plan_step(step, spec, ps, planned, context, run_ctx)
+        steps_ctx[step.id] = {
+            "status": {"run": "succeeded", "skip": "skipped", "fail": "failed"}.get(
+                ps.status, "skipped"
+            ),
+            "outputs": _outputs(ps, step),
+        }
+    outputs: dict[str, Any] = {}
+    final = {"inputs": inputs, "alert": alert_ctx, "run": run_ctx, "steps": steps_ctx}
+    for name, value in playbook.outputs.items():
+        try:
+            outputs[name] = expr.render(value, final)
+        except expr.ExprError as exc:
+            outputs[name] = None
+            raise PlanError(f"output '{name}': {exc.message}") from None
+    order = [planned[s.id] for s in execution_order(playbook)]
+    return Plan(playbook, alert_ctx, inputs, run_ctx, order, outputs, secrets)
+
+
+def _outputs(ps: PlannedStep, step: Step) -> Any:
+    if ps.status != "run":
+        return None
+    results = [it.result for it in ps.iterations]
+    if step.for_each is not None:
+        return results
+    return results[0] if results else None
+
+
+def _plan_step(
+    step: Step,
+    spec: ActionSpec,
+    ps: PlannedStep,
+    planned: dict[str, PlannedStep],
+    context: dict[str, Any],
+    run_ctx: dict[str, Any],
+) -> None:
+    for need in step.needs:
+        up = planned[need]
+        if up.status == "blocked" or (up.status == "fail" and up.on_failure == "abort"):
+            ps.status = "blocked"
+            ps.reason = f"upstream step '{need}' failed"
+            return
+    if step.if_ is not None:
+        try:
+            cond = expr.render(step.if_, context)
+        except expr.ExprError as exc:
+            ps.status, ps.reason = "fail", f"if: {exc.message}"
+            return
+        if not expr.truthy(cond):
+            ps.status = "skip"
+            ps.reason = f"if {step.if_} is false" if isinstance(step.if_, str) else "if: false"
+            return
+    items: list[Any] = [None]
+    if step.for_each is not None:
+        try:
+            each = expr.render(step.for_each, context)
+        except expr.ExprError as exc:
+            ps.status, ps.reason = "fail", f"for_each: {exc.message}"
+            return
+        if each is None:
+            each = []
+        if not isinstance(each, list):
+            ps.status = "fail"
+            ps.reason = f"for_each yielded {expr.type_name(each)}, not a list"
+            return
+        if not each:
+            ps.status, ps.reason = "skip", "for_each is empty"
+            return
+        items = each
+    run = RunInfo(
+        run_id=str(run_ctx["id"]),
+        playbook_id=str(run_ctx["playbook"]),
+        step_id=step.id,
+        dry_run=True,
+        incident_key=str(run_ctx["incident_key"]),
+        severity=str(run_ctx["severity"]),
+    )
+    for item in items:
+        scope = dict(context)
+        if step.for_each is not None:
+            scope["item"] = item
+        iteration = Iteration(item=item, params={}, calls=[], result=None)
+        ps.iterations.append(iteration)
+        try:
+            rendered = expr.render(step.with_, scope)
+        except expr.ExprError as exc:
+            iteration.error = f"with: {exc.message}"
+            break
+        iteration.params = rendered
+        try:
+            params = spec.params.model_validate(rendered)
+        except ValidationError as exc:
+            iteration.error = _validation_message(spec, exc)
+            break
+        iteration.params = params.model_dump(mode="json", exclude_none=True)
+        try:
+            iteration.calls = spec.plan(params)
+            result = spec.simulated(params, run)
+        except ActionFailed as exc:
+            iteration.error = exc.message
+            break
+        except IrbookError as exc:
+            iteration.error = exc.message
+            break
+        iteration.result = result.model_dump(mode="json")
+        if spec.compensation is not None:
+            iteration.compensation = {
+                "action": spec.compensation,
+                "with": spec.compensation_params(params, result),
+            }
+    errors = [it.error for it in ps.iterations if it.error]
+    if errors:
+        ps.status = "fail"
+        ps.reason = errors[0]
+
+
+def _validation_message(spec: ActionSpec, exc: ValidationError) -> str:
+    first = exc.errors(include_url=False)[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    msg = str(first["msg"]).removeprefix("Value error, ")
+    return f"{spec.key}: parameter '{loc}': {msg}" if loc else f"{spec.key}: {msg}"
+
+
+# --- text rendering ----------------------------------------------------------------
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def render_text(plan: Plan) -> str:
+    data = plan.as_dict()  # redacted
+    pb = data["playbook"]
+    lines = [f"Plan for {pb['id']}: {pb['title']} (severity {pb['severity']})"]
+    alert = data["alert"]
+    if alert.get("id") != "manual":
+        lines.append(
+            f"Alert: {alert.get('source')} {alert.get('id')} {alert.get('type') or ''}".rstrip()
+        )
+        if alert.get("title"):
+            lines.append(f"       {_short(alert['title'])}")
+    if data["inputs"]:
+        lines.append("Inputs:")
+        for name, value in data["inputs"].items():
+            lines.append(f"  {name} = {_short(value)}")
+    lines.append("Steps, in execution order:")
+    for n, step in enumerate(data["steps"], 1):
+        status = {
+            "run": "runs",
+            "skip": "skipped",
+            "fail": "FAILS",
+            "blocked": "skipped",
+        }[step["status"]]
+        gate = ""
+        if step["approval"] and step["status"] == "run":
+            appr = step["approval"]
+            gate = f", after approval (timeout {appr['timeout']}, then {appr['on_timeout']})"
+        lines.append(f"  {n}. {step['id']}  {step['action']}  [{step['effect']}]  {status}{gate}")
+        if step["reason"]:
+            lines.append(f"       why: {step['reason']}")
+        if step["status"] in ("skip", "blocked"):
+            continue
+        for it in step["iterations"]:
+            if it["item"] is not None:
+                lines.append(f"       for item {_short(it['item'], 80)}")
+            if it["params"]:
+                shown = ", ".join(f"{k}={_short(v, 60)}" for k, v in it["params"].items())
+                lines.append(f"       with {shown}")
+            for call in it["calls"]:
+                lines.append(f"       call {call['call']} {_short(call['params'], 100)}")
+            if it["compensation"]:
+                comp = it["compensation"]
+                lines.append(f"       undo {comp['action']} {_short(comp['with'], 100)}")
+        if step["irreversible"]:
+            lines.append(f"       irreversible: {step['irreversible']}")
+        if step["status"] == "fail" and step["on_failure"] == "continue":
+            lines.append("       on_failure: continue (the run goes on)")
+    if data["outputs"]:
+        lines.append("Outputs:")
+        for name, value in data["outputs"].items():
+            lines.append(f"  {name} = {_short(value)}")
+    s = data["summary"]
+    lines.append(
+        f"Summary: {s['steps']} steps, {s['run']} run, {s['skipped']} skipped, "
+        f"{s['failed']} fail; {s['calls']} API calls; {s['approvals']} approvals; "
+        f"the run {data['outcome']}."
+    )
+    return "\n".join(lines)
+
+
+def as_json(plan: Plan) -> str:
+    return json.dumps(plan.as_dict(), indent=2, sort_keys=False, default=str)
+
+
+def model_dump(value: BaseModel) -> dict[str, Any]:
+    return value.model_dump(mode="json")
