@@ -6,14 +6,12 @@ is one), in the `path:line:col: severity: message` form editors and CI understan
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 Severity = Literal["error", "warning"]
 
 
-@dataclass(frozen=True)
-class Location:
+class Location(NamedTuple):
     path: str
     line: int = 0  # 1-based; 0 when unknown
     col: int = 0
@@ -24,8 +22,7 @@ class Location:
         return self.path
 
 
-@dataclass(frozen=True)
-class Diagnostic:
+class Diagnostic(NamedTuple):
     """A finding about a file: an error (the file is unusable) or a lint warning."""
 
     location: Location

@@ -18,9 +18,8 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 MAX_EXPR_CHARS = 4096
 MAX_DEPTH = 32
@@ -55,8 +54,7 @@ _TOKEN = re.compile(
 _KEYWORDS = {"and", "or", "not", "in", "true", "false", "null", "True", "False", "None"}
 
 
-@dataclass(frozen=True)
-class Token:
+class Token(NamedTuple):
     kind: str  # num | str | name | op | end
     text: str
     offset: int
@@ -101,55 +99,83 @@ def _unquote(text: str, offset: int) -> str:
 # --- tree ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class Node:
-    offset: int
+    """An expression tree node. Plain slotted classes: dataclasses cost import time."""
+
+    __slots__ = ("offset",)
+
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
 
 
-@dataclass(frozen=True)
 class Literal(Node):
-    value: Any
+    __slots__ = ("value",)
+
+    def __init__(self, offset: int, value: Any) -> None:
+        super().__init__(offset)
+        self.value = value
 
 
-@dataclass(frozen=True)
 class Name(Node):
-    name: str
+    __slots__ = ("name",)
+
+    def __init__(self, offset: int, name: str) -> None:
+        super().__init__(offset)
+        self.name = name
 
 
-@dataclass(frozen=True)
 class Attr(Node):
-    target: Node
-    name: str
+    __slots__ = ("name", "target")
+
+    def __init__(self, offset: int, target: Node, name: str) -> None:
+        super().__init__(offset)
+        self.target = target
+        self.name = name
 
 
-@dataclass(frozen=True)
 class Index(Node):
-    target: Node
-    index: Node
+    __slots__ = ("index", "target")
+
+    def __init__(self, offset: int, target: Node, index: Node) -> None:
+        super().__init__(offset)
+        self.target = target
+        self.index = index
 
 
-@dataclass(frozen=True)
 class ListNode(Node):
-    items: tuple[Node, ...]
+    __slots__ = ("items",)
+
+    def __init__(self, offset: int, items: tuple[Node, ...]) -> None:
+        super().__init__(offset)
+        self.items = items
 
 
-@dataclass(frozen=True)
 class Call(Node):
-    func: str
-    args: tuple[Node, ...]
+    __slots__ = ("args", "func")
+
+    def __init__(self, offset: int, func: str, args: tuple[Node, ...]) -> None:
+        super().__init__(offset)
+        self.func = func
+        self.args = args
 
 
-@dataclass(frozen=True)
 class Unary(Node):
-    op: str
-    operand: Node
+    __slots__ = ("op", "operand")
+
+    def __init__(self, offset: int, op: str, operand: Node) -> None:
+        super().__init__(offset)
+        self.op = op
+        self.operand = operand
 
 
-@dataclass(frozen=True)
 class Binary(Node):
-    op: str
-    left: Node
-    right: Node
+    __slots__ = ("left", "op", "right")
+
+    def __init__(self, offset: int, op: str, left: Node, right: Node) -> None:
+        super().__init__(offset)
+        self.op = op
+        self.left = left
+        self.right = right
 
 
 class _Parser:
@@ -319,11 +345,13 @@ def parse(src: str) -> Node:
 # --- templates --------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class Template:
     """A string from a playbook: literal text and expressions, in order."""
 
-    parts: tuple[str | tuple[Node, int], ...]  # text, or (expression, offset of its text)
+    __slots__ = ("parts",)
+
+    def __init__(self, parts: tuple[str | tuple[Node, int], ...]) -> None:
+        self.parts = parts  # text, or (expression, offset of its text)
 
     @property
     def whole(self) -> Node | None:
@@ -366,9 +394,6 @@ def parse_template(text: str) -> Template:
             raise ExprError(exc.message, body_start + exc.offset) from None
         parts.append((node, body_start + lead))
         pos = end + len(CLOSE)
-    if len(parts) == 1 and isinstance(parts[0], tuple):
-        # "${{ x }}" exactly (surrounding blanks allowed) is a whole expression
-        pass
     return Template(tuple(parts))
 
 
@@ -395,8 +420,7 @@ def _find_close(text: str, pos: int) -> int:
 # --- references (for the validator) -----------------------------------------------
 
 
-@dataclass(frozen=True)
-class Reference:
+class Reference(NamedTuple):
     """A path read from the context, such as ('steps', 'snapshot', 'outputs', 'uri')."""
 
     path: tuple[str, ...]

@@ -18,14 +18,12 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from irbook import expr
+from irbook import source as source_mod
 from irbook.errors import Diagnostic, IrbookError, LoadFailed, Location
 from irbook.model import Alert, Playbook, Step
 from irbook.model.base import parse_duration
 from irbook.registry import REGISTRY, ActionSpec, Registry, unknown_action_message
-from irbook.source import Path, Source, load_file
-
-PLAYBOOK_SUFFIXES = (".yaml", ".yml")
-MAX_FILES = 10_000
+from irbook.source import Path, Source, default_playbook_dirs, load_file, playbook_files
 
 
 @dataclass
@@ -635,23 +633,6 @@ def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:
 # --- folders and references ----------------------------------------------------------
 
 
-def playbook_files(paths: Iterable[str]) -> Iterator[str]:
-    """The playbook files named by paths (files as given; folders walked, sorted)."""
-    count = 0
-    for path in paths:
-        if os.path.isdir(path):
-            for folder, dirs, files in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in sorted(files):
-                    if name.endswith(PLAYBOOK_SUFFIXES) and not name.startswith("."):
-                        count += 1
-                        if count > MAX_FILES:
-                            raise IrbookError(f"{path}: more than {MAX_FILES} playbook files")
-                        yield os.path.join(folder, name)
-        else:
-            yield path
-
-
 @dataclass
 class Validation:
     loaded: list[Loaded]
@@ -693,16 +674,9 @@ def validate_paths(paths: Iterable[str], registry: Registry = REGISTRY) -> Valid
     return Validation(loaded, diags)
 
 
-def default_playbook_dirs() -> list[str]:
-    env = os.environ.get("IRBOOK_PLAYBOOKS")
-    if env:
-        return [p for p in env.split(os.pathsep) if p]
-    return ["playbooks"]
-
-
 def resolve_playbook(ref: str, registry: Registry = REGISTRY) -> Loaded:
     """A playbook by path, or by id within the playbook folders ($IRBOOK_PLAYBOOKS)."""
-    if os.sep in ref or ref.endswith(PLAYBOOK_SUFFIXES) or os.path.isfile(ref):
+    if os.sep in ref or ref.endswith(source_mod.PLAYBOOK_SUFFIXES) or os.path.isfile(ref):
         return load_playbook(ref, registry)
     for folder in default_playbook_dirs():
         if not os.path.isdir(folder):
@@ -743,9 +717,11 @@ __all__ = [
     "Loaded",
     "Validation",
     "check_playbook",
+    "default_playbook_dirs",
     "load_alert",
     "load_playbook",
     "parse_duration",
+    "playbook_files",
     "resolve_playbook",
     "validate_paths",
 ]

@@ -15,8 +15,8 @@ from typing import Any
 import yaml
 
 from irbook.errors import IrbookError, Location
+from irbook.files import MAX_FILE_BYTES, PLAYBOOK_SUFFIXES, default_playbook_dirs, playbook_files
 
-MAX_FILE_BYTES = 1024 * 1024
 MAX_NODES = 100_000  # values after alias expansion
 MAX_DEPTH = 64
 
@@ -26,6 +26,16 @@ except AttributeError:  # pragma: no cover - wheels ship libyaml
     _Loader = yaml.SafeLoader
 
 Path = tuple[str | int, ...]
+
+__all__ = [
+    "MAX_FILE_BYTES",
+    "PLAYBOOK_SUFFIXES",
+    "Source",
+    "default_playbook_dirs",
+    "load_file",
+    "load_text",
+    "playbook_files",
+]
 
 
 @dataclass
@@ -190,6 +200,15 @@ class _Builder:
         return self._scalar(node)
 
     def _scalar(self, node: yaml.ScalarNode) -> Any:
+        # Fast paths for the tags the resolver gives nearly every scalar in a playbook;
+        # the full constructor (slow in Python) handles the rest.
+        tag = node.tag
+        if tag == _STR:
+            return node.value
+        if tag == _NULL:
+            return None
+        if tag == _BOOL:
+            return node.value.lower() in _TRUE
         try:
             value = _SCALARS.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
@@ -200,6 +219,12 @@ class _Builder:
             # Timestamps and binary become strings: playbooks compare text, not dates.
             return node.value
         return value
+
+
+_STR = "tag:yaml.org,2002:str"
+_NULL = "tag:yaml.org,2002:null"
+_BOOL = "tag:yaml.org,2002:bool"
+_TRUE = frozenset({"yes", "true", "on", "y"})
 
 
 class _ScalarConstructor(yaml.SafeLoader):

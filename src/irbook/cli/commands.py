@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -20,28 +21,34 @@ def _params(values: list[str]) -> dict[str, str]:
     return out
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
-    from irbook.loader import default_playbook_dirs, validate_paths
+def _no_cache(args: argparse.Namespace) -> None:
+    if getattr(args, "no_cache", False):
+        os.environ["IRBOOK_NO_CACHE"] = "1"
 
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from irbook.files import default_playbook_dirs
+    from irbook.validate import validate
+
+    _no_cache(args)
     paths = args.paths or default_playbook_dirs()
-    result = validate_paths(paths)
+    report = validate(paths)
     if args.format == "json":
-        print(json.dumps([d.as_dict() for d in result.diagnostics], indent=2))
+        print(json.dumps([d.as_dict() for d in report.diagnostics], indent=2))
     else:
-        for diag in result.diagnostics:
+        for diag in report.diagnostics:
             print(diag)
-        errors, warnings = len(result.errors), len(result.warnings)
-        files = len(result.loaded) + len({d.location.path for d in result.errors})
+        errors, warnings = len(report.errors), len(report.warnings)
         status = "ok" if not errors else "failed"
         print(
-            f"{status}: {files} file(s), {len(result.loaded)} valid, {errors} error(s), "
-            f"{warnings} warning(s)",
+            f"{status}: {len(report.files)} file(s), {len(report.valid)} valid, "
+            f"{errors} error(s), {warnings} warning(s)",
             file=sys.stderr,
         )
-    if not result.loaded and not result.errors:
-        print(f"irbook: error: no playbooks found in {', '.join(paths)}", file=sys.stderr)
+    if not report.files:
+        print(f"irbook: error: no playbook files in {', '.join(paths)}", file=sys.stderr)
         return 1
-    if result.errors or (args.strict and result.warnings):
+    if report.errors or (args.strict and report.warnings):
         return 1
     return 0
 
@@ -72,10 +79,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from irbook.loader import resolve_playbook
+    from irbook.loader import load_playbook
     from irbook.registry import REGISTRY
+    from irbook.validate import find_playbook
 
-    item = resolve_playbook(args.playbook)
+    item = load_playbook(find_playbook(args.playbook))
     pb = item.playbook
     meta = pb.metadata
     print(f"{meta.id}: {meta.title}")
@@ -119,15 +127,49 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from irbook.loader import load_alert, resolve_playbook
+    from irbook import cache
+    from irbook.validate import find_playbook
+
+    _no_cache(args)
+    params = _params(args.param)
+    path = find_playbook(args.playbook)
+    entry = None
+    if cache.enabled():
+        try:
+            with open(path, "rb") as handle:
+                book = handle.read()
+            alert = b""
+            if args.alert:
+                with open(args.alert, "rb") as handle:
+                    alert = handle.read()
+        except OSError:
+            pass  # the slow path reports it properly
+        else:
+            entry = cache.key(
+                "plan",
+                path,
+                book,
+                args.alert or "",
+                alert,
+                json.dumps(params, sort_keys=True),
+                args.format,
+            )
+            hit = cache.get("plan", entry)
+            if isinstance(hit, dict):
+                sys.stdout.write(hit["stdout"])
+                sys.stderr.write(hit["stderr"])
+                return 0
+    from irbook.loader import load_alert, load_playbook
     from irbook.plan import as_json, build_plan, render_text
 
-    item = resolve_playbook(args.playbook)
-    alert = load_alert(args.alert) if args.alert else None
-    plan = build_plan(item.playbook, alert, _params(args.param))
-    print(as_json(plan) if args.format == "json" else render_text(plan))
-    for warning in item.warnings:
-        print(warning, file=sys.stderr)
+    item = load_playbook(path)
+    plan = build_plan(item.playbook, load_alert(args.alert) if args.alert else None, params)
+    out = (as_json(plan) if args.format == "json" else render_text(plan)) + "\n"
+    err = "".join(f"{warning}\n" for warning in item.warnings)
+    sys.stdout.write(out)
+    sys.stderr.write(err)
+    if entry is not None:
+        cache.put("plan", entry, {"stdout": out, "stderr": err})
     return 0
 
 

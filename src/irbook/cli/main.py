@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--strict", action="store_true", help="lint warnings fail too")
+    p.add_argument("--no-cache", action="store_true", help="ignore cached results")
     p.set_defaults(handler="irbook.cli.commands:cmd_validate")
 
     p = sub.add_parser("list", help="list the playbooks in the playbook folders")
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--param", action="append", default=[], metavar="K=V", help="set an input (repeatable)"
     )
     p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--no-cache", action="store_true", help="ignore cached results")
     p.set_defaults(handler="irbook.cli.commands:cmd_plan")
 
     p = sub.add_parser("schema", help="print the JSON Schema of the playbook format")

@@ -72,8 +72,8 @@ def mutate_without_approval(ctx: _Ctx) -> Iterator[Diagnostic]:
 def irreversible_without_evidence(ctx: _Ctx) -> Iterator[Diagnostic]:
     for step in ctx.playbook.steps:
         spec = ctx.specs.get(step.id)
-        if spec is None or spec.irreversible is None:
-            continue
+        if spec is None or spec.irreversible is None or spec.evidence:
+            continue  # an evidence copy kept under lock is the snapshot, not a risk to it
         if not any(ctx.specs.get(up) and ctx.specs[up].evidence for up in ctx.upstream[step.id]):
             yield ctx.warn(
                 step,

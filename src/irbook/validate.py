@@ -1,0 +1,156 @@
+"""Validation of many files, with results cached by content (see cache.py).
+
+On a full cache hit nothing heavier than hashing runs: no YAML parsing and no pydantic
+model building, which is most of a cold `irbook validate`'s time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from irbook import cache
+from irbook.errors import Diagnostic, IrbookError, LoadFailed, Location
+from irbook.files import MAX_FILE_BYTES, default_playbook_dirs, playbook_files
+
+
+class FileResult:
+    def __init__(
+        self,
+        path: str,
+        playbook_id: str | None,  # None when the file is invalid
+        diagnostics: list[Diagnostic],
+        id_location: Location | None = None,
+    ) -> None:
+        self.path = path
+        self.playbook_id = playbook_id
+        self.diagnostics = diagnostics
+        self.id_location = id_location
+
+
+class Report:
+    def __init__(self, files: list[FileResult], diagnostics: list[Diagnostic]) -> None:
+        self.files = files
+        self.diagnostics = diagnostics
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "warning"]
+
+    @property
+    def valid(self) -> list[FileResult]:
+        return [f for f in self.files if f.playbook_id is not None]
+
+
+def _diag_from(data: dict[str, Any]) -> Diagnostic:
+    return Diagnostic(
+        Location(data["path"], data["line"], data["col"]),
+        data["message"],
+        severity=data["severity"],
+        code=data["code"],
+        level=data["level"] or "",
+        step=data["step"],
+    )
+
+
+def _read(path: str) -> bytes | None:
+    """The file's bytes, or None when it cannot be a cache hit (too big, unreadable)."""
+    try:
+        if os.path.getsize(path) > MAX_FILE_BYTES:
+            return None
+        with open(path, "rb") as handle:
+            return handle.read(MAX_FILE_BYTES + 1)
+    except OSError:
+        return None
+
+
+def check_file(path: str) -> FileResult:
+    raw = _read(path)
+    entry = cache.key("validate", path, raw) if raw is not None and cache.enabled() else None
+    if entry is not None:
+        hit = cache.get("validate", entry)
+        if isinstance(hit, dict):
+            loc = hit.get("id_location")
+            return FileResult(
+                path,
+                hit.get("id"),
+                [_diag_from(d) for d in hit.get("diagnostics", [])],
+                Location(*loc) if loc else None,
+            )
+    from irbook.loader import load_playbook
+
+    try:
+        loaded = load_playbook(path)
+    except LoadFailed as exc:
+        result = FileResult(path, None, list(exc.diagnostics))
+    else:
+        result = FileResult(
+            path,
+            loaded.playbook.metadata.id,
+            list(loaded.warnings),
+            loaded.source.at(("metadata", "id")),
+        )
+    if entry is not None:
+        loc = result.id_location
+        cache.put(
+            "validate",
+            entry,
+            {
+                "id": result.playbook_id,
+                "id_location": [loc.path, loc.line, loc.col] if loc else None,
+                "diagnostics": [d.as_dict() for d in result.diagnostics],
+            },
+        )
+    return result
+
+
+def validate(paths: Iterable[str]) -> Report:
+    files: list[FileResult] = []
+    diags: list[Diagnostic] = []
+    seen: dict[str, FileResult] = {}
+    for path in playbook_files(paths):
+        result = check_file(path)
+        files.append(result)
+        diags.extend(result.diagnostics)
+        pid = result.playbook_id
+        if pid is None:
+            continue
+        if pid in seen:
+            first = seen[pid]
+            line = first.id_location.line if first.id_location else 0
+            diags.append(
+                Diagnostic(
+                    result.id_location or Location(path),
+                    f"duplicate playbook id '{pid}' (also in {first.path}:{line})",
+                )
+            )
+            result.playbook_id = None
+            continue
+        seen[pid] = result
+    return Report(files, diags)
+
+
+def find_playbook(ref: str) -> str:
+    """The path of a playbook given by path or by id (in $IRBOOK_PLAYBOOKS or playbooks/)."""
+    from irbook.files import PLAYBOOK_SUFFIXES
+
+    if os.sep in ref or ref.endswith(PLAYBOOK_SUFFIXES) or os.path.isfile(ref):
+        return ref
+    folders = default_playbook_dirs()
+    for folder in folders:
+        if not os.path.isdir(folder):
+            continue
+        for path in playbook_files([folder]):
+            raw = _read(path)
+            if raw is None or ref.encode() not in raw:
+                continue  # cheap: the id must appear in the text
+            if check_file(path).playbook_id == ref:
+                return path
+    raise IrbookError(
+        f"no playbook with id '{ref}' in {', '.join(folders)} (give a path or set IRBOOK_PLAYBOOKS)"
+    )
