@@ -387,12 +387,11 @@ def parse_template(text: str) -> Template:
         if end < 0:
             raise ExprError("'${{' without a closing '}}'", start)
         body = text[body_start:end]
-        lead = len(body) - len(body.lstrip())
         try:
             node = parse(body)
         except ExprError as exc:
             raise ExprError(exc.message, body_start + exc.offset) from None
-        parts.append((node, body_start + lead))
+        parts.append((node, body_start))  # node offsets count from the body's start
         pos = end + len(CLOSE)
     return Template(tuple(parts))
 

@@ -173,6 +173,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_iam_policy(args: argparse.Namespace) -> int:
+    from irbook.iam import policy_for
+    from irbook.loader import load_playbook
+    from irbook.validate import find_playbook
+
+    item = load_playbook(find_playbook(args.playbook))
+    print(json.dumps(policy_for(item.playbook, rollback=not args.no_rollback), indent=2))
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from irbook.schema import playbook_schema
 

@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true", help="ignore cached results")
     p.set_defaults(handler="irbook.cli.commands:cmd_plan")
 
+    p = sub.add_parser("iam-policy", help="the least-privilege IAM policy a playbook needs")
+    p.add_argument("playbook", metavar="PLAYBOOK", help="a playbook id or path")
+    p.add_argument("--no-rollback", action="store_true", help="leave out what compensations need")
+    p.set_defaults(handler="irbook.cli.commands:cmd_iam_policy")
+
     p = sub.add_parser("schema", help="print the JSON Schema of the playbook format")
     p.set_defaults(handler="irbook.cli.commands:cmd_schema")
 

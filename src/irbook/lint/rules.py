@@ -45,12 +45,17 @@ class _Ctx:
         )
 
     def gated(self, step: Step) -> bool:
-        if step.needs_approval:
-            return True
-        return any(
-            self.specs.get(up) is not None and self.specs[up].key == "core.approval"
-            for up in self.upstream.get(step.id, ())
-        )
+        """True when a human decision stands between an alert and this step.
+
+        A step that can only run after an approval gate upstream (a step with
+        approval.required, or a core.approval checkpoint) is covered by that decision.
+        """
+        for sid in (step.id, *self.upstream.get(step.id, ())):
+            other = self.steps[sid]
+            spec = self.specs.get(sid)
+            if other.needs_approval or (spec is not None and spec.key == "core.approval"):
+                return True
+        return False
 
 
 def mutate_without_approval(ctx: _Ctx) -> Iterator[Diagnostic]:
