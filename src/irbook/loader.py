@@ -562,6 +562,35 @@ def check_playbook(
                             checker.error(
                                 sub_loc, "input defaults are literal values, not expressions"
                             )
+    triggers = raw.get("triggers")
+    if isinstance(triggers, list):
+        for t_index, trigger in enumerate(triggers):
+            match = trigger.get("match") if isinstance(trigger, dict) else None
+            if not isinstance(match, dict):
+                continue
+            for field_path in match:
+                top = str(field_path).split(".")[0]
+                sub = str(field_path).split(".")[1:2]
+                if top not in ALERT_FIELDS or top == "raw":
+                    close = difflib.get_close_matches(top, sorted(ALERT_FIELDS), n=1)
+                    hint = f" (did you mean '{close[0]}'?)" if close else ""
+                    checker.error(
+                        ("triggers", t_index, "match", field_path),
+                        f"unknown alert field '{field_path}' in trigger{hint}",
+                        key=True,
+                    )
+                elif top == "actor" and sub and sub[0] not in ACTOR_FIELDS:
+                    checker.error(
+                        ("triggers", t_index, "match", field_path),
+                        f"unknown alert.actor field '{sub[0]}' in trigger",
+                        key=True,
+                    )
+                elif top == "resources" and sub and sub[0] not in RESOURCE_FIELDS:
+                    checker.error(
+                        ("triggers", t_index, "match", field_path),
+                        f"unknown resource field '{sub[0]}' in trigger",
+                        key=True,
+                    )
     outputs = raw.get("outputs")
     if isinstance(outputs, dict):
         _check_expressions(

@@ -1,0 +1,88 @@
+"""Trigger matching: does a normalized alert start a playbook?
+
+A trigger names a source and conditions on alert fields, all of which must hold:
+a glob (`UnauthorizedAccess:IAMUser/*`, case-sensitive as finding types are), a list of
+globs (any may match), a plain value (equality), or comparisons ({gte: 7}). A path into
+a list (`resources.type`) holds when any element matches. Alert text is only ever
+compared, never interpreted.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from irbook.model import Alert, Playbook, Trigger
+
+
+def _values(data: Any, path: list[str]) -> list[Any]:
+    """Every value at a dotted path; lists fan out."""
+    if not path:
+        return data if isinstance(data, list) else [data]
+    if isinstance(data, list):
+        return [v for item in data for v in _values(item, path)]
+    if isinstance(data, Mapping) and path[0] in data:
+        return _values(data[path[0]], path[1:])
+    return []
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _holds(value: Any, cond: Any) -> bool:
+    if isinstance(cond, dict):
+        for op, operand in cond.items():
+            if op in ("eq", "ne") and isinstance(operand, str):
+                same = isinstance(value, str) and value == operand
+                if same != (op == "eq"):
+                    return False
+                continue
+            left, right = _number(value), _number(operand)
+            if left is None or right is None:
+                return False
+            ok = {
+                "gt": left > right,
+                "gte": left >= right,
+                "lt": left < right,
+                "lte": left <= right,
+                "eq": left == right,
+                "ne": left != right,
+            }[op]
+            if not ok:
+                return False
+        return True
+    if isinstance(cond, list):
+        return any(_holds(value, c) for c in cond)
+    if isinstance(cond, str):
+        return isinstance(value, str | int | float) and fnmatch.fnmatchcase(str(value), cond)
+    if isinstance(cond, bool):
+        return value is cond
+    return _number(value) is not None and _number(value) == _number(cond)
+
+
+def matches(trigger: Trigger, alert: Alert | Mapping[str, Any]) -> bool:
+    data = alert.as_context() if isinstance(alert, Alert) else alert
+    if data.get("source") != trigger.source:
+        return False
+    for path, cond in trigger.match.items():
+        values = _values(data, path.split("."))
+        if not any(_holds(v, cond) for v in values):
+            return False
+    return True
+
+
+def matching_playbooks(playbooks: Iterable[Playbook], alert: Alert) -> list[Playbook]:
+    """The playbooks any of whose triggers the alert matches, in the order given."""
+    data = alert.as_context()
+    return [pb for pb in playbooks if any(matches(t, data) for t in pb.triggers)]
