@@ -22,6 +22,7 @@ from irbook import source as source_mod
 from irbook.errors import Diagnostic, IrbookError, LoadFailed, Location
 from irbook.model import Alert, Playbook, Step
 from irbook.model.base import parse_duration
+from irbook.model.playbook import MAX_STEPS
 from irbook.registry import REGISTRY, ActionSpec, Registry, unknown_action_message
 from irbook.source import Path, Source, default_playbook_dirs, load_file, playbook_files
 
@@ -124,6 +125,11 @@ def _friendly(error: Any, model: type[BaseModel], loc: tuple[Any, ...]) -> str:
         "model_type": "a mapping",
         "model_attributes_type": "a mapping",
     }
+    if kind == "too_long":
+        ctx = error.get("ctx", {})
+        return f"{where}: at most {ctx.get('max_length')} items, found {ctx.get('actual_length')}"
+    if kind == "too_short" and error.get("ctx", {}).get("min_length") == 1:
+        return f"{where}: must not be empty"
     if kind in simple:
         return f"{where}: expected {simple[kind]}, got {got}"
     msg = str(error.get("msg", "invalid value"))
@@ -212,52 +218,44 @@ RUN_FIELDS = {"id", "mode", "dry_run", "playbook", "started_by", "incident_key",
 
 
 def upstream_of(steps: dict[str, Step]) -> dict[str, set[str]]:
-    """Every step's transitive `needs` (cycles are reported elsewhere and cut here)."""
-    memo: dict[str, set[str]] = {}
-
-    def walk(step_id: str, trail: frozenset[str]) -> set[str]:
-        if step_id in memo:
-            return memo[step_id]
-        out: set[str] = set()
-        step = steps.get(step_id)
-        if step is not None:
-            for need in step.needs:
-                if need in steps and need not in trail:
-                    out.add(need)
-                    out |= walk(need, trail | {need})
-        memo[step_id] = out
-        return out
-
+    """Every step's transitive `needs` (unknown names and cycles are reported elsewhere)."""
+    out: dict[str, set[str]] = {}
     for step_id in steps:
-        walk(step_id, frozenset({step_id}))
-    return memo
+        seen: set[str] = set()
+        todo = [n for n in steps[step_id].needs if n in steps]
+        while todo:
+            need = todo.pop()
+            if need in seen or need == step_id:
+                continue
+            seen.add(need)
+            todo.extend(n for n in steps[need].needs if n in steps)
+        out[step_id] = seen
+    return out
 
 
 def find_cycle(steps: dict[str, Step]) -> list[str] | None:
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        stack.append(node)
-        for need in steps[node].needs:
+    """One cycle in `needs`, as the path that closes it, or None. Iterative: no recursion."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for root in steps:
+        if root in state:
+            continue
+        path: list[str] = [root]
+        iters = [iter(steps[root].needs)]
+        state[root] = 1
+        while path:
+            need = next(iters[-1], None)
+            if need is None:
+                state[path.pop()] = 2
+                iters.pop()
+                continue
             if need not in steps:
                 continue
             if state.get(need) == 1:
-                return [*stack[stack.index(need) :], need]
+                return [*path[path.index(need) :], need]
             if need not in state:
-                found = visit(need)
-                if found:
-                    return found
-        stack.pop()
-        state[node] = 2
-        return None
-
-    for node in steps:
-        if node not in state:
-            found = visit(node)
-            if found:
-                return found
+                state[need] = 1
+                path.append(need)
+                iters.append(iter(steps[need].needs))
     return None
 
 
@@ -447,10 +445,11 @@ def check_playbook(
 ) -> list[Diagnostic]:
     """Meaning checks, run on whichever parts of the document are structurally valid."""
     checker = _Checker(source, registry)
-    raw_steps = raw.get("steps") if isinstance(raw.get("steps"), list) else []
+    raw_steps: list[Any] = raw["steps"] if isinstance(raw.get("steps"), list) else []
+    if len(raw_steps) > MAX_STEPS:
+        return []  # the structure check reports it; graph checks would be quadratic
     steps: dict[str, Step] = {}
     indexes: dict[str, int] = {}
-    assert isinstance(raw_steps, list)
     for index, raw_step in enumerate(raw_steps):
         if model is not None:
             step = model.steps[index]

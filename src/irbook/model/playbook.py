@@ -15,6 +15,9 @@ AtlasId = Annotated[str, StringConstraints(pattern=r"^AML\.T\d{4}(\.\d{3})?$")]
 InputName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
 
+MAX_STEPS = 500
+
+
 class Metadata(Strict):
     id: str = Field(pattern=ID_PATTERN)
     title: str = Field(min_length=1)
@@ -34,7 +37,7 @@ class Playbook(Strict):
     triggers: list[Trigger] = Field(default_factory=list)
     rollback: Literal["manual", "auto"] = "manual"
     aws: AwsTarget | None = None
-    steps: list[Step] = Field(min_length=1)
+    steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
     outputs: dict[InputName, Any] = Field(default_factory=dict)
 
     def step(self, step_id: str) -> Step:
