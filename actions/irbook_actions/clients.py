@@ -17,6 +17,14 @@ CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0
 
 
+def _record(model: Any, params: Any, **_: Any) -> None:
+    """botocore hook: every real AWS call lands in the step's record of real calls."""
+    from irbook.registry import PlannedCall, record_call
+
+    service = model.service_model.signing_name or model.service_model.endpoint_prefix
+    record_call(PlannedCall(str(service), str(model.name), dict(params or {})))
+
+
 class LiveClients:
     """Clients from the environment: the standard boto3 chain, SLACK_BOT_TOKEN, JIRA_*.
 
@@ -32,6 +40,7 @@ class LiveClients:
         role_arn: str | None = None,
         external_id: str | None = None,
         read_timeout: float = READ_TIMEOUT,
+        max_attempts: int = 5,
         slack_token: str | None = None,
         slack_base_url: str | None = None,
         jira_options: dict[str, Any] | None = None,
@@ -41,6 +50,7 @@ class LiveClients:
         self.role_arn = role_arn
         self.external_id = external_id
         self.read_timeout = read_timeout
+        self.max_attempts = max_attempts
         self.slack_token = slack_token
         self.slack_base_url = slack_base_url
         self.jira_options = jira_options
@@ -49,6 +59,27 @@ class LiveClients:
         self._aws: dict[tuple[str, str | None], Any] = {}
         self._slack: Any = None
         self._jira: Any = None
+
+    def with_timeout(self, seconds: float) -> LiveClients:
+        """Clients for one step with a `timeout`: every call gives up within it.
+
+        Prefect's task timeout cannot interrupt a blocking call in a worker thread, so the
+        step's timeout becomes the clients' read timeout, with one attempt per call (the
+        step's own `retries` decide about trying again).
+        """
+        clone = LiveClients(
+            region=self.region,
+            aws_endpoint_url=self.aws_endpoint_url,
+            role_arn=self.role_arn,
+            external_id=self.external_id,
+            read_timeout=max(0.1, float(seconds)),
+            max_attempts=1,
+            slack_token=self.slack_token,
+            slack_base_url=self.slack_base_url,
+            jira_options=self.jira_options,
+        )
+        clone._session = self._session  # the same credentials, new clients
+        return clone
 
     # -- AWS ------------------------------------------------------------------------
 
@@ -80,9 +111,9 @@ class LiveClients:
         from botocore.config import Config
 
         return Config(
-            connect_timeout=CONNECT_TIMEOUT,
+            connect_timeout=min(CONNECT_TIMEOUT, self.read_timeout),
             read_timeout=self.read_timeout,
-            retries={"mode": "adaptive", "max_attempts": 5},
+            retries={"mode": "adaptive", "total_max_attempts": self.max_attempts},
             user_agent_extra="irbook",
         )
 
@@ -97,6 +128,7 @@ class LiveClients:
                     endpoint_url=self.aws_endpoint_url,
                     config=self._config(),
                 )
+                client.meta.events.register("before-parameter-build.*.*", _record)
                 self._aws[key] = client
             return client
 
@@ -112,7 +144,7 @@ class LiveClients:
                     from irbook.errors import IrbookError
 
                     raise IrbookError("Slack is not configured: set SLACK_BOT_TOKEN")
-                kwargs: dict[str, Any] = {"token": token, "timeout": int(self.read_timeout)}
+                kwargs: dict[str, Any] = {"token": token, "timeout": max(1, int(self.read_timeout))}
                 base_url = self.slack_base_url or os.environ.get("IRBOOK_SLACK_BASE_URL")
                 if base_url:
                     kwargs["base_url"] = base_url

@@ -12,6 +12,8 @@ included. The entry name is the namespace the module provides (`aws` for
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import difflib
 import importlib
 import inspect
@@ -117,6 +119,29 @@ class ActionContext:
 
     def aws(self, service: str) -> Any:
         return self.clients.aws(service, region=self.region)
+
+
+_CALLS: contextvars.ContextVar[list[PlannedCall] | None] = contextvars.ContextVar(
+    "irbook_calls", default=None
+)
+
+
+@contextlib.contextmanager
+def recording_calls() -> Iterator[list[PlannedCall]]:
+    """Collect the real API calls made in this context (a step's task, a test)."""
+    calls: list[PlannedCall] = []
+    token = _CALLS.set(calls)
+    try:
+        yield calls
+    finally:
+        _CALLS.reset(token)
+
+
+def record_call(call: PlannedCall) -> None:
+    """Client hooks call this for every real API call; kept when someone is recording."""
+    calls = _CALLS.get()
+    if calls is not None:
+        calls.append(call)
 
 
 class ActionFailed(IrbookError):

@@ -55,6 +55,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true", help="ignore cached results")
     p.set_defaults(handler="irbook.cli.commands:cmd_plan")
 
+    p = sub.add_parser("run", help="run a playbook as a Prefect flow (live or --dry-run)")
+    p.add_argument("playbook", metavar="PLAYBOOK", help="a playbook id or path")
+    p.add_argument("--alert", metavar="FILE", help="a normalized alert, JSON or YAML")
+    p.add_argument(
+        "--param", action="append", default=[], metavar="K=V", help="set an input (repeatable)"
+    )
+    p.add_argument("--dry-run", action="store_true", help="change nothing; simulate every effect")
+    p.add_argument(
+        "--live-reads", action="store_true", help="with --dry-run: let read actions call out"
+    )
+    p.add_argument(
+        "--ask-approvals", action="store_true", help="with --dry-run: wait for real approvals"
+    )
+    p.add_argument("--yes", action="store_true", help="do not ask before a live run")
+    p.add_argument("--plain", action="store_true", help="one line per change, no live table")
+    p.add_argument("--quiet", action="store_true", help="do not print the plan first")
+    p.add_argument("--started-by", metavar="WHO", help=argparse.SUPPRESS)
+    p.set_defaults(handler="irbook_flows.cli:cmd_run")
+
+    p = sub.add_parser("approve", help="approve (or --reject) the step a run waits on")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--step", metavar="ID", help="the step expected to be waiting")
+    p.add_argument("--reject", action="store_true")
+    p.add_argument("--by", metavar="NAME", help="who decides (default: cli:$USER)")
+    p.add_argument("--comment", metavar="TEXT")
+    p.set_defaults(handler="irbook_flows.cli:cmd_approve")
+
+    p = sub.add_parser("runs", help="recent runs, or one run's record (runs show RUN_ID)")
+    p.add_argument("action", nargs="?", choices=("list", "show"), default="list")
+    p.add_argument("run_id", nargs="?", metavar="RUN_ID")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(handler="irbook_flows.cli:cmd_runs")
+
+    p = sub.add_parser("rollback", help="run the compensations of a run, newest first")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--dry-run", action="store_true", help="show the calls, change nothing")
+    p.set_defaults(handler="irbook_flows.cli:cmd_rollback")
+
     p = sub.add_parser("iam-policy", help="the least-privilege IAM policy a playbook needs")
     p.add_argument("playbook", metavar="PLAYBOOK", help="a playbook id or path")
     p.add_argument("--no-rollback", action="store_true", help="leave out what compensations need")

@@ -1,0 +1,344 @@
+"""`irbook run | approve | runs | rollback`: the commands that need Prefect.
+
+The `irbook` parser (irbook.cli.main) names these handlers by string and imports this
+module only when one of them runs, so `irbook --help` and `irbook validate` never pay
+for Prefect, and the core package never imports this one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from irbook.errors import IrbookError
+
+EXIT_OK, EXIT_FAILED, EXIT_REJECTED, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+STATE_MARK = {
+    "pending": "·",
+    "running": "…",
+    "awaiting-approval": "?",
+    "succeeded": "✓",
+    "failed": "✗",
+    "skipped": "-",
+    "rejected": "⊘",
+    "cancelled": "⊘",
+}
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+class StepTable:
+    """The live view of a run: redrawn in place on a terminal, one line per change otherwise."""
+
+    def __init__(self, steps: list[str], out: TextIO, live: bool) -> None:
+        self.steps = steps
+        self.state = dict.fromkeys(steps, "pending")
+        self.detail = dict.fromkeys(steps, "")
+        self.out = out
+        self.live = live
+        self.drawn = 0
+        self.started = time.monotonic()
+        self.lock = threading.Lock()
+
+    def event(self, kind: str, step: str, state: str, detail: str) -> None:
+        with self.lock:
+            if kind == "undo":
+                self._line(f"  undo {step}: {state} {detail}")
+                return
+            if step not in self.state:
+                return
+            self.state[step], self.detail[step] = state, detail
+            if self.live:
+                self._redraw()
+            else:
+                elapsed = time.monotonic() - self.started
+                text = f" ({detail})" if detail else ""
+                self._line(f"  {elapsed:6.1f}s {STATE_MARK.get(state, ' ')} {step}: {state}{text}")
+
+    def _line(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+        self.drawn = 0
+
+    def _redraw(self) -> None:
+        if self.drawn:
+            self.out.write(f"\x1b[{self.drawn}F")
+        width = max(len(s) for s in self.steps)
+        for step in self.steps:
+            state = self.state[step]
+            detail = f"  {self.detail[step]}" if self.detail[step] else ""
+            self.out.write(
+                f"\x1b[2K  {STATE_MARK.get(state, ' ')} {step:<{width}}  {state}{detail[:80]}\n"
+            )
+        self.out.flush()
+        self.drawn = len(self.steps)
+
+
+def _terminal_prompt(out: TextIO) -> Any:
+    def ask(run_id: str, step: Any, info: dict[str, Any]) -> Any:
+        from irbook_flows.engine import Decision
+
+        out.write(
+            f"\nApproval needed for step '{step.id}' ({step.action}). "
+            f"Approve? [y/N] (or run: irbook approve {run_id}) "
+        )
+        out.flush()
+        try:
+            answer = sys.stdin.readline().strip().lower()
+        except (OSError, ValueError):
+            return None
+        if not answer and sys.stdin.closed:
+            return None
+        return Decision(answer in ("y", "yes"), f"cli:{_user()}", "decided in the terminal")
+
+    return ask
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from irbook.cli.commands import _params
+    from irbook.loader import load_alert, load_playbook
+    from irbook.plan import build_plan, render_text
+    from irbook.registry import REGISTRY
+    from irbook.validate import find_playbook
+
+    item = load_playbook(find_playbook(args.playbook))
+    playbook = item.playbook
+    alert = load_alert(args.alert) if args.alert else None
+    params = _params(args.param)
+    plan = build_plan(playbook, alert, params)  # resolves and checks inputs first
+    dry_run = bool(args.dry_run)
+    if args.live_reads and not dry_run:
+        raise IrbookError("--live-reads only makes sense with --dry-run")
+    out = sys.stdout
+    if not args.quiet:
+        out.write(render_text(plan) + "\n\n")
+    mutating = [s.id for s in plan.steps if s.effect == "mutate" and s.status == "run"]
+    if not dry_run and mutating and not args.yes:
+        if not sys.stdin.isatty():
+            raise IrbookError(
+                "this live run changes production (steps: "
+                + ", ".join(mutating)
+                + "); confirm in a terminal or pass --yes"
+            )
+        out.write(f"LIVE run of {playbook.metadata.id}: proceed? [y/N] ")
+        out.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            out.write("not started\n")
+            return EXIT_FAILED
+
+    from irbook_flows.server import ensure_api, ui_url
+
+    ensure_api()
+    from irbook.runs import RunStore
+    from irbook_flows.engine import RunSpec
+    from irbook_flows.flow import execute, quiet_console
+
+    quiet_console()
+    clients: Any
+    if dry_run and not args.live_reads:
+        from irbook.registry import NoClients
+
+        clients = NoClients()
+    else:
+        from irbook_actions.clients import LiveClients
+
+        clients = LiveClients()
+    REGISTRY.load_all()
+    store = RunStore()
+    alert_obj = plan.alert
+    started_by = args.started_by or f"cli:{_user()}"
+    run_id = store.create_run(
+        playbook_id=playbook.metadata.id,
+        playbook_title=playbook.metadata.title,
+        mode="dry-run" if dry_run else "live",
+        started_by=started_by,
+        inputs=plan.as_dict()["inputs"],
+        rollback=playbook.rollback,
+        alert_source=alert_obj.get("source"),
+        alert_id=alert_obj.get("id"),
+        incident_key=str(plan.run["incident_key"]),
+    )
+    label = "DRY RUN" if dry_run else "LIVE"
+    out.write(f"{label} run {run_id} of {playbook.metadata.id}\n")
+    table = StepTable([s.id for s in plan.steps], out, live=out.isatty() and not args.plain)
+    interactive = sys.stdin.isatty() and (not dry_run or args.ask_approvals)
+    spec = RunSpec(
+        run_id=run_id,
+        playbook=playbook,
+        alert=alert or _manual(),
+        inputs=plan.inputs,
+        dry_run=dry_run,
+        started_by=started_by,
+        store=store,
+        clients=clients,
+        live_reads=bool(args.live_reads),
+        ask_approvals=bool(args.ask_approvals),
+        secrets=plan.secrets,
+        on_event=table.event,
+        prompt_approval=_terminal_prompt(out) if interactive else None,
+    )
+    try:
+        outcome = execute(spec)
+    except KeyboardInterrupt:
+        out.write(f"\ncancelled: run {run_id} is marked cancelled\n")
+        return EXIT_INTERRUPTED
+    out.write(f"\n{label} run {run_id}: {outcome.state}")
+    out.write(f" ({outcome.message})\n" if outcome.message else "\n")
+    if outcome.outputs:
+        for name, value in outcome.outputs.items():
+            out.write(f"  {name} = {value}\n")
+    if outcome.compensations:
+        verb = "ran" if playbook.rollback == "auto" else "to undo what was done, run"
+        out.write(f"  rollback ({playbook.rollback}): {verb}:\n")
+        for comp in outcome.compensations:
+            out.write(f"    {comp['action']} {json.dumps(comp['with'], sort_keys=True)}\n")
+        if playbook.rollback == "manual":
+            out.write(f"  or: irbook rollback {run_id}\n")
+    url = ui_url()
+    if url and outcome.flow_run_id:
+        out.write(f"  Prefect: {url}/runs/flow-run/{outcome.flow_run_id}\n")
+    out.write(f"  details: irbook runs show {run_id}\n")
+    return {"succeeded": EXIT_OK, "rejected": EXIT_REJECTED}.get(outcome.state, EXIT_FAILED)
+
+
+def _manual() -> Any:
+    from irbook.plan import manual_alert
+
+    return manual_alert()
+
+
+def _store() -> Any:
+    from irbook.runs import RunStore
+
+    return RunStore()
+
+
+def _find(store: Any, run_id: str) -> dict[str, Any]:
+    record: dict[str, Any] | None = store.find_run(run_id)
+    if record is None:
+        raise IrbookError(f"no run '{run_id}' (see: irbook runs)")
+    return record
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    store = _store()
+    record = _find(store, args.run_id)
+    run_id = record["id"]
+    if record["state"] != "running":
+        raise IrbookError(f"run {run_id} is {record['state']}, not waiting for an approval")
+    waiting = [s for s in store.steps(run_id) if s["state"] == "awaiting-approval"]
+    if not waiting:
+        raise IrbookError(f"run {run_id} is not waiting for an approval right now")
+    step = waiting[0]["step_id"]
+    if args.step and args.step != step:
+        raise IrbookError(f"run {run_id} is waiting for step '{step}', not '{args.step}'")
+    from irbook_flows.server import ensure_api
+
+    ensure_api()
+    from prefect.exceptions import FlowPauseTimeout, NotPausedError
+
+    from irbook_flows.engine import Decision
+    from irbook_flows.flow import resume
+
+    who = args.by or f"cli:{_user()}"
+    decision = Decision(not args.reject, who, args.comment or "")
+    deadline = time.monotonic() + 15
+    while True:  # the flow marks the step before Prefect marks the run paused
+        try:
+            resume(str(record["flow_run_id"]), decision)
+            break
+        except NotPausedError:
+            if time.monotonic() > deadline:
+                raise IrbookError(f"run {run_id} is not paused in Prefect") from None
+            time.sleep(0.5)
+        except FlowPauseTimeout:
+            raise IrbookError(f"the approval for step '{step}' timed out already") from None
+    verb = "rejected" if args.reject else "approved"
+    print(f"{verb} step '{step}' of run {run_id} as {who}")
+    return 0
+
+
+def _when(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    store = _store()
+    if args.action == "show":
+        if not args.run_id:
+            raise IrbookError("irbook runs show needs a RUN_ID")
+        record = _find(store, args.run_id)
+        steps = store.steps(record["id"])
+        if args.format == "json":
+            events = store.events(record["id"])
+            print(json.dumps({"run": record, "steps": steps, "events": events}, indent=2))
+            return 0
+        print(f"run {record['id']}: {record['playbook_id']} ({record['mode']}) {record['state']}")
+        print(f"  started by {record['started_by']} at {_when(record['created_at'])}")
+        if record["alert_id"]:
+            print(f"  alert: {record['alert_source']} {record['alert_id']}")
+        if record["message"]:
+            print(f"  {record['message']}")
+        print(f"  inputs: {json.dumps(record['inputs'], sort_keys=True)}")
+        for step in steps:
+            label = step["step_id"] + (f"[{step['item']}]" if step["item"] else "")
+            reason = f" ({step['reason']})" if step["reason"] else ""
+            print(f"  {label}: {step['action']} {step['state']}{reason}")
+            for call in step["real_calls"] or step["planned_calls"] or []:
+                kind = "call" if step["real_calls"] else "planned"
+                print(f"      {kind} {call['call']}")
+            if step["approval"] and step["approval"].get("decision"):
+                a = step["approval"]
+                print(f"      approval: {a['decision']} by {a['by']} ({a['how']})")
+            if step["compensation"]:
+                print(f"      undo: {step['compensation']['action']}")
+        return 0
+    rows = store.recent_runs(args.limit)
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        print(
+            f"{row['id']}  {_when(row['created_at'])}  {row['mode']:<7}  {row['state']:<9}  "
+            f"{row['playbook_id']}  {row['started_by']}"
+        )
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    store = _store()
+    record = _find(store, args.run_id)
+    steps = [
+        s for s in store.steps(record["id"]) if s["state"] == "succeeded" and s["compensation"]
+    ]
+    steps.sort(key=lambda s: s["finished_at"] or 0, reverse=True)
+    if not steps:
+        print(f"run {record['id']}: nothing to roll back")
+        return 0
+    from irbook_flows.server import ensure_api
+
+    ensure_api()
+    from irbook_flows.flow import quiet_console, roll_back_run
+
+    quiet_console()
+    plan = [{"step": s["step_id"], "item": s["item"], **s["compensation"]} for s in steps]
+    failures = roll_back_run(record, plan, dry_run=bool(args.dry_run), out=sys.stdout)
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+__all__ = ["cmd_approve", "cmd_rollback", "cmd_run", "cmd_runs", "os"]

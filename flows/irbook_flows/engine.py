@@ -1,0 +1,580 @@
+"""A playbook run as one Prefect flow run, with one task run per step (per item).
+
+The flow body is a small scheduler: it submits every step whose `needs` are done to a
+bounded thread pool, evaluates `if` and `for_each` with the outputs of upstream steps,
+and records every transition in the run record. Prefect gives retries, timeouts, the
+UI and pause/resume for approvals; irbook decides skips, failures and the final state
+itself, because Prefect lets a flow end Completed while a task never ran.
+
+What a run needs (the playbook, the alert, inputs that may be secret, the clients) is
+kept in this process and looked up by run id: it never becomes a Prefect parameter,
+so secrets do not reach Prefect's database.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from irbook import expr
+from irbook.model import Alert, Playbook, Step
+from irbook.model.base import format_duration
+from irbook.plan import execution_order, incident_key, redact
+from irbook.registry import (
+    REGISTRY,
+    ActionContext,
+    ActionFailed,
+    ActionSpec,
+    ClientFactory,
+    NoClients,
+    RunInfo,
+    recording_calls,
+)
+from irbook.runs import RunStore
+
+FINAL = {"succeeded", "failed", "skipped", "rejected", "cancelled"}
+MAX_WORKERS = 8
+
+EventSink = Callable[[str, str, str, str], None]  # kind, step id, state, detail
+
+
+@dataclass
+class Decision:
+    approved: bool
+    approver: str
+    comment: str = ""
+    how: str = "human"  # human | simulated | timeout
+
+
+Approver = Callable[[str, Step, dict[str, Any]], Decision | None]
+
+
+@dataclass
+class RunSpec:
+    """Everything a run needs; held in this process only, keyed by run id."""
+
+    run_id: str
+    playbook: Playbook
+    alert: Alert
+    inputs: dict[str, Any]
+    dry_run: bool
+    started_by: str
+    store: RunStore
+    clients: ClientFactory = field(default_factory=NoClients)
+    live_reads: bool = False
+    ask_approvals: bool = False
+    secrets: list[str] = field(default_factory=list)
+    on_event: EventSink | None = None
+    # Called in a thread while the run waits for a decision (a terminal prompt).
+    prompt_approval: Approver | None = None
+    poll_interval: float = 1.0
+
+
+_SPECS: dict[str, RunSpec] = {}
+_SPECS_LOCK = threading.Lock()
+
+
+def register_spec(spec: RunSpec) -> None:
+    with _SPECS_LOCK:
+        _SPECS[spec.run_id] = spec
+
+
+def drop_spec(run_id: str) -> None:
+    with _SPECS_LOCK:
+        _SPECS.pop(run_id, None)
+
+
+def spec_for(run_id: str) -> RunSpec:
+    with _SPECS_LOCK:
+        return _SPECS[run_id]
+
+
+@dataclass
+class StepOutcome:
+    state: str
+    outputs: Any = None
+    reason: str = ""
+
+
+@dataclass
+class _Item:
+    index: int
+    item: Any
+    params: dict[str, Any]
+
+
+@dataclass
+class _Pending:
+    step: Step
+    action: ActionSpec
+    items: list[_Item]
+
+
+class Engine:
+    """Runs inside the flow function; owns the schedule of one run."""
+
+    def __init__(self, spec: RunSpec, submit: Callable[..., Any], wait_any: Callable[..., Any]):
+        self.spec = spec
+        self.submit = submit
+        self.wait_any = wait_any
+        self.playbook = spec.playbook
+        self.order = execution_order(self.playbook)
+        self.state: dict[str, str] = {s.id: "pending" for s in self.order}
+        self.reason: dict[str, str] = {}
+        self.outputs: dict[str, Any] = {}
+        self.item_results: dict[str, dict[int, Any]] = {}
+        self.item_failed: dict[str, list[str]] = {}
+        self.items_left: dict[str, int] = {}
+        self.awaiting: dict[str, _Pending] = {}
+        self.completed: list[tuple[str, int]] = []  # mutating step items, in order done
+        self.alert_ctx = spec.alert.as_context()
+        self.run_ctx = {
+            "id": spec.run_id,
+            "mode": "dry-run" if spec.dry_run else "live",
+            "dry_run": spec.dry_run,
+            "playbook": self.playbook.metadata.id,
+            "started_by": spec.started_by,
+            "incident_key": incident_key(self.playbook.metadata.id, spec.alert.id),
+            "severity": self.playbook.metadata.severity,
+        }
+        self.rejected: list[str] = []
+
+    # -- events -----------------------------------------------------------------------
+
+    def emit(self, step_id: str, state: str, detail: str = "", item: int = 0) -> None:
+        safe = redact(detail, self.spec.secrets)
+        self.spec.store.upsert_step(self.spec.run_id, step_id, item, state=state, reason=safe)
+        if self.spec.on_event is not None:
+            self.spec.on_event("step", step_id, state, safe)
+
+    def finish_step(self, step_id: str, state: str, reason: str = "") -> None:
+        self.state[step_id] = state
+        self.reason[step_id] = reason
+        if self.spec.on_event is not None:
+            self.spec.on_event("step", step_id, state, redact(reason, self.spec.secrets))
+
+    # -- scheduling ---------------------------------------------------------------------
+
+    def context(self, step: Step) -> dict[str, Any]:
+        steps = {
+            sid: {"status": self.state[sid], "outputs": self.outputs.get(sid)}
+            for sid in self.state
+            if self.state[sid] in FINAL
+        }
+        return {
+            "inputs": self.spec.inputs,
+            "alert": self.alert_ctx,
+            "run": {**self.run_ctx, "step": step.id},
+            "steps": steps,
+        }
+
+    def run_info(self, step: Step) -> RunInfo:
+        return RunInfo(
+            run_id=self.spec.run_id,
+            playbook_id=self.playbook.metadata.id,
+            step_id=step.id,
+            dry_run=self.spec.dry_run,
+            incident_key=str(self.run_ctx["incident_key"]),
+            severity=self.playbook.metadata.severity,
+            title=self.playbook.metadata.title,
+        )
+
+    def prepare(self, step: Step) -> _Pending | None:
+        """Decide a ready step: skip it, fail it, or return what to submit."""
+        for need in step.needs:
+            up = self.state[need]
+            up_spec = REGISTRY.get(self.playbook.step(need).action)
+            up_policy = self.playbook.step(need).on_failure or up_spec.on_failure
+            if (
+                up in ("rejected", "cancelled")
+                or (up == "failed" and up_policy == "abort")
+                or (up == "skipped" and self.reason.get(need, "").startswith("upstream"))
+            ):
+                why = "rejected" if up == "rejected" else up
+                self.skip(step, f"upstream step '{need}' {why}")
+                return None
+        action = REGISTRY.get(step.action)
+        ctx = self.context(step)
+        if step.if_ is not None:
+            try:
+                cond = expr.render(step.if_, ctx)
+            except expr.ExprError as exc:
+                self.fail(step, f"if: {exc.message}")
+                return None
+            if not expr.truthy(cond):
+                self.skip(step, f"if {step.if_} is false" if isinstance(step.if_, str) else "if")
+                return None
+        values: list[Any] = [None]
+        if step.for_each is not None:
+            try:
+                each = expr.render(step.for_each, ctx)
+            except expr.ExprError as exc:
+                self.fail(step, f"for_each: {exc.message}")
+                return None
+            each = [] if each is None else each
+            if not isinstance(each, list):
+                self.fail(step, f"for_each yielded {expr.type_name(each)}, not a list")
+                return None
+            if not each:
+                self.skip(step, "for_each is empty")
+                return None
+            values = each
+        items: list[_Item] = []
+        for index, value in enumerate(values):
+            scope = dict(ctx)
+            if step.for_each is not None:
+                scope["item"] = value
+            try:
+                rendered = expr.render(step.with_, scope)
+                params = action.params.model_validate(rendered)
+            except expr.ExprError as exc:
+                self.fail(step, f"with: {exc.message}")
+                return None
+            except ValidationError as exc:
+                first = exc.errors(include_url=False)[0]
+                loc = ".".join(str(p) for p in first["loc"])
+                self.fail(step, f"{action.key}: parameter '{loc}': {first['msg']}")
+                return None
+            items.append(_Item(index, value, params.model_dump(mode="json", exclude_none=True)))
+        return _Pending(step, action, items)
+
+    def skip(self, step: Step, reason: str) -> None:
+        self.spec.store.upsert_step(
+            self.spec.run_id,
+            step.id,
+            0,
+            action=step.action,
+            effect=REGISTRY.get(step.action).effect,
+            state="skipped",
+            reason=reason,
+        )
+        self.finish_step(step.id, "skipped", reason)
+
+    def fail(self, step: Step, reason: str) -> None:
+        safe = redact(reason, self.spec.secrets)
+        self.spec.store.upsert_step(
+            self.spec.run_id,
+            step.id,
+            0,
+            action=step.action,
+            effect=REGISTRY.get(step.action).effect,
+            state="failed",
+            reason=safe,
+            finished_at=time.time(),
+        )
+        self.finish_step(step.id, "failed", reason)
+
+    def launch(self, pending: _Pending) -> list[tuple[Any, str, int]]:
+        step, action = pending.step, pending.action
+        self.state[step.id] = "running"
+        self.items_left[step.id] = len(pending.items)
+        self.item_results[step.id] = {}
+        self.item_failed[step.id] = []
+        launched = []
+        for item in pending.items:
+            planned = [c.as_dict() for c in action.plan(action.params.model_validate(item.params))]
+            self.spec.store.upsert_step(
+                self.spec.run_id,
+                step.id,
+                item.index,
+                action=action.key,
+                effect=action.effect,
+                state="running",
+                params=redact(item.params, self.spec.secrets),
+                planned_calls=redact(planned, self.spec.secrets),
+                irreversible=action.irreversible,
+                started_at=time.time(),
+            )
+            future = self.submit(step, item.index, item.params)
+            launched.append((future, step.id, item.index))
+        if self.spec.on_event is not None:
+            self.spec.on_event("step", step.id, "running", "")
+        return launched
+
+    def settle(self, step_id: str, index: int, ok: bool, payload: Any, reason: str) -> None:
+        """One task (a step, or one for_each item) ended."""
+        step = self.playbook.step(step_id)
+        action = REGISTRY.get(step.action)
+        store = self.spec.store
+        if ok:
+            outputs = payload["outputs"]
+            self.item_results[step_id][index] = outputs
+            comp = None
+            if action.compensation is not None:
+                comp = payload.get("compensation")
+                self.completed.append((step_id, index))
+            store.upsert_step(
+                self.spec.run_id,
+                step_id,
+                index,
+                state="succeeded",
+                outputs=redact(outputs, self.spec.secrets),
+                real_calls=redact(payload.get("real_calls"), self.spec.secrets),
+                compensation=redact(comp, self.spec.secrets),
+                attempts=payload.get("attempts", 1),
+                finished_at=time.time(),
+            )
+        else:
+            self.item_failed[step_id].append(reason)
+            store.upsert_step(
+                self.spec.run_id,
+                step_id,
+                index,
+                state="failed",
+                reason=redact(reason, self.spec.secrets),
+                finished_at=time.time(),
+            )
+        self.items_left[step_id] -= 1
+        if self.items_left[step_id] == 0:
+            results = self.item_results[step_id]
+            if step.for_each is not None:
+                self.outputs[step_id] = [
+                    results.get(i) for i in range(len(results) + len(self.item_failed[step_id]))
+                ]
+            else:
+                self.outputs[step_id] = results.get(0)
+            if self.item_failed[step_id]:
+                self.finish_step(step_id, "failed", self.item_failed[step_id][0])
+            else:
+                self.finish_step(step_id, "succeeded")
+
+    # -- approvals ----------------------------------------------------------------------
+
+    def gate(self, pending: _Pending, pause: Callable[[Step, float], Decision]) -> Decision:
+        step = pending.step
+        gate = step.approval
+        timeout = gate.timeout if gate else 15 * 60.0
+        on_timeout = gate.on_timeout if gate else "reject"
+        started = time.time()
+        self.spec.store.upsert_step(
+            self.spec.run_id,
+            step.id,
+            0,
+            action=step.action,
+            effect=pending.action.effect,
+            state="awaiting-approval",
+            approval={"timeout": format_duration(timeout), "on_timeout": on_timeout},
+        )
+        if self.spec.on_event is not None:
+            self.spec.on_event("step", step.id, "awaiting-approval", format_duration(timeout))
+        if self.spec.dry_run and not self.spec.ask_approvals:
+            decision = Decision(True, "simulated", "dry run: approval simulated", "simulated")
+        else:
+            decision = pause(step, timeout)
+            if decision.how == "timeout":
+                decision = Decision(
+                    on_timeout == "approve",
+                    "timeout",
+                    f"no decision within {format_duration(timeout)}; on_timeout: {on_timeout}",
+                    "timeout",
+                )
+            approvers = gate.approvers if gate else []
+            if (
+                decision.approved
+                and approvers
+                and decision.how == "human"
+                and (decision.approver not in approvers)
+            ):
+                decision = Decision(
+                    False,
+                    decision.approver,
+                    f"{decision.approver or 'anonymous'} may not approve this step "
+                    f"(approvers: {', '.join(approvers)})",
+                    "refused",
+                )
+        record = {
+            "decision": "approved" if decision.approved else "rejected",
+            "by": decision.approver,
+            "comment": decision.comment,
+            "how": decision.how,
+            "waited_seconds": round(time.time() - started, 3),
+            "at": time.time(),
+        }
+        for item in pending.items:
+            self.spec.store.upsert_step(
+                self.spec.run_id,
+                step.id,
+                item.index,
+                action=step.action,
+                effect=pending.action.effect,
+                approval=record,
+            )
+        self.spec.store.event(self.spec.run_id, f"approval-{record['decision']}", step.id, **record)
+        return decision
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def run(self, pause: Callable[[Step, float], Decision]) -> None:
+        running: dict[Any, tuple[str, int]] = {}
+        while True:
+            progressed = True
+            while progressed and not self.awaiting:
+                progressed = False
+                for step in self.order:
+                    if self.state[step.id] != "pending":
+                        continue
+                    if not all(self.state[n] in FINAL for n in step.needs):
+                        continue
+                    progressed = True
+                    pending = self.prepare(step)
+                    if pending is None:
+                        continue
+                    if step.needs_approval or pending.action.key == "core.approval":
+                        self.state[step.id] = "awaiting-approval"
+                        self.awaiting[step.id] = pending
+                        break  # approvals first: start nothing else until decided
+                    for future, sid, index in self.launch(pending):
+                        running[future] = (sid, index)
+            if running:
+                future = self.wait_any(list(running))
+                sid, index = running.pop(future)
+                ok, payload, reason = _outcome(future)
+                self.settle(sid, index, ok, payload, reason)
+                continue
+            if self.awaiting:
+                sid = next(iter(self.awaiting))
+                pending = self.awaiting.pop(sid)
+                decision = self.gate(pending, pause)
+                if decision.approved:
+                    for future, s, index in self.launch(pending):
+                        running[future] = (s, index)
+                else:
+                    self.rejected.append(sid)
+                    reason = f"approval rejected by {decision.approver or 'nobody'}"
+                    if decision.comment:
+                        reason += f": {decision.comment}"
+                    self.spec.store.upsert_step(
+                        self.spec.run_id,
+                        sid,
+                        0,
+                        state="rejected",
+                        reason=reason,
+                        finished_at=time.time(),
+                    )
+                    self.finish_step(sid, "rejected", reason)
+                continue
+            break
+
+    # -- results ------------------------------------------------------------------------
+
+    def verdict(self) -> tuple[str, str]:
+        """(run state, message): failed when an abort step failed; rejected; or succeeded."""
+        for step in self.order:
+            if self.state[step.id] == "failed":
+                policy = step.on_failure or REGISTRY.get(step.action).on_failure
+                if policy == "abort":
+                    return "failed", f"step '{step.id}' failed: {self.reason.get(step.id, '')}"
+        if self.rejected:
+            return "rejected", f"approval rejected for step '{self.rejected[0]}'"
+        never = [s for s, st in self.state.items() if st not in FINAL]
+        if never:
+            return "failed", f"steps never ran: {', '.join(never)}"
+        return "succeeded", ""
+
+    def run_outputs(self) -> dict[str, Any]:
+        final = {
+            "inputs": self.spec.inputs,
+            "alert": self.alert_ctx,
+            "run": self.run_ctx,
+            "steps": {
+                sid: {"status": self.state[sid], "outputs": self.outputs.get(sid)}
+                for sid in self.state
+            },
+        }
+        out: dict[str, Any] = {}
+        for name, value in self.playbook.outputs.items():
+            try:
+                out[name] = expr.render(value, final)
+            except expr.ExprError:
+                out[name] = None
+        return out
+
+    def compensations(self) -> list[dict[str, Any]]:
+        """What undoes this run, newest first (the saga's order)."""
+        plan = []
+        for sid, index in reversed(self.completed):
+            row = next(
+                (
+                    r
+                    for r in self.spec.store.steps(self.spec.run_id)
+                    if r["step_id"] == sid and r["item"] == index
+                ),
+                None,
+            )
+            if row and row.get("compensation"):
+                plan.append({"step": sid, "item": index, **row["compensation"]})
+        return plan
+
+
+def _outcome(future: Any) -> tuple[bool, Any, str]:
+    state = future.state
+    if state.is_completed():
+        return True, future.result(), ""
+    message = state.message or state.name
+    try:
+        future.result()
+    except TimeoutError as exc:
+        message = f"timed out: {exc}" if str(exc) else "timed out"
+    except ActionFailed as exc:
+        message = exc.message
+    except Exception as exc:  # the step's own error, one line
+        message = f"{type(exc).__name__}: {exc}"
+    return False, None, message.splitlines()[0] if message else "failed"
+
+
+def run_step(run_id: str, step_id: str, index: int, params: dict[str, Any]) -> dict[str, Any]:
+    """The body of a step's task: dry-run planning, or the real action."""
+    spec = spec_for(run_id)
+    step = spec.playbook.step(step_id)
+    action = REGISTRY.get(step.action)
+    model = action.params.model_validate(params)
+    info = RunInfo(
+        run_id=run_id,
+        playbook_id=spec.playbook.metadata.id,
+        step_id=step_id,
+        dry_run=spec.dry_run,
+        incident_key=incident_key(spec.playbook.metadata.id, spec.alert.id),
+        severity=spec.playbook.metadata.severity,
+        title=spec.playbook.metadata.title,
+    )
+    attempts = 1
+    try:
+        from prefect.runtime import task_run
+
+        attempts = int(task_run.run_count or 1)
+    except Exception:  # outside a task run (tests call this directly)
+        attempts = 1
+    spec.store.upsert_step(run_id, step_id, index, attempts=attempts)
+    simulate = spec.dry_run and not (action.pure or (action.effect == "read" and spec.live_reads))
+    if simulate:
+        result = action.simulated(model, info)
+        real_calls: list[dict[str, Any]] = []
+    else:
+        region = (step.aws.region if step.aws else None) or (
+            spec.playbook.aws.region if spec.playbook.aws else None
+        )
+        clients = spec.clients
+        if step.timeout and hasattr(clients, "with_timeout"):
+            clients = clients.with_timeout(step.timeout)  # a hung API cannot hang the run
+        ctx = ActionContext(run=info, clients=clients, region=region)
+        with recording_calls() as calls:
+            result = action.func(ctx, model)
+        for text in ctx.notes:
+            spec.store.event(run_id, "note", step_id, text=redact(text, spec.secrets))
+        real_calls = [c.as_dict() for c in calls]
+    out: dict[str, Any] = {
+        "outputs": result.model_dump(mode="json"),
+        "real_calls": real_calls,
+        "attempts": attempts,
+    }
+    if action.compensation is not None:
+        out["compensation"] = {
+            "action": action.compensation,
+            "with": action.compensation_params(model, result),
+        }
+    return out

@@ -1,0 +1,372 @@
+"""The Prefect side of a run: the flow, the step task, approvals by pause/resume, rollback.
+
+Import this module only after `irbook_flows.server.ensure_api()`: Prefect reads its
+settings at import time.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, cast
+from uuid import UUID
+
+from prefect import flow, tags, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State
+from prefect.context import FlowRunContext
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run
+from prefect.futures import PrefectFuture
+from prefect.input import RunInput
+from prefect.states import Completed, Failed
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
+
+from irbook.model import Step
+from irbook.plan import redact
+from irbook.registry import REGISTRY, ActionContext, RunInfo
+from irbook_flows.engine import (
+    MAX_WORKERS,
+    Decision,
+    Engine,
+    RunSpec,
+    drop_spec,
+    register_spec,
+    run_step,
+    spec_for,
+)
+
+
+class ApprovalInput(RunInput):
+    """What an approver sends to resume a paused run. Deny by default."""
+
+    approved: bool = False
+    approver: str = ""
+    comment: str = ""
+
+
+@dataclass
+class Outcome:
+    run_id: str
+    state: str  # succeeded | failed | rejected | cancelled
+    message: str
+    flow_run_id: str | None
+    outputs: dict[str, Any]
+    compensations: list[dict[str, Any]]
+
+
+@task(name="irbook-step", cache_policy=NO_CACHE, persist_result=False, log_prints=False)
+def step_task(run_id: str, step_id: str, index: int, params: dict[str, Any]) -> dict[str, Any]:
+    return run_step(run_id, step_id, index, params)
+
+
+@task(name="irbook-undo", cache_policy=NO_CACHE, persist_result=False)
+def undo_task(
+    run_id: str, action_key: str, params: dict[str, Any], dry_run: bool
+) -> dict[str, Any]:
+    """Run one compensation; in a dry run, only its planned calls."""
+    action = REGISTRY.get(action_key)
+    model = action.params.model_validate(params)
+    info = RunInfo(run_id=run_id, dry_run=dry_run)
+    calls = [c.as_dict() for c in action.plan(model)]
+    if dry_run:
+        return {"outputs": action.simulated(model, info).model_dump(mode="json"), "calls": calls}
+    try:
+        clients = spec_for(run_id).clients
+    except KeyError:  # `irbook rollback` later, in another process
+        from irbook_actions.clients import LiveClients
+
+        clients = LiveClients()
+    result = action.func(ActionContext(run=info, clients=clients), model)
+    return {"outputs": result.model_dump(mode="json"), "calls": calls}
+
+
+def quiet_console() -> None:
+    """Keep Prefect's console handler for critical problems only: the CLI prints its own
+    step table, and a failing step must not print a Python traceback at the user. Logs
+    still reach the Prefect API and its UI."""
+    import logging
+
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    loggers = [logging.getLogger()]
+    loggers += [
+        item
+        for item in logging.Logger.manager.loggerDict.values()
+        if isinstance(item, logging.Logger)
+    ]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, PrefectConsoleHandler):
+                handler.setLevel(logging.CRITICAL + 1)
+
+
+def _flow_run_name() -> str:
+    from prefect.runtime import flow_run
+
+    run_id = str(flow_run.parameters.get("run_id", ""))
+    try:
+        spec = spec_for(run_id)
+    except KeyError:
+        return f"irbook {run_id}"
+    alert = spec.alert
+    where = f"{alert.source}:{alert.id}" if alert.source != "manual" else "manual"
+    prefix = "DRY RUN " if spec.dry_run else ""
+    return f"{prefix}{spec.playbook.metadata.id} · {where[:60]} · {run_id}"
+
+
+def _pause(spec: RunSpec) -> Any:
+    def pause(step: Step, timeout: float) -> Decision:
+        key = f"approve-{step.id}"
+        stop = threading.Event()
+        if spec.prompt_approval is not None:
+            prompt = spec.prompt_approval
+
+            def ask() -> None:
+                decision = prompt(spec.run_id, step, {"timeout": timeout})
+                if decision is not None and not stop.is_set():
+                    try:
+                        resume(spec, decision)
+                    except Exception as exc:  # decided elsewhere first
+                        spec.store.event(spec.run_id, "prompt-ignored", step.id, reason=str(exc))
+
+            threading.Thread(target=ask, daemon=True, name=f"approve-{step.id}").start()
+        try:
+            answer = pause_flow_run(
+                wait_for_input=ApprovalInput.with_initial_data(
+                    description=f"Approve step '{step.id}' ({step.action})?",
+                ),
+                timeout=max(1, int(timeout)),
+                poll_interval=max(1, int(spec.poll_interval)),
+                key=key,
+            )
+        except FlowPauseTimeout:
+            return Decision(False, "", "", "timeout")
+        finally:
+            stop.set()
+        return Decision(bool(answer.approved), answer.approver, answer.comment, "human")
+
+    return pause
+
+
+def resume(spec_or_flow_run: RunSpec | str, decision: Decision) -> None:
+    """Resume a paused run with a decision (terminal prompt, `irbook approve`, Slack)."""
+    from prefect.flow_runs import resume_flow_run
+
+    flow_run_id = (
+        spec_or_flow_run
+        if isinstance(spec_or_flow_run, str)
+        else spec_or_flow_run.store.run(spec_or_flow_run.run_id)["flow_run_id"]  # type: ignore[index]
+    )
+    resume_flow_run(
+        UUID(str(flow_run_id)),
+        run_input={
+            "approved": decision.approved,
+            "approver": decision.approver,
+            "comment": decision.comment,
+        },
+    )
+
+
+def _wait_any(futures: list[PrefectFuture[Any]]) -> PrefectFuture[Any]:
+    """The first future to finish, with its final state loaded (not the API's lagging view)."""
+    inner = {f.wrapped_future: f for f in futures}  # type: ignore[attr-defined]
+    done, _ = concurrent.futures.wait(list(inner), return_when=concurrent.futures.FIRST_COMPLETED)
+    future = inner[next(iter(done))]
+    future.wait()
+    return future
+
+
+@flow(
+    name="irbook-playbook",
+    flow_run_name=_flow_run_name,
+    task_runner=cast(Any, ThreadPoolTaskRunner(max_workers=MAX_WORKERS)),
+    persist_result=False,
+    validate_parameters=False,
+    log_prints=False,
+)
+def playbook_flow(run_id: str) -> Any:
+    spec = spec_for(run_id)
+    context = FlowRunContext.get()
+    if context is not None and context.flow_run is not None:
+        spec.store.set_flow_run(run_id, str(context.flow_run.id))
+
+    def submit(step: Step, index: int, params: dict[str, Any]) -> PrefectFuture[Any]:
+        name = step.id if step.for_each is None else f"{step.id}[{index}]"
+        options: dict[str, Any] = {"task_run_name": name, "retries": step.retries}
+        if step.retries:
+            options["retry_delay_seconds"] = step.retry_delay
+        if step.timeout:
+            options["timeout_seconds"] = step.timeout
+        if REGISTRY.get(step.action).effect == "mutate" and spec.dry_run:
+            options["tags"] = ["dry-run"]
+        task = step_task.with_options(**options)
+        return cast(
+            "PrefectFuture[Any]", task.submit(run_id, step.id, index, cast(Any, quote(params)))
+        )
+
+    engine = Engine(spec, submit, _wait_any)
+    engine.run(_pause(spec))
+    state, message = engine.verdict()
+    compensations = engine.compensations() if state == "failed" else []
+    if compensations:
+        spec.store.event(run_id, "rollback-plan", None, plan=compensations)
+        if spec.playbook.rollback == "auto":
+            _roll_back(spec, compensations)
+    spec.store.finish_run(run_id, state, redact(message, spec.secrets), engine.run_outputs())
+    if state == "succeeded":
+        return Completed(message="playbook succeeded")
+    return Failed(message=message, name="Rejected" if state == "rejected" else "Failed")
+
+
+def _undo_all(run_id: str, plan: list[dict[str, Any]], dry_run: bool, on_event: Any) -> list[str]:
+    """Run compensations newest first; one failure does not stop the others."""
+    failures = []
+    for entry in plan:
+        label = f"undo:{entry['step']}" + (f"[{entry['item']}]" if entry["item"] else "")
+        try:
+            undo = undo_task.with_options(task_run_name=label)
+            state = cast(
+                "State[Any]",
+                undo(
+                    run_id,
+                    entry["action"],
+                    cast(Any, quote(entry["with"])),
+                    dry_run,
+                    return_state=True,
+                ),
+            )
+            result = state.result()
+        except Exception as exc:  # ActionFailed or the API's error: recorded, not raised
+            failures.append(f"{label}: {exc}")
+            _store_event(run_id, "compensation-failed", entry["step"], error=str(exc))
+            if on_event is not None:
+                on_event("undo", entry["step"], "failed", str(exc))
+            continue
+        _store_event(
+            run_id,
+            "compensated",
+            entry["step"],
+            action=entry["action"],
+            dry_run=dry_run,
+            calls=result.get("calls"),
+        )
+        if on_event is not None:
+            on_event("undo", entry["step"], "succeeded", entry["action"])
+    return failures
+
+
+_STORE: Any = None
+
+
+def _store_event(run_id: str, kind: str, step: str | None, **detail: Any) -> None:
+    from irbook.runs import RunStore
+
+    global _STORE
+    if _STORE is None:
+        _STORE = RunStore()
+    _STORE.event(run_id, kind, step, **detail)
+
+
+def _roll_back(spec: RunSpec, plan: list[dict[str, Any]]) -> None:
+    _undo_all(spec.run_id, plan, spec.dry_run, spec.on_event)
+
+
+@flow(name="irbook-rollback", persist_result=False, validate_parameters=False, log_prints=False)
+def rollback_flow(run_id: str, plan: list[dict[str, Any]], dry_run: bool) -> Any:
+    failures = _undo_all(run_id, plan, dry_run, None)
+    if failures:
+        return Failed(message=f"{len(failures)} compensation(s) failed: {failures[0]}")
+    return Completed(message=f"{len(plan)} compensation(s) ran")
+
+
+def roll_back_run(
+    record: dict[str, Any], plan: list[dict[str, Any]], *, dry_run: bool, out: Any
+) -> list[str]:
+    """`irbook rollback`: undo a finished run's mutating steps, newest first."""
+    run_id = str(record["id"])
+    mode = "DRY RUN " if dry_run else ""
+    out.write(f"{mode}rollback of run {run_id} ({len(plan)} compensations, newest first)\n")
+    with tags(
+        "irbook", "rollback", f"playbook:{record['playbook_id']}", "dry-run" if dry_run else "live"
+    ):
+        named = rollback_flow.with_options(flow_run_name=f"{mode}rollback of {run_id}")
+        state = cast(
+            "State[Any]", named(run_id, cast(Any, quote(plan)), dry_run, return_state=True)
+        )
+    events = [e for e in _events(run_id) if e["kind"] in ("compensated", "compensation-failed")]
+    for event in events[-len(plan) :]:
+        mark = "✓" if event["kind"] == "compensated" else "✗"
+        detail = event["detail"].get("action") or event["detail"].get("error")
+        out.write(f"  {mark} {event['step_id']}: {detail}\n")
+    failed = [] if state.is_completed() else [state.message or "rollback failed"]
+    out.write(("rollback failed: " + failed[0] + "\n") if failed else "rollback done\n")
+    return failed
+
+
+def _events(run_id: str) -> list[dict[str, Any]]:
+    from irbook.runs import RunStore
+
+    return RunStore().events(run_id)
+
+
+def execute(spec: RunSpec, extra_tags: list[str] | None = None) -> Outcome:
+    """Run a playbook as a Prefect flow run in this process; returns when it ends."""
+    register_spec(spec)
+    labels = ["irbook", f"playbook:{spec.playbook.metadata.id}"]
+    labels.append("dry-run" if spec.dry_run else "live")
+    labels.extend(extra_tags or [])
+    try:
+        with tags(*labels):
+            state = cast("State[Any]", playbook_flow(spec.run_id, return_state=True))
+    except KeyboardInterrupt:
+        _cancel(spec)
+        raise
+    finally:
+        drop_spec(spec.run_id)
+    record = spec.store.run(spec.run_id) or {}
+    if record.get("state") == "running":  # the flow crashed before it could finish
+        message = state.message or "the flow run crashed"
+        spec.store.finish_run(spec.run_id, "failed", message)
+        record = spec.store.run(spec.run_id) or {}
+    rows = [e for e in spec.store.events(spec.run_id) if e["kind"] == "rollback-plan"]
+    return Outcome(
+        spec.run_id,
+        str(record.get("state")),
+        str(record.get("message") or ""),
+        record.get("flow_run_id"),
+        record.get("outputs") or {},
+        rows[-1]["detail"]["plan"] if rows else [],
+    )
+
+
+def _cancel(spec: RunSpec) -> None:
+    """Ctrl-C: mark the Prefect flow run and the record cancelled, nothing left running."""
+    record = spec.store.run(spec.run_id) or {}
+    flow_run_id = record.get("flow_run_id")
+    if flow_run_id:
+        try:
+            from prefect.client.orchestration import get_client
+            from prefect.states import Cancelled
+
+            with get_client(sync_client=True) as client:
+                client.set_flow_run_state(
+                    UUID(flow_run_id), Cancelled(message="cancelled with Ctrl-C"), force=True
+                )
+        except Exception as exc:  # the API may be gone; the record still says what happened
+            spec.store.event(spec.run_id, "cancel-api-failed", None, error=str(exc))
+    for row in spec.store.steps(spec.run_id):
+        if row["state"] in ("running", "pending", "awaiting-approval"):
+            spec.store.upsert_step(
+                spec.run_id,
+                row["step_id"],
+                row["item"],
+                state="cancelled",
+                reason="run cancelled",
+                finished_at=time.time(),
+            )
+    if record.get("state") == "running":
+        spec.store.finish_run(spec.run_id, "cancelled", "cancelled with Ctrl-C")

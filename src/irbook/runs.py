@@ -1,0 +1,306 @@
+"""The run record: what every run did, kept in irbook's own SQLite file.
+
+Prefect keeps its own records of flow and task runs; this store keeps what an incident
+review and a drill need and Prefect does not model: who started the run and from which
+alert, the mode, the inputs (secrets redacted), each step's planned and real calls,
+outputs, approvals and compensations, in one place that works without the Prefect API.
+
+SQLite in WAL mode under $IRBOOK_HOME; every write is one short transaction, so a
+crashed run leaves a consistent record (the run stays 'running' and says so).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from irbook.cache import home
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    playbook_id TEXT NOT NULL,
+    playbook_title TEXT NOT NULL,
+    mode TEXT NOT NULL,               -- live | dry-run
+    started_by TEXT NOT NULL,         -- cli:<user> | webhook:<source> | drill:<id>
+    alert_source TEXT,
+    alert_id TEXT,
+    incident_key TEXT,
+    flow_run_id TEXT,
+    state TEXT NOT NULL,              -- running | succeeded | failed | rejected | cancelled
+    message TEXT,
+    inputs TEXT NOT NULL,             -- JSON, secrets redacted
+    outputs TEXT,
+    rollback TEXT NOT NULL,           -- manual | auto
+    created_at REAL NOT NULL,
+    finished_at REAL
+);
+CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at);
+CREATE TABLE IF NOT EXISTS steps (
+    run_id TEXT NOT NULL REFERENCES runs (id),
+    step_id TEXT NOT NULL,
+    item INTEGER NOT NULL,            -- for_each index; 0 otherwise
+    action TEXT NOT NULL,
+    effect TEXT NOT NULL,
+    state TEXT NOT NULL,              -- pending | running | awaiting-approval | succeeded
+                                      -- | failed | skipped | rejected | cancelled
+    reason TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    params TEXT,
+    planned_calls TEXT,
+    real_calls TEXT,
+    outputs TEXT,
+    compensation TEXT,
+    irreversible TEXT,
+    approval TEXT,
+    started_at REAL,
+    finished_at REAL,
+    PRIMARY KEY (run_id, step_id, item)
+);
+CREATE TABLE IF NOT EXISTS events (
+    run_id TEXT NOT NULL,
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    step_id TEXT,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS events_run ON events (run_id, seq);
+"""
+
+FINAL_RUN_STATES = ("succeeded", "failed", "rejected", "cancelled")
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, default=str)
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+class RunStore:
+    """Thread-safe access to the run record; one connection per thread."""
+
+    def __init__(self, path: str | None = None) -> None:
+        self.path = path or str(home() / "irbook.db")
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        self._local = threading.local()
+        self._db().executescript(SCHEMA)
+
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.row_factory = sqlite3.Row
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    # -- runs -------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        *,
+        playbook_id: str,
+        playbook_title: str,
+        mode: str,
+        started_by: str,
+        inputs: dict[str, Any],
+        rollback: str,
+        alert_source: str | None = None,
+        alert_id: str | None = None,
+        incident_key: str | None = None,
+        run_id: str | None = None,
+    ) -> str:
+        run_id = run_id or uuid.uuid4().hex[:12]
+        now = time.time()
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO runs (id, playbook_id, playbook_title, mode, started_by,"
+                " alert_source, alert_id, incident_key, state, inputs, rollback, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+                (
+                    run_id,
+                    playbook_id,
+                    playbook_title,
+                    mode,
+                    started_by,
+                    alert_source,
+                    alert_id,
+                    incident_key,
+                    _dumps(inputs),
+                    rollback,
+                    now,
+                ),
+            )
+            self._event(db, run_id, "run-started", None, {"mode": mode, "by": started_by})
+        return run_id
+
+    def set_flow_run(self, run_id: str, flow_run_id: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE runs SET flow_run_id = ? WHERE id = ?", (flow_run_id, run_id))
+
+    def finish_run(self, run_id: str, state: str, message: str = "", outputs: Any = None) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE runs SET state = ?, message = ?, outputs = ?, finished_at = ? WHERE id = ?",
+                (state, message, _dumps(outputs), time.time(), run_id),
+            )
+            self._event(db, run_id, f"run-{state}", None, {"message": message})
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        row = self._db().execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            return None
+        out = dict(row)
+        out["inputs"] = _loads(out["inputs"])
+        out["outputs"] = _loads(out["outputs"])
+        return out
+
+    def find_run(self, prefix: str) -> dict[str, Any] | None:
+        """A run by id or by an unambiguous id prefix (at least 4 characters)."""
+        exact = self.run(prefix)
+        if exact is not None or len(prefix) < 4:
+            return exact
+        rows = (
+            self._db()
+            .execute(
+                "SELECT id FROM runs WHERE id LIKE ? LIMIT 2", (prefix.replace("%", "") + "%",)
+            )
+            .fetchall()
+        )
+        return self.run(rows[0]["id"]) if len(rows) == 1 else None
+
+    def recent_runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        rows = (
+            self._db()
+            .execute(
+                "SELECT id, playbook_id, mode, started_by, state, created_at, finished_at,"
+                " alert_source, alert_id FROM runs ORDER BY created_at DESC LIMIT ?",
+                (limit,),
+            )
+            .fetchall()
+        )
+        return [dict(r) for r in rows]
+
+    # -- steps ------------------------------------------------------------------------
+
+    def upsert_step(self, run_id: str, step_id: str, item: int = 0, **fields: Any) -> None:
+        """Create or update a step row; JSON-able fields are stored as JSON."""
+        json_fields = {
+            "params",
+            "planned_calls",
+            "real_calls",
+            "outputs",
+            "compensation",
+            "approval",
+        }
+        values = {k: (_dumps(v) if k in json_fields else v) for k, v in fields.items()}
+        with self._tx() as db:
+            exists = db.execute(
+                "SELECT 1 FROM steps WHERE run_id = ? AND step_id = ? AND item = ?",
+                (run_id, step_id, item),
+            ).fetchone()
+            if exists is None:
+                values.setdefault("state", "pending")
+                values.setdefault("action", "")
+                values.setdefault("effect", "")
+                cols = ", ".join(["run_id", "step_id", "item", *values])
+                marks = ", ".join("?" * (3 + len(values)))
+                db.execute(
+                    f"INSERT INTO steps ({cols}) VALUES ({marks})",  # noqa: S608 - names are ours
+                    (run_id, step_id, item, *values.values()),
+                )
+            elif values:
+                sets = ", ".join(f"{k} = ?" for k in values)
+                db.execute(
+                    f"UPDATE steps SET {sets} WHERE run_id = ? AND step_id = ? AND item = ?",  # noqa: S608
+                    (*values.values(), run_id, step_id, item),
+                )
+            if "state" in fields:
+                self._event(
+                    db,
+                    run_id,
+                    f"step-{fields['state']}",
+                    step_id,
+                    {"item": item, "reason": fields.get("reason")},
+                )
+
+    def steps(self, run_id: str) -> list[dict[str, Any]]:
+        rows = (
+            self._db()
+            .execute(
+                "SELECT * FROM steps WHERE run_id = ?"
+                " ORDER BY COALESCE(started_at, 9e99), step_id, item",
+                (run_id,),
+            )
+            .fetchall()
+        )
+        out = []
+        for row in rows:
+            item = dict(row)
+            for key in (
+                "params",
+                "planned_calls",
+                "real_calls",
+                "outputs",
+                "compensation",
+                "approval",
+            ):
+                item[key] = _loads(item[key])
+            out.append(item)
+        return out
+
+    # -- events -----------------------------------------------------------------------
+
+    def event(self, run_id: str, kind: str, step_id: str | None = None, **detail: Any) -> None:
+        with self._tx() as db:
+            self._event(db, run_id, kind, step_id, detail)
+
+    def _event(
+        self,
+        db: sqlite3.Connection,
+        run_id: str,
+        kind: str,
+        step_id: str | None,
+        detail: dict[str, Any],
+    ) -> None:
+        db.execute(
+            "INSERT INTO events (run_id, at, kind, step_id, detail) VALUES (?, ?, ?, ?, ?)",
+            (run_id, time.time(), kind, step_id, _dumps(detail)),
+        )
+
+    def events(self, run_id: str, after: int = 0) -> list[dict[str, Any]]:
+        rows = (
+            self._db()
+            .execute(
+                "SELECT * FROM events WHERE run_id = ? AND seq > ? ORDER BY seq", (run_id, after)
+            )
+            .fetchall()
+        )
+        out = []
+        for row in rows:
+            item = dict(row)
+            item["detail"] = _loads(item["detail"])
+            out.append(item)
+        return out

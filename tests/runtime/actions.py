@@ -1,0 +1,102 @@
+"""Test-only actions for the runtime tests: flaky, mutating with undo, calling a client."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+
+from pydantic import BaseModel, ConfigDict
+
+from irbook.registry import REGISTRY, ActionContext, ActionFailed, PlannedCall, RunInfo, action
+
+CALLS: list[str] = []  # what the mutating test actions really did, in order
+ATTEMPTS: dict[str, int] = defaultdict(int)
+LOCK = threading.Lock()
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    fail_times: int = 0
+    seconds: float = 0.0
+
+
+class Result(BaseModel):
+    name: str
+    attempt: int = 0
+
+
+def _plan(params: Params) -> list[PlannedCall]:
+    return [PlannedCall("rt", "Change", {"Name": params.name})]
+
+
+def _sim(params: Params, run: RunInfo) -> Result:
+    return Result(name=params.name)
+
+
+def _undo_plan(params: Params) -> list[PlannedCall]:
+    return [PlannedCall("rt", "Undo", {"Name": params.name})]
+
+
+def _register() -> None:
+    if REGISTRY.find("rt.change") is not None:
+        return
+
+    @action(
+        "rt.undo",
+        effect="mutate",
+        permissions=("rt:Undo",),
+        planner=_undo_plan,
+        simulate=_sim,
+        irreversible="test undo",
+    )
+    def undo(ctx: ActionContext, params: Params) -> Result:
+        with LOCK:
+            CALLS.append(f"undo:{params.name}")
+        return Result(name=params.name)
+
+    @action(
+        "rt.change",
+        effect="mutate",
+        permissions=("rt:Change",),
+        planner=_plan,
+        simulate=_sim,
+        compensation="rt.undo",
+        undo=lambda p, r: {"name": p.name},
+    )
+    def change(ctx: ActionContext, params: Params) -> Result:
+        """Fails `fail_times` times per name, then changes something (recorded)."""
+        with LOCK:
+            ATTEMPTS[params.name] += 1
+            attempt = ATTEMPTS[params.name]
+        if params.seconds:
+            time.sleep(params.seconds)
+        if attempt <= params.fail_times:
+            raise ActionFailed(f"{params.name}: throttled (attempt {attempt})")
+        with LOCK:
+            CALLS.append(f"change:{params.name}")
+        return Result(name=params.name, attempt=attempt)
+
+    @action(
+        "rt.whoami",
+        effect="read",
+        permissions=("sts:GetCallerIdentity",),
+        planner=lambda p: [PlannedCall("sts", "GetCallerIdentity", {})],
+        simulate=_sim,
+    )
+    def whoami(ctx: ActionContext, params: Params) -> Result:
+        """Calls AWS STS through the context's clients (pointed at a hung server in tests)."""
+        try:
+            ctx.aws("sts").get_caller_identity()
+        except Exception as exc:
+            raise ActionFailed(f"sts: {type(exc).__name__}: {exc}") from None
+        return Result(name=params.name)
+
+
+_register()
+
+
+def reset() -> None:
+    CALLS.clear()
+    ATTEMPTS.clear()
