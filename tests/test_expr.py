@@ -109,7 +109,7 @@ def test_dunder_attribute_of_real_object_is_null() -> None:
     [
         ("${{ inputs.key == }}", "expression ends too early", 18),
         ("${{ foo( }}", "unknown function 'foo'", 4),
-        ("${{ length(1, 2) }}", "length() takes 1 arguments, got 2", 4),
+        ("${{ length(1, 2) }}", "length() takes 1 argument, got 2", 4),
         ("${{ inputs.key ", "'${{' without a closing '}}'", 0),
         ("${{ }}", "empty expression", 3),
         ("${{ 'abc }}", "'${{' without a closing '}}'", 0),

@@ -33,9 +33,11 @@ class Diagnostic(NamedTuple):
     step: str | None = None
 
     def __str__(self) -> str:
+        # One line per finding, always: text from the file may hold newlines.
+        message = self.message.replace("\r", "\\r").replace("\n", "\\n")
         if self.severity == "warning":
-            return f"{self.location}: warning[{self.level}]: {self.message} [{self.code}]"
-        return f"{self.location}: error: {self.message}"
+            return f"{self.location}: warning[{self.level}]: {message} [{self.code}]"
+        return f"{self.location}: error: {message}"
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -51,6 +51,16 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 
+_HINTS = {
+    "=": " (compare with ==)",
+    "+": " (there is no arithmetic; use join() or text around ${{ }})",
+    "-": " (there is no arithmetic)",
+    "*": " (there is no arithmetic)",
+    "|": " (use or)",
+    "&": " (use and)",
+    "?": " (use and/or)",
+}
+
 _KEYWORDS = {"and", "or", "not", "in", "true", "false", "null", "True", "False", "None"}
 
 
@@ -66,7 +76,8 @@ def _tokenize(src: str) -> list[Token]:
     while pos < len(src):
         match = _TOKEN.match(src, pos)
         if match is None:
-            raise ExprError(f"unexpected character {src[pos]!r}", pos)
+            hint = _HINTS.get(src[pos], "")
+            raise ExprError(f"unexpected character {src[pos]!r}{hint}", pos)
         kind = match.lastgroup or ""
         if kind != "ws":
             tokens.append(Token(kind, match.group(), pos))
@@ -273,6 +284,10 @@ class _Parser:
                 name = self.take()
                 if name.kind != "name":
                     raise ExprError("expected a property name after '.'", name.offset)
+                if name.text.startswith("_"):
+                    raise ExprError(
+                        f"property names cannot start with '_' ({name.text!r})", name.offset
+                    )
                 node = Attr(tok.offset, node, name.text)
             elif self.accept("["):
                 index = self.expr()
@@ -310,8 +325,9 @@ class _Parser:
                 low, high = FUNCTIONS[tok.text][1]
                 if not low <= len(args) <= high:
                     want = str(low) if low == high else f"{low} to {high}"
+                    noun = "argument" if want == "1" else "arguments"
                     raise ExprError(
-                        f"{tok.text}() takes {want} arguments, got {len(args)}", tok.offset
+                        f"{tok.text}() takes {want} {noun}, got {len(args)}", tok.offset
                     )
                 return Call(tok.offset, tok.text, tuple(args))
             return Name(tok.offset, tok.text)

@@ -130,11 +130,60 @@ def _friendly(error: Any, model: type[BaseModel], loc: tuple[Any, ...]) -> str:
         return f"{where}: at most {ctx.get('max_length')} items, found {ctx.get('actual_length')}"
     if kind == "too_short" and error.get("ctx", {}).get("min_length") == 1:
         return f"{where}: must not be empty"
+    if kind in ("less_than_equal", "greater_than_equal", "less_than", "greater_than"):
+        ctx = error.get("ctx", {})
+        bound = next(iter(ctx.values()), "?")
+        words = {
+            "less_than_equal": "at most",
+            "greater_than_equal": "at least",
+            "less_than": "less than",
+            "greater_than": "more than",
+        }[kind]
+        return f"{where}: must be {words} {bound}, got {value!r}"
     if kind in simple:
         return f"{where}: expected {simple[kind]}, got {got}"
     msg = str(error.get("msg", "invalid value"))
     msg = msg.removeprefix("Value error, ")
     return f"{where}: {msg}"
+
+
+def _real_loc(data: Any, loc: tuple[Any, ...], kind: str) -> tuple[tuple[Any, ...], bool]:
+    """The part of a pydantic location that exists in the data, and whether it ends on a
+    dict key. pydantic adds tags of its own (union members such as 'str', '[key]' for
+    keys, 'function-after[...]'); a user's key may look like one, so the data decides."""
+    real: list[Any] = []
+    on_key = False
+    for n, part in enumerate(loc):
+        if part == "[key]":
+            on_key = True
+            continue
+        if isinstance(data, dict) and isinstance(part, str) and part in data:
+            real.append(part)
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            real.append(part)
+            data = data[part]
+        elif kind == "missing" and n == len(loc) - 1 and isinstance(data, dict):
+            real.append(part)  # a missing field: located at the mapping it belongs in
+        # anything else is a tag of pydantic's own: dropped
+    return tuple(real), on_key
+
+
+_TYPE_KINDS = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "literal_error": "",
+}
 
 
 def pydantic_diagnostics(
@@ -146,19 +195,28 @@ def pydantic_diagnostics(
     step_of: Any = None,
 ) -> list[Diagnostic]:
     out: list[Diagnostic] = []
+    data = _get_path(source.data, prefix)
+    grouped: dict[tuple[tuple[Any, ...], bool], list[Any]] = {}
     for error in exc.errors(include_url=False):
-        on_key = bool(error["loc"]) and error["loc"][-1] == "[key]"
-        loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))
-        # pydantic appends `[key]` markers for dict keys; str/bool unions add type names.
-        loc = tuple(p for p in loc if p not in ("str", "bool", "list[any]", "function-after"))
+        loc, on_key = _real_loc(data, tuple(error["loc"]), error["type"])
+        grouped.setdefault((loc, on_key or error["type"] == "extra_forbidden"), []).append(error)
+    for (loc, at_key), errors in grouped.items():
         full = (*prefix, *loc)
-        at_key = error["type"] == "extra_forbidden" or on_key
         location = source.at(full, key=at_key)
         step = step_of(full) if step_of else None
-        message = _friendly(error, model, loc)
-        if step and len(loc) > 2:
-            message = message.replace(f"'{_loc_text(loc[:2])}.", f"step '{step}' field '", 1)
-        out.append(Diagnostic(location, message, step=step))
+        kinds = [e["type"] for e in errors]
+        if len(errors) > 1 and all(k in _TYPE_KINDS and k != "literal_error" for k in kinds):
+            # a union (str | list, ...): one error naming every accepted type
+            wants = " or ".join(dict.fromkeys(_TYPE_KINDS[k] for k in kinds))
+            name = _loc_text(loc)
+            got = expr.type_name(errors[0].get("input"))
+            messages = [f"'{name}': expected {wants}, got {got}"]
+        else:
+            messages = [_friendly(error, model, loc) for error in errors]
+        for message in dict.fromkeys(messages):
+            if step and len(loc) > 2:
+                message = message.replace(f"'{_loc_text(loc[:2])}.", f"step '{step}' field '", 1)
+            out.append(Diagnostic(location, message, step=step))
     return out
 
 
@@ -180,12 +238,32 @@ class _Checker:
         self.diags.append(Diagnostic(location, message, step=step))
 
     def expr_location(self, loc: Path, offset: int) -> Location:
-        """Where character `offset` of the string at `loc` is, for one-line scalars."""
+        """Where character `offset` of the string at `loc` stands in the file.
+
+        The `${{ ... }}` around the offset is looked up in the file's text from the
+        scalar's start on (block scalars, quotes and escapes shift columns otherwise);
+        a plain one-line scalar maps by column; failing both, the scalar itself.
+        """
         base = self.source.at(loc)
         value = _get_path(self.source.data, loc)
-        if isinstance(value, str) and "\n" not in value[:offset] and base.line:
-            quoted = 1 if loc in self.source.styles else 0
-            return Location(base.path, base.line, base.col + quoted + offset)
+        if not isinstance(value, str) or not base.line:
+            return base
+        start = value.rfind(expr.OPEN, 0, offset + len(expr.OPEN))
+        if start >= 0:
+            end = value.find(expr.CLOSE, offset)
+            segment = value[start : end + len(expr.CLOSE)] if end >= 0 else value[start:]
+            skip = value.count(segment, 0, start)  # the same expression written earlier
+            lines = self.source.text.split("\n")
+            for number in range(base.line - 1, min(len(lines), base.line + 500)):
+                line = lines[number]
+                col = line.find(segment, base.col - 1 if number == base.line - 1 else 0)
+                while col >= 0 and skip:
+                    skip -= 1
+                    col = line.find(segment, col + 1)
+                if col >= 0:
+                    return Location(base.path, number + 1, col + 1 + (offset - start))
+        if "\n" not in value and loc not in self.source.styles:
+            return Location(base.path, base.line, base.col + offset)
         return base
 
 
@@ -248,8 +326,8 @@ def find_cycle(steps: dict[str, Step]) -> list[str] | None:
                 state[path.pop()] = 2
                 iters.pop()
                 continue
-            if need not in steps:
-                continue
+            if need not in steps or need == path[-1]:
+                continue  # unknown and self needs are reported on their own
             if state.get(need) == 1:
                 return [*path[path.index(need) :], need]
             if need not in state:
@@ -271,6 +349,8 @@ def _check_reference(
     steps: dict[str, Step],
     specs: dict[str, ActionSpec],
     in_outputs: bool,
+    upstream_map: dict[str, set[str]],
+    in_for_each: bool = False,
 ) -> None:
     path = ref.path
     at = checker.expr_location(loc, offset + ref.offset)
@@ -289,7 +369,13 @@ def _check_reference(
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             checker.error_at(at, f"unknown input '{path[1]}'{hint}", sid)
     elif root == "item":
-        if step is None or step.for_each is None:
+        if in_for_each:
+            checker.error_at(
+                at,
+                "'item' cannot be used in for_each itself: it is each value for_each yields",
+                sid,
+            )
+        elif step is None or step.for_each is None:
             checker.error_at(at, "'item' is only defined in a step with for_each", sid)
     elif root == "run":
         if len(path) >= 2 and path[1] not in RUN_FIELDS:
@@ -317,6 +403,19 @@ def _check_reference(
             return
         if step is not None and target == step.id:
             checker.error_at(at, f"step '{target}' cannot read its own outputs", sid)
+            return
+        if (
+            not in_outputs
+            and target not in upstream
+            and step is not None
+            and (step.id in upstream_map.get(target, set()))
+        ):
+            checker.error_at(
+                at,
+                f"step '{target}' runs after this step (it needs '{step.id}'), "
+                "so its outputs cannot be read here",
+                sid,
+            )
             return
         if not in_outputs and target not in upstream:
             checker.error_at(
@@ -450,6 +549,7 @@ def check_playbook(
         return []  # the structure check reports it; graph checks would be quadratic
     steps: dict[str, Step] = {}
     indexes: dict[str, int] = {}
+    duplicates: list[tuple[int, Step]] = []
     for index, raw_step in enumerate(raw_steps):
         if model is not None:
             step = model.steps[index]
@@ -467,6 +567,7 @@ def check_playbook(
                 f"{source.at(('steps', indexes[step.id], 'id')).line})",
                 step=step.id,
             )
+            duplicates.append((index, step))
             continue
         indexes[step.id] = index
         steps[step.id] = step
@@ -520,12 +621,14 @@ def check_playbook(
 
     upstream = upstream_of(steps)
     common = {
+        "upstream_map": upstream,
         "playbook_inputs": input_names,
         "steps": steps,
         "specs": {s.action: specs[s.id] for s in steps.values() if s.id in specs},
     }
-    for step_id, step in steps.items():
-        index = indexes[step_id]
+    checked = [(indexes[sid], st) for sid, st in steps.items()] + duplicates
+    for index, step in checked:
+        step_id = step.id
         for field_name, value in (
             ("with", step.with_),
             ("if", step.if_),
@@ -535,9 +638,10 @@ def check_playbook(
                 checker,
                 value,
                 ("steps", index, field_name),
-                step=step if field_name != "for_each" else None,
+                step=step,
                 upstream=upstream.get(step_id, set()),
                 in_outputs=False,
+                in_for_each=field_name == "for_each",
                 **common,
             )
         if isinstance(step.if_, str) and not expr.is_template(step.if_):

@@ -48,6 +48,7 @@ class Source:
     values: dict[Path, tuple[int, int]] = field(default_factory=dict)
     # Where a scalar's text starts inside the quotes (for expression columns).
     styles: dict[Path, str] = field(default_factory=dict)
+    text: str = ""
 
     def at(self, loc: Path, *, key: bool = False) -> Location:
         """The location of a path, or of its nearest ancestor that has one."""
@@ -98,7 +99,8 @@ def decode(raw: bytes, path: str) -> str:
     except UnicodeDecodeError as exc:
         before = raw[: exc.start]
         line = before.count(b"\n") + 1
-        col = exc.start - (before.rfind(b"\n") + 1) + 1
+        line_start = before.rfind(b"\n") + 1
+        col = len(raw[line_start : exc.start].decode("utf-8", errors="replace")) + 1
         raise IrbookError(
             f"not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the file as UTF-8",
             Location(path, line, col),
@@ -117,6 +119,15 @@ def load_text(text: str, path: str) -> Source:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
+        if exc.context and "quoted scalar" in exc.context and exc.context_mark is not None:
+            mark, problem = exc.context_mark, "unclosed quoted string"
+        elif exc.context and exc.context_mark is not None and "flow" in exc.context:
+            cm = exc.context_mark
+            problem = f"{problem} (in the {{...}} or [...] opened at {cm.line + 1}:{cm.column + 1})"
+        elif "found undefined alias" in (exc.problem or "") and exc.problem_mark is not None:
+            pm = exc.problem_mark
+            name = text.split("\n")[pm.line][pm.column :].split()[0] if text else ""
+            problem = f"undefined alias {name!r}"
         if "expected a single document" in str(exc):
             problem = "more than one YAML document; put one playbook per file"
         loc = Location(path, mark.line + 1, mark.column + 1) if mark else Location(path)
@@ -131,7 +142,7 @@ def load_text(text: str, path: str) -> Source:
         loader.dispose()
     if root is None:
         raise IrbookError("empty file", Location(path, 1, 1))
-    source = Source(path=path, data=None)
+    source = Source(path=path, data=None, text=text)
     builder = _Builder(source)
     source.data = builder.build(root, (), 0)
     return source
@@ -195,7 +206,7 @@ class _Builder:
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
         assert isinstance(node, yaml.ScalarNode)
-        if node.style in ("'", '"'):
+        if node.style in ("'", '"', "|", ">"):
             self.source.styles[path] = node.style
         return self._scalar(node)
 
@@ -208,23 +219,35 @@ class _Builder:
         if tag == _NULL:
             return None
         if tag == _BOOL:
-            return node.value.lower() in _TRUE
+            lowered = node.value.lower()
+            if lowered in _TRUE or lowered in _FALSE:
+                return lowered in _TRUE
+            raise self.fail(node, f"invalid value for !!bool: {_shown(node.value)}")
+        if not tag.startswith("tag:yaml.org,2002:") or tag.rsplit(":", 1)[1] not in _KNOWN:
+            raise self.fail(node, f"unsupported YAML tag {_shown(tag)}")
         try:
             value = _SCALARS.construct_object(node, deep=True)
-        except yaml.YAMLError as exc:
-            raise self.fail(node, f"invalid value: {exc}") from None
-        except (ValueError, OverflowError):
-            raise self.fail(node, f"invalid value {node.value[:40]!r}") from None
+        except Exception:  # PyYAML's constructors raise many kinds on bad input
+            short = tag.rsplit(":", 1)[1]
+            raise self.fail(node, f"invalid value for !!{short}: {_shown(node.value)}") from None
         if not isinstance(value, str | int | float | bool | type(None)):
             # Timestamps and binary become strings: playbooks compare text, not dates.
             return node.value
         return value
 
 
+def _shown(text: str, limit: int = 40) -> str:
+    """Text from the file, quoted on one line (no newline can forge an output line)."""
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return repr(text)
+
+
 _STR = "tag:yaml.org,2002:str"
 _NULL = "tag:yaml.org,2002:null"
 _BOOL = "tag:yaml.org,2002:bool"
 _TRUE = frozenset({"yes", "true", "on", "y"})
+_FALSE = frozenset({"no", "false", "off", "n"})
+_KNOWN = frozenset({"str", "int", "float", "bool", "null", "timestamp", "binary"})
 
 
 class _ScalarConstructor(yaml.SafeLoader):

@@ -46,4 +46,26 @@ class InputSpec(Strict):
     def _default_fits(self) -> InputSpec:
         if self.required and self.default is not None:
             raise ValueError("an input cannot be both required and have a default")
+        value = self.default
+        if value is None:
+            return self
+        expected = {
+            "string": (str,),
+            "integer": (int,),
+            "number": (int, float),
+            "boolean": (bool,),
+            "list": (list,),
+            "object": (dict,),
+        }[self.type]
+        if (isinstance(value, bool) and self.type != "boolean") or not isinstance(value, expected):
+            raise ValueError(f"default {value!r} is not of type {self.type}")
+        if self.enum is not None and value not in self.enum:
+            raise ValueError(f"default {value!r} is not one of {self.enum}")
+        if (
+            self.pattern is not None
+            and isinstance(value, str)
+            and not re.search(self.pattern, value)
+            and value != ""
+        ):
+            raise ValueError(f"default {value!r} does not match {self.pattern}")
         return self
