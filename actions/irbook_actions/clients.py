@@ -160,7 +160,10 @@ class LiveClients:
             if self._jira is None:
                 from jira import JIRA
 
-                options = dict(self.jira_options or {})
+                from irbook_actions.jira import client_options
+
+                # REST v3 (Cloud) or v2 (Server), as the Jira actions' planners assume
+                options = {**client_options(), **(self.jira_options or {})}
                 server = options.pop("server", None) or os.environ.get("JIRA_URL")
                 if not server:
                     raise IrbookError("Jira is not configured: set JIRA_URL")

@@ -285,7 +285,7 @@ class Engine:
                 action=action.key,
                 effect=action.effect,
                 state="running",
-                params=redact(item.params, self.spec.secrets),
+                params=redact(action.shown(item.params), self.spec.secrets),
                 planned_calls=redact(planned, self.spec.secrets),
                 irreversible=action.irreversible,
                 started_at=time.time(),
@@ -566,7 +566,8 @@ def run_step(run_id: str, step_id: str, index: int, params: dict[str, Any]) -> d
             result = action.func(ctx, model)
         for text in ctx.notes:
             spec.store.event(run_id, "note", step_id, text=redact(text, spec.secrets))
-        real_calls = [c.as_dict() for c in calls]
+        # AWS calls come from the botocore hook; Slack, Jira and webhooks add their own
+        real_calls = [c.as_dict() for c in (*calls, *ctx.calls)]
     out: dict[str, Any] = {
         "outputs": result.model_dump(mode="json"),
         "real_calls": real_calls,

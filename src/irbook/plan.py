@@ -436,13 +436,15 @@ def _plan_step(
         except expr.ExprError as exc:
             iteration.error = f"with: {exc.message}"
             break
-        iteration.params = rendered
+        iteration.params = spec.shown(rendered) if isinstance(rendered, dict) else rendered
         try:
             params = spec.params.model_validate(rendered)
         except ValidationError as exc:
             iteration.error = _validation_message(spec, exc)
             break
-        iteration.params = params.model_dump(mode="json", exclude_none=True)
+        iteration.params = spec.shown(
+            params.model_dump(mode="json", exclude_none=True, by_alias=True)
+        )
         try:
             iteration.calls = spec.plan(params)
             result = spec.simulated(params, run)

@@ -173,6 +173,17 @@ class ActionSpec:
     on_failure: Literal["abort", "continue"]
     summary: str
     module: str
+    sensitive: tuple[str, ...] = ()  # parameters shown as *** in plans and run records
+
+    def shown(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Parameters as plans, run records and reports may show them."""
+        if not self.sensitive:
+            return params
+        hidden = set(self.sensitive)
+        for name, field_info in self.params.model_fields.items():
+            if name in hidden and field_info.alias:
+                hidden.add(field_info.alias)
+        return {k: ("***" if k in hidden and v not in (None, "") else v) for k, v in params.items()}
 
     def plan(self, params: BaseModel) -> list[PlannedCall]:
         return list(self.planner(params))
@@ -327,6 +338,7 @@ def action(
     evidence: bool = False,
     prefer: str | None = None,
     on_failure: Literal["abort", "continue"] | None = None,
+    sensitive: tuple[str, ...] = (),
     registry: Registry | None = None,
 ) -> Callable[[Callable[[ActionContext, Any], Any]], Callable[[ActionContext, Any], Any]]:
     """Declare an action. The function takes `(ctx, params)` and returns its result model."""
@@ -374,6 +386,11 @@ def action(
             raise ActionSpecError(f"action {key!r}: only mutating actions have compensations")
         if undo is not None and compensation is None:
             raise ActionSpecError(f"action {key!r}: undo=... needs compensation=...")
+        unknown = [n for n in sensitive if n not in p_model.model_fields]
+        if unknown:
+            raise ActionSpecError(
+                f"action {key!r}: sensitive names unknown parameters: {', '.join(unknown)}"
+            )
         doc = inspect.getdoc(func) or ""
         spec = ActionSpec(
             key=key,
@@ -394,6 +411,7 @@ def action(
             on_failure=on_failure or ("continue" if effect == "notify" else "abort"),
             summary=doc.split("\n\n")[0].replace("\n", " "),
             module=func.__module__,
+            sensitive=tuple(sensitive),
         )
         (registry or REGISTRY).add(spec)
         return func
