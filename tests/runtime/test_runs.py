@@ -405,3 +405,46 @@ def test_runs_list_and_show(tmp_path: Path) -> None:
     shown = json.loads(cli("runs", "show", run_id, "--format", "json").stdout)
     assert shown["run"]["mode"] == "dry-run"
     assert [s["step_id"] for s in shown["steps"]] == ["hello"]
+
+
+def test_irbook_rollback_runs_a_failed_runs_compensations(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+        - {id: one, action: rt.change, with: {name: one}}
+        - {id: boom, action: core.fail, needs: [one], with: {message: "false positive"}}
+        """,
+    )
+    done = cli("run", str(path), "--yes", "--plain", "--quiet")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "rollback (manual): to undo what was done, run:" in done.stdout
+    assert 'rt.undo {"name": "one"}' in done.stdout
+    run_id = done.stdout.split("LIVE run ")[1].split()[0]
+    dry = cli("rollback", run_id, "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert f"DRY RUN rollback of run {run_id} (1 compensations, newest first)" in dry.stdout
+    assert "✓ one: rt.undo" in dry.stdout
+    assert (
+        cli("rollback", "nope").stderr.strip() == "irbook: error: no run 'nope' (see: irbook runs)"
+    )
+
+
+def test_step_table_redraws_in_place_on_a_terminal() -> None:
+    import io
+
+    from irbook_flows.cli import StepTable
+
+    out = io.StringIO()
+    table = StepTable(["revoke", "notify"], out, live=True)
+    table.event("step", "revoke", "running", "")
+    table.event("step", "revoke", "succeeded", "")
+    text = out.getvalue()
+    assert text.count("\x1b[2F") == 1  # the second drawing moved up over the first
+    last = text.rsplit("\x1b[2F", 1)[1]
+    assert "✓ revoke  succeeded" in last and "· notify  pending" in last
+
+    plain = io.StringIO()
+    lines = StepTable(["revoke"], plain, live=False)
+    lines.event("step", "revoke", "failed", "throttled")
+    assert "✗ revoke: failed (throttled)" in plain.getvalue()
+    assert "\x1b" not in plain.getvalue()
