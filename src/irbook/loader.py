@@ -139,7 +139,7 @@ def _friendly(error: Any, model: type[BaseModel], loc: tuple[Any, ...]) -> str:
             "less_than": "less than",
             "greater_than": "more than",
         }[kind]
-        return f"{where}: must be {words} {bound}, got {value!r}"
+        return f"{where}: must be {words} {_number(bound)}, got {_number(value)}"
     if kind in simple:
         return f"{where}: expected {simple[kind]}, got {got}"
     msg = str(error.get("msg", "invalid value"))
@@ -184,6 +184,12 @@ _TYPE_KINDS = {
     "model_attributes_type": "a mapping",
     "literal_error": "",
 }
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 def pydantic_diagnostics(
