@@ -175,6 +175,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     out.write(f"{label} run {run_id} of {playbook.metadata.id}\n")
     table = StepTable([s.id for s in plan.steps], out, live=out.isatty() and not args.plain)
     interactive = sys.stdin.isatty() and (not dry_run or args.ask_approvals)
+    # Slack buttons for live runs only: a dry run makes no network call
+    slack_channel = None if dry_run else os.environ.get("IRBOOK_SLACK_APPROVAL_CHANNEL")
     spec = RunSpec(
         run_id=run_id,
         playbook=playbook,
@@ -189,6 +191,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         secrets=plan.secrets,
         on_event=table.event,
         prompt_approval=_terminal_prompt(out) if interactive else None,
+        slack_channel=slack_channel,
     )
     try:
         outcome = execute(spec)
@@ -341,4 +344,64 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failures else EXIT_OK
 
 
-__all__ = ["cmd_approve", "cmd_rollback", "cmd_run", "cmd_runs", "os"]
+def slack_interactions_from_env() -> Any:
+    """Slack approvals for `irbook serve`, from the environment; None when not set up.
+
+    IRBOOK_SLACK_SIGNING_SECRET verifies button presses; IRBOOK_SLACK_APPROVERS lists the
+    Slack user ids (U...) and user group ids (S...) allowed to decide.
+    """
+    secret = os.environ.get("IRBOOK_SLACK_SIGNING_SECRET")
+    if not secret:
+        return None
+    from irbook.cache import home
+    from irbook.runs import RunStore
+    from irbook.triggers.auth import build_verifier
+    from irbook.triggers.limits import ReplayGuard
+    from irbook.triggers.slack import SlackApprovals, SlackInteractions
+    from irbook_actions.clients import LiveClients
+    from irbook_flows.engine import Decision
+    from irbook_flows.flow import resume
+
+    ids = [i.strip() for i in os.environ.get("IRBOOK_SLACK_APPROVERS", "").split(",") if i.strip()]
+    clients = LiveClients()
+
+    def members(group: str) -> set[str]:
+        return set(clients.slack().usergroups_users_list(usergroup=group)["users"])
+
+    def update(channel: str, ts: str, text: str) -> None:
+        clients.slack().chat_update(channel=channel, ts=ts, text=text, blocks=[])
+
+    def decide(flow_run_id: str, approved: bool, approver: str, comment: str) -> None:
+        resume(flow_run_id, Decision(approved, approver, comment))
+
+    guard = ReplayGuard(str(home() / "replay.db"))
+    return SlackInteractions(
+        verifier=build_verifier({"scheme": "slack", "secret": secret}),
+        approvals=SlackApprovals(
+            users=frozenset(i for i in ids if not i.startswith("S")),
+            groups=frozenset(i for i in ids if i.startswith("S")),
+            group_members=members,
+        ),
+        store=RunStore(),
+        decide=decide,
+        seen_before=lambda delivery, now: guard.seen_before("slack", delivery, now),
+        update_message=update if os.environ.get("SLACK_BOT_TOKEN") else None,
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from irbook_flows.server import ensure_api
+
+    ensure_api()
+    from irbook.triggers.app import create_app
+    from irbook_flows.flow import quiet_console
+
+    quiet_console()
+    app = create_app(slack=slack_interactions_from_env())
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+__all__ = ["cmd_approve", "cmd_rollback", "cmd_run", "cmd_runs", "cmd_serve"]

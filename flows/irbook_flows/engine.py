@@ -73,6 +73,8 @@ class RunSpec:
     # Called in a thread while the run waits for a decision (a terminal prompt).
     prompt_approval: Approver | None = None
     poll_interval: float = 1.0
+    # Post approval requests with Approve/Reject buttons to this Slack channel.
+    slack_channel: str | None = None
 
 
 _SPECS: dict[str, RunSpec] = {}
@@ -143,6 +145,10 @@ class Engine:
             "severity": self.playbook.metadata.severity,
         }
         self.rejected: list[str] = []
+        # The run's first Slack card (channel id, ts): later posts go into its thread,
+        # and it is updated in place as steps end.
+        self.slack_card: tuple[str, str, str] | None = None
+        self.card_text = ""
 
     # -- events -----------------------------------------------------------------------
 
@@ -155,8 +161,52 @@ class Engine:
     def finish_step(self, step_id: str, state: str, reason: str = "") -> None:
         self.state[step_id] = state
         self.reason[step_id] = reason
+        self.card(step_id, state)
         if self.spec.on_event is not None:
             self.spec.on_event("step", step_id, state, redact(reason, self.spec.secrets))
+
+    def card(self, step_id: str, state: str) -> None:
+        """Keep the run's Slack card current: live runs only, never failing a step."""
+        step = self.playbook.step(step_id)
+        if (
+            self.slack_card is None
+            and state == "succeeded"
+            and step.action == "slack.post_message"
+            and step.for_each is None
+            and not self.spec.dry_run
+        ):
+            out = self.outputs.get(step_id) or {}
+            if out.get("channel") and out.get("ts") and not out.get("thread_ts"):
+                sent = next(
+                    (r for r in self.spec.store.steps(self.spec.run_id) if r["step_id"] == step_id),
+                    None,
+                )
+                asked = (sent or {}).get("params") or {}
+                self.slack_card = (str(out["channel"]), str(out["ts"]), str(asked.get("channel")))
+                self.card_text = str(asked.get("text") or "")
+            return
+        if self.slack_card is None or self.spec.dry_run:
+            return
+        action = REGISTRY.find("slack.post_message")
+        if action is None:
+            return
+        marks = {"succeeded": "✓", "failed": "✗", "skipped": "-", "rejected": "⊘"}
+        lines = [
+            f"{marks.get(self.state[s.id], '…')} {s.id}: {self.state[s.id]}"
+            for s in self.order
+            if self.state[s.id] != "pending"
+        ]
+        channel, ts, _ = self.slack_card
+        text = (self.card_text + "\n\n" if self.card_text else "") + "\n".join(lines)
+        try:
+            params = action.params.model_validate(
+                {"channel": channel, "text": text[:39_000], "update_ts": ts}
+            )
+            action.func(ActionContext(run=self.run_info(step), clients=self.spec.clients), params)
+        except Exception as exc:  # the card is a courtesy; the run goes on
+            self.spec.store.event(
+                self.spec.run_id, "slack-card-failed", step_id, error=str(exc)[:200]
+            )
 
     # -- scheduling ---------------------------------------------------------------------
 
@@ -240,7 +290,13 @@ class Engine:
                 loc = ".".join(str(p) for p in first["loc"])
                 self.fail(step, f"{action.key}: parameter '{loc}': {first['msg']}")
                 return None
-            items.append(_Item(index, value, params.model_dump(mode="json", exclude_none=True)))
+            dumped = params.model_dump(mode="json", exclude_none=True)
+            if action.key == "slack.post_message" and self.slack_card is not None:
+                channel_id, ts, channel_asked = self.slack_card
+                same = dumped.get("channel") in (channel_id, channel_asked)
+                if same and "thread" not in dumped and "update_ts" not in dumped:
+                    dumped["thread"] = ts  # one thread per run: under the first card
+            items.append(_Item(index, value, dumped))
         return _Pending(step, action, items)
 
     def skip(self, step: Step, reason: str) -> None:
@@ -351,6 +407,10 @@ class Engine:
         timeout = gate.timeout if gate else 15 * 60.0
         on_timeout = gate.on_timeout if gate else "reject"
         started = time.time()
+        simulated = self.spec.dry_run and not self.spec.ask_approvals
+        waiting: dict[str, Any] = {"timeout": format_duration(timeout), "on_timeout": on_timeout}
+        if not simulated and self.spec.slack_channel:
+            waiting["slack"] = self.request_in_slack(pending)
         self.spec.store.upsert_step(
             self.spec.run_id,
             step.id,
@@ -358,11 +418,11 @@ class Engine:
             action=step.action,
             effect=pending.action.effect,
             state="awaiting-approval",
-            approval={"timeout": format_duration(timeout), "on_timeout": on_timeout},
+            approval=waiting,
         )
         if self.spec.on_event is not None:
             self.spec.on_event("step", step.id, "awaiting-approval", format_duration(timeout))
-        if self.spec.dry_run and not self.spec.ask_approvals:
+        if simulated:
             decision = Decision(True, "simulated", "dry run: approval simulated", "simulated")
         else:
             decision = pause(step, timeout)
@@ -374,11 +434,12 @@ class Engine:
                     "timeout",
                 )
             approvers = gate.approvers if gate else []
+            who = {decision.approver, decision.approver.split(":", 1)[-1]}  # slack:U1 -> U1
             if (
                 decision.approved
                 and approvers
                 and decision.how == "human"
-                and (decision.approver not in approvers)
+                and not (who & set(approvers))
             ):
                 decision = Decision(
                     False,
@@ -406,6 +467,38 @@ class Engine:
             )
         self.spec.store.event(self.spec.run_id, f"approval-{record['decision']}", step.id, **record)
         return decision
+
+    def request_in_slack(self, pending: _Pending) -> dict[str, Any]:
+        """Post the Approve/Reject buttons; a Slack failure leaves the other ways open."""
+        step = pending.step
+        action = REGISTRY.find("slack.request_approval")
+        if action is None or self.spec.slack_channel is None:
+            return {}
+        planned = [
+            c.name
+            for item in pending.items
+            for c in pending.action.plan(pending.action.params.model_validate(item.params))
+        ]
+        try:
+            params = action.params.model_validate(
+                {
+                    "channel": self.spec.slack_channel,
+                    "step": step.id,
+                    "planned_calls": planned,
+                    "compensation": pending.action.compensation,
+                    "approvers": list(step.approval.approvers) if step.approval else [],
+                }
+            )
+            result = action.func(
+                ActionContext(run=self.run_info(step), clients=self.spec.clients), params
+            )
+        except Exception as exc:  # Slack down: `irbook approve` and the prompt still work
+            self.spec.store.event(
+                self.spec.run_id, "slack-request-failed", step.id, error=str(exc)[:200]
+            )
+            return {}
+        out = result.model_dump(mode="json")
+        return {"channel": out.get("channel"), "ts": out.get("ts")}
 
     # -- the loop -----------------------------------------------------------------------
 

@@ -94,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="show the calls, change nothing")
     p.set_defaults(handler="irbook_flows.cli:cmd_rollback")
 
+    p = sub.add_parser("serve", help="the HTTP receiver: Slack approval buttons (and webhooks)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.set_defaults(handler="irbook_flows.cli:cmd_serve")
+
     p = sub.add_parser("iam-policy", help="the least-privilege IAM policy a playbook needs")
     p.add_argument("playbook", metavar="PLAYBOOK", help="a playbook id or path")
     p.add_argument("--no-rollback", action="store_true", help="leave out what compensations need")

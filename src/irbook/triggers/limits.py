@@ -1,0 +1,277 @@
+"""What keeps the webhook receiver standing: replay refusal, rate limits, body caps.
+
+These guard a receiver that starts incident-response runs which revoke keys and
+isolate hosts, so a replayed or flooded request costs more than a wasted CPU cycle.
+They are plain objects with an injected `now` so that tests and drills control time,
+and they know nothing of any web framework.
+
+- `ReplayGuard` keeps delivery ids in irbook's SQLite file, so a restart (or a second
+  receiver process on the same home) does not forget what it has already accepted.
+- `RateLimiter` is in memory on purpose: it protects this process, and a restart that
+  refills the buckets is harmless.
+- `read_limited` / `aread_limited` stop pulling body chunks the moment a limit is passed,
+  so an oversized body never sits whole in memory.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections import OrderedDict
+from collections.abc import AsyncIterable, Iterable, Mapping
+from pathlib import Path
+
+from irbook.cache import home
+
+DAY = 86_400.0
+DEFAULT_BODY_LIMIT = 1024 * 1024  # 1 MiB: PagerDuty caps at 256 KB, GitHub at 25 MB (!)
+
+REPLAY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS webhook_replay (
+    source TEXT NOT NULL,
+    delivery_id TEXT NOT NULL,
+    seen_at REAL NOT NULL,
+    PRIMARY KEY (source, delivery_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS webhook_replay_seen ON webhook_replay (seen_at);
+"""
+
+
+class ReplayGuard:
+    """Refuses a delivery id seen from the same source within `window` seconds.
+
+    The window must cover the timestamp tolerance of the verifier in front of it:
+    otherwise a request could be replayed after its id is forgotten but while its
+    signed timestamp is still accepted. The default day also covers senders that
+    retry for hours (PagerDuty, GitHub redeliveries) without a timestamp at all.
+
+    One upsert decides atomically, in SQLite, whether an id is new; threads each use
+    their own connection, and separate processes on the same file agree too.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        window: float = DAY,
+        tolerance: float = 300.0,
+        prune_every: float = 600.0,
+    ) -> None:
+        if not window >= tolerance > 0:
+            raise ValueError(
+                f"replay window ({window:g}s) must be at least the timestamp tolerance"
+                f" ({tolerance:g}s)"
+            )
+        self.path = str(path) if path is not None else str(home() / "irbook.db")
+        self.window = float(window)
+        self.prune_every = prune_every
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._next_prune: float | None = None
+        self._db().executescript(REPLAY_SCHEMA)
+
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(
+                self.path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._local.db = db
+            with self._lock:
+                self._connections.append(db)
+        return db
+
+    def seen_before(self, source: str, delivery_id: str, now: float) -> bool:
+        """Record the id and say whether it was already recorded within the window.
+
+        A single statement: insert, or take over a row older than the window; SQLite
+        reports one changed row exactly when this caller is the first to see the id.
+        """
+        db = self._db()
+        changed = db.execute(
+            "INSERT INTO webhook_replay (source, delivery_id, seen_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (source, delivery_id) DO UPDATE SET seen_at = excluded.seen_at"
+            " WHERE webhook_replay.seen_at <= ?",
+            (source, delivery_id, now, now - self.window),
+        ).rowcount
+        self._maybe_prune(now)
+        return changed != 1
+
+    def prune(self, now: float) -> int:
+        """Forget ids older than the window; returns how many rows went."""
+        return (
+            self._db()
+            .execute("DELETE FROM webhook_replay WHERE seen_at <= ?", (now - self.window,))
+            .rowcount
+        )
+
+    def _maybe_prune(self, now: float) -> None:
+        with self._lock:
+            due = self._next_prune is None or now >= self._next_prune
+            if due:
+                self._next_prune = now + self.prune_every
+        if due:
+            self.prune(now)
+
+    def close(self) -> None:
+        """Close every thread's connection (call once the receiver has stopped)."""
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for db in connections:
+            db.close()
+        self._local = threading.local()
+
+    def __enter__(self) -> ReplayGuard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RateLimiter:
+    """A token bucket per source: `burst` requests at once, then `rate` per second.
+
+    `check` answers None (go ahead) or the seconds until one more request would be
+    allowed, which is what a 429's Retry-After header needs (see `retry_after_header`).
+    Buckets of sources that are idle and full are dropped when more than `max_sources`
+    exist: a full bucket is the same as a fresh one, so nothing is lost by that.
+    """
+
+    def __init__(self, rate: float, burst: float, *, max_sources: int = 10_000) -> None:
+        if not rate > 0:
+            raise ValueError("rate must be a positive number of requests per second")
+        if not burst >= 1:
+            raise ValueError("burst must allow at least one request")
+        self.rate = float(rate)
+        self.burst = float(burst)
+        self.max_sources = max_sources
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def check(self, source: str, now: float) -> float | None:
+        with self._lock:
+            tokens, last = self._buckets.get(source, (self.burst, now))
+            # A clock that steps back refills nothing rather than draining the bucket.
+            tokens = min(self.burst, tokens + max(0.0, now - last) * self.rate)
+            if tokens >= 1.0:
+                self._buckets[source] = (tokens - 1.0, max(now, last))
+                self._buckets.move_to_end(source)
+                if len(self._buckets) > self.max_sources:
+                    self._evict(now)
+                return None
+            self._buckets[source] = (tokens, max(now, last))
+            self._buckets.move_to_end(source)
+            return (1.0 - tokens) / self.rate
+
+    def _evict(self, now: float) -> None:
+        full = [
+            source
+            for source, (tokens, last) in self._buckets.items()
+            if tokens + max(0.0, now - last) * self.rate >= self.burst
+        ]
+        for source in full:
+            del self._buckets[source]
+        while len(self._buckets) > self.max_sources:
+            self._buckets.popitem(last=False)  # least recently seen
+
+
+def retry_after_header(seconds: float) -> str:
+    """Retry-After takes whole seconds; round up so a client that obeys succeeds."""
+    whole = int(seconds)
+    return str(max(1, whole if whole == seconds else whole + 1))
+
+
+class BodyTooLarge(Exception):
+    """A request body over the limit: answer 413 without reading further."""
+
+    def __init__(self, limit: int, declared: int | None = None) -> None:
+        super().__init__(
+            f"request body over {limit} bytes"
+            + (f" (Content-Length {declared})" if declared is not None else "")
+        )
+        self.limit = limit
+        self.declared = declared
+
+
+class BadContentLength(ValueError):
+    """A Content-Length that is not one non-negative integer: answer 400."""
+
+
+def check_content_length(headers: Mapping[str, str], limit: int = DEFAULT_BODY_LIMIT) -> int | None:
+    """Refuse a declared size over the limit before reading anything.
+
+    Returns the declared length, or None when there is none (chunked transfer); the
+    body must still be read with `read_limited`, since a declaration is only a claim.
+    """
+    values = {value.strip() for key, value in headers.items() if key.lower() == "content-length"}
+    if not values:
+        return None
+    if len(values) > 1:
+        raise BadContentLength("conflicting Content-Length headers")
+    (text,) = values
+    # Only ASCII digits: int() would also take "+5", " 5", "5_0" and Unicode digits.
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        raise BadContentLength("Content-Length is not a byte count")
+    declared = int(text)
+    if declared > limit:
+        raise BodyTooLarge(limit, declared)
+    return declared
+
+
+def read_limited(chunks: Iterable[bytes], limit: int = DEFAULT_BODY_LIMIT) -> bytes:
+    """The whole body, or BodyTooLarge as soon as more than `limit` bytes arrived.
+
+    No chunk is pulled after the one that passes the limit, and a generator source is
+    closed, so the rest of an oversized body is never read.
+    """
+    parts: list[bytes] = []
+    size = 0
+    iterator = iter(chunks)
+    try:
+        for chunk in iterator:
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(limit)
+            parts.append(bytes(chunk))
+    finally:
+        close = getattr(iterator, "close", None)
+        if size > limit and callable(close):
+            close()
+    return b"".join(parts)
+
+
+async def aread_limited(chunks: AsyncIterable[bytes], limit: int = DEFAULT_BODY_LIMIT) -> bytes:
+    """`read_limited` for an async body stream (an ASGI receive loop, httpx, ...)."""
+    parts: list[bytes] = []
+    size = 0
+    iterator = aiter(chunks)
+    try:
+        async for chunk in iterator:
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(limit)
+            parts.append(bytes(chunk))
+    finally:
+        aclose = getattr(iterator, "aclose", None)
+        if size > limit and callable(aclose):
+            await aclose()
+    return b"".join(parts)
+
+
+__all__ = [
+    "DAY",
+    "DEFAULT_BODY_LIMIT",
+    "BadContentLength",
+    "BodyTooLarge",
+    "RateLimiter",
+    "ReplayGuard",
+    "aread_limited",
+    "check_content_length",
+    "read_limited",
+    "retry_after_header",
+]
