@@ -10,11 +10,26 @@ Every client gets explicit timeouts so that a hung API cannot hang a run.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from typing import Any
 
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 30.0
+
+
+def _secret_block(name: str) -> str | None:
+    """A Prefect Secret block's value, when Prefect is reachable and the block exists."""
+    if "prefect" not in sys.modules:
+        return None  # outside a run (tests, plans): do not start Prefect for this
+    try:
+        from prefect.blocks.system import Secret
+
+        block: Any = Secret.load(name, _sync=True)  # type: ignore[call-arg]
+        value = block.get()
+    except Exception:  # no such block, no API: the caller says what to configure
+        return None
+    return str(value) if value else None
 
 
 def _record(model: Any, params: Any, **_: Any) -> None:
@@ -139,11 +154,18 @@ class LiveClients:
 
         with self._lock:
             if self._slack is None:
-                token = self.slack_token or os.environ.get("SLACK_BOT_TOKEN")
+                token = (
+                    self.slack_token
+                    or os.environ.get("SLACK_BOT_TOKEN")
+                    or _secret_block("irbook-slack-bot-token")
+                )
                 if not token:
                     from irbook.errors import IrbookError
 
-                    raise IrbookError("Slack is not configured: set SLACK_BOT_TOKEN")
+                    raise IrbookError(
+                        "Slack is not configured: set SLACK_BOT_TOKEN or create the Prefect "
+                        "Secret block 'irbook-slack-bot-token'"
+                    )
                 kwargs: dict[str, Any] = {"token": token, "timeout": max(1, int(self.read_timeout))}
                 base_url = self.slack_base_url or os.environ.get("IRBOOK_SLACK_BASE_URL")
                 if base_url:

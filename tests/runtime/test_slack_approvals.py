@@ -233,6 +233,8 @@ def test_a_signed_button_press_resumes_the_run(
     assert steps["after"]["state"] == "succeeded"
     kinds = [e["kind"] for e in store.events(run_id)]
     assert "approval-refused" in kinds and "approval-via-slack" in kinds
+    refused = [e["detail"]["reason"] for e in store.events("receiver")]
+    assert refused == ["bad-signature", "stale-timestamp", "replayed"]
     update = [r for r in fake_slack.requests if r.slack_method == "chat.update"]
     assert update and f"Approved by <@{APPROVER}>" in update[-1].data["text"]
 

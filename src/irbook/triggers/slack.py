@@ -22,6 +22,7 @@ from urllib.parse import parse_qs
 from irbook.runs import RunStore
 
 APPROVE, REJECT = "irbook_approve", "irbook_reject"
+RECEIVER = "receiver"  # the run id under which refused requests are recorded
 
 Decide = Callable[[str, bool, str, str], None]  # flow run id, approved, approver, comment
 
@@ -69,12 +70,18 @@ class SlackInteractions:
     update_message: Callable[[str, str, str], None] | None = None  # channel, ts, text
     clock: Callable[[], float] = field(default=time.time)
 
+    def refused(self, reason: str) -> None:
+        """A request that could not be trusted: recorded without its body, on no run
+        (nothing in it can be believed), for the receiver's audit and metrics."""
+        self.store.event(RECEIVER, "slack-request-refused", None, reason=reason)
+
     def handle(self, headers: Mapping[str, str], body: bytes) -> Answer:
         now = self.clock()
         try:
             verified = self.verifier.verify(headers, body, now)
         except Exception as exc:  # AuthError: a short reason, never the body
             reason = str(getattr(exc, "reason", "") or "bad-signature")
+            self.refused(reason)
             return Answer(401, {"error": reason})
         # A hash of the signed content: a captured request replayed as is, or with
         # unsigned headers rewritten, is the same delivery.
@@ -87,6 +94,7 @@ class SlackInteractions:
                 + lowered.get("x-slack-signature", "")
             )
         if self.seen_before(delivery, now):
+            self.refused("replayed")
             return Answer(401, {"error": "replayed"})
         try:
             form = parse_qs(body.decode("utf-8"), strict_parsing=False)
