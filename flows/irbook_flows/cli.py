@@ -389,17 +389,97 @@ def slack_interactions_from_env() -> Any:
     )
 
 
+def webhook_starter(slack_channel: str | None) -> Any:
+    """Start a run for an accepted alert, in this process (no polling delay).
+
+    The run record is created first with the run id the queue assigned, so a run id
+    that exists already raises sqlite3.IntegrityError: the dispatcher reads that as
+    "already started", which is what makes a restarted receiver start nothing twice.
+    """
+    from irbook.loader import load_playbook
+    from irbook.plan import build_plan
+    from irbook.registry import NoClients
+    from irbook.runs import RunStore
+    from irbook.triggers.dispatch import StartRequest
+    from irbook_actions.clients import LiveClients
+    from irbook_flows.engine import RunSpec
+    from irbook_flows.flow import execute
+
+    store = RunStore()
+
+    def start(request: StartRequest) -> str:
+        playbook = load_playbook(request.playbook_path).playbook
+        plan = build_plan(playbook, request.alert, {})
+        dry_run = request.mode != "live"
+        store.create_run(
+            run_id=request.run_id,
+            playbook_id=playbook.metadata.id,
+            playbook_title=playbook.metadata.title,
+            mode="dry-run" if dry_run else "live",
+            started_by=f"webhook:{request.source}",
+            inputs=plan.as_dict()["inputs"],
+            rollback=playbook.rollback,
+            alert_source=request.alert.source,
+            alert_id=request.alert.id,
+            incident_key=str(plan.run["incident_key"]),
+        )
+        spec = RunSpec(
+            run_id=request.run_id,
+            playbook=playbook,
+            alert=request.alert,
+            inputs=plan.inputs,
+            dry_run=dry_run,
+            started_by=f"webhook:{request.source}",
+            store=store,
+            clients=NoClients() if dry_run else LiveClients(),
+            secrets=plan.secrets,
+            slack_channel=None if dry_run else slack_channel,
+        )
+        thread = threading.Thread(
+            target=execute,
+            args=(spec, [f"source:{request.source}"]),
+            daemon=True,
+            name=f"run-{request.run_id}",
+        )
+        thread.start()
+        return request.run_id
+
+    return start
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from irbook_flows.server import ensure_api
 
     ensure_api()
-    from irbook.triggers.app import create_app
+    from irbook.registry import REGISTRY
+    from irbook.runs import RunStore
+    from irbook.triggers.app import WebhookReceiver, create_app
+    from irbook.triggers.config import load_config
     from irbook_flows.flow import quiet_console
 
     quiet_console()
-    app = create_app(slack=slack_interactions_from_env())
+    REGISTRY.load_all()
+    hooks = None
+    if args.config:
+        loaded = load_config(args.config)
+        for warning in loaded.warnings:
+            print(f"irbook: warning: {warning}", file=sys.stderr)
+        store = RunStore()
+
+        def run_active(run_id: str) -> bool:
+            record = store.run(run_id)
+            return record is not None and record["state"] == "running"
+
+        hooks = WebhookReceiver(
+            loaded,
+            webhook_starter(os.environ.get("IRBOOK_SLACK_APPROVAL_CHANNEL")),
+            run_active=run_active,
+        )
+    app = create_app(slack=slack_interactions_from_env(), hooks=hooks)
+    where = f"http://{args.host}:{args.port}"
+    print(f"irbook receiver on {where} (webhooks: {'on' if hooks else 'off, no --config'})")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 

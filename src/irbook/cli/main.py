@@ -94,10 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="show the calls, change nothing")
     p.set_defaults(handler="irbook_flows.cli:cmd_rollback")
 
-    p = sub.add_parser("serve", help="the HTTP receiver: Slack approval buttons (and webhooks)")
+    p = sub.add_parser("serve", help="the HTTP receiver: SIEM webhooks and Slack approvals")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--config", metavar="FILE", help="the webhook sources (YAML)")
     p.set_defaults(handler="irbook_flows.cli:cmd_serve")
+
+    p = sub.add_parser("sandbox", help="a local fake AWS seeded with an AI deployment, for demos")
+    p.add_argument("--port", type=int, default=0, help="default: a free port")
+    p.add_argument("--region", default="us-east-1")
+    p.add_argument("--once", action="store_true", help="seed, print, stop (for scripts)")
+    p.set_defaults(handler="irbook_actions.sandbox_cli:cmd_sandbox")
 
     p = sub.add_parser("iam-policy", help="the least-privilege IAM policy a playbook needs")
     p.add_argument("playbook", metavar="PLAYBOOK", help="a playbook id or path")

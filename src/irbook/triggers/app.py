@@ -1,24 +1,556 @@
 """irbook's HTTP receiver (`irbook serve`): an ASGI app under uvicorn.
 
-For now it serves Slack's interactivity callbacks (approval buttons) and a health check;
-the SIEM webhooks (`POST /hooks/{source}`) join it in the webhook work. Starlette is
-imported when the app is built, so the core package stays light.
+It serves SIEM webhooks (`POST /hooks/{source}`), Slack's interactivity callbacks
+(approval buttons), a health check, Prometheus metrics and an OpenAPI description.
+Starlette is imported when the app is built, so the core package stays light, and
+nothing here imports Prefect: runs are started through an injected `StartRun`.
+
+A webhook post goes through cheap refusals first and expensive work last, so a flood
+or an attacker costs as little as possible: unknown source (404), declared size (413,
+before reading), rate (429), actual size (413, reading stops at the limit), signature
+over the raw bytes (401), replay (200 "duplicate"), JSON (400/415), the format (422,
+kept as a dead letter), then matching and a durable enqueue before the 202. Any input
+that still manages to raise is answered 400, never 500: a sender retrying a 5xx forever
+is a flood of our own making.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
+from irbook.errors import LoadFailed
+from irbook.triggers.config import ConfigError, HookSource, LoadedConfig
+from irbook.triggers.dispatch import Dispatcher, StartRequest, StartRun
+from irbook.triggers.limits import (
+    DAY,
+    BadContentLength,
+    BodyTooLarge,
+    RateLimiter,
+    ReplayGuard,
+    aread_limited,
+    check_content_length,
+    retry_after_header,
+)
+from irbook.triggers.queue import AlertQueue, QueueItem
 from irbook.triggers.slack import SlackInteractions
 
+log = logging.getLogger("irbook.webhooks")
+
 MAX_BODY = 1024 * 1024
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+JSON_TYPES = ("application/json", "text/plain")  # plus any application/*+json
 
 
-def create_app(*, slack: SlackInteractions | None = None, max_body: int = MAX_BODY) -> Any:
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Metrics:
+    """Counters and one latency histogram, rendered in Prometheus' text format.
+
+    Labels are only ever configured source names and fixed reason codes, never anything
+    a sender chose, so an attacker cannot blow up the number of series.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counters: dict[tuple[str, tuple[tuple[str, str], ...]], float] = defaultdict(float)
+        self._buckets = [0] * len(LATENCY_BUCKETS)
+        self._latency_sum = 0.0
+        self._latency_count = 0
+
+    def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
+        with self._lock:
+            self.counters[(name, tuple(sorted(labels.items())))] += amount
+
+    def get(self, name: str, **labels: str) -> float:
+        with self._lock:
+            return self.counters.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    def observe(self, seconds: float) -> None:
+        with self._lock:
+            self._latency_sum += seconds
+            self._latency_count += 1
+            for index, bound in enumerate(LATENCY_BUCKETS):
+                if seconds <= bound:
+                    self._buckets[index] += 1
+
+    def render(self, gauges: Mapping[str, float]) -> str:
+        helps = {
+            "irbook_webhook_received_total": "Posts received, by configured source.",
+            "irbook_webhook_rejected_total": "Posts refused, by source and reason.",
+            "irbook_webhook_replays_total": "Deliveries refused as replays of accepted ones.",
+            "irbook_webhook_alerts_queued_total": "Alerts queued for a new run.",
+            "irbook_webhook_alerts_deduplicated_total": "Alerts attached to an existing run.",
+            "irbook_webhook_alerts_unmatched_total": "Alerts no playbook's trigger matched.",
+            "irbook_webhook_runs_started_total": "Runs started from webhook alerts.",
+            "irbook_webhook_runs_failed_total": "Runs that could not be started.",
+        }
+        lines: list[str] = []
+        with self._lock:
+            counters = dict(self.counters)
+            buckets = list(self._buckets)
+            total, count = self._latency_sum, self._latency_count
+        for name, text in helps.items():
+            lines += [f"# HELP {name} {text}", f"# TYPE {name} counter"]
+            for (metric, labels), value in sorted(counters.items()):
+                if metric == name:
+                    lines.append(f"{name}{_labels(labels)} {value:g}")
+        for name, value in gauges.items():
+            lines += [f"# TYPE {name} gauge", f"{name} {value:g}"]
+        hist = "irbook_webhook_request_duration_seconds"
+        lines += [
+            f"# HELP {hist} Time to answer a webhook post.",
+            f"# TYPE {hist} histogram",
+        ]
+        for bound, seen in zip(LATENCY_BUCKETS, buckets, strict=True):
+            lines.append(f'{hist}_bucket{{le="{bound:g}"}} {seen}')
+        lines += [
+            f'{hist}_bucket{{le="+Inf"}} {count}',
+            f"{hist}_sum {total:.6f}",
+            f"{hist}_count {count}",
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def _labels(labels: tuple[tuple[str, str], ...]) -> str:
+    if not labels:
+        return ""
+    inner = ",".join(
+        f'{key}="{value.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
+        for key, value in labels
+    )
+    return "{" + inner + "}"
+
+
+@dataclass(frozen=True)
+class HookPlaybook:
+    """What the receiver needs of a loaded playbook: its id, file and triggers."""
+
+    id: str
+    path: str
+    triggers: tuple[Any, ...]
+
+
+def load_playbooks(folders: Iterable[str]) -> list[HookPlaybook]:
+    """Every playbook in the folders, checked; a broken one stops the receiver starting.
+
+    A receiver that silently skipped a broken playbook would leave an incident type
+    without its response, which nobody would notice until that incident.
+    """
+    from irbook.loader import validate_paths
+
+    try:
+        result = validate_paths(list(folders))
+    except LoadFailed as exc:  # pragma: no cover - validate_paths collects instead
+        raise ConfigError(str(exc.diagnostics[0])) from None
+    if result.errors:
+        more = len(result.errors) - 1
+        suffix = f" (and {more} more; run irbook validate)" if more else ""
+        first = result.errors[0]
+        raise ConfigError(first.message + suffix, first.location)
+    return [
+        HookPlaybook(item.playbook.metadata.id, item.path, tuple(item.playbook.triggers))
+        for item in result.loaded
+    ]
+
+
+class WebhookReceiver:
+    """The framework-free part of `POST /hooks/{source}`, plus the dispatcher it feeds.
+
+    `db_path` holds the alert queue, the dead letters and the replay table (irbook's
+    SQLite file by default). `playbooks` defaults to loading the configured folders once,
+    here: a playbook edited while the receiver runs takes effect on restart, so what
+    runs is what was validated.
+    """
+
+    def __init__(
+        self,
+        config: LoadedConfig,
+        start_run: StartRun,
+        *,
+        db_path: str | None = None,
+        playbooks: list[HookPlaybook] | None = None,
+        workers: int = 4,
+        clock: Callable[[], float] = time.time,
+        run_active: Callable[[str], bool] | None = None,
+        poll_interval: float = 0.5,
+    ) -> None:
+        from irbook.source import default_playbook_dirs
+
+        self.config = config
+        self.sources: dict[str, HookSource] = dict(config.sources)
+        self.clock = clock
+        if playbooks is None:
+            folders = config.config.playbooks or default_playbook_dirs()
+            playbooks = load_playbooks(folders)
+        self.playbooks = playbooks
+        self._per_source = {name: self._select(name, src) for name, src in self.sources.items()}
+        self.queue = AlertQueue(db_path, run_active=run_active)
+        tolerance = max([src.verifier.tolerance or 0.0 for src in self.sources.values()] + [300.0])
+        self.replay = ReplayGuard(self.queue.path, window=max(DAY, tolerance), tolerance=tolerance)
+        self._replay_local = threading.local()
+        self._replay_lock = threading.Lock()
+        self._replay_dbs: list[sqlite3.Connection] = []
+        self.limiters = {
+            name: RateLimiter(src.config.rate.per_second, src.config.rate.burst)
+            for name, src in self.sources.items()
+        }
+        self.metrics = Metrics()
+        self.dispatcher = Dispatcher(
+            self.queue,
+            start_run,
+            workers=workers,
+            poll_interval=poll_interval,
+            on_started=self._started,
+            on_failed=self._failed,
+        )
+
+    def _select(self, name: str, src: HookSource) -> list[HookPlaybook]:
+        wanted = src.config.playbooks
+        if wanted == "*":
+            return list(self.playbooks)
+        known = {pb.id: pb for pb in self.playbooks}
+        missing = [pid for pid in wanted if pid not in known]
+        if missing:
+            raise ConfigError(
+                f"sources.{name}.playbooks: no playbook with id '{missing[0]}' in the"
+                " playbook folders",
+            )
+        return [known[pid] for pid in wanted]
+
+    def _started(self, request: StartRequest) -> None:
+        self.metrics.inc("irbook_webhook_runs_started_total", source=request.source)
+
+    def _failed(self, request: StartRequest, error: str) -> None:
+        self.metrics.inc("irbook_webhook_runs_failed_total", source=request.source)
+
+    def start(self) -> None:
+        self.dispatcher.start()
+
+    def stop(self) -> None:
+        self.dispatcher.stop()
+        self.queue.close()
+        self.replay.close()
+        with self._replay_lock:
+            connections, self._replay_dbs = self._replay_dbs, []
+        for db in connections:
+            db.close()
+        self._replay_local = threading.local()
+
+    # -- pieces the HTTP layer calls in order ------------------------------------------
+
+    def reject(self, source: str, reason: str, status: int, message: str) -> Answer:
+        self.metrics.inc("irbook_webhook_rejected_total", source=source, reason=reason)
+        return Answer(status, {"error": message, "reason": reason})
+
+    def _replayed(self, source: str, key: str, now: float) -> bool:
+        """Whether the delivery was already accepted, without recording it.
+
+        Recording waits until the alert is queued (`ReplayGuard.seen_before`), so a post
+        that failed half-way can be retried by its sender.
+        """
+        db: sqlite3.Connection | None = getattr(self._replay_local, "db", None)
+        if db is None:
+            db = sqlite3.connect(
+                self.replay.path, timeout=60, isolation_level=None, check_same_thread=False
+            )
+            self._replay_local.db = db
+            with self._replay_lock:
+                self._replay_dbs.append(db)
+        row = db.execute(
+            "SELECT 1 FROM webhook_replay WHERE source = ? AND delivery_id = ? AND seen_at > ?",
+            (source, key, now - self.replay.window),
+        ).fetchone()
+        return row is not None
+
+    def process(
+        self, name: str, headers: Mapping[str, str], body: bytes, content_type: str | None
+    ) -> Answer:
+        """Everything after the body is read: auth, parse, normalize, match, enqueue."""
+        from irbook.triggers.auth import AuthError
+
+        src = self.sources[name]
+        now = self.clock()
+        try:
+            verified = src.verifier.verify(headers, body, now)
+        except AuthError as exc:
+            log.warning("webhook %s: refused (%s)", name, exc.reason)
+            return self.reject(name, exc.reason, 401, "authentication failed")
+        if verified.replay_key is not None and self._replayed(name, verified.replay_key, now):
+            self.metrics.inc("irbook_webhook_replays_total", source=name)
+            return Answer(200, {"status": "duplicate"})
+        if content_type is not None and not _is_json_type(content_type):
+            return self.reject(name, "unsupported-media-type", 415, "send application/json")
+        try:
+            payload = _parse_json(body)
+        except ValueError as exc:
+            self.queue.dead_letter(name, f"bad JSON: {exc}", body, limit=src.config.max_body)
+            return self.reject(name, "bad-json", 400, f"body is not JSON: {exc}")
+        answer = self._alerts(name, src, payload, body, now)
+        if answer.status < 300 and verified.replay_key is not None:
+            self.replay.seen_before(name, verified.replay_key, now)
+        return answer
+
+    def _alerts(self, name: str, src: HookSource, payload: Any, body: bytes, now: float) -> Answer:
+        from irbook.triggers.normalizers import (
+            NORMALIZERS,
+            NormalizeError,
+            is_resolved,
+            is_sample,
+        )
+
+        limit = src.config.max_body
+        try:
+            alerts = NORMALIZERS[src.config.format](payload, src.config.options)
+        except NormalizeError as exc:
+            self.queue.dead_letter(name, exc.reason, body, path=exc.path, limit=limit)
+            self.metrics.inc("irbook_webhook_rejected_total", source=name, reason="normalize-error")
+            return Answer(422, {"error": exc.reason, "path": exc.path})
+        except (RecursionError, ValueError, TypeError) as exc:
+            # Normalizers promise NormalizeError only; a slip is still the sender's 422.
+            log.warning("webhook %s: normalizer failed on a post (%s)", name, type(exc).__name__)
+            reason = f"normalizer failed: {type(exc).__name__}"
+            self.queue.dead_letter(name, reason, body, path="$", limit=limit)
+            self.metrics.inc("irbook_webhook_rejected_total", source=name, reason="normalize-error")
+            return Answer(422, {"error": "payload could not be normalized", "path": "$"})
+        items: list[QueueItem] = []
+        windows: list[float] = []
+        skipped: list[dict[str, Any]] = []
+        for alert in alerts:
+            if is_resolved(alert):
+                skipped.append({"alert_id": alert.id, "reason": "resolved"})
+                continue
+            data = alert.as_context()
+            matched = [
+                pb for pb in self._per_source[name] if any(_matches(t, data) for t in pb.triggers)
+            ]
+            if not matched:
+                self.metrics.inc("irbook_webhook_alerts_unmatched_total", source=name)
+                skipped.append({"alert_id": alert.id, "reason": "no playbook matched"})
+                continue
+            mode = "dry-run" if is_sample(alert) else src.config.mode
+            for pb in matched:
+                items.append(QueueItem(name, alert, pb.id, pb.path, mode))
+                windows.append(src.config.dedup_window)
+        if not items:
+            return Answer(200, {"status": "no-match", "queued": [], "skipped": skipped})
+        results = self.queue.enqueue(items, windows=windows, now=now)
+        self.dispatcher.notify()
+        queued = []
+        for item, result in zip(items, results, strict=True):
+            counter = (
+                "irbook_webhook_alerts_queued_total"
+                if result.status == "queued"
+                else "irbook_webhook_alerts_deduplicated_total"
+            )
+            self.metrics.inc(counter, source=name)
+            queued.append(
+                {
+                    "alert_id": item.alert.id,
+                    "playbook_id": result.playbook_id,
+                    "run_id": result.run_id,
+                    "mode": result.mode,
+                    "status": result.status,
+                    "count": result.count,
+                }
+            )
+        return Answer(202, {"status": "accepted", "queued": queued, "skipped": skipped})
+
+    def gauges(self) -> dict[str, float]:
+        try:
+            depth = float(self.queue.depth())
+        except sqlite3.Error:
+            depth = -1.0
+        return {
+            "irbook_webhook_queue_depth": depth,
+            "irbook_webhook_starts_in_progress": float(self.dispatcher.busy),
+        }
+
+
+def _matches(trigger: Any, data: Mapping[str, Any]) -> bool:
+    from irbook.triggers.match import matches
+
+    return matches(trigger, data)
+
+
+def _is_json_type(content_type: str) -> bool:
+    kind = content_type.split(";", 1)[0].strip().lower()
+    if not kind:
+        return True
+    return kind in JSON_TYPES or (kind.startswith("application/") and kind.endswith("+json"))
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _parse_json(body: bytes) -> Any:
+    """Strict JSON: UTF-8, no NaN/Infinity, bounded nesting (RecursionError is a 400)."""
+    try:
+        text = body.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8") from None
+    if not text.strip():
+        raise ValueError("empty body")
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "irbook receiver",
+        "version": "1",
+        "description": "SIEM webhooks that start incident-response playbook runs, and Slack"
+        " approval callbacks.",
+    },
+    "paths": {
+        "/hooks/{source}": {
+            "post": {
+                "summary": "Deliver alerts from a configured source",
+                "description": "The body is the source's native payload (format configured per"
+                " source). Authentication is the source's configured scheme over the raw body.",
+                "parameters": [
+                    {
+                        "name": "source",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]*$"},
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {}}},
+                },
+                "responses": {
+                    "200": {
+                        "description": "A replayed delivery, or alerts no playbook matched",
+                        "content": {"application/json": {"schema": {"$ref": "#/$defs/Result"}}},
+                    },
+                    "202": {
+                        "description": "Alerts durably queued (or attached to a queued run)",
+                        "content": {"application/json": {"schema": {"$ref": "#/$defs/Result"}}},
+                    },
+                    "400": {"$ref": "#/components/responses/Error"},
+                    "401": {"$ref": "#/components/responses/Error"},
+                    "404": {"$ref": "#/components/responses/Error"},
+                    "413": {"$ref": "#/components/responses/Error"},
+                    "415": {"$ref": "#/components/responses/Error"},
+                    "422": {
+                        "description": "The payload does not fit the source's format",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "error": {"type": "string"},
+                                        "path": {"type": "string"},
+                                    },
+                                    "required": ["error", "path"],
+                                }
+                            }
+                        },
+                    },
+                    "429": {
+                        "description": "Rate limited; retry after the given seconds",
+                        "headers": {"Retry-After": {"schema": {"type": "integer"}}},
+                    },
+                },
+            }
+        },
+        "/slack/interactions": {
+            "post": {
+                "summary": "Slack interactivity callbacks (approval buttons)",
+                "responses": {"200": {"description": "Handled"}},
+            }
+        },
+        "/healthz": {"get": {"responses": {"200": {"description": "ok"}}}},
+        "/metrics": {
+            "get": {
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                }
+            }
+        },
+        "/openapi.json": {"get": {"responses": {"200": {"description": "This document"}}}},
+    },
+    "components": {
+        "responses": {
+            "Error": {
+                "description": "Refused",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "error": {"type": "string"},
+                                "reason": {"type": "string"},
+                            },
+                            "required": ["error"],
+                        }
+                    }
+                },
+            }
+        },
+        "schemas": {
+            "Result": {
+                "type": "object",
+                "properties": {
+                    "status": {"enum": ["accepted", "no-match", "duplicate"]},
+                    "queued": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "alert_id": {"type": "string"},
+                                "playbook_id": {"type": "string"},
+                                "run_id": {"type": "string"},
+                                "mode": {"enum": ["live", "dry-run"]},
+                                "status": {"enum": ["queued", "deduplicated"]},
+                                "count": {"type": "integer"},
+                            },
+                        },
+                    },
+                    "skipped": {"type": "array", "items": {"type": "object"}},
+                },
+                "required": ["status"],
+            }
+        },
+    },
+}
+
+
+def create_app(
+    *,
+    slack: SlackInteractions | None = None,
+    max_body: int = MAX_BODY,
+    hooks: WebhookReceiver | None = None,
+) -> Any:
+    """The ASGI app. With `hooks`, its dispatcher runs for the app's lifetime."""
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, PlainTextResponse
+    from starlette.requests import ClientDisconnect, Request
+    from starlette.responses import JSONResponse, PlainTextResponse, Response
     from starlette.routing import Route
 
     async def healthz(request: Request) -> PlainTextResponse:
@@ -44,9 +576,99 @@ def create_app(*, slack: SlackInteractions | None = None, max_body: int = MAX_BO
         answer = await run_in_threadpool(slack.handle, dict(request.headers), body)
         return JSONResponse(answer.body, status_code=answer.status)
 
+    def respond(answer: Answer) -> JSONResponse:
+        return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
+
+    async def hook(request: Request) -> Response:
+        started = time.perf_counter()
+        name = str(request.path_params.get("source", ""))
+        try:
+            answer = await handle_hook(request, name)
+        except Exception:
+            # The body is never logged: it may hold credentials the alert is about.
+            log.exception(
+                "webhook %s: unexpected error", name if hooks and name in hooks.sources else "?"
+            )
+            answer = Answer(400, {"error": "the request could not be processed"})
+            if hooks is not None:
+                source = name if name in hooks.sources else ""
+                hooks.metrics.inc("irbook_webhook_rejected_total", source=source, reason="error")
+        if hooks is not None:
+            hooks.metrics.observe(time.perf_counter() - started)
+        return respond(answer)
+
+    async def handle_hook(request: Request, name: str) -> Answer:
+        if hooks is None or name not in hooks.sources:
+            if hooks is not None:
+                hooks.metrics.inc(
+                    "irbook_webhook_rejected_total", source="", reason="unknown-source"
+                )
+            return Answer(404, {"error": "unknown source"})
+        src = hooks.sources[name]
+        limit = src.config.max_body
+        hooks.metrics.inc("irbook_webhook_received_total", source=name)
+        try:
+            check_content_length(request.headers, limit)
+        except BodyTooLarge:
+            return hooks.reject(name, "too-large", 413, f"body over {limit} bytes")
+        except BadContentLength:
+            return hooks.reject(name, "bad-content-length", 400, "bad Content-Length")
+        wait = hooks.limiters[name].check(name, time.monotonic())
+        if wait is not None:
+            answer = hooks.reject(name, "rate-limited", 429, "too many requests")
+            return Answer(answer.status, answer.body, {"Retry-After": retry_after_header(wait)})
+        try:
+            body = await aread_limited(request.stream(), limit)
+        except BodyTooLarge:
+            return hooks.reject(name, "too-large", 413, f"body over {limit} bytes")
+        except ClientDisconnect:
+            return hooks.reject(name, "disconnected", 400, "client disconnected")
+        content_type = request.headers.get("content-type")
+        try:
+            return await run_in_threadpool(hooks.process, name, request.headers, body, content_type)
+        except sqlite3.OperationalError:
+            log.exception("webhook %s: the alert store is unavailable", name)
+            hooks.metrics.inc("irbook_webhook_rejected_total", source=name, reason="store-busy")
+            return Answer(503, {"error": "try again later"}, {"Retry-After": "5"})
+
+    async def metrics(request: Request) -> PlainTextResponse:
+        if hooks is None:
+            return PlainTextResponse("", media_type="text/plain; version=0.0.4")
+        text = await run_in_threadpool(lambda: hooks.metrics.render(hooks.gauges()))
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+    async def openapi(request: Request) -> JSONResponse:
+        return JSONResponse(OPENAPI)
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        if hooks is not None:
+            hooks.start()
+        try:
+            yield
+        finally:
+            if hooks is not None:
+                await run_in_threadpool(hooks.stop)
+
     return Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
+            Route("/hooks/{source}", hook, methods=["POST"]),
             Route("/slack/interactions", slack_interactions, methods=["POST"]),
-        ]
+        ],
+        lifespan=lifespan,
     )
+
+
+__all__ = [
+    "MAX_BODY",
+    "OPENAPI",
+    "Answer",
+    "HookPlaybook",
+    "Metrics",
+    "WebhookReceiver",
+    "create_app",
+    "load_playbooks",
+]

@@ -1,0 +1,206 @@
+"""Starts the runs of queued alerts, at most once each, surviving restarts.
+
+The receiver only commits alerts; this thread turns committed rows into runs through an
+injected `StartRun`, so the core never imports Prefect (`irbook serve` wires a
+Prefect-backed starter in). Starting happens in a bounded pool of worker threads: a
+slow Prefect API slows the starts, never the webhook's answers.
+
+Exactly once, by construction rather than by luck:
+- at least once: a row stays in the table until its start is confirmed, and rows a dead
+  process had claimed go back to the queue at start-up (`AlertQueue.recover`);
+- at most once: the run id was fixed at enqueue time and the starter refuses an id that
+  already exists (`RunStore.create_run` raises `sqlite3.IntegrityError` on the duplicate
+  primary key), which the dispatcher reads as "this run was already started".
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from irbook.model.alert import Alert
+from irbook.triggers.queue import AlertQueue, QueuedAlert
+
+log = logging.getLogger("irbook.webhooks")
+
+
+@dataclass(frozen=True, slots=True)
+class StartRequest:
+    """Everything a starter needs to start one playbook run for one alert.
+
+    `run_id` is already assigned: the starter must create the run under exactly this id
+    and refuse (raise `sqlite3.IntegrityError`, or `AlreadyStarted`) if it exists.
+    """
+
+    run_id: str
+    playbook_id: str
+    playbook_path: str
+    alert: Alert
+    mode: str  # live | dry-run
+    source: str
+    alert_key: str
+
+
+StartRun = Callable[[StartRequest], str]
+
+
+class AlreadyStarted(Exception):  # an outcome, not a failure
+    """A starter's way to say that this run id already has a run (like IntegrityError)."""
+
+
+class Dispatcher:
+    """The thread that takes queued rows and starts their runs.
+
+    A failed start is retried with backoff (`retry_delays`), then the row is marked
+    'failed' with the error; `on_started(request)` and `on_failed(request, error)` let
+    the receiver count both.
+    """
+
+    def __init__(
+        self,
+        queue: AlertQueue,
+        start_run: StartRun,
+        *,
+        workers: int = 4,
+        poll_interval: float = 0.5,
+        retry_delays: tuple[float, ...] = (1.0, 5.0, 30.0),
+        on_started: Callable[[StartRequest], None] | None = None,
+        on_failed: Callable[[StartRequest, str], None] | None = None,
+    ) -> None:
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        self.queue = queue
+        self.start_run = start_run
+        self.workers = workers
+        self.poll_interval = poll_interval
+        self.retry_delays = retry_delays
+        self.on_started = on_started
+        self.on_failed = on_failed
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._slots = threading.Semaphore(workers)
+        self._busy = 0
+        self._busy_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+
+    def start(self) -> None:
+        """Recover rows a dead process left half-claimed, then start dispatching."""
+        if self._thread is not None:
+            return
+        recovered = self.queue.recover()
+        if recovered:
+            log.warning("re-queued %d alert(s) whose start was interrupted", recovered)
+        self._stop.clear()
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="irbook-start")
+        self._thread = threading.Thread(target=self._loop, name="irbook-dispatch", daemon=True)
+        self._thread.start()
+
+    def notify(self) -> None:
+        """New rows are committed: look now instead of at the next poll."""
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop claiming, and wait for starts already under way."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    @property
+    def busy(self) -> int:
+        with self._busy_lock:
+            return self._busy
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                claimed = self._claim_available()
+            except sqlite3.Error:
+                log.exception("could not read the alert queue; retrying")
+                claimed = 0
+            if claimed == 0:
+                self._wake.wait(self.poll_interval)
+
+    def _claim_available(self) -> int:
+        """Claim as many rows as there are free workers; returns how many were claimed."""
+        free = 0
+        while self._slots.acquire(blocking=False):
+            free += 1
+        if free == 0:
+            # Every worker is busy; one finishing will wake us.
+            return 0
+        try:
+            rows = self.queue.claim(free)
+        except BaseException:
+            for _ in range(free):
+                self._slots.release()
+            raise
+        for _ in range(free - len(rows)):
+            self._slots.release()
+        pool = self._pool
+        assert pool is not None
+        for row in rows:
+            with self._busy_lock:
+                self._busy += 1
+            pool.submit(self._start_one, row)
+        return len(rows)
+
+    def _start_one(self, row: QueuedAlert) -> None:
+        request = StartRequest(
+            run_id=row.run_id,
+            playbook_id=row.playbook_id,
+            playbook_path=row.playbook_path,
+            alert=row.alert,
+            mode=row.mode,
+            source=row.source,
+            alert_key=row.alert_key,
+        )
+        try:
+            self._attempt(row, request)
+        except Exception:
+            log.exception("bookkeeping failed for run %s; it will be retried", row.run_id)
+        finally:
+            with self._busy_lock:
+                self._busy -= 1
+            self._slots.release()
+            self._wake.set()
+
+    def _attempt(self, row: QueuedAlert, request: StartRequest) -> None:
+        try:
+            ref = self.start_run(request)
+        except (sqlite3.IntegrityError, AlreadyStarted):
+            # Started before a crash (or by another receiver): confirm, do not repeat.
+            log.info("run %s was already started", row.run_id)
+            self.queue.mark_started(row.row_id, None)
+            return
+        except Exception as exc:  # a starter may fail any way it likes
+            error = f"{type(exc).__name__}: {exc}"
+            if row.attempts <= len(self.retry_delays):
+                delay = self.retry_delays[row.attempts - 1]
+                log.warning(
+                    "starting run %s failed (%s); retrying in %gs", row.run_id, error, delay
+                )
+                self.queue.mark_retry(row.row_id, error, time.time() + delay)
+            else:
+                log.error("starting run %s failed for good: %s", row.run_id, error)
+                self.queue.mark_failed(row.row_id, error)
+                if self.on_failed is not None:
+                    self.on_failed(request, error)
+            return
+        self.queue.mark_started(row.row_id, ref if isinstance(ref, str) else None)
+        if self.on_started is not None:
+            self.on_started(request)
+
+
+__all__ = ["AlreadyStarted", "Dispatcher", "StartRequest", "StartRun"]

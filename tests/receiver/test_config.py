@@ -1,0 +1,181 @@
+"""The receiver's configuration: defaults, secrets from the environment, one-line errors."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from irbook.triggers.app import WebhookReceiver, load_playbooks
+from irbook.triggers.config import ConfigError, load_config
+from tests.receiver._support import RecordingStarter, write_fixture
+
+ENV = {"GD_TOKEN": "a-token-value", "GH_SECRET": "s1", "GH_OLD": "s0"}
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "receiver.yaml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return str(path)
+
+
+def error_of(tmp_path: Path, text: str, env: dict[str, str] = ENV) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), env=env)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_defaults_are_safe(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+        sources:
+          gd:
+            format: guardduty
+            auth: {scheme: api_key, token_env: GD_TOKEN}
+        """,
+    )
+    loaded = load_config(path, env=ENV)
+    source = loaded.sources["gd"].config
+    assert source.mode == "dry-run"
+    assert source.max_body == 1024 * 1024
+    assert source.dedup_window == 3600.0
+    assert source.playbooks == "*"
+    assert loaded.warnings == []
+    assert loaded.sources["gd"].verifier.verify({"X-API-Key": "a-token-value"}, b"", 0.0)
+
+
+def test_rotation_list_durations_and_options(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+        sources:
+          gh:
+            format: guardduty
+            auth: {scheme: hmac_sha256, secrets_env: [GH_SECRET, GH_OLD]}
+            playbooks: [cred-exfil]
+            mode: live
+            rate: {per_second: 2, burst: 5}
+            dedup_window: 15m
+            options: {source: guardduty-prod}
+        """,
+    )
+    source = load_config(path, env=ENV).sources["gh"].config
+    assert source.dedup_window == 900.0
+    assert source.playbooks == ["cred-exfil"]
+    assert source.rate.burst == 5
+
+
+def test_missing_environment_variable_names_the_field_and_line(tmp_path: Path) -> None:
+    message = error_of(
+        tmp_path,
+        """\
+        sources:
+          gd:
+            format: guardduty
+            auth: {scheme: api_key, token_env: NOT_SET}
+        """,
+    )
+    assert "receiver.yaml:4:" in message
+    assert "sources.gd.auth.token_env: environment variable NOT_SET is not set" in message
+
+
+def test_unknown_setting_and_format(tmp_path: Path) -> None:
+    message = error_of(
+        tmp_path,
+        """\
+        sources:
+          gd:
+            format: guardduty
+            auth: {scheme: api_key, token_env: GD_TOKEN}
+            mood: live
+        """,
+    )
+    assert "sources.gd.mood: unknown setting" in message and ":5:" in message
+    message = error_of(
+        tmp_path,
+        """\
+        sources:
+          gd:
+            format: qradar
+            auth: {scheme: api_key, token_env: GD_TOKEN}
+        """,
+    )
+    assert "sources.gd.format: unknown format" in message
+
+
+def test_scheme_settings_are_checked_by_the_verifier(tmp_path: Path) -> None:
+    message = error_of(
+        tmp_path,
+        """\
+        sources:
+          gh:
+            format: guardduty
+            auth: {scheme: hmac_sha256, token_env: GD_TOKEN}
+        """,
+    )
+    assert "sources.gh.auth.token: is not a setting of scheme hmac_sha256" in message
+
+
+def test_inline_secret_works_with_a_warning_and_not_both(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+        sources:
+          gh:
+            format: guardduty
+            auth: {scheme: hmac_sha256, secret: inline-secret}
+        """,
+    )
+    loaded = load_config(path, env=ENV)
+    (warning,) = loaded.warnings
+    assert "secret_env" in warning and "inline-secret" not in warning
+    message = error_of(
+        tmp_path,
+        """\
+        sources:
+          gh:
+            format: guardduty
+            auth: {scheme: hmac_sha256, secret: x, secret_env: GH_SECRET}
+        """,
+    )
+    assert "give either secret or secret_env" in message
+
+
+def test_bad_values_and_normalizer_options(tmp_path: Path) -> None:
+    base = """\
+        sources:
+          gd:
+            format: guardduty
+            auth: {scheme: api_key, token_env: GD_TOKEN}
+        """
+    assert "sources.gd.mode" in error_of(tmp_path, base + "    mode: yolo\n")
+    assert "sources.gd.max_body" in error_of(tmp_path, base + "    max_body: 0\n")
+    assert "sources.gd.dedup_window" in error_of(tmp_path, base + "    dedup_window: soon\n")
+    assert "sources.gd.options.colour" in error_of(tmp_path, base + "    options: {colour: red}\n")
+    assert "source name" in error_of(tmp_path, "sources: {Bad Name: {}}\n")
+    assert "invalid YAML" in error_of(tmp_path, "sources: [\n")
+
+
+def test_receiver_refuses_unknown_playbook_and_broken_playbooks(tmp_path: Path) -> None:
+    _config, books = write_fixture(tmp_path)
+    path = write(
+        tmp_path,
+        f"""\
+        playbooks: ["{books}"]
+        sources:
+          gd:
+            format: guardduty
+            auth: {{scheme: api_key, token_env: GD_TOKEN}}
+            playbooks: [no-such-playbook]
+        """,
+    )
+    loaded = load_config(path, env=ENV)
+    with pytest.raises(ConfigError, match=r"sources\.gd\.playbooks: no playbook with id .no-such"):
+        WebhookReceiver(loaded, RecordingStarter(), db_path=str(tmp_path / "q.db"))
+    (books / "broken.yaml").write_text("apiVersion: irbook/v1\nkind: Playbook\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"broken\.yaml"):
+        load_playbooks([str(books)])

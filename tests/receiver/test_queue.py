@@ -1,0 +1,143 @@
+"""The alert queue and dispatcher without HTTP: storms, windows, restarts, failures."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from irbook.model.alert import Alert
+from irbook.triggers.dispatch import Dispatcher, StartRequest
+from irbook.triggers.queue import AlertQueue, QueueItem
+from tests.receiver._support import RecordingStarter, wait_for
+
+
+def item(alert_id: str = "a-1", playbook: str = "cred-exfil") -> QueueItem:
+    return QueueItem("gd", Alert(id=alert_id, source="guardduty"), playbook, "/p.yaml", "live")
+
+
+def test_storm_of_10000_copies_makes_one_row(tmp_path: Path) -> None:
+    queue = AlertQueue(tmp_path / "q.db")
+    with ThreadPoolExecutor(16) as pool:
+        results = list(
+            pool.map(lambda _: queue.enqueue([item()], windows=[3600.0])[0], range(10_000))
+        )
+    assert sum(r.status == "queued" for r in results) == 1
+    assert len({r.run_id for r in results}) == 1
+    (row,) = queue.rows()
+    assert row["count"] == 10_000
+    starter = RecordingStarter()
+    dispatcher = Dispatcher(queue, starter, poll_interval=0.05)
+    dispatcher.start()
+    try:
+        assert wait_for(lambda: queue.depth() == 0)
+    finally:
+        dispatcher.stop()
+    assert len(starter.calls) == 1
+
+
+def test_window_and_playbook_separate_alerts(tmp_path: Path) -> None:
+    queue = AlertQueue(tmp_path / "q.db")
+    first = queue.enqueue([item()], windows=[60.0], now=1000.0)[0]
+    queue.mark_started(first.row_id)
+    assert queue.enqueue([item()], windows=[60.0], now=1059.0)[0].status == "deduplicated"
+    later = queue.enqueue([item()], windows=[60.0], now=1061.0)[0]
+    assert later.status == "queued" and later.run_id != first.run_id
+    other = queue.enqueue([item(playbook="other")], windows=[60.0], now=1061.0)[0]
+    assert other.status == "queued"
+
+
+def test_active_run_keeps_attaching_after_the_window(tmp_path: Path) -> None:
+    active: set[str] = set()
+    queue = AlertQueue(tmp_path / "q.db", run_active=lambda run_id: run_id in active)
+    first = queue.enqueue([item()], windows=[10.0], now=0.0)[0]
+    queue.mark_started(first.row_id)
+    active.add(first.run_id)
+    assert queue.enqueue([item()], windows=[10.0], now=500.0)[0].run_id == first.run_id
+    active.clear()
+    assert queue.enqueue([item()], windows=[10.0], now=501.0)[0].run_id != first.run_id
+
+
+def test_waiting_row_attaches_even_with_no_window(tmp_path: Path) -> None:
+    queue = AlertQueue(tmp_path / "q.db")
+    first = queue.enqueue([item()], windows=[0.0], now=0.0)[0]
+    assert queue.enqueue([item()], windows=[0.0], now=9.0)[0].run_id == first.run_id
+
+
+def test_restart_recovers_claimed_rows_and_refused_ids_count_as_started(tmp_path: Path) -> None:
+    queue = AlertQueue(tmp_path / "q.db")
+    queued = queue.enqueue([item("a"), item("b")], windows=[60.0, 60.0])
+    claimed = queue.claim(10)  # a process claims both, starts "a", then dies
+    assert len(claimed) == 2
+    starter = RecordingStarter()
+    starter(
+        StartRequest(queued[0].run_id, "cred-exfil", "/p.yaml", item("a").alert, "live", "gd", "")
+    )
+    queue.close()
+
+    again = AlertQueue(tmp_path / "q.db")
+    dispatcher = Dispatcher(again, starter, poll_interval=0.05)
+    dispatcher.start()
+    try:
+        assert wait_for(lambda: again.depth() == 0)
+    finally:
+        dispatcher.stop()
+    assert sorted(c.alert.id for c in starter.calls) == ["a", "b"]
+    assert {r["status"] for r in again.rows()} == {"started"}
+
+
+def test_failing_starter_is_retried_then_marked_failed(tmp_path: Path) -> None:
+    queue = AlertQueue(tmp_path / "q.db")
+    calls: list[str] = []
+    lock = threading.Lock()
+
+    def broken(request: StartRequest) -> str:
+        with lock:
+            calls.append(request.run_id)
+        raise RuntimeError("prefect is down")
+
+    failed: list[str] = []
+    dispatcher = Dispatcher(
+        queue,
+        broken,
+        poll_interval=0.02,
+        retry_delays=(0.0, 0.0),
+        on_failed=lambda request, error: failed.append(error),
+    )
+    queue.enqueue([item()], windows=[60.0])
+    dispatcher.start()
+    try:
+        assert wait_for(lambda: bool(failed))
+    finally:
+        dispatcher.stop()
+    (row,) = queue.rows()
+    assert row["status"] == "failed"
+    assert "prefect is down" in row["error"]
+    assert len(calls) == 3
+    # A failed row does not swallow the next copy of the alert.
+    assert queue.enqueue([item()], windows=[60.0])[0].status == "queued"
+
+
+def test_dead_letter_body_is_capped(tmp_path: Path) -> None:
+    queue = AlertQueue(tmp_path / "q.db")
+    queue.dead_letter("gd", "bad", b"x" * 100, path="$.a", limit=10)
+    (letter,) = queue.dead_letters()
+    assert letter["body"] == b"x" * 10
+    assert letter["path"] == "$.a"
+
+
+def test_integrity_error_from_starter_is_already_started(tmp_path: Path) -> None:
+    queue = AlertQueue(tmp_path / "q.db")
+
+    def refuses(request: StartRequest) -> str:
+        raise sqlite3.IntegrityError("UNIQUE constraint failed: runs.id")
+
+    queue.enqueue([item()], windows=[60.0])
+    dispatcher = Dispatcher(queue, refuses, poll_interval=0.02)
+    dispatcher.start()
+    try:
+        assert wait_for(lambda: queue.depth() == 0)
+    finally:
+        dispatcher.stop()
+    assert queue.rows()[0]["status"] == "started"
