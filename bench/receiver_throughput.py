@@ -1,0 +1,262 @@
+"""Webhook receiver throughput and latency, as a ratio to a bare endpoint in the same run.
+
+Both servers run under one uvicorn worker in their own process; wrk (Debian's `wrk`)
+loads them over loopback. The bare endpoint only reads the body and answers 202. The
+receiver authenticates (API-key header), parses, normalizes a GuardDuty finding,
+matches it to a playbook and commits it to the SQLite WAL queue before answering; runs
+are not started (the starter only counts), so this measures accepting alerts.
+
+    .venv/bin/python bench/receiver_throughput.py [--seconds N] [--json]
+
+Two loads: distinct findings (a new finding id per request), and an alert storm (the
+same finding again and again, deduplicated). Targets: at least 0.5x the bare endpoint's
+requests per second, with p99 under 20 ms, for both. Exit status 1 when missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FINDING = ROOT / "tests" / "triggers" / "payloads" / "guardduty_credential_exfiltration.json"
+TOKEN = "bench-token-0123456789"
+TARGET_RATIO, TARGET_P99_MS = 0.5, 20.0
+
+BARE = """\
+import sys
+import uvicorn
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+
+async def hook(request):
+    await request.body()
+    return Response(status_code=202)
+
+app = Starlette(routes=[Route("/hooks/{source}", hook, methods=["POST"])])
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error")
+"""
+
+RECEIVER = """\
+import sys
+import uvicorn
+from irbook.triggers.app import WebhookReceiver, create_app
+from irbook.triggers.config import load_config
+
+started = []
+def start(request):
+    started.append(request.run_id)
+    return request.run_id
+
+hooks = WebhookReceiver(load_config(sys.argv[2]), start)
+uvicorn.run(create_app(hooks=hooks), host="127.0.0.1", port=int(sys.argv[1]),
+            log_level="error")
+"""
+
+PLAYBOOK = """\
+apiVersion: irbook/v1
+kind: Playbook
+metadata: {id: cred-exfil, title: Credential exfiltration}
+triggers:
+  - source: guardduty
+    match: {type: "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.*"}
+steps:
+  - {id: note, action: core.note, with: {text: "alert ${{ alert.id }}"}}
+"""
+
+# A new finding id per request: wrk's Lua builds each body from a counter.
+DISTINCT_LUA = """\
+counter = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["X-Irbook-Token"] = "%(token)s"
+local template = %(template)s
+request = function()
+  counter = counter + 1
+  local id = tostring(counter) .. "-" .. tostring(math.random(1e9))
+  local body = string.gsub(template, "BENCHID", id)
+  return wrk.format(nil, nil, nil, body)
+end
+"""
+
+STORM_LUA = """\
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["X-Irbook-Token"] = "%(token)s"
+wrk.body = %(body)s
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_up(port: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"server on port {port} did not start")
+
+
+def lua_string(text: str) -> str:
+    return "[==[" + text + "]==]"
+
+
+def wrk(port: int, script: Path, seconds: int) -> dict[str, float]:
+    done = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            "-c8",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}/hooks/gd",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    out = done.stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+    def pct(label: str) -> float:
+        match = re.search(rf"{label}%\s+([\d.]+)(us|ms|s)", out)
+        if match is None:
+            return float("nan")
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": rps,
+        "p50_ms": pct("50"),
+        "p99_ms": pct("99"),
+        "non_2xx": float(non2xx.group(1)) if non2xx else 0.0,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("needs wrk: apt-get install wrk")
+    work = Path(tempfile.mkdtemp(prefix="irbook-bench-hooks-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        books = work / "playbooks"
+        books.mkdir()
+        (books / "cred-exfil.yaml").write_text(PLAYBOOK)
+        config = work / "receiver.yaml"
+        config.write_text(
+            textwrap.dedent(f"""\
+            playbooks: [{json.dumps(str(books))}]
+            sources:
+              gd:
+                format: guardduty
+                auth: {{scheme: api_key, token_env: BENCH_TOKEN, header: X-Irbook-Token}}
+                rate: {{per_second: 100000, burst: 100000}}
+            """)
+        )
+        (work / "bare.py").write_text(BARE)
+        (work / "receiver.py").write_text(RECEIVER)
+        finding = json.loads(FINDING.read_text())
+        finding["detail"]["id"] = "BENCHID"
+        (work / "distinct.lua").write_text(
+            DISTINCT_LUA % {"token": TOKEN, "template": lua_string(json.dumps(finding))}
+        )
+        storm = json.loads(FINDING.read_text())
+        (work / "storm.lua").write_text(
+            STORM_LUA % {"token": TOKEN, "body": lua_string(json.dumps(storm))}
+        )
+        env = {**os.environ, "BENCH_TOKEN": TOKEN, "IRBOOK_HOME": str(work / "home")}
+        bare_port, hook_port = free_port(), free_port()
+        procs.append(
+            subprocess.Popen([sys.executable, str(work / "bare.py"), str(bare_port)], env=env)
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(work / "receiver.py"), str(hook_port), str(config)], env=env
+            )
+        )
+        wait_up(bare_port)
+        wait_up(hook_port)
+        check = urllib.request.Request(
+            f"http://127.0.0.1:{hook_port}/hooks/gd",
+            data=json.dumps(storm).encode(),
+            headers={"Content-Type": "application/json", "X-Irbook-Token": TOKEN},
+            method="POST",
+        )
+        with urllib.request.urlopen(check, timeout=10) as response:
+            assert response.status == 202, response.status
+        results = {}
+        for name, port, script in (
+            ("bare endpoint", bare_port, "storm.lua"),
+            ("receiver, distinct alerts", hook_port, "distinct.lua"),
+            ("receiver, alert storm (duplicates)", hook_port, "storm.lua"),
+        ):
+            wrk(port, work / script, 2)  # warm up
+            results[name] = wrk(port, work / script, args.seconds)
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)
+    base = results["bare endpoint"]["rps"]
+    ok = True
+    rows = []
+    for name, row in results.items():
+        ratio = row["rps"] / base
+        good = name == "bare endpoint" or (
+            ratio >= TARGET_RATIO and row["p99_ms"] <= TARGET_P99_MS and row["non_2xx"] == 0
+        )
+        ok &= good
+        rows.append(
+            {
+                "load": name,
+                **{k: round(v, 2) for k, v in row.items()},
+                "ratio": round(ratio, 2),
+                "ok": good,
+            }
+        )
+    if args.json:
+        print(
+            json.dumps(
+                {"rows": rows, "target_ratio": TARGET_RATIO, "target_p99_ms": TARGET_P99_MS},
+                indent=2,
+            )
+        )
+    else:
+        for row in rows:
+            print(
+                f"  {row['load']:<38} {row['rps']:>8.0f} req/s  {row['ratio']:.2f}x  "
+                f"p50 {row['p50_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms"
+                + ("" if row["non_2xx"] == 0 else f"  non-2xx {row['non_2xx']:.0f}")
+            )
+        print(f"  targets: >= {TARGET_RATIO}x the bare endpoint, p99 <= {TARGET_P99_MS} ms")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
