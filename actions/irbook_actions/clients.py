@@ -32,12 +32,42 @@ def _secret_block(name: str) -> str | None:
     return str(value) if value else None
 
 
+# Request parameters that carry secrets: never kept in the run record.
+SECRET_PARAMS = frozenset(
+    {
+        "SecretString",
+        "SecretBinary",
+        "Password",
+        "NewPassword",
+        "OldPassword",
+        "PrivateKey",
+        "ClientSecret",
+        "SecretAccessKey",
+        "SessionToken",
+    }
+)
+SECRET_PARAMS_BY_OPERATION = {("ssm", "PutParameter"): frozenset({"Value"})}
+
+
+def _scrub(value: Any, hidden: frozenset[str]) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: ("***" if k in SECRET_PARAMS or k in hidden else _scrub(v, hidden))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_scrub(v, hidden) for v in value]
+    return value
+
+
 def _record(model: Any, params: Any, **_: Any) -> None:
-    """botocore hook: every real AWS call lands in the step's record of real calls."""
+    """botocore hook: every real AWS call lands in the step's record of real calls,
+    with secret-bearing parameters (new secret values, passwords) replaced by ***."""
     from irbook.registry import PlannedCall, record_call
 
-    service = model.service_model.signing_name or model.service_model.endpoint_prefix
-    record_call(PlannedCall(str(service), str(model.name), dict(params or {})))
+    service = str(model.service_model.signing_name or model.service_model.endpoint_prefix)
+    hidden = SECRET_PARAMS_BY_OPERATION.get((service, str(model.name)), frozenset())
+    record_call(PlannedCall(service, str(model.name), _scrub(dict(params or {}), hidden)))
 
 
 class LiveClients:
