@@ -1,0 +1,265 @@
+"""The `irbook` command as a user runs it: a real process, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ALERT = ROOT / "runbooks" / "drills" / "alerts" / "guardduty-exfil.json"
+
+
+def irbook(
+    *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "irbook.cli.main", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def no_traceback(done: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_help_for_every_command() -> None:
+    for command in ("", "validate", "list", "show", "plan", "schema", "actions"):
+        done = irbook(*([command] if command else []), "--help")
+        assert done.returncode == 0, done.stderr
+        assert "usage: irbook" in done.stdout
+
+
+def test_unknown_command_is_a_one_line_user_error() -> None:
+    done = irbook("frobnicate")
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1
+    assert "invalid choice: 'frobnicate'" in done.stderr
+
+
+def test_validate_the_shipped_playbooks() -> None:
+    done = irbook("validate", "playbooks/")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "error" not in done.stdout
+    assert "ok:" in done.stderr
+
+
+def test_validate_reports_every_error_with_location(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "apiVersion: irbook/v1\n"
+        "kind: Playbook\n"
+        "metadata: {id: bad, title: Bad, severty: high}\n"
+        "steps:\n"
+        "  - id: a\n"
+        "    action: core.notes\n"
+        "  - id: b\n"
+        "    action: core.note\n"
+        "    with: {text: '${{ inputs.missing }}'}\n"
+    )
+    done = irbook("validate", str(bad))
+    assert done.returncode == 1
+    no_traceback(done)
+    assert done.stdout.splitlines() == [
+        f"{bad}:3:33: error: unknown field 'severty' (did you mean 'severity'?)",
+        f"{bad}:6:13: error: unknown action 'core.notes' (did you mean 'core.note'?)",
+        f"{bad}:9:23: error: unknown input 'missing'",
+    ]
+
+
+def test_validate_json_format(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: irbook/v1\nkind: Playbook\n")
+    done = irbook("validate", "--format", "json", str(bad))
+    assert done.returncode == 1
+    items = json.loads(done.stdout)
+    assert {(i["line"], i["message"]) for i in items} == {
+        (1, "missing required field 'metadata'"),
+        (1, "missing required field 'steps'"),
+    }
+    assert all(i["severity"] == "error" and i["path"] == str(bad) for i in items)
+
+
+def test_lint_warnings_exit_zero_unless_strict(tmp_path: Path) -> None:
+    book = tmp_path / "quiet.yaml"
+    book.write_text(
+        "apiVersion: irbook/v1\nkind: Playbook\nmetadata: {id: quiet, title: Quiet}\n"
+        "steps:\n  - id: a\n    action: core.note\n    with: {text: hi}\n"
+    )
+    done = irbook("validate", str(book))
+    assert done.returncode == 0
+    assert "warning[medium]: no step notifies anyone" in done.stdout
+    assert irbook("validate", "--strict", str(book)).returncode == 1
+
+
+def test_duplicate_ids_across_a_folder(tmp_path: Path) -> None:
+    text = (
+        "apiVersion: irbook/v1\nkind: Playbook\nmetadata: {id: same, title: Same}\n"
+        "steps:\n  - id: a\n    action: core.note\n    with: {text: hi}\n"
+    )
+    (tmp_path / "a.yaml").write_text(text)
+    (tmp_path / "b.yaml").write_text(text)
+    done = irbook("validate", str(tmp_path))
+    assert done.returncode == 1
+    assert f"{tmp_path}/b.yaml:3:16: error: duplicate playbook id 'same' (also in " in done.stdout
+
+
+@pytest.mark.parametrize("cache", ["", "1"])
+def test_validate_gives_the_same_answer_cached_or_not(tmp_path: Path, cache: str) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: irbook/v2\nkind: Playbook\n")
+    env = {"IRBOOK_NO_CACHE": cache}
+    first = irbook("validate", str(bad), env=env)
+    second = irbook("validate", str(bad), env=env)
+    assert first.returncode == second.returncode == 1
+    assert first.stdout == second.stdout
+    assert "'apiVersion': 'irbook/v2' is not one of 'irbook/v1'" in first.stdout
+    # the cache is keyed by content: a fix is seen at once
+    bad.write_text(
+        "apiVersion: irbook/v1\nkind: Playbook\nmetadata: {id: fixed, title: Fixed}\n"
+        "steps:\n  - id: a\n    action: core.note\n    with: {text: hi}\n"
+    )
+    third = irbook("validate", str(bad), env=env)
+    assert third.returncode == 0, third.stdout
+
+
+def test_plan_the_example_for_the_example_alert() -> None:
+    done = irbook("plan", "leaked-model-key", "--alert", str(ALERT))
+    assert done.returncode == 0, done.stderr
+    no_traceback(done)
+    out = done.stdout
+    assert "Plan for leaked-model-key" in out
+    assert "call iam:UpdateAccessKey" in out
+    assert "revoke  aws.iam.deactivate_access_key  [mutate]  runs, after approval" in out
+    assert "why: if ${{ inputs.endpoint_name != '' }} is false" in out
+    assert "undo aws.iam.activate_access_key" in out
+
+
+def test_plan_takes_params_and_json(tmp_path: Path) -> None:
+    done = irbook(
+        "plan",
+        "playbooks/leaked-model-key.yaml",
+        "--alert",
+        str(ALERT),
+        "--param",
+        "endpoint_name=fraud-scoring",
+        "--format",
+        "json",
+    )
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    steps = {s["id"]: s for s in plan["steps"]}
+    assert steps["snapshot"]["status"] == "run"
+    calls = [c["call"] for it in steps["snapshot"]["iterations"] for c in it["calls"]]
+    assert "sagemaker:DescribeEndpoint" in calls
+    assert plan["inputs"]["endpoint_name"] == "fraud-scoring"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["plan", "no-such-playbook"], "no playbook with id 'no-such-playbook' in playbooks"),
+        (["plan", "leaked-model-key"], "input 'access_key_id' is required"),
+        (
+            ["plan", "leaked-model-key", "--param", "access_key_id=oops"],
+            "input 'access_key_id': 'oops' does not match",
+        ),
+        (["plan", "leaked-model-key", "--param", "novalue"], "--param takes NAME=VALUE"),
+        (
+            ["plan", "leaked-model-key", "--alert", "/nonexistent.json"],
+            "/nonexistent.json: error: no such file",
+        ),
+        (["show", "nope"], "no playbook with id 'nope'"),
+        (
+            ["actions", "aws.iam.deactivate_key"],
+            "unknown action 'aws.iam.deactivate_key' (did you mean",
+        ),
+    ],
+)
+def test_user_errors_are_one_line(args: list[str], message: str) -> None:
+    done = irbook(*args)
+    assert done.returncode == 1, done.stdout
+    no_traceback(done)
+    assert message in done.stderr
+    assert done.stderr.strip().count("\n") == 0, done.stderr
+
+
+def test_a_bad_alert_file_names_the_field(tmp_path: Path) -> None:
+    alert = tmp_path / "alert.json"
+    alert.write_text(json.dumps({"id": "x", "severity": 42, "actor": {"acces_key_id": "A"}}))
+    done = irbook("plan", "leaked-model-key", "--alert", str(alert))
+    assert done.returncode == 1
+    no_traceback(done)
+    assert f"{alert}:1:25: error: 'severity': must be at most 10, got 42" in done.stderr
+    assert "unknown field 'acces_key_id' (did you mean 'access_key_id'?)" in done.stderr
+
+
+def test_list_show_schema_actions() -> None:
+    listing = irbook("list")
+    assert listing.returncode == 0
+    assert listing.stdout.startswith("leaked-model-key")
+    show = irbook("show", "leaked-model-key")
+    assert show.returncode == 0
+    assert "revoke: aws.iam.deactivate_access_key [mutate] (approval)" in show.stdout
+    schema = json.loads(irbook("schema").stdout)
+    assert schema["properties"]["apiVersion"]["const"] == "irbook/v1"
+    assert "steps" in schema["required"]
+    actions = irbook("actions")
+    assert "core.note" in actions.stdout and "aws.iam.deactivate_access_key" in actions.stdout
+    one = json.loads(irbook("actions", "core.sleep").stdout)
+    assert one["effect"] == "read" and "duration" in one["params"]["properties"]
+
+
+def test_offline_commands_do_not_import_prefect_or_boto3(tmp_path: Path) -> None:
+    code = (
+        "import sys, runpy\n"
+        "sys.argv = ['irbook', 'plan', 'leaked-model-key', '--alert', sys.argv[1], '--no-cache']\n"
+        "try:\n    runpy.run_module('irbook.cli.main', run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        "heavy = sorted(m for m in ('prefect', 'boto3', 'botocore', 'slack_sdk', 'jira', 'jinja2')"
+        " if m in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(ALERT)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "HEAVY []" in done.stdout, done.stdout + done.stderr
+
+
+def test_iam_policy_grants_exactly_what_the_playbook_s_actions_declare() -> None:
+    from irbook.loader import load_playbook
+    from irbook.registry import REGISTRY
+
+    done = irbook("iam-policy", "leaked-model-key")
+    assert done.returncode == 0, done.stderr
+    policy = json.loads(done.stdout)
+    assert policy["Version"] == "2012-10-17"
+    granted = {a for s in policy["Statement"] for a in s["Action"]}
+    assert all(s["Effect"] == "Allow" and s["Resource"] == "*" for s in policy["Statement"])
+    assert all(s["Sid"].isalnum() for s in policy["Statement"])  # valid policy syntax
+    book = load_playbook(str(ROOT / "playbooks" / "leaked-model-key.yaml")).playbook
+    wanted: set[str] = set()
+    for step in book.steps:
+        spec = REGISTRY.get(step.action)
+        if spec.key.startswith("aws."):
+            wanted |= set(spec.permissions)
+            if spec.compensation:
+                wanted |= set(REGISTRY.get(spec.compensation).permissions)
+    assert granted == wanted
+    assert {"iam:UpdateAccessKey", "cloudtrail:LookupEvents"} <= granted
+    assert not any(a.startswith(("slack:", "jira:")) for a in granted)  # not IAM
+    narrow = json.loads(irbook("iam-policy", "leaked-model-key", "--no-rollback").stdout)
+    assert {a for s in narrow["Statement"] for a in s["Action"]} <= granted

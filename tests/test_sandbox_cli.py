@@ -1,0 +1,33 @@
+"""`irbook sandbox` starts a fake AWS, seeds it and prints the environment to use it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_sandbox_once_prints_a_usable_environment() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "irbook.cli.main", "sandbox", "--once"],
+        cwd=ROOT,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    exports = dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in done.stdout.splitlines()
+        if line.startswith("export ")
+    )
+    assert exports["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+    assert exports["AWS_ACCESS_KEY_ID"] == "testing"
+    assert "#   endpoint_name = fraud-scoring" in done.stdout
+    assert "#   access_key_id = AKIA" in done.stdout
