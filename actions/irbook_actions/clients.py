@@ -126,6 +126,23 @@ class LiveClients:
         clone._session = self._session  # the same credentials, new clients
         return clone
 
+    def with_role(
+        self, role_arn: str, external_id: str | None = None, region: str | None = None
+    ) -> LiveClients:
+        """Clients acting in another account: the role is assumed on first use, with this
+        factory's own credentials (a step's or a playbook's `aws: {role_arn, external_id}`)."""
+        return LiveClients(
+            region=region or self.region,
+            aws_endpoint_url=self.aws_endpoint_url,
+            role_arn=role_arn,
+            external_id=external_id,
+            read_timeout=self.read_timeout,
+            max_attempts=self.max_attempts,
+            slack_token=self.slack_token,
+            slack_base_url=self.slack_base_url,
+            jira_options=self.jira_options,
+        )
+
     # -- AWS ------------------------------------------------------------------------
 
     def _boto_session(self) -> Any:

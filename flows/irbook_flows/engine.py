@@ -652,6 +652,13 @@ def run_step(run_id: str, step_id: str, index: int, params: dict[str, Any]) -> d
             spec.playbook.aws.region if spec.playbook.aws else None
         )
         clients = spec.clients
+        target = step.aws or spec.playbook.aws
+        role = (step.aws.role_arn if step.aws else None) or (
+            spec.playbook.aws.role_arn if spec.playbook.aws else None
+        )
+        if role and hasattr(clients, "with_role"):  # another account: assume its role
+            external = target.external_id if target else None
+            clients = clients.with_role(role, external, region)
         if step.timeout and hasattr(clients, "with_timeout"):
             clients = clients.with_timeout(step.timeout)  # a hung API cannot hang the run
         ctx = ActionContext(run=info, clients=clients, region=region)
