@@ -496,7 +496,7 @@ def render_text(plan: Plan) -> str:
     if data["inputs"]:
         lines.append("Inputs:")
         for name, value in data["inputs"].items():
-            lines.append(f"  {name} = {_short(value)}")
+            lines.append(f"  {name} = {_short(value) if value != '' else '(empty)'}")
     lines.append("Steps, in execution order:")
     for n, step in enumerate(data["steps"], 1):
         status = {
@@ -532,7 +532,7 @@ def render_text(plan: Plan) -> str:
     if data["outputs"]:
         lines.append("Outputs:")
         for name, value in data["outputs"].items():
-            lines.append(f"  {name} = {_short(value)}")
+            lines.append(f"  {name} = {_short(value) if value is not None else '(none)'}")
     s = data["summary"]
     lines.append(
         f"Summary: {s['steps']} steps, {s['run']} run, {s['skipped']} skipped, "
