@@ -12,16 +12,14 @@ crashed run leaves a consistent record (the run stays 'running' and says so).
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 from irbook.cache import home
+from irbook.db import Database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -91,30 +89,14 @@ class RunStore:
 
     def __init__(self, path: str | None = None) -> None:
         self.path = path or str(home() / "irbook.db")
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        self._local = threading.local()
+        self._database = Database(self.path)
         self._db().executescript(SCHEMA)
 
     def _db(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.row_factory = sqlite3.Row
-            self._local.db = db
-        return db
+        return self._database.conn()
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._database.tx()
 
     # -- runs -------------------------------------------------------------------------
 

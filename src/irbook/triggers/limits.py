@@ -20,9 +20,9 @@ import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterable, Iterable, Mapping
-from pathlib import Path
 
 from irbook.cache import home
+from irbook.db import Database
 
 DAY = 86_400.0
 DEFAULT_BODY_LIMIT = 1024 * 1024  # 1 MiB: PagerDuty caps at 256 KB, GitHub at 25 MB (!)
@@ -66,25 +66,13 @@ class ReplayGuard:
         self.path = str(path) if path is not None else str(home() / "irbook.db")
         self.window = float(window)
         self.prune_every = prune_every
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._database = Database(self.path)
         self._lock = threading.Lock()
         self._next_prune: float | None = None
         self._db().executescript(REPLAY_SCHEMA)
 
     def _db(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(
-                self.path, timeout=30, isolation_level=None, check_same_thread=False
-            )
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            self._local.db = db
-            with self._lock:
-                self._connections.append(db)
-        return db
+        return self._database.conn()
 
     def seen_before(self, source: str, delivery_id: str, now: float) -> bool:
         """Record the id and say whether it was already recorded within the window.
@@ -120,11 +108,7 @@ class ReplayGuard:
 
     def close(self) -> None:
         """Close every thread's connection (call once the receiver has stopped)."""
-        with self._lock:
-            connections, self._connections = self._connections, []
-        for db in connections:
-            db.close()
-        self._local = threading.local()
+        self._database.close()
 
     def __enter__(self) -> ReplayGuard:
         return self

@@ -22,16 +22,15 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from irbook.cache import home
+from irbook.db import Database
 from irbook.model.alert import Alert
 
 Mode = Literal["live", "dry-run"]
@@ -140,38 +139,16 @@ class AlertQueue:
         run_active: Callable[[str], bool] | None = None,
     ) -> None:
         self.path = str(path) if path is not None else str(home() / "irbook.db")
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.run_active = run_active
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._connections: list[sqlite3.Connection] = []
+        # FULL: a 202 promises the alert survives a power cut, not only a crash.
+        self._database = Database(self.path, synchronous="FULL", timeout=60)
         self._db().executescript(SCHEMA)
 
     def _db(self) -> sqlite3.Connection:
-        db: sqlite3.Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(
-                self.path, timeout=60, isolation_level=None, check_same_thread=False
-            )
-            db.execute("PRAGMA journal_mode=WAL")
-            # FULL: a 202 promises the alert survives a power cut, not only a crash.
-            db.execute("PRAGMA synchronous=FULL")
-            db.row_factory = sqlite3.Row
-            self._local.db = db
-            with self._lock:
-                self._connections.append(db)
-        return db
+        return self._database.conn()
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._database.tx()
 
     # -- the receiver's side ---------------------------------------------------------
 
@@ -376,11 +353,7 @@ class AlertQueue:
         return [dict(r) for r in self._db().execute(query + " ORDER BY id", args).fetchall()]
 
     def close(self) -> None:
-        with self._lock:
-            connections, self._connections = self._connections, []
-        for db in connections:
-            db.close()
-        self._local = threading.local()
+        self._database.close()
 
 
 __all__ = [
