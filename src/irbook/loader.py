@@ -111,20 +111,7 @@ def _friendly(error: Any, model: type[BaseModel], loc: tuple[Any, ...]) -> str:
         return f"{where}: {value!r} is not one of {expected}"
     if kind == "string_pattern_mismatch":
         return f"{where}: {value!r} does not match {error['ctx']['pattern']}"
-    simple = {
-        "string_type": "a string",
-        "int_type": "an integer",
-        "int_parsing": "an integer",
-        "int_from_float": "a whole number",
-        "float_type": "a number",
-        "float_parsing": "a number",
-        "bool_type": "true or false",
-        "bool_parsing": "true or false",
-        "list_type": "a list",
-        "dict_type": "a mapping",
-        "model_type": "a mapping",
-        "model_attributes_type": "a mapping",
-    }
+    simple = {k: v for k, v in _TYPE_KINDS.items() if v}
     if kind == "too_long":
         ctx = error.get("ctx", {})
         return f"{where}: at most {ctx.get('max_length')} items, found {ctx.get('actual_length')}"
