@@ -111,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-rollback", action="store_true", help="leave out what compensations need")
     p.set_defaults(handler="irbook.cli.commands:cmd_iam_policy")
 
+    p = sub.add_parser("docs", help="write a Markdown runbook per playbook (or --check them)")
+    p.add_argument("playbook", nargs="?", metavar="PLAYBOOK", help="an id or path (default: all)")
+    p.add_argument("--out", metavar="DIR", default="runbooks", help="default: runbooks/")
+    p.add_argument("--check", action="store_true", help="exit 1 if a runbook is stale; no writes")
+    p.set_defaults(handler="irbook.docs.cli:cmd_docs")
+
     p = sub.add_parser("schema", help="print the JSON Schema of the playbook format")
     p.set_defaults(handler="irbook.cli.commands:cmd_schema")
 

@@ -1,0 +1,91 @@
+"""`irbook docs [PLAYBOOK] [--out DIR] [--check]`: write or check the Markdown runbooks."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+
+from irbook.errors import IrbookError
+from irbook.loader import Loaded
+
+
+def _playbooks(ref: str | None) -> list[Loaded]:
+    from irbook.loader import default_playbook_dirs, resolve_playbook, validate_paths
+
+    if ref:
+        return [resolve_playbook(ref)]
+    folders = default_playbook_dirs()
+    result = validate_paths(folders)
+    if result.errors:
+        for diag in result.errors:
+            print(diag, file=sys.stderr)
+        raise IrbookError(
+            f"{len(result.errors)} error(s) in the playbooks: fix them (irbook validate) first"
+        )
+    if not result.loaded:
+        raise IrbookError(f"no playbook files in {', '.join(folders)}")
+    return sorted(result.loaded, key=lambda item: item.playbook.metadata.id)
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IrbookError(f"{path}: cannot read: {exc}") from None
+
+
+def _write(path: str, text: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise IrbookError(f"{path}: cannot write: {exc.strerror or exc}") from None
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    from irbook.docs.runbook import render_runbook, runbook_name
+
+    out_dir: str = args.out
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise IrbookError(f"--out {out_dir}: not a folder")
+    items = _playbooks(args.playbook)
+    rendered = [
+        (os.path.join(out_dir, runbook_name(item.playbook)), render_runbook(item)) for item in items
+    ]
+    if args.check:
+        stale: list[str] = []
+        for path, text in rendered:
+            current = _read(path)
+            if current != text:
+                stale.append(path)
+                print(f"{path}: {'missing' if current is None else 'out of date'}")
+        if stale:
+            again = "irbook docs" + (f" {args.playbook}" if args.playbook else "")
+            again += f" --out {out_dir}" if out_dir != "runbooks" else ""
+            print(
+                f"irbook: {len(stale)} runbook(s) missing or out of date: run `{again}`",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"ok: {len(rendered)} runbook(s) up to date", file=sys.stderr)
+        return 0
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as exc:
+        raise IrbookError(f"--out {out_dir}: cannot create: {exc.strerror or exc}") from None
+    for path, text in rendered:
+        if _read(path) == text:
+            print(f"{path}: up to date")
+            continue
+        _write(path, text)
+        print(f"{path}: written")
+    return 0
