@@ -340,7 +340,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
     quiet_console()
     plan = [{"step": s["step_id"], "item": s["item"], **s["compensation"]} for s in steps]
-    failures = roll_back_run(record, plan, dry_run=bool(args.dry_run), out=sys.stdout)
+    failures = roll_back_run(record, plan, dry_run=bool(args.dry_run), out=sys.stdout, store=store)
     return EXIT_FAILED if failures else EXIT_OK
 
 

@@ -24,7 +24,13 @@ from pydantic import ValidationError
 from irbook import expr
 from irbook.model import Alert, Playbook, Step
 from irbook.model.base import format_duration
-from irbook.plan import execution_order, incident_key, redact
+from irbook.plan import (
+    execution_order,
+    incident_key,
+    redact,
+    select_items,
+    validation_message,
+)
 from irbook.registry import (
     REGISTRY,
     ActionContext,
@@ -224,15 +230,7 @@ class Engine:
         }
 
     def run_info(self, step: Step) -> RunInfo:
-        return RunInfo(
-            run_id=self.spec.run_id,
-            playbook_id=self.playbook.metadata.id,
-            step_id=step.id,
-            dry_run=self.spec.dry_run,
-            incident_key=str(self.run_ctx["incident_key"]),
-            severity=self.playbook.metadata.severity,
-            title=self.playbook.metadata.title,
-        )
+        return run_info(self.spec, step.id)
 
     def prepare(self, step: Step) -> _Pending | None:
         """Decide a ready step: skip it, fail it, or return what to submit."""
@@ -250,30 +248,13 @@ class Engine:
                 return None
         action = REGISTRY.get(step.action)
         ctx = self.context(step)
-        if step.if_ is not None:
-            try:
-                cond = expr.render(step.if_, ctx)
-            except expr.ExprError as exc:
-                self.fail(step, f"if: {exc.message}")
-                return None
-            if not expr.truthy(cond):
-                self.skip(step, f"if {step.if_} is false" if isinstance(step.if_, str) else "if")
-                return None
-        values: list[Any] = [None]
-        if step.for_each is not None:
-            try:
-                each = expr.render(step.for_each, ctx)
-            except expr.ExprError as exc:
-                self.fail(step, f"for_each: {exc.message}")
-                return None
-            each = [] if each is None else each
-            if not isinstance(each, list):
-                self.fail(step, f"for_each yielded {expr.type_name(each)}, not a list")
-                return None
-            if not each:
-                self.skip(step, "for_each is empty")
-                return None
-            values = each
+        verdict, reason, values = select_items(step, ctx)
+        if verdict == "skip":
+            self.skip(step, reason)
+            return None
+        if verdict == "fail":
+            self.fail(step, reason)
+            return None
         items: list[_Item] = []
         for index, value in enumerate(values):
             scope = dict(ctx)
@@ -286,9 +267,7 @@ class Engine:
                 self.fail(step, f"with: {exc.message}")
                 return None
             except ValidationError as exc:
-                first = exc.errors(include_url=False)[0]
-                loc = ".".join(str(p) for p in first["loc"])
-                self.fail(step, f"{action.key}: parameter '{loc}': {first['msg']}")
+                self.fail(step, validation_message(action, exc))
                 return None
             dumped = params.model_dump(mode="json", exclude_none=True)
             if action.key == "slack.post_message" and self.slack_card is not None:
@@ -620,21 +599,27 @@ def _outcome(future: Any) -> tuple[bool, Any, str]:
     return False, None, message.splitlines()[0] if message else "failed"
 
 
+def run_info(spec: RunSpec, step_id: str) -> RunInfo:
+    """What an action is told about the run: the same for planning, the flow and undo."""
+    book = spec.playbook.metadata
+    return RunInfo(
+        run_id=spec.run_id,
+        playbook_id=book.id,
+        step_id=step_id,
+        dry_run=spec.dry_run,
+        incident_key=incident_key(book.id, spec.alert.id),
+        severity=book.severity,
+        title=book.title,
+    )
+
+
 def run_step(run_id: str, step_id: str, index: int, params: dict[str, Any]) -> dict[str, Any]:
     """The body of a step's task: dry-run planning, or the real action."""
     spec = spec_for(run_id)
     step = spec.playbook.step(step_id)
     action = REGISTRY.get(step.action)
     model = action.params.model_validate(params)
-    info = RunInfo(
-        run_id=run_id,
-        playbook_id=spec.playbook.metadata.id,
-        step_id=step_id,
-        dry_run=spec.dry_run,
-        incident_key=incident_key(spec.playbook.metadata.id, spec.alert.id),
-        severity=spec.playbook.metadata.severity,
-        title=spec.playbook.metadata.title,
-    )
+    info = run_info(spec, step_id)
     attempts = 1
     try:
         from prefect.runtime import task_run

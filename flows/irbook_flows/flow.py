@@ -28,6 +28,7 @@ from prefect.utilities.annotations import quote
 from irbook.model import Step
 from irbook.plan import redact
 from irbook.registry import REGISTRY, ActionContext, RunInfo
+from irbook.runs import RunStore
 from irbook_flows.engine import (
     MAX_WORKERS,
     Decision,
@@ -222,7 +223,9 @@ def playbook_flow(run_id: str) -> Any:
     return Failed(message=message, name="Rejected" if state == "rejected" else "Failed")
 
 
-def _undo_all(run_id: str, plan: list[dict[str, Any]], dry_run: bool, on_event: Any) -> list[str]:
+def _undo_all(
+    run_id: str, plan: list[dict[str, Any]], dry_run: bool, on_event: Any, store: RunStore
+) -> list[str]:
     """Run compensations newest first; one failure does not stop the others."""
     failures = []
     for entry in plan:
@@ -242,11 +245,11 @@ def _undo_all(run_id: str, plan: list[dict[str, Any]], dry_run: bool, on_event: 
             result = state.result()
         except Exception as exc:  # ActionFailed or the API's error: recorded, not raised
             failures.append(f"{label}: {exc}")
-            _store_event(run_id, "compensation-failed", entry["step"], error=str(exc))
+            store.event(run_id, "compensation-failed", entry["step"], error=str(exc))
             if on_event is not None:
                 on_event("undo", entry["step"], "failed", str(exc))
             continue
-        _store_event(
+        store.event(
             run_id,
             "compensated",
             entry["step"],
@@ -259,34 +262,28 @@ def _undo_all(run_id: str, plan: list[dict[str, Any]], dry_run: bool, on_event: 
     return failures
 
 
-_STORE: Any = None
-
-
-def _store_event(run_id: str, kind: str, step: str | None, **detail: Any) -> None:
-    from irbook.runs import RunStore
-
-    global _STORE
-    if _STORE is None:
-        _STORE = RunStore()
-    _STORE.event(run_id, kind, step, **detail)
-
-
 def _roll_back(spec: RunSpec, plan: list[dict[str, Any]]) -> None:
-    _undo_all(spec.run_id, plan, spec.dry_run, spec.on_event)
+    _undo_all(spec.run_id, plan, spec.dry_run, spec.on_event, spec.store)
 
 
 @flow(name="irbook-rollback", persist_result=False, validate_parameters=False, log_prints=False)
-def rollback_flow(run_id: str, plan: list[dict[str, Any]], dry_run: bool) -> Any:
-    failures = _undo_all(run_id, plan, dry_run, None)
+def rollback_flow(run_id: str, plan: list[dict[str, Any]], dry_run: bool, store_path: str) -> Any:
+    failures = _undo_all(run_id, plan, dry_run, None, RunStore(store_path))
     if failures:
         return Failed(message=f"{len(failures)} compensation(s) failed: {failures[0]}")
     return Completed(message=f"{len(plan)} compensation(s) ran")
 
 
 def roll_back_run(
-    record: dict[str, Any], plan: list[dict[str, Any]], *, dry_run: bool, out: Any
+    record: dict[str, Any],
+    plan: list[dict[str, Any]],
+    *,
+    dry_run: bool,
+    out: Any,
+    store: RunStore | None = None,
 ) -> list[str]:
     """`irbook rollback`: undo a finished run's mutating steps, newest first."""
+    store = store or RunStore()
     run_id = str(record["id"])
     mode = "DRY RUN " if dry_run else ""
     out.write(f"{mode}rollback of run {run_id} ({len(plan)} compensations, newest first)\n")
@@ -295,9 +292,11 @@ def roll_back_run(
     ):
         named = rollback_flow.with_options(flow_run_name=f"{mode}rollback of {run_id}")
         state = cast(
-            "State[Any]", named(run_id, cast(Any, quote(plan)), dry_run, return_state=True)
+            "State[Any]",
+            named(run_id, cast(Any, quote(plan)), dry_run, store.path, return_state=True),
         )
-    events = [e for e in _events(run_id) if e["kind"] in ("compensated", "compensation-failed")]
+    kinds = ("compensated", "compensation-failed")
+    events = [e for e in store.events(run_id) if e["kind"] in kinds]
     for event in events[-len(plan) :]:
         mark = "✓" if event["kind"] == "compensated" else "✗"
         detail = event["detail"].get("action") or event["detail"].get("error")
@@ -305,12 +304,6 @@ def roll_back_run(
     failed = [] if state.is_completed() else [state.message or "rollback failed"]
     out.write(("rollback failed: " + failed[0] + "\n") if failed else "rollback done\n")
     return failed
-
-
-def _events(run_id: str) -> list[dict[str, Any]]:
-    from irbook.runs import RunStore
-
-    return RunStore().events(run_id)
 
 
 def execute(spec: RunSpec, extra_tags: list[str] | None = None) -> Outcome:

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 _fingerprint: str | None = None
-ENTRY_POINT_GROUP = "irbook.actions"  # the registry's group; kept here to avoid importing it
 
 
 def home() -> Path:
@@ -35,14 +34,11 @@ def enabled() -> bool:
     return os.environ.get("IRBOOK_NO_CACHE", "") in ("", "0")
 
 
-def _package_dirs() -> list[str]:
-    """Folders of irbook and of every package that provides actions."""
+def _package_dirs(found: dict[str, list[str]]) -> list[str]:
+    """Folders of irbook and of every package that provides actions (`found`)."""
     import importlib.util
 
-    from irbook.plugins import entry_points
-
     dirs = [os.path.dirname(os.path.abspath(__file__))]
-    found = entry_points(ENTRY_POINT_GROUP)
     tops = sorted({m.split(".")[0] for mods in found.values() for m in mods})
     for top in tops:
         try:
@@ -63,12 +59,13 @@ def fingerprint() -> str:
     global _fingerprint
     if _fingerprint is None:
         from irbook import __version__
-        from irbook.plugins import entry_points
+        from irbook.plugins import ENTRY_POINT_GROUP, entry_points
 
         digest = hashlib.sha256()
         digest.update(f"{__version__}\0{sys.version}\0".encode())
-        digest.update(json.dumps(entry_points(ENTRY_POINT_GROUP), sort_keys=True).encode())
-        for top in _package_dirs():
+        found = entry_points(ENTRY_POINT_GROUP)  # scanned once: it reads every dist-info
+        digest.update(json.dumps(found, sort_keys=True).encode())
+        for top in _package_dirs(found):
             if os.path.isfile(top):
                 st = os.stat(top)
                 digest.update(f"{top}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())

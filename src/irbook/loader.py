@@ -8,7 +8,6 @@ refer to inputs and upstream steps, `needs` has no cycles).
 from __future__ import annotations
 
 import difflib
-import os
 import types
 import typing
 from collections.abc import Iterable, Iterator
@@ -18,13 +17,13 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from irbook import expr
-from irbook import source as source_mod
 from irbook.errors import Diagnostic, IrbookError, LoadFailed, Location
 from irbook.model import Alert, Playbook, Step
 from irbook.model.base import parse_duration
 from irbook.model.playbook import MAX_STEPS
 from irbook.registry import REGISTRY, ActionSpec, Registry, unknown_action_message
 from irbook.source import Path, Source, default_playbook_dirs, load_file, playbook_files
+from irbook.validate import duplicate_id, find_playbook
 
 
 @dataclass
@@ -785,12 +784,9 @@ def validate_paths(paths: Iterable[str], registry: Registry = REGISTRY) -> Valid
         pid = item.playbook.metadata.id
         if pid in ids:
             first = ids[pid]
+            first_line = first.source.at(("metadata", "id")).line
             diags.append(
-                Diagnostic(
-                    item.source.at(("metadata", "id")),
-                    f"duplicate playbook id '{pid}' (also in {first.path}:"
-                    f"{first.source.at(('metadata', 'id')).line})",
-                )
+                duplicate_id(pid, item.source.at(("metadata", "id")), first.path, first_line)
             )
             continue
         ids[pid] = item
@@ -801,29 +797,7 @@ def validate_paths(paths: Iterable[str], registry: Registry = REGISTRY) -> Valid
 
 def resolve_playbook(ref: str, registry: Registry = REGISTRY) -> Loaded:
     """A playbook by path, or by id within the playbook folders ($IRBOOK_PLAYBOOKS)."""
-    if os.sep in ref or ref.endswith(source_mod.PLAYBOOK_SUFFIXES) or os.path.isfile(ref):
-        return load_playbook(ref, registry)
-    for folder in default_playbook_dirs():
-        if not os.path.isdir(folder):
-            continue
-        for path in playbook_files([folder]):
-            # cheap pre-filter: the id must appear in the file's text
-            try:
-                with open(path, "rb") as handle:
-                    if ref.encode() not in handle.read(2 * 1024 * 1024):
-                        continue
-            except OSError:
-                continue
-            try:
-                item = load_playbook(path, registry)
-            except LoadFailed:
-                continue
-            if item.playbook.metadata.id == ref:
-                return item
-    folders = ", ".join(default_playbook_dirs())
-    raise IrbookError(
-        f"no playbook with id '{ref}' in {folders} (give a path or set IRBOOK_PLAYBOOKS)"
-    )
+    return load_playbook(find_playbook(ref), registry)
 
 
 def load_alert(path: str) -> Alert:

@@ -376,6 +376,36 @@ def _outputs(ps: PlannedStep, step: Step) -> Any:
     return results[0] if results else None
 
 
+def select_items(step: Step, context: Mapping[str, Any]) -> tuple[StepStatus, str, list[Any]]:
+    """Evaluate a ready step's `if` and `for_each` over the run so far.
+
+    ("run", "", items), with [None] for a step without for_each; or ("skip" | "fail",
+    reason, []). The plan and the live or dry run decide with this one function, so
+    they follow the same branches.
+    """
+    if step.if_ is not None:
+        try:
+            cond = expr.render(step.if_, context)
+        except expr.ExprError as exc:
+            return "fail", f"if: {exc.message}", []
+        if not expr.truthy(cond):
+            reason = f"if {step.if_} is false" if isinstance(step.if_, str) else "if: false"
+            return "skip", reason, []
+    if step.for_each is None:
+        return "run", "", [None]
+    try:
+        each = expr.render(step.for_each, context)
+    except expr.ExprError as exc:
+        return "fail", f"for_each: {exc.message}", []
+    if each is None:
+        each = []
+    if not isinstance(each, list):
+        return "fail", f"for_each yielded {expr.type_name(each)}, not a list", []
+    if not each:
+        return "skip", "for_each is empty", []
+    return "run", "", each
+
+
 def _plan_step(
     step: Step,
     spec: ActionSpec,
@@ -390,33 +420,10 @@ def _plan_step(
             ps.status = "blocked"
             ps.reason = f"upstream step '{need}' failed"
             return
-    if step.if_ is not None:
-        try:
-            cond = expr.render(step.if_, context)
-        except expr.ExprError as exc:
-            ps.status, ps.reason = "fail", f"if: {exc.message}"
-            return
-        if not expr.truthy(cond):
-            ps.status = "skip"
-            ps.reason = f"if {step.if_} is false" if isinstance(step.if_, str) else "if: false"
-            return
-    items: list[Any] = [None]
-    if step.for_each is not None:
-        try:
-            each = expr.render(step.for_each, context)
-        except expr.ExprError as exc:
-            ps.status, ps.reason = "fail", f"for_each: {exc.message}"
-            return
-        if each is None:
-            each = []
-        if not isinstance(each, list):
-            ps.status = "fail"
-            ps.reason = f"for_each yielded {expr.type_name(each)}, not a list"
-            return
-        if not each:
-            ps.status, ps.reason = "skip", "for_each is empty"
-            return
-        items = each
+    verdict, reason, items = select_items(step, context)
+    if verdict != "run":
+        ps.status, ps.reason = verdict, reason
+        return
     run = RunInfo(
         run_id=str(run_ctx["id"]),
         playbook_id=str(run_ctx["playbook"]),
@@ -440,7 +447,7 @@ def _plan_step(
         try:
             params = spec.params.model_validate(rendered)
         except ValidationError as exc:
-            iteration.error = _validation_message(spec, exc)
+            iteration.error = validation_message(spec, exc)
             break
         iteration.params = spec.shown(
             params.model_dump(mode="json", exclude_none=True, by_alias=True)
@@ -466,7 +473,8 @@ def _plan_step(
         ps.reason = errors[0]
 
 
-def _validation_message(spec: ActionSpec, exc: ValidationError) -> str:
+def validation_message(spec: ActionSpec, exc: ValidationError) -> str:
+    """A parameter error in one line: the action, the parameter, what is wrong."""
     first = exc.errors(include_url=False)[0]
     loc = ".".join(str(p) for p in first["loc"])
     msg = str(first["msg"]).removeprefix("Value error, ")

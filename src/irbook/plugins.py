@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import sys
 
+ENTRY_POINT_GROUP = "irbook.actions"  # where action modules are declared
+
 
 def entry_points(group: str) -> dict[str, list[str]]:
     """name -> module names declared for `group` by installed distributions."""

@@ -28,10 +28,10 @@ from pydantic import BaseModel
 
 from irbook import plugins
 from irbook.errors import IrbookError
+from irbook.plugins import ENTRY_POINT_GROUP
 
 Effect = Literal["read", "mutate", "notify"]
 EFFECTS: tuple[str, ...] = ("read", "mutate", "notify")
-ENTRY_POINT_GROUP = "irbook.actions"
 
 _KEY = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 _PERMISSION = re.compile(r"^[a-z0-9-]+:[A-Za-z0-9*]+$")

@@ -109,6 +109,11 @@ def check_file(path: str) -> FileResult:
     return result
 
 
+def duplicate_id(pid: str, at: Location, first_path: str, first_line: int) -> Diagnostic:
+    """Playbook ids are unique across the folders: the second one is the error."""
+    return Diagnostic(at, f"duplicate playbook id '{pid}' (also in {first_path}:{first_line})")
+
+
 def validate(paths: Iterable[str]) -> Report:
     files: list[FileResult] = []
     diags: list[Diagnostic] = []
@@ -123,12 +128,7 @@ def validate(paths: Iterable[str]) -> Report:
         if pid in seen:
             first = seen[pid]
             line = first.id_location.line if first.id_location else 0
-            diags.append(
-                Diagnostic(
-                    result.id_location or Location(path),
-                    f"duplicate playbook id '{pid}' (also in {first.path}:{line})",
-                )
-            )
+            diags.append(duplicate_id(pid, result.id_location or Location(path), first.path, line))
             result.playbook_id = None
             continue
         seen[pid] = result
