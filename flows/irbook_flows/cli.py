@@ -197,7 +197,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         outcome = execute(spec)
     except KeyboardInterrupt:
         out.write(f"\ncancelled: run {run_id} is marked cancelled\n")
-        return EXIT_INTERRUPTED
+        out.flush()
+        sys.stderr.flush()
+        # A step's thread may sit in a long call (a sleep, a hung API): the record and
+        # Prefect already say cancelled, so leave now instead of joining it at exit.
+        os._exit(EXIT_INTERRUPTED)
     out.write(f"\n{label} run {run_id}: {outcome.state}")
     out.write(f" ({outcome.message})\n" if outcome.message else "\n")
     if outcome.outputs:
@@ -472,14 +476,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
             record = store.run(run_id)
             return record is not None and record["state"] == "running"
 
-        hooks = WebhookReceiver(
-            loaded,
-            webhook_starter(os.environ.get("IRBOOK_SLACK_APPROVAL_CHANNEL")),
-            run_active=run_active,
-        )
+        runner = loaded.config.runner
+        if runner.type == "deployments":
+            from irbook_flows.deploy import deployments_starter
+
+            starter = deployments_starter(runner)
+        else:
+            starter = webhook_starter(os.environ.get("IRBOOK_SLACK_APPROVAL_CHANNEL"))
+        hooks = WebhookReceiver(loaded, starter, run_active=run_active)
+        if runner.type == "deployments":
+            from irbook_flows.deploy import check_deployments
+
+            for warning in check_deployments(runner, [pb.id for pb in hooks.playbooks]):
+                print(f"irbook: warning: {warning}", file=sys.stderr)
     app = create_app(slack=slack_interactions_from_env(), hooks=hooks)
     where = f"http://{args.host}:{args.port}"
-    print(f"irbook receiver on {where} (webhooks: {'on' if hooks else 'off, no --config'})")
+    state = "off, no --config"
+    if hooks is not None:
+        runner = hooks.config.config.runner
+        state = "on, runs in this process"
+        if runner.type == "deployments":
+            state = f"on, runs through deployments {runner.prefix}-<playbook>"
+    print(f"irbook receiver on {where} (webhooks: {state})")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -179,3 +180,33 @@ def test_receiver_refuses_unknown_playbook_and_broken_playbooks(tmp_path: Path) 
     (books / "broken.yaml").write_text("apiVersion: irbook/v1\nkind: Playbook\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"broken\.yaml"):
         load_playbooks([str(books)])
+
+
+def test_runner_defaults_to_embedded_and_takes_deployments(tmp_path: Path) -> None:
+    sources = "sources: {gd: {format: guardduty, auth: {scheme: api_key, token_env: GD_TOKEN}}}\n"
+    runner = load_config(write(tmp_path, sources), env=ENV).config.runner
+    assert runner.type == "embedded"
+    short = load_config(write(tmp_path, "runner: deployments\n" + sources), env=ENV)
+    assert (short.config.runner.type, short.config.runner.prefix) == ("deployments", "irbook")
+    text = "runner: {type: deployments, pool: ir-pool, prefix: ir}\n" + sources
+    full = load_config(write(tmp_path, text), env=ENV).config.runner
+    assert (full.type, full.pool, full.prefix) == ("deployments", "ir-pool", "ir")
+
+
+def test_runner_errors_are_one_line_with_a_location(tmp_path: Path) -> None:
+    assert re.search(
+        r"receiver\.yaml:1:9: .*runner: expected embedded, deployments",
+        error_of(tmp_path, "runner: kubernetes\nsources: {}\n"),
+    )
+    assert "runner.type: Input should be 'embedded' or 'deployments'" in error_of(
+        tmp_path, "runner: {type: kube}\nsources: {}\n"
+    )
+    assert "runner.pol: unknown setting" in error_of(
+        tmp_path, "runner: {type: deployments, pol: x}\nsources: {}\n"
+    )
+    assert "runner.prefix: expected a lowercase name" in error_of(
+        tmp_path, "runner: {type: deployments, prefix: My Prefix}\nsources: {}\n"
+    )
+    assert "runner: prefix and pool only apply to type: deployments" in error_of(
+        tmp_path, "runner: {pool: irbook}\nsources: {}\n"
+    )

@@ -100,6 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE", help="the webhook sources (YAML)")
     p.set_defaults(handler="irbook_flows.cli:cmd_serve")
 
+    p = sub.add_parser("drill", help="run a tabletop drill scenario in dry-run; exit 1 if it fails")
+    p.add_argument("scenario", metavar="SCENARIO", help="a Drill YAML file")
+    p.add_argument("--report", metavar="PATH", help="also write the report: PATH.md and PATH.html")
+    p.set_defaults(handler="irbook_flows.drill:cmd_drill")
+
+    p = sub.add_parser("deploy", help="register the playbook flow as Prefect deployments")
+    p.add_argument("--pool", metavar="NAME", default="irbook", help="work pool (default irbook)")
+    p.set_defaults(handler="irbook_flows.deploy:cmd_deploy")
+
     p = sub.add_parser("sandbox", help="a local fake AWS seeded with an AI deployment, for demos")
     p.add_argument("--port", type=int, default=0, help="default: a free port")
     p.add_argument("--region", default="us-east-1")

@@ -7,6 +7,7 @@ still work (for a laptop demo) but come with a warning.
 
 ```yaml
 playbooks: [playbooks]          # folders to load playbooks from (default $IRBOOK_PLAYBOOKS)
+runner: embedded                # or {type: deployments, prefix: irbook, pool: irbook}
 sources:
   guardduty-prod:
     format: guardduty           # a key of irbook.triggers.normalizers.NORMALIZERS
@@ -31,7 +32,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from irbook.errors import IrbookError, Location
 from irbook.model.base import Duration
@@ -122,9 +130,46 @@ class SourceConfig(_Model):
         return value
 
 
+class RunnerConfig(_Model):
+    """How the receiver starts runs: in this process, or through Prefect deployments.
+
+    `embedded` runs the flow in the receiver's process (no polling delay). `deployments`
+    creates a flow run of the deployment `<prefix>-<playbook id>` that `irbook deploy`
+    registered, with an idempotency key, for a process worker polling `pool` to run.
+    """
+
+    type: Literal["embedded", "deployments"] = "embedded"
+    prefix: str = "irbook"
+    pool: str | None = Field(default=None, min_length=1, max_length=100)
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not re.match(r"^[a-z0-9][a-z0-9_-]{0,62}$", value):
+            raise ValueError("expected a lowercase name such as irbook")
+        return value
+
+    @model_validator(mode="after")
+    def _deployments_only(self) -> RunnerConfig:
+        if self.type == "embedded" and (self.pool is not None or self.prefix != "irbook"):
+            raise ValueError("prefix and pool only apply to type: deployments")
+        return self
+
+
 class ReceiverConfig(_Model):
     playbooks: list[str] | None = None  # folders; None means irbook's default folders
+    runner: RunnerConfig = RunnerConfig()
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
+
+    @field_validator("runner", mode="before")
+    @classmethod
+    def _runner_shorthand(cls, value: Any) -> Any:
+        # `runner: deployments` is short for `runner: {type: deployments}`.
+        if isinstance(value, str) and value in ("embedded", "deployments"):
+            return {"type": value}
+        if not isinstance(value, dict):
+            raise ValueError("expected embedded, deployments or {type: deployments, ...}")
+        return value
 
     @field_validator("sources", mode="before")
     @classmethod
@@ -275,6 +320,7 @@ __all__ = [
     "LoadedConfig",
     "RateConfig",
     "ReceiverConfig",
+    "RunnerConfig",
     "SourceConfig",
     "load_config",
     "parse_config",

@@ -53,6 +53,17 @@ class AlreadyStarted(Exception):  # an outcome, not a failure
     """A starter's way to say that this run id already has a run (like IntegrityError)."""
 
 
+class StartFailed(Exception):
+    """A starter's one-line account of a failure that may pass (an API that is down, a
+    deployment not registered yet): retried with backoff like any other exception, but
+    recorded with this message instead of a library's exception text."""
+
+
+class StartRefused(Exception):
+    """A starter's refusal that retrying cannot change (the run would leak a secret, the
+    configuration does not allow it): the row is marked failed at once, with this reason."""
+
+
 class Dispatcher:
     """The thread that takes queued rows and starts their runs.
 
@@ -184,8 +195,15 @@ class Dispatcher:
             log.info("run %s was already started", row.run_id)
             self.queue.mark_started(row.row_id, None)
             return
+        except StartRefused as exc:
+            error = str(exc)
+            log.error("starting run %s refused: %s", row.run_id, error)
+            self.queue.mark_failed(row.row_id, error)
+            if self.on_failed is not None:
+                self.on_failed(request, error)
+            return
         except Exception as exc:  # a starter may fail any way it likes
-            error = f"{type(exc).__name__}: {exc}"
+            error = str(exc) if isinstance(exc, StartFailed) else f"{type(exc).__name__}: {exc}"
             if row.attempts <= len(self.retry_delays):
                 delay = self.retry_delays[row.attempts - 1]
                 log.warning(
@@ -203,4 +221,11 @@ class Dispatcher:
             self.on_started(request)
 
 
-__all__ = ["AlreadyStarted", "Dispatcher", "StartRequest", "StartRun"]
+__all__ = [
+    "AlreadyStarted",
+    "Dispatcher",
+    "StartFailed",
+    "StartRefused",
+    "StartRequest",
+    "StartRun",
+]
