@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from irbook import expr
+from irbook.drill.clock import DrillController
 from irbook.model import Alert, Playbook, Step
 from irbook.model.base import format_duration
 from irbook.plan import (
@@ -81,6 +82,8 @@ class RunSpec:
     poll_interval: float = 1.0
     # Post approval requests with Approve/Reject buttons to this Slack channel.
     slack_channel: str | None = None
+    # A tabletop drill: its approvers decide, its injects fail attempts (dry runs only).
+    drill: DrillController | None = None
 
 
 _SPECS: dict[str, RunSpec] = {}
@@ -386,7 +389,8 @@ class Engine:
         timeout = gate.timeout if gate else 15 * 60.0
         on_timeout = gate.on_timeout if gate else "reject"
         started = time.time()
-        simulated = self.spec.dry_run and not self.spec.ask_approvals
+        drill = self.spec.drill
+        simulated = self.spec.dry_run and not self.spec.ask_approvals and drill is None
         waiting: dict[str, Any] = {"timeout": format_duration(timeout), "on_timeout": on_timeout}
         if not simulated and self.spec.slack_channel:
             waiting["slack"] = self.request_in_slack(pending)
@@ -401,8 +405,13 @@ class Engine:
         )
         if self.spec.on_event is not None:
             self.spec.on_event("step", step.id, "awaiting-approval", format_duration(timeout))
+        drill_wait: float | None = None
         if simulated:
             decision = Decision(True, "simulated", "dry run: approval simulated", "simulated")
+        elif drill is not None:  # the scenario's approver, or the timeout, on drill time
+            ruled = drill.decide(step, timeout, on_timeout)
+            decision = Decision(ruled.approved, ruled.by, ruled.comment, ruled.how)
+            drill_wait = ruled.wait
         else:
             decision = pause(step, timeout)
             if decision.how == "timeout":
@@ -412,27 +421,30 @@ class Engine:
                     f"no decision within {format_duration(timeout)}; on_timeout: {on_timeout}",
                     "timeout",
                 )
-            approvers = gate.approvers if gate else []
-            who = {decision.approver, decision.approver.split(":", 1)[-1]}  # slack:U1 -> U1
-            if (
-                decision.approved
-                and approvers
-                and decision.how == "human"
-                and not (who & set(approvers))
-            ):
-                decision = Decision(
-                    False,
-                    decision.approver,
-                    f"{decision.approver or 'anonymous'} may not approve this step "
-                    f"(approvers: {', '.join(approvers)})",
-                    "refused",
-                )
+        approvers = gate.approvers if gate else []
+        who = {decision.approver, decision.approver.split(":", 1)[-1]}  # slack:U1 -> U1
+        if (
+            decision.approved
+            and approvers
+            and decision.how in ("human", "scenario")
+            and not (who & set(approvers))
+        ):
+            decision = Decision(
+                False,
+                decision.approver,
+                f"{decision.approver or 'anonymous'} may not approve this step "
+                f"(approvers: {', '.join(approvers)})",
+                "refused",
+            )
+            if drill is not None:
+                drill.refused(step.id, decision.comment)
         record = {
             "decision": "approved" if decision.approved else "rejected",
             "by": decision.approver,
             "comment": decision.comment,
             "how": decision.how,
             "waited_seconds": round(time.time() - started, 3),
+            **({"drill_wait_seconds": drill_wait} if drill_wait is not None else {}),
             "at": time.time(),
         }
         for item in pending.items:
@@ -629,8 +641,15 @@ def run_step(run_id: str, step_id: str, index: int, params: dict[str, Any]) -> d
         attempts = 1
     spec.store.upsert_step(run_id, step_id, index, attempts=attempts)
     simulate = spec.dry_run and not (action.pure or (action.effect == "read" and spec.live_reads))
+    if spec.drill is not None:
+        injected = spec.drill.attempt_error(step, index, attempts)
+        if injected is not None:
+            raise ActionFailed(injected)
     if simulate:
         result = action.simulated(model, info)
+        given = spec.drill.output(step_id, index) if spec.drill is not None else None
+        if given:  # what the scenario says this step returns, over the simulated result
+            result = action.result.model_validate({**result.model_dump(mode="json"), **given})
         real_calls: list[dict[str, Any]] = []
     else:
         region = (step.aws.region if step.aws else None) or (

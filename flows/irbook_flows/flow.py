@@ -116,6 +116,8 @@ def _flow_run_name() -> str:
     alert = spec.alert
     where = f"{alert.source}:{alert.id}" if alert.source != "manual" else "manual"
     prefix = "DRY RUN " if spec.dry_run else ""
+    if spec.drill is not None:
+        prefix = f"DRILL {spec.drill.scenario_id} · "
     return f"{prefix}{spec.playbook.metadata.id} · {where[:60]} · {run_id}"
 
 
@@ -199,7 +201,8 @@ def playbook_flow(run_id: str) -> Any:
         name = step.id if step.for_each is None else f"{step.id}[{index}]"
         options: dict[str, Any] = {"task_run_name": name, "retries": step.retries}
         if step.retries:
-            options["retry_delay_seconds"] = step.retry_delay
+            # a drill counts the delay on its clock instead of waiting it
+            options["retry_delay_seconds"] = 0 if spec.drill is not None else step.retry_delay
         if step.timeout:
             options["timeout_seconds"] = step.timeout
         if REGISTRY.get(step.action).effect == "mutate" and spec.dry_run:

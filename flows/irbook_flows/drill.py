@@ -1,0 +1,181 @@
+"""`irbook drill SCENARIO`: the real compiled flow, in dry-run, refereed by a scenario.
+
+The run is an ordinary Prefect flow run (tagged `drill`, named "DRILL <scenario> · ..."),
+so the facilitator can follow it in the Prefect UI; no mutating call leaves the machine.
+Approval waits and retry delays are not waited: they count on the drill clock
+(irbook.drill.clock) and the report shows them in drill time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import TextIO
+
+from irbook.drill.clock import DrillController
+from irbook.drill.expect import containment_time, evaluate
+from irbook.drill.result import DrillResult, StepRecord
+from irbook.drill.scenario import LoadedScenario, load_scenario, param_text
+from irbook.model.base import format_duration
+
+EXIT_PASSED, EXIT_FAILED = 0, 1
+
+
+def run_drill(loaded: LoadedScenario) -> DrillResult:
+    """Run one scenario to its end and judge it; needs the Prefect API (ensure_api)."""
+    from irbook.plan import build_plan
+    from irbook.registry import REGISTRY, NoClients
+    from irbook.runs import RunStore
+    from irbook_flows.engine import RunSpec
+    from irbook_flows.flow import execute, quiet_console
+    from irbook_flows.server import ui_url
+
+    drill = loaded.drill
+    playbook = loaded.playbook.playbook
+    REGISTRY.load_all()
+    params = {k: param_text(v) for k, v in drill.inputs.items()}
+    plan = build_plan(playbook, loaded.alert, params)  # resolves and checks the inputs
+    quiet_console()
+    store = RunStore()
+    started_by = f"drill:{drill.metadata.id}"
+    run_id = store.create_run(
+        playbook_id=playbook.metadata.id,
+        playbook_title=playbook.metadata.title,
+        mode="dry-run",
+        started_by=started_by,
+        inputs=plan.as_dict()["inputs"],
+        rollback=playbook.rollback,
+        alert_source=loaded.alert.source,
+        alert_id=loaded.alert.id,
+        incident_key=str(plan.run["incident_key"]),
+    )
+    controller = DrillController(drill, playbook)
+    spec = RunSpec(
+        run_id=run_id,
+        playbook=playbook,
+        alert=loaded.alert,
+        inputs=plan.inputs,
+        dry_run=True,
+        started_by=started_by,
+        store=store,
+        clients=NoClients(),
+        secrets=plan.secrets,
+        drill=controller,
+    )
+    wall = time.time()
+    outcome = execute(spec, extra_tags=["drill", f"drill:{drill.metadata.id}"])
+    compensation: dict[str, str] = {}
+    for step in playbook.steps:
+        action = REGISTRY.get(step.action)
+        if action.compensation:
+            compensation[step.id] = action.compensation
+        elif action.irreversible:
+            compensation[step.id] = f"irreversible: {action.irreversible}"
+    steps, markers = controller.timeline(store.steps(run_id), compensation)
+    contained = containment_time(steps)
+    ends = [s.end for s in steps if s.end is not None]
+    ends += [s.approval.decided_at for s in steps if s.approval is not None]
+    url = ui_url()
+    alert = loaded.alert
+    return DrillResult(
+        scenario_path=loaded.path,
+        scenario_id=drill.metadata.id,
+        title=drill.metadata.title or drill.metadata.id,
+        facilitator=drill.metadata.facilitator,
+        description=drill.metadata.description,
+        playbook_id=playbook.metadata.id,
+        playbook_title=playbook.metadata.title,
+        playbook_path=loaded.playbook.path,
+        alert={
+            "source": alert.source,
+            "id": alert.id,
+            "title": alert.title,
+            "severity": alert.severity,
+            "type": alert.type,
+        },
+        run_id=run_id,
+        flow_run_id=outcome.flow_run_id,
+        prefect_url=f"{url}/runs/flow-run/{outcome.flow_run_id}"
+        if url and outcome.flow_run_id
+        else None,
+        outcome=outcome.state,
+        message=outcome.message,
+        steps=steps,
+        markers=markers,
+        expectations=evaluate(drill.expect, steps, outcome.state, contained),
+        contained_at=contained,
+        duration=max(ends, default=0.0),
+        lint=[str(w) for w in loaded.playbook.warnings],
+        injects=[i.describe() for i in drill.injects],
+        approvers=[
+            f"{a.step}: {a.decision} after {format_duration(a.after)} by {a.by}"
+            for a in drill.approvers
+        ],
+        started_at=wall,
+    )
+
+
+def _when(seconds: float | None) -> str:
+    return "-" if seconds is None else format_duration(seconds)
+
+
+def summary(result: DrillResult) -> str:
+    """One screen: the verdict, each step on drill time, each expectation."""
+    verdict = "PASSED" if result.passed else "FAILED"
+    lines = [
+        f"DRILL {result.scenario_id}: {verdict} — playbook {result.playbook_id} "
+        f"{result.outcome}" + (f" ({result.message})" if result.message else ""),
+    ]
+    width = max((len(s.id) for s in result.steps), default=4)
+    for step in result.steps:
+        lines.append(_step_line(step, width))
+    for note in (m for m in result.markers if m.kind == "note"):
+        lines.append(f"  note at {_when(note.at)}: {note.text[:100]}")
+    contained = (
+        f"contained at {_when(result.contained_at)}"
+        if result.contained_at is not None
+        else "not contained"
+    )
+    lines.append(f"  {contained}; drill time {_when(result.duration)}")
+    for check in result.expectations:
+        mark = "✓" if check.ok else "✗"
+        line = f"  {mark} expect {check.name}: {check.expected}"
+        if not check.ok:
+            line += f" — {check.detail}"
+        lines.append(line)
+    if not result.expectations:
+        lines.append("  (no expectations in the scenario)")
+    if result.prefect_url:
+        lines.append(f"  Prefect: {result.prefect_url}")
+    return "\n".join(lines)
+
+
+def _step_line(step: StepRecord, width: int) -> str:
+    span = f"{_when(step.start)}→{_when(step.end)}" if step.start is not None else ""
+    extra = []
+    if step.attempts > 1:
+        extra.append(f"{step.attempts} attempts")
+    if step.approval is not None:
+        a = step.approval
+        extra.append(f"{a.decision} by {a.by} at {_when(a.decided_at)}")
+    if step.state not in ("succeeded",) and step.reason:
+        extra.append(step.reason[:80])
+    tail = f"  ({'; '.join(extra)})" if extra else ""
+    return f"  {step.id:<{width}}  {step.state:<9} {span:<14}{tail}"
+
+
+def cmd_drill(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    loaded = load_scenario(args.scenario)  # LoadFailed: file:line:col lines, exit 1
+    from irbook_flows.server import ensure_api
+
+    ensure_api()
+    result = run_drill(loaded)
+    out.write(summary(result) + "\n")
+    if args.report:
+        from irbook.drill.report import write_report
+
+        for path in write_report(result, args.report):
+            out.write(f"  report: {path}\n")
+    return EXIT_PASSED if result.passed else EXIT_FAILED
