@@ -21,7 +21,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -40,12 +40,15 @@ from irbook.triggers.limits import (
     check_content_length,
     retry_after_header,
 )
-from irbook.triggers.queue import AlertQueue, QueueItem
+from irbook.triggers.queue import AlertQueue, Enqueued, QueueItem
 from irbook.triggers.slack import SlackInteractions
 
 log = logging.getLogger("irbook.webhooks")
 
 MAX_BODY = 1024 * 1024
+INLINE_BODY = 64 * 1024  # bodies up to this size are checked on the event loop
+RECENT_BODIES = 256  # bodies whose matched alerts are remembered (storms re-send the same)
+RECENT_BODY_MAX = 16 * 1024
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 JSON_TYPES = ("application/json", "text/plain")  # plus any application/*+json
 
@@ -55,6 +58,30 @@ class Answer:
     status: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A post to keep as a dead letter (committed) before `answer` is sent."""
+
+    source: str
+    reason: str
+    body: bytes
+    path: str | None
+    limit: int
+    answer: Answer
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A post that passed every check: the alerts to commit before answering 202."""
+
+    source: str
+    now: float
+    items: list[QueueItem]
+    windows: list[float]
+    skipped: list[dict[str, Any]]
+    replay_key: str | None
 
 
 class Metrics:
@@ -209,6 +236,13 @@ class WebhookReceiver:
             for name, src in self.sources.items()
         }
         self.metrics = Metrics()
+        # (source, body) -> what `_alerts` made of it. Normalizing and matching are pure
+        # functions of the body, so a storm of identical posts is parsed once; each copy
+        # is still authenticated, replay-checked and committed (count, last seen).
+        self._recent: OrderedDict[
+            tuple[str, bytes], tuple[list[QueueItem], list[float], list[dict[str, Any]]]
+        ] = OrderedDict()
+        self._recent_lock = threading.Lock()
         self.dispatcher = Dispatcher(
             self.queue,
             start_run,
@@ -217,6 +251,7 @@ class WebhookReceiver:
             on_started=self._started,
             on_failed=self._failed,
         )
+        self.queue.on_queued = self.dispatcher.notify
 
     def _select(self, name: str, src: HookSource) -> list[HookPlaybook]:
         wanted = src.config.playbooks
@@ -279,7 +314,33 @@ class WebhookReceiver:
     def process(
         self, name: str, headers: Mapping[str, str], body: bytes, content_type: str | None
     ) -> Answer:
-        """Everything after the body is read: auth, parse, normalize, match, enqueue."""
+        """Everything after the body is read: auth, parse, normalize, match, enqueue.
+
+        The blocking form of what the HTTP layer does with `prepare`, the queue's
+        `enqueue_async` and `finish`.
+        """
+        step = self.prepare(name, headers, body, content_type)
+        if isinstance(step, Answer):
+            return step
+        if isinstance(step, DeadLetter):
+            self.queue.dead_letter(
+                step.source, step.reason, step.body, path=step.path, limit=step.limit
+            )
+            return step.answer
+        results = self.queue.enqueue(
+            step.items, windows=step.windows, now=step.now, also=self.recorder(step)
+        )
+        return self.finish(step, results)
+
+    def prepare(
+        self, name: str, headers: Mapping[str, str], body: bytes, content_type: str | None
+    ) -> Answer | DeadLetter | Prepared:
+        """Auth, parse, normalize and match: everything but the write.
+
+        Returns a final answer, a dead letter to keep before answering, or the alerts to
+        commit before the 202. Only CPU work and one indexed read (the replay check), so
+        the HTTP layer runs it on the event loop for ordinary bodies.
+        """
         from irbook.triggers.auth import AuthError
 
         src = self.sources[name]
@@ -294,38 +355,83 @@ class WebhookReceiver:
             return Answer(200, {"status": "duplicate"})
         if content_type is not None and not _is_json_type(content_type):
             return self.reject(name, "unsupported-media-type", 415, "send application/json")
+        key = (name, body) if len(body) <= RECENT_BODY_MAX else None
+        if key is not None:
+            with self._recent_lock:
+                known = self._recent.get(key)
+                if known is not None:
+                    self._recent.move_to_end(key)
+            if known is not None:
+                items, windows, skipped = known
+                return Prepared(name, now, items, windows, skipped, verified.replay_key)
         try:
             payload = _parse_json(body)
         except ValueError as exc:
-            self.queue.dead_letter(name, f"bad JSON: {exc}", body, limit=src.config.max_body)
-            return self.reject(name, "bad-json", 400, f"body is not JSON: {exc}")
-        answer = self._alerts(name, src, payload, body, now)
-        if answer.status < 300 and verified.replay_key is not None:
-            self.replay.seen_before(name, verified.replay_key, now)
-        return answer
+            answer = self.reject(name, "bad-json", 400, f"body is not JSON: {exc}")
+            return DeadLetter(name, f"bad JSON: {exc}", body, None, src.config.max_body, answer)
+        step = self._alerts(name, src, payload, body, now, verified.replay_key)
+        # Only outcomes without side effects to repeat (an unmatched alert is counted).
+        if (
+            key is not None
+            and isinstance(step, Prepared)
+            and all(skip["reason"] == "resolved" for skip in step.skipped)
+        ):
+            with self._recent_lock:
+                self._recent[key] = (step.items, step.windows, step.skipped)
+                if len(self._recent) > RECENT_BODIES:
+                    self._recent.popitem(last=False)
+        return step
 
-    def _alerts(self, name: str, src: HookSource, payload: Any, body: bytes, now: float) -> Answer:
+    def recorder(self, step: Prepared) -> Callable[[sqlite3.Connection], None] | None:
+        """What records the delivery id, in the transaction that queues its alerts."""
+        key = step.replay_key
+        if key is None:
+            return None
+        replay, name, now = self.replay, step.source, step.now
+
+        def record(db: sqlite3.Connection) -> None:
+            replay.record(db, name, key, now)
+
+        return record
+
+    def _alerts(
+        self,
+        name: str,
+        src: HookSource,
+        payload: Any,
+        body: bytes,
+        now: float,
+        replay_key: str | None,
+    ) -> Answer | DeadLetter | Prepared:
         from irbook.triggers.normalizers import (
             NORMALIZERS,
             NormalizeError,
             is_resolved,
             is_sample,
         )
+        from irbook.triggers.normalizers._base import plain_json_body, vouched
 
         limit = src.config.max_body
+        normalize = NORMALIZERS[src.config.format]
         try:
-            alerts = NORMALIZERS[src.config.format](payload, src.config.options)
+            if plain_json_body(body):
+                # Parsed by us from a body that cannot hold anything the payload check
+                # refuses (see plain_json_body): skip its walk over the whole payload.
+                with vouched(payload):
+                    alerts = normalize(payload, src.config.options)
+            else:
+                alerts = normalize(payload, src.config.options)
         except NormalizeError as exc:
-            self.queue.dead_letter(name, exc.reason, body, path=exc.path, limit=limit)
             self.metrics.inc("irbook_webhook_rejected_total", source=name, reason="normalize-error")
-            return Answer(422, {"error": exc.reason, "path": exc.path})
+            answer = Answer(422, {"error": exc.reason, "path": exc.path})
+            return DeadLetter(name, exc.reason, body, exc.path, limit, answer)
         except (RecursionError, ValueError, TypeError) as exc:
             # Normalizers promise NormalizeError only; a slip is still the sender's 422.
             log.warning("webhook %s: normalizer failed on a post (%s)", name, type(exc).__name__)
             reason = f"normalizer failed: {type(exc).__name__}"
-            self.queue.dead_letter(name, reason, body, path="$", limit=limit)
             self.metrics.inc("irbook_webhook_rejected_total", source=name, reason="normalize-error")
-            return Answer(422, {"error": "payload could not be normalized", "path": "$"})
+            answer = Answer(422, {"error": "payload could not be normalized", "path": "$"})
+            return DeadLetter(name, reason, body, "$", limit, answer)
         items: list[QueueItem] = []
         windows: list[float] = []
         skipped: list[dict[str, Any]] = []
@@ -333,7 +439,7 @@ class WebhookReceiver:
             if is_resolved(alert):
                 skipped.append({"alert_id": alert.id, "reason": "resolved"})
                 continue
-            data = alert.as_context()
+            data = _context(alert)
             matched = [
                 pb for pb in self._per_source[name] if any(_matches(t, data) for t in pb.triggers)
             ]
@@ -342,15 +448,19 @@ class WebhookReceiver:
                 skipped.append({"alert_id": alert.id, "reason": "no playbook matched"})
                 continue
             mode = "dry-run" if is_sample(alert) else src.config.mode
+            text = alert.model_dump_json()  # once, whatever the number of playbooks
             for pb in matched:
-                items.append(QueueItem(name, alert, pb.id, pb.path, mode))
+                items.append(QueueItem(name, alert, pb.id, pb.path, mode, text))
                 windows.append(src.config.dedup_window)
         if not items:
             return Answer(200, {"status": "no-match", "queued": [], "skipped": skipped})
-        results = self.queue.enqueue(items, windows=windows, now=now)
-        self.dispatcher.notify()
+        return Prepared(name, now, items, windows, skipped, replay_key)
+
+    def finish(self, step: Prepared, results: list[Enqueued]) -> Answer:
+        """The 202, once `step`'s alerts are committed."""
+        name = step.source
         queued = []
-        for item, result in zip(items, results, strict=True):
+        for item, result in zip(step.items, results, strict=True):
             counter = (
                 "irbook_webhook_alerts_queued_total"
                 if result.status == "queued"
@@ -367,7 +477,7 @@ class WebhookReceiver:
                     "count": result.count,
                 }
             )
-        return Answer(202, {"status": "accepted", "queued": queued, "skipped": skipped})
+        return Answer(202, {"status": "accepted", "queued": queued, "skipped": step.skipped})
 
     def gauges(self) -> dict[str, float]:
         try:
@@ -378,6 +488,14 @@ class WebhookReceiver:
             "irbook_webhook_queue_depth": depth,
             "irbook_webhook_starts_in_progress": float(self.dispatcher.busy),
         }
+
+
+def _context(alert: Any) -> dict[str, Any]:
+    """`alert.as_context()` without copying `raw`, which is already plain JSON data (the
+    parsed body, or part of it): matching reads it, never changes it."""
+    data: dict[str, Any] = alert.model_dump(mode="json", exclude={"raw"})
+    data["raw"] = alert.raw
+    return data
 
 
 def _matches(trigger: Any, data: Mapping[str, Any]) -> bool:
@@ -625,7 +743,28 @@ def create_app(
             return hooks.reject(name, "disconnected", 400, "client disconnected")
         content_type = request.headers.get("content-type")
         try:
-            return await run_in_threadpool(hooks.process, name, request.headers, body, content_type)
+            # Ordinary posts are checked on the event loop: the work is a fraction of a
+            # millisecond, less than a hop to the thread pool and back. Big bodies (parse
+            # and walk time grows with size) go to a thread so they cannot stall the loop.
+            if len(body) <= INLINE_BODY:
+                step = hooks.prepare(name, request.headers, body, content_type)
+            else:
+                step = await run_in_threadpool(
+                    hooks.prepare, name, request.headers, body, content_type
+                )
+            if isinstance(step, Answer):
+                return step
+            if isinstance(step, DeadLetter):
+                await hooks.queue.dead_letter_async(
+                    step.source, step.reason, step.body, path=step.path, limit=step.limit
+                )
+                return step.answer
+            # Group commit: the writer thread commits this post with the others waiting,
+            # and the 202 is built only after that commit.
+            results = await hooks.queue.enqueue_async(
+                step.items, windows=step.windows, now=step.now, also=hooks.recorder(step)
+            )
+            return hooks.finish(step, results)
         except sqlite3.OperationalError:
             log.exception("webhook %s: the alert store is unavailable", name)
             hooks.metrics.inc("irbook_webhook_rejected_total", source=name, reason="store-busy")
@@ -666,8 +805,10 @@ __all__ = [
     "MAX_BODY",
     "OPENAPI",
     "Answer",
+    "DeadLetter",
     "HookPlaybook",
     "Metrics",
+    "Prepared",
     "WebhookReceiver",
     "create_app",
     "load_playbooks",

@@ -80,14 +80,22 @@ class ReplayGuard:
         A single statement: insert, or take over a row older than the window; SQLite
         reports one changed row exactly when this caller is the first to see the id.
         """
-        db = self._db()
+        return self.record(self._db(), source, delivery_id, now)
+
+    def record(self, db: sqlite3.Connection, source: str, delivery_id: str, now: float) -> bool:
+        """`seen_before` on the caller's connection, inside the caller's transaction.
+
+        The receiver records a delivery in the very transaction that queues its alerts,
+        so the two commit together or not at all. Pruning, when due, happens there too.
+        """
         changed = db.execute(
             "INSERT INTO webhook_replay (source, delivery_id, seen_at) VALUES (?, ?, ?)"
             " ON CONFLICT (source, delivery_id) DO UPDATE SET seen_at = excluded.seen_at"
             " WHERE webhook_replay.seen_at <= ?",
             (source, delivery_id, now, now - self.window),
         ).rowcount
-        self._maybe_prune(now)
+        if self._prune_due(now):
+            db.execute("DELETE FROM webhook_replay WHERE seen_at <= ?", (now - self.window,))
         return changed != 1
 
     def prune(self, now: float) -> int:
@@ -98,13 +106,12 @@ class ReplayGuard:
             .rowcount
         )
 
-    def _maybe_prune(self, now: float) -> None:
+    def _prune_due(self, now: float) -> bool:
         with self._lock:
             due = self._next_prune is None or now >= self._next_prune
             if due:
                 self._next_prune = now + self.prune_every
-        if due:
-            self.prune(now)
+        return due
 
     def close(self) -> None:
         """Close every thread's connection (call once the receiver has stopped)."""

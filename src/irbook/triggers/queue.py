@@ -5,6 +5,11 @@ the answer leaves: `enqueue` commits (WAL, synchronous=FULL) before it returns, 
 dispatcher starts runs from this table, not from memory. A receiver killed between the
 two finds the committed rows on restart and starts them then.
 
+Commits are grouped: one writer thread takes every write waiting (alerts of concurrent
+posts, dead letters, the dispatcher's status changes), runs them in one transaction and
+commits once, then answers each caller. The fsync is shared, not skipped: FULL still
+holds for every alert, and no caller hears "committed" before its batch is.
+
 Each row is one (alert, playbook) pair with its run id assigned here, at enqueue time.
 That id is what makes starting exactly-once: the starter refuses an id that already has
 a run, so a row started just before a crash and started again after it starts nothing.
@@ -14,24 +19,32 @@ finding re-sent every minute, or 10,000 copies at once) attaches to the first ro
 `count += 1`, while that row is waiting, while its run is active, or within the source's
 window after it was first seen. `BEGIN IMMEDIATE` takes SQLite's write lock before the
 look-up, so concurrent duplicates, from threads or from other processes on the same file,
-are serialised and exactly one of them inserts.
+are serialised and exactly one of them inserts. Copies in the same batch are looked up
+once and their counts written once (`count += n`, `last_seen` of the latest).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import sqlite3
+import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from contextlib import suppress
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from irbook.cache import home
 from irbook.db import Database
 from irbook.model.alert import Alert
+
+log = logging.getLogger("irbook.webhooks")
 
 Mode = Literal["live", "dry-run"]
 
@@ -59,6 +72,10 @@ CREATE TABLE IF NOT EXISTS webhook_alerts (
 );
 CREATE INDEX IF NOT EXISTS webhook_alerts_key ON webhook_alerts (alert_key, first_seen);
 CREATE INDEX IF NOT EXISTS webhook_alerts_status ON webhook_alerts (status, not_before);
+-- What `claim` walks: only waiting rows, oldest first, so a claim reads `limit` rows
+-- however long the queue has grown (a backlog must not make every claim slower).
+CREATE INDEX IF NOT EXISTS webhook_alerts_waiting ON webhook_alerts (received_at)
+    WHERE status = 'queued';
 CREATE TABLE IF NOT EXISTS webhook_dead_letters (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     source TEXT NOT NULL,
@@ -81,6 +98,9 @@ class QueueItem:
     playbook_id: str
     playbook_path: str
     mode: Mode
+    #: `alert.model_dump_json()`, when the caller already has it (the receiver serializes
+    #: an alert once for all the playbooks it matched, and once for a storm of copies).
+    alert_json: str | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,12 +144,126 @@ def new_run_id() -> str:
     return "wh-" + uuid.uuid4().hex[:16]
 
 
+def _row_id() -> str:
+    """32 hex digits, time first: new rows land at the end of the primary key's index
+    instead of on a random page of it (fewer pages written per commit)."""
+    return f"{time.time_ns() // 1000:014x}{os.urandom(9).hex()}"
+
+
+class _Batch:
+    """What one group-commit transaction knows besides the database.
+
+    Python's sqlite3 lets go of the GIL in every statement, and getting it back from a busy
+    event loop can take milliseconds; so a batch is written in a handful of statements,
+    not a few per alert: one look-up of all the alert keys, one multi-row insert, one
+    update of the counts, one update of the runs started.
+
+    `latest` caches, per alert key, the newest live row as this transaction sees it, so a
+    storm's copies cost one look-up; `counts` collects their `count += n`, written once per
+    row. Any other kind of write (a claim, a status change) clears the cache, since it may
+    change what a repeat attaches to.
+    """
+
+    __slots__ = ("counts", "latest", "queued", "started")
+
+    def __init__(self) -> None:
+        self.latest: dict[str, dict[str, Any]] = {}
+        self.counts: dict[str, list[Any]] = {}  # row id -> [added, last_seen]
+        self.started: list[tuple[str, str | None, float]] = []  # (row id, ref, at)
+        self.queued = 0  # new rows: the dispatcher is told after the commit
+
+    def flush_started(self, db: sqlite3.Connection) -> None:
+        for chunk in _chunks(self.started, 200):
+            values = ", ".join(["(?, ?, ?)"] * len(chunk))  # placeholders only
+            db.execute(
+                "UPDATE webhook_alerts SET status = 'started', started_ref = v.column2,"  # noqa: S608
+                f" started_at = v.column3, error = NULL FROM (VALUES {values}) AS v"
+                " WHERE webhook_alerts.id = v.column1",
+                [value for row in chunk for value in row],
+            )
+        self.started.clear()
+
+    def flush_counts(self, db: sqlite3.Connection) -> None:
+        if self.counts:
+            db.executemany(
+                "UPDATE webhook_alerts SET count = count + ?, last_seen = ? WHERE id = ?",
+                [(added, seen, row_id) for row_id, (added, seen) in self.counts.items()],
+            )
+            self.counts.clear()
+
+
+def _chunks(rows: list[Any], size: int) -> list[list[Any]]:
+    return [rows[i : i + size] for i in range(0, len(rows), size)]
+
+
+_COLUMNS = (
+    "id, source, alert_key, alert_id, playbook_id, playbook_path, run_id, mode, alert,"
+    " status, count, first_seen, last_seen, received_at"
+)
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', 1, ?, ?, ?)"
+_INSERT_CHUNK = 100  # rows per INSERT statement (11 parameters each)
+
+
+@dataclass(frozen=True, slots=True)
+class _Enqueue:
+    """An enqueue waiting for its batch: items with their keys, windows and JSON."""
+
+    items: list[tuple[QueueItem, float, str, str]]  # (item, window, key, alert JSON)
+    now: float
+    also: Callable[[sqlite3.Connection], None] | None
+
+
+Work = Callable[[sqlite3.Connection, _Batch], Any]
+
+
+class _Job:
+    """One caller's writes, and how to hand it their outcome once the batch committed."""
+
+    __slots__ = ("durable", "error", "future", "loop", "result", "work")
+
+    def __init__(
+        self,
+        work: Work | _Enqueue,
+        future: Future[Any] | asyncio.Future[Any],
+        loop: asyncio.AbstractEventLoop | None,
+        durable: bool = True,
+    ) -> None:
+        self.work = work
+        self.durable = durable
+        self.future = future
+        self.loop = loop
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+def _settle(jobs: list[_Job]) -> None:
+    for job in jobs:
+        future = job.future
+        if future.done():  # an asyncio waiter that was cancelled meanwhile
+            continue
+        if job.error is not None:
+            future.set_exception(job.error)
+        else:
+            future.set_result(job.result)
+
+
 class AlertQueue:
-    """The alert and dead-letter tables; thread-safe, one connection per thread.
+    """The alert and dead-letter tables; thread-safe.
+
+    Every write of this process goes through one writer thread with its own connection
+    (group commit): it takes all the writes waiting, runs them in one transaction, commits
+    (one fsync for all of them), and only then answers each caller. Concurrent webhook
+    posts thus share their commits instead of queueing for SQLite's write lock one by one,
+    and the dispatcher's status changes join the same transactions instead of competing
+    with them. Reads use one connection per calling thread, as WAL readers never wait.
 
     `run_active(run_id)` is asked, for a row past its window, whether its run is still
     going; while it is, repeats still attach to it (the incident is still being handled).
-    Without it, only the window and the row's own queue state count.
+    Without it, only the window and the row's own queue state count. It is called on the
+    writer thread.
+
+    `on_queued()` is called on the writer thread after a commit that added new rows (the
+    receiver points it at the dispatcher's `notify`).
     """
 
     def __init__(
@@ -137,52 +271,297 @@ class AlertQueue:
         path: str | os.PathLike[str] | None = None,
         *,
         run_active: Callable[[str], bool] | None = None,
+        max_batch: int = 512,
+        idle_exit: float = 5.0,
+        bookkeeping_delay: float = 0.005,
     ) -> None:
         self.path = str(path) if path is not None else str(home() / "irbook.db")
         self.run_active = run_active
-        # FULL: a 202 promises the alert survives a power cut, not only a crash.
+        self.on_queued: Callable[[], None] | None = None
+        self.max_batch = max_batch
+        self.idle_exit = idle_exit
+        self.bookkeeping_delay = bookkeeping_delay
+        # Readers' connections. Writes go through the writer's own connection, below.
         self._database = Database(self.path, synchronous="FULL", timeout=60)
         self._db().executescript(SCHEMA)
+        self._cond = threading.Condition(threading.Lock())
+        self._pending: deque[_Job] = deque()
+        self._writer: threading.Thread | None = None
+        self._closing = False
+        self._synchronous = "FULL"  # of the writer's connection; touched by the writer only
+        self.batches = 0  # committed transactions, for tests and the curious
+        self.batched_jobs = 0
 
     def _db(self) -> sqlite3.Connection:
         return self._database.conn()
 
-    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
-        return self._database.tx()
+    # -- group commit ----------------------------------------------------------------
+
+    def _submit(self, job: _Job) -> None:
+        with self._cond:
+            self._pending.append(job)
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_loop, name="irbook-alert-writer", daemon=True
+                )
+                self._writer.start()
+            else:
+                self._cond.notify()
+
+    def write(self, work: Work | _Enqueue, *, durable: bool = True) -> Any:
+        """Run `work(db, batch)` in the next group commit; returns its result once committed.
+
+        Raises what the work raised, or the commit's error; either way nothing of it was
+        committed. Must not be called from the writer thread itself (a `work` function).
+
+        `durable=False` is for bookkeeping that recovery re-derives (the dispatcher's
+        claims and status changes): a batch of only such writes commits without an fsync
+        (synchronous=NORMAL: it survives a crash or SIGKILL, and a power cut may undo it).
+        WAL commits are ordered, so the next durable commit makes it durable too. Undoing
+        it is safe: a row back in 'queued'/'starting' is started again and the starter
+        refuses its run id, which the dispatcher records as started.
+        """
+        future: Future[Any] = Future()
+        self._submit(_Job(work, future, None, durable))
+        return future.result()
+
+    async def write_async(self, work: Work | _Enqueue) -> Any:
+        """`write` for a coroutine: the event loop keeps serving while the batch commits."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._submit(_Job(work, future, loop))
+        return await future
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a 202 promises the alert survives a power cut, not only a crash. WAL's
+        # FULL syncs the log at every commit; group commit makes that one sync per batch.
+        db.execute("PRAGMA synchronous=FULL")
+        self._synchronous = "FULL"
+        db.row_factory = sqlite3.Row
+        return db
+
+    def _set_synchronous(self, db: sqlite3.Connection, level: str) -> None:
+        if self._synchronous != level:
+            db.execute(f"PRAGMA synchronous={level}")
+            self._synchronous = level
+
+    def _write_loop(self) -> None:
+        db: sqlite3.Connection | None = None
+        try:
+            while True:
+                with self._cond:
+                    if not self._pending and not self._closing:
+                        self._cond.wait(self.idle_exit)
+                    if not self._pending:
+                        # Idle (or closing): exit; the next write starts a new writer.
+                        self._writer = None
+                        return
+                    # Bookkeeping alone waits a moment for alerts to ride along with: a
+                    # transaction costs the same for one write as for fifty.
+                    deadline = time.monotonic() + self.bookkeeping_delay
+                    while not self._closing and not any(job.durable for job in self._pending):
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        self._cond.wait(left)
+                    take = min(len(self._pending), self.max_batch)
+                    jobs = [self._pending.popleft() for _ in range(take)]
+                if db is None:
+                    try:
+                        db = self._connect()
+                    except sqlite3.Error as exc:
+                        for job in jobs:
+                            job.error = exc
+                        self._deliver(jobs)
+                        continue
+                self._run_batch(db, jobs)
+        finally:
+            if db is not None:
+                db.close()
+
+    def _run_batch(self, db: sqlite3.Connection, jobs: list[_Job]) -> None:
+        try:
+            queued = self._transaction(db, jobs)
+        except sqlite3.OperationalError as exc:
+            # The store itself failed (busy past the timeout, disk full, I/O): every write
+            # in the batch was rolled back, and every caller hears so (the receiver says
+            # 503, so the sender retries). Nothing was answered as committed.
+            log.error("alert store: a batch of %d write(s) failed: %s", len(jobs), exc)
+            for job in jobs:
+                job.error = exc
+                job.result = None
+            queued = 0
+        except Exception:
+            # One caller's write broke (a bug, odd data): do each alone, so the others
+            # still commit and only that caller gets the error.
+            queued = 0
+            for job in jobs:
+                try:
+                    queued += self._transaction(db, [job])
+                except Exception as exc:
+                    job.error = exc
+                    job.result = None
+        self._deliver(jobs)
+        if queued and self.on_queued is not None:
+            try:
+                self.on_queued()
+            except Exception:  # a notification, nothing more
+                log.exception("alert store: on_queued failed")
+
+    def _transaction(self, db: sqlite3.Connection, jobs: list[_Job]) -> int:
+        """Run the jobs in one transaction; raises (after rolling back) if any failed."""
+        batch = _Batch()
+        # Any write a caller was promised durable makes the whole batch FULL.
+        self._set_synchronous(db, "FULL" if any(job.durable for job in jobs) else "NORMAL")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            # Bookkeeping first, then every enqueue of the batch together. They were
+            # concurrent, so any order is one they could have had.
+            enqueues: list[_Job] = []
+            for job in jobs:
+                if isinstance(job.work, _Enqueue):
+                    enqueues.append(job)
+                else:
+                    job.result = job.work(db, batch)
+            batch.flush_started(db)
+            if enqueues:
+                self._enqueue_all(db, batch, enqueues)
+            batch.flush_counts(db)
+        except BaseException:
+            with suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
+        try:
+            db.execute("COMMIT")
+        except BaseException:
+            with suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
+        self.batches += 1
+        self.batched_jobs += len(jobs)
+        return batch.queued
+
+    def _deliver(self, jobs: list[_Job]) -> None:
+        """Answer the callers: one wake-up per event loop, not one per request."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
+        plain: list[_Job] = []
+        for job in jobs:
+            if job.loop is None:
+                plain.append(job)
+            else:
+                by_loop.setdefault(job.loop, []).append(job)
+        _settle(plain)
+        for loop, waiting in by_loop.items():
+            with suppress(RuntimeError):  # the loop is closed: nobody is waiting
+                loop.call_soon_threadsafe(_settle, waiting)
 
     # -- the receiver's side ---------------------------------------------------------
 
     def enqueue(
-        self, items: Sequence[QueueItem], *, windows: Sequence[float], now: float | None = None
+        self,
+        items: Sequence[QueueItem],
+        *,
+        windows: Sequence[float],
+        now: float | None = None,
+        also: Callable[[sqlite3.Connection], None] | None = None,
     ) -> list[Enqueued]:
         """Queue every item or attach it to its live duplicate; all in one commit.
 
         `windows[i]` is item i's dedup window in seconds. Returns once the rows are
-        durable, which is what allows the caller to answer 202.
+        durable, which is what allows the caller to answer 202. `also(db)` is run in the
+        same transaction (the receiver records the delivery id for replay refusal there).
         """
+        return self.write(self._enqueue_work(items, windows, now, also))  # type: ignore[no-any-return]
+
+    async def enqueue_async(
+        self,
+        items: Sequence[QueueItem],
+        *,
+        windows: Sequence[float],
+        now: float | None = None,
+        also: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> list[Enqueued]:
+        """`enqueue` for the event loop: waits for the commit without blocking the loop."""
+        work = self._enqueue_work(items, windows, now, also)
+        return await self.write_async(work)  # type: ignore[no-any-return]
+
+    def _enqueue_work(
+        self,
+        items: Sequence[QueueItem],
+        windows: Sequence[float],
+        now: float | None,
+        also: Callable[[sqlite3.Connection], None] | None,
+    ) -> _Enqueue:
         if len(windows) != len(items):
             raise ValueError("one dedup window per item")
-        now = time.time() if now is None else now
-        out: list[Enqueued] = []
-        with self._tx() as db:
-            for item, window in zip(items, windows, strict=True):
-                out.append(self._enqueue_one(db, item, window, now))
-        return out
+        when = time.time() if now is None else now
+        # Serialized here, on the caller's thread: the writer only runs SQL.
+        prepared = [
+            (
+                item,
+                window,
+                alert_key(item.source, item.playbook_id, item.alert.id),
+                item.alert_json if item.alert_json is not None else item.alert.model_dump_json(),
+            )
+            for item, window in zip(items, windows, strict=True)
+        ]
+        return _Enqueue(prepared, when, also)
+
+    def _enqueue_all(self, db: sqlite3.Connection, batch: _Batch, jobs: list[_Job]) -> None:
+        """Every enqueue of the batch: one look-up, one insert, in the callers' order."""
+        specs = [job.work for job in jobs]
+        assert all(isinstance(spec, _Enqueue) for spec in specs)
+        wanted = sorted(
+            {key for spec in specs for _, _, key, _ in spec.items if key not in batch.latest}  # type: ignore[union-attr]
+        )
+        if wanted:
+            found = db.execute(
+                "SELECT id, alert_key, run_id, mode, status, count, first_seen FROM webhook_alerts"
+                " WHERE alert_key IN (SELECT value FROM json_each(?)) AND status != 'failed'",
+                (json.dumps(wanted),),
+            ).fetchall()
+            for row in found:
+                current = batch.latest.get(row["alert_key"])
+                if current is None or float(row["first_seen"]) > float(current["first_seen"]):
+                    batch.latest[row["alert_key"]] = dict(row)
+        inserts: list[tuple[Any, ...]] = []
+        for job in jobs:
+            spec = job.work
+            assert isinstance(spec, _Enqueue)
+            if spec.also is not None:
+                spec.also(db)
+            job.result = [
+                self._enqueue_one(batch, inserts, item, window, key, text, spec.now)
+                for item, window, key, text in spec.items
+            ]
+        for chunk in _chunks(inserts, _INSERT_CHUNK):
+            db.execute(
+                f"INSERT INTO webhook_alerts ({_COLUMNS}) VALUES "  # noqa: S608
+                + ", ".join([_ROW] * len(chunk)),
+                [value for row in chunk for value in row],
+            )
 
     def _enqueue_one(
-        self, db: sqlite3.Connection, item: QueueItem, window: float, now: float
+        self,
+        batch: _Batch,
+        inserts: list[tuple[Any, ...]],
+        item: QueueItem,
+        window: float,
+        key: str,
+        alert_json: str,
+        now: float,
     ) -> Enqueued:
-        key = alert_key(item.source, item.playbook_id, item.alert.id)
-        row = db.execute(
-            "SELECT id, run_id, mode, status, count, first_seen FROM webhook_alerts"
-            " WHERE alert_key = ? AND status != 'failed' ORDER BY first_seen DESC LIMIT 1",
-            (key,),
-        ).fetchone()
+        row = batch.latest.get(key)
         if row is not None and self._attaches(row, window, now):
-            db.execute(
-                "UPDATE webhook_alerts SET count = count + 1, last_seen = ? WHERE id = ?",
-                (now, row["id"]),
-            )
+            row["count"] = count = int(row["count"]) + 1
+            pending = batch.counts.get(row["id"])
+            if pending is None:
+                batch.counts[row["id"]] = [1, now]
+            else:
+                pending[0] += 1
+                pending[1] = now
             return Enqueued(
                 row_id=row["id"],
                 run_id=row["run_id"],
@@ -190,13 +569,10 @@ class AlertQueue:
                 playbook_id=item.playbook_id,
                 mode=row["mode"],
                 status="deduplicated",
-                count=int(row["count"]) + 1,
+                count=count,
             )
-        row_id, run_id = uuid.uuid4().hex, new_run_id()
-        db.execute(
-            "INSERT INTO webhook_alerts (id, source, alert_key, alert_id, playbook_id,"
-            " playbook_path, run_id, mode, alert, status, count, first_seen, last_seen,"
-            " received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', 1, ?, ?, ?)",
+        row_id, run_id = _row_id(), new_run_id()
+        inserts.append(
             (
                 row_id,
                 item.source,
@@ -206,12 +582,21 @@ class AlertQueue:
                 item.playbook_path,
                 run_id,
                 item.mode,
-                item.alert.model_dump_json(),
+                alert_json,
                 now,
                 now,
                 now,
-            ),
+            )
         )
+        batch.latest[key] = {
+            "id": row_id,
+            "run_id": run_id,
+            "mode": item.mode,
+            "status": "queued",
+            "count": 1,
+            "first_seen": now,
+        }
+        batch.queued += 1
         return Enqueued(
             row_id=row_id,
             run_id=run_id,
@@ -222,7 +607,7 @@ class AlertQueue:
             count=1,
         )
 
-    def _attaches(self, row: sqlite3.Row, window: float, now: float) -> bool:
+    def _attaches(self, row: Mapping[str, Any], window: float, now: float) -> bool:
         if row["status"] in PENDING or now < float(row["first_seen"]) + window:
             return True
         if self.run_active is None:
@@ -236,12 +621,27 @@ class AlertQueue:
         self, source: str, reason: str, body: bytes, *, path: str | None = None, limit: int
     ) -> None:
         """Keep a post that could not become alerts, for someone to look at and replay."""
-        with self._tx() as db:
+        self.write(self._dead_letter_work(source, reason, body, path, limit))
+
+    async def dead_letter_async(
+        self, source: str, reason: str, body: bytes, *, path: str | None = None, limit: int
+    ) -> None:
+        await self.write_async(self._dead_letter_work(source, reason, body, path, limit))
+
+    @staticmethod
+    def _dead_letter_work(
+        source: str, reason: str, body: bytes, path: str | None, limit: int
+    ) -> Work:
+        args = (source, time.time(), reason[:2_000], path, bytes(body[:limit]))
+
+        def work(db: sqlite3.Connection, batch: _Batch) -> None:
             db.execute(
                 "INSERT INTO webhook_dead_letters (source, received_at, reason, path, body)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (source, time.time(), reason[:2_000], path, bytes(body[:limit])),
+                args,
             )
+
+        return work
 
     # -- the dispatcher's side -------------------------------------------------------
 
@@ -251,66 +651,76 @@ class AlertQueue:
         Called once at start-up. A row left 'starting' may or may not have started its
         run; starting it again is safe because the starter refuses a known run id.
         """
-        with self._tx() as db:
+
+        def work(db: sqlite3.Connection, batch: _Batch) -> int:
+            batch.latest.clear()
             return db.execute(
                 "UPDATE webhook_alerts SET status = 'queued' WHERE status = 'starting'"
             ).rowcount
+
+        return int(self.write(work, durable=False))
 
     def claim(self, limit: int, now: float | None = None) -> list[QueuedAlert]:
         """Mark up to `limit` due rows 'starting' and return them, oldest first."""
         if limit <= 0:
             return []
-        now = time.time() if now is None else now
-        with self._tx() as db:
-            rows = db.execute(
-                "SELECT * FROM webhook_alerts WHERE status = 'queued' AND not_before <= ?"
-                " ORDER BY received_at LIMIT ?",
-                (now, limit),
+        when = time.time() if now is None else now
+
+        def work(db: sqlite3.Connection, batch: _Batch) -> list[sqlite3.Row]:
+            batch.latest.clear()
+            return db.execute(
+                "UPDATE webhook_alerts SET status = 'starting', attempts = attempts + 1"
+                " WHERE id IN (SELECT id FROM webhook_alerts INDEXED BY webhook_alerts_waiting"
+                " WHERE status = 'queued' AND not_before <= ? ORDER BY received_at LIMIT ?)"
+                " RETURNING *",
+                (when, limit),
             ).fetchall()
-            claimed: list[QueuedAlert] = []
-            for row in rows:
-                db.execute(
-                    "UPDATE webhook_alerts SET status = 'starting', attempts = attempts + 1"
-                    " WHERE id = ?",
-                    (row["id"],),
-                )
-                claimed.append(
-                    QueuedAlert(
-                        row_id=row["id"],
-                        run_id=row["run_id"],
-                        source=row["source"],
-                        alert_key=row["alert_key"],
-                        playbook_id=row["playbook_id"],
-                        playbook_path=row["playbook_path"],
-                        mode=row["mode"],
-                        alert=Alert.model_validate_json(row["alert"]),
-                        attempts=int(row["attempts"]) + 1,
-                    )
-                )
-        return claimed
+
+        rows: list[sqlite3.Row] = self.write(work, durable=False)
+        rows.sort(key=lambda row: (row["received_at"], row["id"]))  # RETURNING has no order
+        # Parsed here, on the dispatcher's thread, not on the writer's.
+        return [
+            QueuedAlert(
+                row_id=row["id"],
+                run_id=row["run_id"],
+                source=row["source"],
+                alert_key=row["alert_key"],
+                playbook_id=row["playbook_id"],
+                playbook_path=row["playbook_path"],
+                mode=row["mode"],
+                alert=Alert.model_validate_json(row["alert"]),
+                attempts=int(row["attempts"]),  # already counted by the claim
+            )
+            for row in rows
+        ]
+
+    def _update(self, sql: str, args: tuple[Any, ...]) -> None:
+        def work(db: sqlite3.Connection, batch: _Batch) -> None:
+            batch.latest.clear()
+            db.execute(sql, args)
+
+        self.write(work, durable=False)
 
     def mark_started(self, row_id: str, ref: str | None = None) -> None:
-        with self._tx() as db:
-            db.execute(
-                "UPDATE webhook_alerts SET status = 'started', started_ref = ?, started_at = ?,"
-                " error = NULL WHERE id = ?",
-                (ref, time.time(), row_id),
-            )
+        entry = (row_id, ref, time.time())
+
+        def work(db: sqlite3.Connection, batch: _Batch) -> None:
+            batch.latest.clear()
+            batch.started.append(entry)  # one UPDATE for all the batch's starts
+
+        self.write(work, durable=False)
 
     def mark_retry(self, row_id: str, error: str, not_before: float) -> None:
-        with self._tx() as db:
-            db.execute(
-                "UPDATE webhook_alerts SET status = 'queued', error = ?, not_before = ?"
-                " WHERE id = ?",
-                (error[:2_000], not_before, row_id),
-            )
+        self._update(
+            "UPDATE webhook_alerts SET status = 'queued', error = ?, not_before = ? WHERE id = ?",
+            (error[:2_000], not_before, row_id),
+        )
 
     def mark_failed(self, row_id: str, error: str) -> None:
-        with self._tx() as db:
-            db.execute(
-                "UPDATE webhook_alerts SET status = 'failed', error = ? WHERE id = ?",
-                (error[:2_000], row_id),
-            )
+        self._update(
+            "UPDATE webhook_alerts SET status = 'failed', error = ? WHERE id = ?",
+            (error[:2_000], row_id),
+        )
 
     # -- reading ---------------------------------------------------------------------
 
@@ -353,6 +763,17 @@ class AlertQueue:
         return [dict(r) for r in self._db().execute(query + " ORDER BY id", args).fetchall()]
 
     def close(self) -> None:
+        """Commit the writes already submitted, stop the writer, close every connection."""
+        with self._cond:
+            writer = self._writer
+            self._closing = True
+            self._cond.notify_all()
+        try:
+            if writer is not None and writer is not threading.current_thread():
+                writer.join()
+        finally:
+            with self._cond:
+                self._closing = False
         self._database.close()
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -104,11 +106,15 @@ def child_path(path: str, key: str | int) -> str:
 
 
 def clip(text: str, limit: int) -> str:
+    if len(text) <= limit and text.isascii():
+        return text
     return _valid(text if len(text) <= limit else text[:limit])
 
 
 def _valid(text: str) -> str:
     """Lone surrogates (JSON allows "\\ud800") become U+FFFD: pydantic refuses them."""
+    if text.isascii():
+        return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -134,13 +140,36 @@ class Node:
     Missing keys and JSON nulls are both "absent" (value None). Asking an absent node for a
     child gives another absent node, so optional chains read naturally; asking a present
     non-object for a child is a type error reported at this node's path.
+
+    The path text is built only when someone asks for it (an error, mostly): a node made
+    by `get` or `items` remembers its parent and key, which is all the path needs.
     """
 
-    __slots__ = ("path", "value")
+    __slots__ = ("_key", "_parent", "_path", "value")
 
     def __init__(self, value: Any, path: str = "$") -> None:
         self.value = value
-        self.path = path
+        self._path: str | None = path
+        self._parent: Node | None = None
+        self._key: str | int = ""
+
+    @classmethod
+    def _child(cls, value: Any, parent: Node, key: str | int) -> Node:
+        node = cls.__new__(cls)
+        node.value = value
+        node._path = None
+        node._parent = parent
+        node._key = key
+        return node
+
+    @property
+    def path(self) -> str:
+        path = self._path
+        if path is None:
+            parent = self._parent
+            assert parent is not None
+            path = self._path = child_path(parent.path, self._key)
+        return path
 
     def error(self, message: str) -> NormalizeError:
         return NormalizeError(self.path, message)
@@ -167,11 +196,12 @@ class Node:
         return mapping
 
     def get(self, key: str) -> Node:
-        mapping = self.obj()
-        path = child_path(self.path, key)
-        if mapping is None:
-            return Node(None, path)
-        return Node(mapping.get(key), path)
+        value = self.value
+        if value is None:
+            return Node._child(None, self, key)
+        if type(value) is not dict and not isinstance(value, Mapping):
+            raise self.error("expected an object")
+        return Node._child(value.get(key), self, key)
 
     def at(self, *keys: str) -> Node:
         node = self
@@ -187,7 +217,7 @@ class Node:
             raise self.error("expected a list")
         if strict and len(self.value) > limit:
             raise self.error(f"more than {limit} elements")
-        return [Node(v, child_path(self.path, i)) for i, v in enumerate(self.value[:limit])]
+        return [Node._child(v, self, i) for i, v in enumerate(self.value[:limit])]
 
     def entries(self, limit: int = ITEMS_MAX) -> list[tuple[str, Node]]:
         mapping = self.obj()
@@ -199,7 +229,7 @@ class Node:
                 break
             if not isinstance(key, str):
                 raise self.error("object keys must be strings")
-            out.append((key, Node(value, child_path(self.path, key))))
+            out.append((key, Node._child(value, self, key)))
         return out
 
     def text(self, limit: int = TEXT_MAX, *, numbers: bool = False) -> str | None:
@@ -484,7 +514,98 @@ def check_payload(payload: Any) -> Node:
     payload would break every run record built from it, so it is refused here, at the path
     of the problem. The walk is iterative (depth cannot crash it) and also refuses what JSON
     cannot hold, such as cycles.
+
+    Every post goes through here, so the common case is a quick pass (`_plain_json`) that
+    only says yes or no; a payload it does not vouch for is walked again, slowly, to find
+    the path of the first problem.
     """
+    if _VOUCHED.get() is payload or _plain_json(payload):
+        return Node(payload)
+    _check_slowly(payload)
+    return Node(payload)
+
+
+# The payload a caller has vouched for (see `vouched`): compared by identity.
+_VOUCHED: ContextVar[object] = ContextVar("irbook_vouched_payload", default=None)
+
+
+def plain_json_body(body: bytes) -> bool:
+    """Whether `json.loads` of this body (strict UTF-8) is sure to pass `check_payload`.
+
+    json.loads only makes dicts, lists, text keys and JSON scalars. Nesting needs one
+    bracket per level, so at most DEPTH_MAX of them bound the depth (brackets in strings
+    only make the count larger). Valid UTF-8 holds no surrogates, so a lone one can only
+    come from a `\\uDxxx` escape; a body with any such escape is walked as usual.
+    """
+    return (
+        body.count(b"{") + body.count(b"[") <= DEPTH_MAX
+        and b"\\ud" not in body
+        and b"\\uD" not in body
+    )
+
+
+@contextmanager
+def vouched(payload: Any) -> Iterator[None]:
+    """Within this block, `check_payload(payload)` trusts the caller for this very object.
+
+    For the receiver, which has just parsed the payload from a body `plain_json_body`
+    accepted: the whole-payload walk would find nothing, so it is skipped.
+    """
+    token = _VOUCHED.set(payload)
+    try:
+        yield
+    finally:
+        _VOUCHED.reset(token)
+
+
+_SCALARS = frozenset({int, float, bool, type(None)})
+
+
+def _plain_json(payload: Any) -> bool:
+    """True when the payload is plain JSON data (dicts, lists, scalars; text keys; no lone
+    surrogates), at most DEPTH_MAX deep and NODES_MAX values; False means "not sure".
+
+    The same limits as `_check_slowly`, with exact types instead of ABC checks and no path
+    bookkeeping. Depth is bounded, so a cycle ends as "too deep", never as a loop.
+    """
+    scalars = _SCALARS
+    first = type(payload)
+    if first is str:
+        return payload.isascii() or _encodable(payload)
+    if first in scalars:
+        return True
+    if first is not dict and first is not list:
+        return False
+    stack: list[tuple[Any, int]] = [(payload, 0)]
+    pop, push = stack.pop, stack.append
+    nodes = 1
+    while stack:
+        value, depth = pop()
+        if depth >= DEPTH_MAX:
+            return False  # a child would be too deep (if there is one): let the slow walk say
+        children = value.values() if type(value) is dict else value
+        if type(value) is dict:
+            for key in value:
+                if type(key) is not str or not (key.isascii() or _encodable(key)):
+                    return False
+        nodes += len(value)
+        if nodes > NODES_MAX:
+            return False
+        for child in children:
+            kind = type(child)
+            if kind is str:
+                if not child.isascii() and not _encodable(child):
+                    return False
+            elif kind is dict or kind is list:
+                if child:
+                    push((child, depth + 1))
+            elif kind not in scalars:
+                return False
+    return True
+
+
+def _check_slowly(payload: Any) -> None:
+    """The reference walk: raises NormalizeError at the path of the first problem."""
     stack: list[tuple[Any, int, int]] = [(payload, 0, -1)]
     crumbs: list[tuple[int, str | int]] = []  # (parent crumb, key) to rebuild a path
     nodes = 0
@@ -522,7 +643,6 @@ def check_payload(payload: Any) -> Node:
             raise NormalizeError("$", _BAD_TEXT)
         elif not isinstance(value, str | int | float | bool | None):
             raise NormalizeError("$", "not JSON data")
-    return Node(payload)
 
 
 _BAD_TEXT = "text is not valid Unicode (lone surrogate)"
