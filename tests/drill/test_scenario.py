@@ -530,13 +530,14 @@ def test_expected_calls_are_written_service_colon_operation(tmp_path: Path) -> N
         tmp_path,
         "expect:\n"
         "  calls_include: ['iam:UpdateAccessKey', 'iam.UpdateAccessKey']\n"
-        "  calls_exclude: ['IAM:DeleteAccessKey']\n",
+        "  calls_exclude: ['IAM:DeleteAccessKey', 'slack:chat.postMessage',"
+        " 'jira:POST /rest/api/3/issue']\n",
     )
     assert errors(path) == [
         f"{path}:8:42: error: 'iam.UpdateAccessKey' is not an API call: write service:Operation "
-        "as IAM spells it, such as iam:UpdateAccessKey",
+        "as the plan shows it, such as iam:UpdateAccessKey or slack:chat.postMessage",
         f"{path}:9:19: error: 'IAM:DeleteAccessKey' is not an API call: write service:Operation "
-        "as IAM spells it, such as iam:UpdateAccessKey",
+        "as the plan shows it, such as iam:UpdateAccessKey or slack:chat.postMessage",
     ]
 
 

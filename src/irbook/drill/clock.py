@@ -184,10 +184,10 @@ class DrillController:
                 )
                 start = ready + decision.wait
                 if decision.how == "timeout":
-                    text = f"{step.id}: no decision in time, {record.approval.decision}"
+                    text = f"no decision in time, {record.approval.decision}"
                 else:
-                    text = f"{step.id}: {record.approval.decision} by {decision.by}"
-                markers.append(Marker(ready, "approval", f"{step.id}: approval asked", step.id))
+                    text = f"{record.approval.decision} by {decision.by}"
+                markers.append(Marker(ready, "approval", "approval asked", step.id))
                 kind = "timeout" if decision.how == "timeout" else "approval"
                 markers.append(Marker(start, kind, text, step.id))
             records[step.id] = record
@@ -215,7 +215,7 @@ class DrillController:
                         None,
                     )
                     if failed is not None:
-                        label = step.id if step.for_each is None else f"{step.id}[{row['item']}]"
+                        label = "" if step.for_each is None else f"item {row['item']}: "
                         markers.append(
                             Marker(
                                 start + elapsed + per, "inject", f"{label}: {failed.error}", step.id
@@ -225,7 +225,7 @@ class DrillController:
                     if n < attempts:
                         elapsed += step.retry_delay
                         markers.append(
-                            Marker(start + elapsed, "retry", f"{step.id}: attempt {n + 1}", step.id)
+                            Marker(start + elapsed, "retry", f"attempt {n + 1}", step.id)
                         )
                 longest = max(longest, elapsed)
             record.start, record.end = start, start + longest

@@ -48,7 +48,8 @@ from irbook.validate import check_file, find_playbook
 
 __all__ = ["LoadedScenario", "load_scenario", "param_text"]
 
-CALL_PATTERN = re.compile(r"^[a-z0-9-]+:[A-Za-z0-9]+$")
+# iam:UpdateAccessKey, slack:chat.postMessage, jira:POST /rest/api/3/issue
+CALL_PATTERN = re.compile(r"^[a-z0-9-]+:[A-Za-z0-9][A-Za-z0-9 ./_{}-]*$")
 EXPECT_STEP_LISTS = (
     "steps_run",
     "steps_succeeded",
@@ -488,7 +489,8 @@ class _Check:
                     self.error(
                         ("expect", name, index),
                         f"{_clip(call)} is not an API call: write service:Operation "
-                        "as IAM spells it, such as iam:UpdateAccessKey",
+                        "as the plan shows it, such as iam:UpdateAccessKey or "
+                        "slack:chat.postMessage",
                     )
         entries: list[tuple[tuple[int, int], str, int, str]] = []
         for name in EXPECT_STEP_LISTS:
