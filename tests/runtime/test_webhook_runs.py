@@ -4,6 +4,7 @@ finding is deduplicated onto that run instead of starting another."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -11,6 +12,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from irbook.runs import RunStore
@@ -45,7 +48,10 @@ def post(port: int, body: bytes) -> tuple[int, dict[str, object]]:
         return response.status, json.loads(response.read())
 
 
-def test_a_finding_posted_to_the_receiver_runs_its_playbook(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def serving(tmp_path: Path) -> Iterator[int]:
+    """`irbook serve` on a free port with one GuardDuty source in dry-run; its output is
+    checked for tracebacks when it stops."""
     books = tmp_path / "playbooks"
     books.mkdir()
     (books / "cred-exfil.yaml").write_text(PLAYBOOK)
@@ -82,6 +88,16 @@ def test_a_finding_posted_to_the_receiver_runs_its_playbook(tmp_path: Path) -> N
                 break
             except OSError:
                 time.sleep(0.2)
+        yield port
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert "Traceback" not in out + err, err
+
+
+def test_a_finding_posted_to_the_receiver_runs_its_playbook(tmp_path: Path) -> None:
+    with serving(tmp_path) as port:
+        deadline = time.monotonic() + 60
         finding = json.loads((PAYLOADS / "guardduty_credential_exfiltration.json").read_text())
         status, answer = post(port, json.dumps(finding).encode())
         assert status == 202, answer
@@ -102,7 +118,32 @@ def test_a_finding_posted_to_the_receiver_runs_its_playbook(tmp_path: Path) -> N
         assert status in (200, 202), again
         time.sleep(1.0)
         assert len(store.recent_runs(5)) == 1
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-    assert "Traceback" not in out + err, err
+
+
+def test_distinct_findings_at_once_run_side_by_side_in_one_server(tmp_path: Path) -> None:
+    """Several flows in one `irbook serve` process at the same time: each its own flow
+    run and record, none mixed up with another."""
+    finding = json.loads((PAYLOADS / "guardduty_credential_exfiltration.json").read_text())
+    bodies = []
+    for n in range(6):
+        finding["detail"]["id"] = f"concurrent-{n}"
+        bodies.append(json.dumps(finding).encode())
+    with serving(tmp_path) as port:
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            answers = list(pool.map(lambda body: post(port, body), bodies))
+        assert [status for status, _ in answers] == [202] * 6, answers
+        store = RunStore()
+        deadline = time.monotonic() + 120
+        runs: list[dict[str, object]] = []
+        while time.monotonic() < deadline:
+            runs = store.recent_runs(20)
+            if len(runs) == 6 and all(r["state"] != "running" for r in runs):
+                break
+            time.sleep(0.3)
+        assert sorted(str(r["state"]) for r in runs) == ["succeeded"] * 6, runs
+        records = [store.run(str(r["id"])) or {} for r in runs]
+        assert len({r.get("flow_run_id") for r in records} - {None}) == 6
+        for run in runs:
+            notes = [s for s in store.steps(str(run["id"])) if s["step_id"] == "note"]
+            # each run rendered its own alert, not a neighbour's
+            assert str(run["alert_id"]).endswith(str(notes[0]["params"]["text"])[-12:])
