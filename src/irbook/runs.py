@@ -18,6 +18,7 @@ import uuid
 from contextlib import AbstractContextManager
 from typing import Any
 
+from irbook import audit
 from irbook.cache import home
 from irbook.db import Database
 
@@ -90,7 +91,7 @@ class RunStore:
     def __init__(self, path: str | None = None) -> None:
         self.path = path or str(home() / "irbook.db")
         self._database = Database(self.path)
-        self._db().executescript(SCHEMA)
+        self._db().executescript(SCHEMA + audit.SCHEMA)
 
     def _db(self) -> sqlite3.Connection:
         return self._database.conn()
@@ -220,13 +221,12 @@ class RunStore:
                     (*values.values(), run_id, step_id, item),
                 )
             if "state" in fields:
-                self._event(
-                    db,
-                    run_id,
-                    f"step-{fields['state']}",
-                    step_id,
-                    {"item": item, "reason": fields.get("reason")},
-                )
+                detail: dict[str, Any] = {"item": item, "reason": fields.get("reason")}
+                # the audit log keeps what was called on whose authority, not just states
+                for key in ("action", "real_calls", "approval", "compensation"):
+                    if fields.get(key) is not None:
+                        detail[key] = fields[key]
+                self._event(db, run_id, f"step-{fields['state']}", step_id, detail)
 
     def steps(self, run_id: str) -> list[dict[str, Any]]:
         rows = (
@@ -267,10 +267,11 @@ class RunStore:
         step_id: str | None,
         detail: dict[str, Any],
     ) -> None:
-        db.execute(
+        cursor = db.execute(
             "INSERT INTO events (run_id, at, kind, step_id, detail) VALUES (?, ?, ?, ?, ?)",
             (run_id, time.time(), kind, step_id, _dumps(detail)),
         )
+        audit.append(db, int(cursor.lastrowid or 0))
 
     def events(self, run_id: str, after: int = 0) -> list[dict[str, Any]]:
         rows = (

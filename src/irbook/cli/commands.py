@@ -219,3 +219,30 @@ def cmd_actions(args: argparse.Namespace) -> int:
 
 
 __all__ = ["LoadFailed"]
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """`irbook audit verify [PATH]`: exit 0 when the chain holds, 1 at the first break."""
+    import sqlite3
+    from pathlib import Path
+
+    from irbook import audit
+    from irbook.cache import home
+
+    path = Path(args.path) if args.path else home() / "irbook.db"
+    if not path.is_file():
+        raise IrbookError(f"{path}: no such file (no run recorded yet?)")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        verdict = audit.verify(db)
+    except sqlite3.DatabaseError as exc:
+        raise IrbookError(f"{path}: not an irbook run record ({exc})") from None
+    older = f"; {verdict.unchained} older records predate the chain" if verdict.unchained else ""
+    if not verdict.ok:
+        print(f"{path}: audit chain BROKEN after {verdict.records} good records: {verdict.problem}")
+        return 1
+    noun = "record" if verdict.records == 1 else "records"
+    print(f"{path}: audit chain intact, {verdict.records} {noun}{older}")
+    if verdict.head:
+        print(f"  head {verdict.head} (keep it elsewhere to detect removal of newer records)")
+    return 0

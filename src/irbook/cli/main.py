@@ -109,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool", metavar="NAME", default="irbook", help="work pool (default irbook)")
     p.set_defaults(handler="irbook_flows.deploy:cmd_deploy")
 
+    p = sub.add_parser("audit", help="check the run record's audit chain (audit verify)")
+    p.add_argument("verb", choices=("verify",), metavar="verify")
+    p.add_argument("path", nargs="?", metavar="PATH", help="default: $IRBOOK_HOME/irbook.db")
+    p.set_defaults(handler="irbook.cli.commands:cmd_audit")
+
     p = sub.add_parser("sandbox", help="a local fake AWS seeded with an AI deployment, for demos")
     p.add_argument("--port", type=int, default=0, help="default: a free port")
     p.add_argument("--region", default="us-east-1")
