@@ -33,13 +33,20 @@ def _mermaid(text: str) -> list[str]:
 
 
 @pytest.mark.parametrize("playbook", PLAYBOOKS, ids=lambda p: p.name)
-def test_shipped_runbooks_are_up_to_date(playbook: Path) -> None:
+def test_shipped_runbooks_are_up_to_date(playbook: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from irbook.docs.cli import _drills
+
+    monkeypatch.chdir(ROOT)  # runbooks name their drills relative to the repository
     loaded = load_playbook(str(playbook))
+    drills = _drills("runbooks/drills").get(loaded.playbook.metadata.id, [])
+    assert drills, f"{playbook.name} has no drill in runbooks/drills"
     runbook = ROOT / "runbooks" / f"{loaded.playbook.metadata.id}.md"
     fix = "run `irbook docs` and commit runbooks/"
     assert runbook.is_file(), f"{runbook.name} is missing: {fix}"
     committed = runbook.read_text(encoding="utf-8")
-    assert committed == render_runbook(loaded), f"{runbook.name} is out of date: {fix}"
+    assert committed == render_runbook(loaded, drills=drills), (
+        f"{runbook.name} is out of date: {fix}"
+    )
 
 
 def test_rendering_is_deterministic_and_path_independent(tmp_path: Path) -> None:

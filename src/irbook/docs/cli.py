@@ -51,6 +51,34 @@ def _write(path: str, text: str) -> None:
         raise IrbookError(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
+def _drills(folder: str) -> dict[str, list[tuple[str, str]]]:
+    """Playbook id -> (path, title) of the drill scenarios in `folder`, by a light read
+    (a scenario that does not parse is `irbook drill`'s to report, not the runbook's)."""
+    import yaml
+
+    found: dict[str, list[tuple[str, str]]] = {}
+    if not os.path.isdir(folder):
+        return found
+    for name in sorted(os.listdir(folder)):
+        if not name.endswith((".yaml", ".yml")):
+            continue
+        path = os.path.join(folder, name)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = yaml.safe_load(handle.read(1_000_000))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        if not isinstance(data, dict) or data.get("kind") != "Drill":
+            continue
+        book, meta = data.get("playbook"), data.get("metadata")
+        if not isinstance(book, str) or not isinstance(meta, dict):
+            continue
+        book = os.path.splitext(os.path.basename(book))[0]  # an id, or a path to one
+        title = str(meta.get("title") or meta.get("id") or name)
+        found.setdefault(book, []).append((path.replace(os.sep, "/"), title))
+    return found
+
+
 def cmd_docs(args: argparse.Namespace) -> int:
     from irbook.docs.runbook import render_runbook, runbook_name
 
@@ -58,8 +86,13 @@ def cmd_docs(args: argparse.Namespace) -> int:
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise IrbookError(f"--out {out_dir}: not a folder")
     items = _playbooks(args.playbook)
+    drills = _drills(os.path.join(out_dir, "drills"))
     rendered = [
-        (os.path.join(out_dir, runbook_name(item.playbook)), render_runbook(item)) for item in items
+        (
+            os.path.join(out_dir, runbook_name(item.playbook)),
+            render_runbook(item, drills=drills.get(item.playbook.metadata.id, [])),
+        )
+        for item in items
     ]
     if args.check:
         stale: list[str] = []

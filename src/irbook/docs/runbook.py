@@ -272,8 +272,11 @@ def _warning(diag: Diagnostic) -> str:
 # --- the runbook ------------------------------------------------------------------------
 
 
-def render_runbook(loaded: Loaded, registry: Registry = REGISTRY) -> str:
-    """The whole runbook as Markdown text, ending in one newline."""
+def render_runbook(
+    loaded: Loaded, registry: Registry = REGISTRY, drills: Iterable[tuple[str, str]] = ()
+) -> str:
+    """The whole runbook as Markdown text, ending in one newline. `drills`: (path
+    relative to the repository, title) of the tabletop scenarios of this playbook."""
     from irbook.iam import policy_for
     from irbook.plan import execution_order
 
@@ -400,6 +403,19 @@ def render_runbook(loaded: Loaded, registry: Registry = REGISTRY) -> str:
                 f"{prose(spec.irreversible or 'no compensation')}"
             )
     out += undo_lines or ["Nothing to roll back: no step changes anything."]
+    out.append("")
+
+    out += ["## Rehearse it", ""]
+    rehearsals = sorted(drills)
+    if rehearsals:
+        out.append("Tabletop drills of this playbook (dry-run, scripted faults and approvers):")
+        out.append("")
+        out += [
+            f"- {prose(title)}: `irbook drill {path} --report drill-report`"
+            for path, title in rehearsals
+        ]
+    else:
+        out.append("No drill yet: write one in `runbooks/drills/` (`kind: Drill`).")
     out.append("")
 
     out += ["## Lint warnings", ""]
