@@ -29,6 +29,17 @@ from irbook.drill.result import DrillResult, StepRecord
 from irbook.model.base import format_duration
 
 GENERATOR = "irbook drill"
+STEP_COLUMNS = (
+    "#",
+    "step",
+    "state",
+    "attempts",
+    "start",
+    "end",
+    "planned API calls",
+    "compensation",
+    "injected",
+)
 
 # Bar colours of the timeline, by step state. The page uses them nowhere else, so a
 # screenshot test can find the bars by colour.
@@ -328,17 +339,7 @@ def render_markdown(result: DrillResult) -> str:
                 )
             )
         out += _md_table(
-            (
-                "#",
-                "step",
-                "state",
-                "attempts",
-                "start",
-                "end",
-                "planned API calls",
-                "compensation",
-                "injected",
-            ),
+            STEP_COLUMNS,
             step_rows,
         )
     else:
@@ -749,20 +750,7 @@ def _html_steps(result: DrillResult) -> str:
             f"<td>{_html_codes(s.planned_calls)}</td><td>{comp_html}</td>"
             f"<td>{injected}</td></tr>"
         )
-    head = "".join(
-        f"<th>{h}</th>"
-        for h in (
-            "#",
-            "step",
-            "state",
-            "attempts",
-            "start",
-            "end",
-            "planned API calls",
-            "compensation",
-            "injected",
-        )
-    )
+    head = "".join(f"<th>{h}</th>" for h in STEP_COLUMNS)
     body = "".join(rows)
     return f'<table class="steps"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 

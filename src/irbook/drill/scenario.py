@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from irbook import expr
 from irbook.errors import Diagnostic, IrbookError, LoadFailed, Location
 from irbook.files import MAX_FILES, PLAYBOOK_SUFFIXES, default_playbook_dirs, playbook_files
-from irbook.loader import Loaded, load_alert, load_playbook, pydantic_diagnostics
+from irbook.loader import Loaded, _get_path, load_alert, load_playbook, pydantic_diagnostics
 from irbook.model import Alert, Playbook, Step
 from irbook.model.scenario import AlertRef, ApproverDecision, Drill, Expect, Inject
 from irbook.plan import PlanError, resolve_inputs
@@ -259,7 +259,7 @@ class _Check:
         A payload of several alerts drills the first, without a word (module docstring)."""
         from irbook.triggers.normalizers import NORMALIZERS, NormalizeError
 
-        payload = _get(source.data, prefix)
+        payload = _get_path(source.data, prefix)
         try:
             alerts = NORMALIZERS[fmt](payload, None)
         except NormalizeError as exc:
@@ -584,17 +584,6 @@ def _merge_literals(diags: list[Diagnostic]) -> list[Diagnostic]:
         listed = ", ".join(choices[:-1]) + f" or {choices[-1]}"
         out[merged[key]] = diag._replace(message=f"{match[1]} is not one of {listed}")
     return out
-
-
-def _get(data: Any, loc: Path) -> Any:
-    for part in loc:
-        if isinstance(data, dict) and part in data:
-            data = data[part]
-        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
-            data = data[part]
-        else:
-            return None
-    return data
 
 
 _SEGMENT = re.compile(r"\.([A-Za-z_@$][A-Za-z0-9_]*)|\[(\d+)\]|\['((?:[^'\\]|\\.)*)'\]")
