@@ -158,19 +158,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         clients = LiveClients()
     REGISTRY.load_all()
     store = RunStore()
-    alert_obj = plan.alert
     started_by = args.started_by or f"cli:{_user()}"
-    run_id = store.create_run(
-        playbook_id=playbook.metadata.id,
-        playbook_title=playbook.metadata.title,
-        mode="dry-run" if dry_run else "live",
-        started_by=started_by,
-        inputs=plan.as_dict()["inputs"],
-        rollback=playbook.rollback,
-        alert_source=alert_obj.get("source"),
-        alert_id=alert_obj.get("id"),
-        incident_key=str(plan.run["incident_key"]),
-    )
+    run_id = store.create_run_for(plan, dry_run=dry_run, started_by=started_by)
     label = "DRY RUN" if dry_run else "LIVE"
     out.write(f"{label} run {run_id} of {playbook.metadata.id}\n")
     table = StepTable([s.id for s in plan.steps], out, live=out.isatty() and not args.plain)
@@ -415,17 +404,8 @@ def webhook_starter(slack_channel: str | None) -> Any:
         playbook = load_playbook(request.playbook_path).playbook
         plan = build_plan(playbook, request.alert, {})
         dry_run = request.mode != "live"
-        store.create_run(
-            run_id=request.run_id,
-            playbook_id=playbook.metadata.id,
-            playbook_title=playbook.metadata.title,
-            mode="dry-run" if dry_run else "live",
-            started_by=f"webhook:{request.source}",
-            inputs=plan.as_dict()["inputs"],
-            rollback=playbook.rollback,
-            alert_source=request.alert.source,
-            alert_id=request.alert.id,
-            incident_key=str(plan.run["incident_key"]),
+        store.create_run_for(
+            plan, dry_run=dry_run, started_by=f"webhook:{request.source}", run_id=request.run_id
         )
         spec = RunSpec(
             run_id=request.run_id,

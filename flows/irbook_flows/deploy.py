@@ -115,18 +115,7 @@ def run_deployed(
     store = RunStore()
     started_by = f"webhook:{source}"
     try:
-        store.create_run(
-            run_id=run_id,
-            playbook_id=playbook.metadata.id,
-            playbook_title=playbook.metadata.title,
-            mode="dry-run" if dry_run else "live",
-            started_by=started_by,
-            inputs=plan.as_dict()["inputs"],
-            rollback=playbook.rollback,
-            alert_source=alert_obj.source,
-            alert_id=alert_obj.id,
-            incident_key=str(plan.run["incident_key"]),
-        )
+        store.create_run_for(plan, dry_run=dry_run, started_by=started_by, run_id=run_id)
     except sqlite3.IntegrityError:
         return None  # started before (a retried flow run): never run the steps twice
     spec = RunSpec(

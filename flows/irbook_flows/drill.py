@@ -39,17 +39,7 @@ def run_drill(loaded: LoadedScenario) -> DrillResult:
     quiet_console()
     store = RunStore()
     started_by = f"drill:{drill.metadata.id}"
-    run_id = store.create_run(
-        playbook_id=playbook.metadata.id,
-        playbook_title=playbook.metadata.title,
-        mode="dry-run",
-        started_by=started_by,
-        inputs=plan.as_dict()["inputs"],
-        rollback=playbook.rollback,
-        alert_source=loaded.alert.source,
-        alert_id=loaded.alert.id,
-        incident_key=str(plan.run["incident_key"]),
-    )
+    run_id = store.create_run_for(plan, dry_run=True, started_by=started_by)
     controller = DrillController(drill, playbook)
     spec = RunSpec(
         run_id=run_id,
@@ -65,13 +55,10 @@ def run_drill(loaded: LoadedScenario) -> DrillResult:
     )
     wall = time.time()
     outcome = execute(spec, extra_tags=["drill", f"drill:{drill.metadata.id}"])
-    compensation: dict[str, str] = {}
-    for step in playbook.steps:
-        action = REGISTRY.get(step.action)
-        if action.compensation:
-            compensation[step.id] = action.compensation
-        elif action.irreversible:
-            compensation[step.id] = f"irreversible: {action.irreversible}"
+    compensation = {
+        s.id: s.compensation or (f"irreversible: {s.irreversible}" if s.irreversible else "")
+        for s in plan.steps
+    }
     steps, markers = controller.timeline(store.steps(run_id), compensation)
     contained = containment_time(steps)
     ends = [s.end for s in steps if s.end is not None]

@@ -16,11 +16,14 @@ import sqlite3
 import time
 import uuid
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from irbook import audit
 from irbook.cache import home
 from irbook.db import Database
+
+if TYPE_CHECKING:
+    from irbook.plan import Plan
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -138,6 +141,25 @@ class RunStore:
             )
             self._event(db, run_id, "run-started", None, {"mode": mode, "by": started_by})
         return run_id
+
+    def create_run_for(
+        self, plan: Plan, *, dry_run: bool, started_by: str, run_id: str | None = None
+    ) -> str:
+        """The record of a run about to execute `plan` (its inputs as the plan shows them:
+        secrets redacted)."""
+        book = plan.playbook
+        return self.create_run(
+            run_id=run_id,
+            playbook_id=book.metadata.id,
+            playbook_title=book.metadata.title,
+            mode="dry-run" if dry_run else "live",
+            started_by=started_by,
+            inputs=plan.as_dict()["inputs"],
+            rollback=book.rollback,
+            alert_source=plan.alert.get("source"),
+            alert_id=plan.alert.get("id"),
+            incident_key=str(plan.run["incident_key"]),
+        )
 
     def set_flow_run(self, run_id: str, flow_run_id: str) -> None:
         with self._tx() as db:

@@ -24,6 +24,7 @@ from irbook.drill.result import ApprovalRecord, Marker, StepRecord
 from irbook.model import Playbook, Step
 from irbook.model.base import format_duration
 from irbook.model.scenario import Drill, Inject
+from irbook.plan import execution_order
 
 MIN_ATTEMPT_SECONDS = 1.0  # drill time of one attempt: per planned API call, at least this
 
@@ -154,7 +155,8 @@ class DrillController:
         records: dict[str, StepRecord] = {}
         done: dict[str, float] = {}
         markers: list[Marker] = []
-        for step in _order(self.playbook):
+        order = execution_order(self.playbook)
+        for step in order:
             items = sorted(by_step.get(step.id, []), key=lambda r: r["item"])
             first = items[0] if items else {}
             state = str(first.get("state") or "pending")
@@ -236,7 +238,7 @@ class DrillController:
             if inject.kind == "note":
                 markers.append(Marker(inject.at or 0.0, "note", inject.note or ""))
         markers.sort(key=lambda m: m.at)
-        return [records[s.id] for s in _order(self.playbook)], markers
+        return [records[s.id] for s in order], markers
 
     def injected(self, step: Step) -> list[str]:
         return [
@@ -252,9 +254,3 @@ def _hits(inject: Inject, step: Step) -> bool:
     if inject.at_step is not None and inject.at_step != step.id:
         return False
     return step.action == namespace or step.action.startswith(namespace + ".")
-
-
-def _order(playbook: Playbook) -> list[Step]:
-    from irbook.plan import execution_order
-
-    return execution_order(playbook)
