@@ -17,6 +17,7 @@ from irbook.drill.clock import DrillController
 from irbook.drill.expect import containment_time, evaluate
 from irbook.drill.result import DrillResult, StepRecord
 from irbook.drill.scenario import LoadedScenario, load_scenario, param_text
+from irbook.errors import IrbookError
 from irbook.model.base import format_duration
 
 EXIT_PASSED, EXIT_FAILED = 0, 1
@@ -163,6 +164,11 @@ def cmd_drill(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if args.report:
         from irbook.drill.report import write_report
 
-        for path in write_report(result, args.report):
+        try:
+            written = write_report(result, args.report)
+        except OSError as exc:  # the summary above and the run record are kept
+            why = exc.strerror or str(exc)
+            raise IrbookError(f"--report {args.report}: cannot write the report: {why}") from None
+        for path in written:
             out.write(f"  report: {path}\n")
     return EXIT_PASSED if result.passed else EXIT_FAILED

@@ -237,3 +237,14 @@ def test_a_bad_scenario_is_one_located_line_and_exit_1(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert f"{path}:8:12: error: unknown step 'revok' (did you mean 'revoke'?)" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_an_unwritable_report_path_is_one_line_after_the_summary(tmp_path: Path) -> None:
+    path = scenario(tmp_path, "approvers:\n  - {step: revoke, decision: approve, by: alice}\n")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    done = cli("drill", str(path), "--report", str(blocker / "report"))
+    assert done.returncode == 1
+    assert "DRILL t: PASSED" in done.stdout  # the drill ran and said so before the error
+    assert done.stderr.startswith(f"irbook: error: --report {blocker / 'report'}: cannot write")
+    assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
