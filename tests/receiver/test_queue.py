@@ -141,3 +141,43 @@ def test_integrity_error_from_starter_is_already_started(tmp_path: Path) -> None
     finally:
         dispatcher.stop()
     assert queue.rows()[0]["status"] == "started"
+
+
+def test_claimed_rows_held_for_a_worker_go_back_when_the_dispatcher_stops(
+    tmp_path: Path,
+) -> None:
+    queue = AlertQueue(tmp_path / "q.db")
+    queue.enqueue([item(f"held-{i}") for i in range(10)], windows=[60.0] * 10)
+    entered, release = threading.Event(), threading.Event()
+    started: list[str] = []
+
+    def slow(request: StartRequest) -> str:
+        started.append(request.alert.id)
+        entered.set()
+        assert release.wait(30)
+        return request.run_id
+
+    dispatcher = Dispatcher(queue, slow, workers=1, prefetch=8, poll_interval=0.02)
+    dispatcher.start()
+    try:
+        assert entered.wait(30)
+        # One claim took a batch: one row is being started, the others wait in memory.
+        statuses = [row["status"] for row in queue.rows()]
+        assert statuses.count("starting") == 8
+        assert statuses.count("queued") == 2
+    finally:
+        release.set()
+        dispatcher.stop()
+    rows = {row["alert_id"]: row for row in queue.rows()}
+    done = set(started)
+    assert all(rows[alert_id]["status"] == "started" for alert_id in done)
+    rest = [row for alert_id, row in rows.items() if alert_id not in done]
+    # Held rows were never tried: back in the queue, their attempt not counted.
+    assert rest and all((row["status"], row["attempts"]) == ("queued", 0) for row in rest)
+    again = Dispatcher(queue, RecordingStarter(), poll_interval=0.02)
+    again.start()
+    try:
+        assert wait_for(lambda: queue.depth() == 0)
+    finally:
+        again.stop()
+    assert {row["status"] for row in queue.rows()} == {"started"}

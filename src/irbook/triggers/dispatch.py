@@ -19,9 +19,11 @@ import logging
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import Any
 
 from irbook.model.alert import Alert
 from irbook.triggers.queue import AlertQueue, QueuedAlert
@@ -70,6 +72,11 @@ class Dispatcher:
     A failed start is retried with backoff (`retry_delays`), then the row is marked
     'failed' with the error; `on_started(request)` and `on_failed(request, error)` let
     the receiver count both.
+
+    Claims take up to `prefetch` rows at once (at least one per free worker), held here
+    until a worker is free: a burst of alerts costs a claim per `prefetch` rows, not one
+    per worker slot, and a worker does not wait for its "started" mark to commit. Rows
+    held when the dispatcher stops go back to the queue; after a crash, `recover` does it.
     """
 
     def __init__(
@@ -82,9 +89,11 @@ class Dispatcher:
         retry_delays: tuple[float, ...] = (1.0, 5.0, 30.0),
         on_started: Callable[[StartRequest], None] | None = None,
         on_failed: Callable[[StartRequest, str], None] | None = None,
+        prefetch: int = 64,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
+        self.prefetch = max(prefetch, workers)
         self.queue = queue
         self.start_run = start_run
         self.workers = workers
@@ -99,6 +108,9 @@ class Dispatcher:
         self._busy_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._held: deque[QueuedAlert] = deque()  # claimed, waiting for a free worker
+        self._marks: set[Future[Any]] = set()  # status writes not yet committed
+        self._marks_lock = threading.Lock()
 
     def start(self) -> None:
         """Recover rows a dead process left half-claimed, then start dispatching."""
@@ -117,7 +129,7 @@ class Dispatcher:
         self._wake.set()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop claiming, and wait for starts already under way."""
+        """Stop claiming, wait for starts already under way, and give back held rows."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
@@ -126,6 +138,15 @@ class Dispatcher:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        held = [row.row_id for row in self._held]
+        self._held.clear()
+        with self._marks_lock:
+            marks = list(self._marks)
+        wait(marks, timeout)
+        try:
+            self.queue.unclaim(held)
+        except sqlite3.Error:  # recover() puts them back at the next start
+            log.exception("could not give back %d claimed alert(s)", len(held))
 
     @property
     def busy(self) -> int:
@@ -144,7 +165,8 @@ class Dispatcher:
                 self._wake.wait(self.poll_interval)
 
     def _claim_available(self) -> int:
-        """Claim as many rows as there are free workers; returns how many were claimed."""
+        """Hand held rows to free workers, claiming more when none are held; returns how
+        many were handed out."""
         free = 0
         while self._slots.acquire(blocking=False):
             free += 1
@@ -152,20 +174,23 @@ class Dispatcher:
             # Every worker is busy; one finishing will wake us.
             return 0
         try:
-            rows = self.queue.claim(free)
+            if not self._held:
+                self._held.extend(self.queue.claim(max(free, self.prefetch)))
         except BaseException:
             for _ in range(free):
                 self._slots.release()
             raise
-        for _ in range(free - len(rows)):
+        handed = min(free, len(self._held))
+        for _ in range(free - handed):
             self._slots.release()
         pool = self._pool
         assert pool is not None
-        for row in rows:
+        for _ in range(handed):
+            row = self._held.popleft()
             with self._busy_lock:
                 self._busy += 1
             pool.submit(self._start_one, row)
-        return len(rows)
+        return handed
 
     def _start_one(self, row: QueuedAlert) -> None:
         request = StartRequest(
@@ -193,7 +218,7 @@ class Dispatcher:
         except (sqlite3.IntegrityError, AlreadyStarted):
             # Started before a crash (or by another receiver): confirm, do not repeat.
             log.info("run %s was already started", row.run_id)
-            self.queue.mark_started(row.row_id, None)
+            self._mark_started(row, None)
             return
         except StartRefused as exc:
             error = str(exc)
@@ -216,9 +241,22 @@ class Dispatcher:
                 if self.on_failed is not None:
                     self.on_failed(request, error)
             return
-        self.queue.mark_started(row.row_id, ref if isinstance(ref, str) else None)
+        self._mark_started(row, ref if isinstance(ref, str) else None)
         if self.on_started is not None:
             self.on_started(request)
+
+    def _mark_started(self, row: QueuedAlert, ref: str | None) -> None:
+        future = self.queue.mark_started_later(row.row_id, ref)
+        with self._marks_lock:
+            self._marks.add(future)
+        future.add_done_callback(self._marked)
+
+    def _marked(self, future: Future[Any]) -> None:
+        with self._marks_lock:
+            self._marks.discard(future)
+        error = future.exception()
+        if error is not None:  # the row stays 'starting'; recover() re-runs it, refused
+            log.error("could not record a started run: %s", error)
 
 
 __all__ = [

@@ -321,9 +321,13 @@ class AlertQueue:
         it is safe: a row back in 'queued'/'starting' is started again and the starter
         refuses its run id, which the dispatcher records as started.
         """
+        return self.submit(work, durable=durable).result()
+
+    def submit(self, work: Work | _Enqueue, *, durable: bool = True) -> Future[Any]:
+        """`write` without waiting: the future settles once the batch committed (or failed)."""
         future: Future[Any] = Future()
         self._submit(_Job(work, future, None, durable))
-        return future.result()
+        return future
 
     async def write_async(self, work: Work | _Enqueue) -> Any:
         """`write` for a coroutine: the event loop keeps serving while the batch commits."""
@@ -702,11 +706,35 @@ class AlertQueue:
         self.write(work, durable=False)
 
     def mark_started(self, row_id: str, ref: str | None = None) -> None:
+        self.mark_started_later(row_id, ref).result()
+
+    def mark_started_later(self, row_id: str, ref: str | None = None) -> Future[Any]:
+        """`mark_started` without waiting for the commit (the dispatcher's workers).
+
+        Losing it to a crash is safe (see `write`): the row is started again, the starter
+        refuses its run id, and the row is marked then.
+        """
         entry = (row_id, ref, time.time())
 
         def work(db: sqlite3.Connection, batch: _Batch) -> None:
             batch.latest.clear()
             batch.started.append(entry)  # one UPDATE for all the batch's starts
+
+        return self.submit(work, durable=False)
+
+    def unclaim(self, row_ids: Sequence[str]) -> None:
+        """Put claimed rows nobody started back in the queue, as if never claimed."""
+        if not row_ids:
+            return
+        ids = json.dumps(list(row_ids))
+
+        def work(db: sqlite3.Connection, batch: _Batch) -> None:
+            batch.latest.clear()
+            db.execute(
+                "UPDATE webhook_alerts SET status = 'queued', attempts = attempts - 1"
+                " WHERE status = 'starting' AND id IN (SELECT value FROM json_each(?))",
+                (ids,),
+            )
 
         self.write(work, durable=False)
 

@@ -1,0 +1,228 @@
+"""The receiver's hot path takes shortcuts; each must give what the reference path gives.
+
+- bodies are parsed by orjson where it reads them as the standard library does;
+- the stored alert JSON is made by orjson from the match context, not by pydantic;
+- `POST /hooks/{source}` is a bare ASGI handler in front of Starlette, and the Starlette
+  route (reached under a root path) answers the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from irbook.model.alert import Alert
+from irbook.triggers import app as app_module
+from irbook.triggers.app import WebhookReceiver, _alert_json, _context, _Headers, _parse_json
+from irbook.triggers.config import load_config
+from irbook.triggers.normalizers import NORMALIZERS
+from tests.receiver._support import SECRETS, RecordingStarter, body_of, write_fixture
+from tests.triggers._payloads import PAYLOADS, load
+
+TOKEN = {"X-Irbook-Token": SECRETS["GD_TOKEN"], "Content-Type": "application/json"}
+
+
+def reference_parse(body: bytes) -> tuple[str, Any]:
+    """What `_parse_json` must give: the standard library's outcome."""
+    original = app_module.orjson.loads
+
+    def refuse(data: Any) -> Any:
+        raise app_module.orjson.JSONDecodeError("off", "", 0)
+
+    app_module.orjson.loads = refuse  # type: ignore[assignment]
+    try:
+        return ("ok", _parse_json(body))
+    except ValueError as exc:
+        return ("error", str(exc))
+    finally:
+        app_module.orjson.loads = original  # type: ignore[assignment]
+
+
+def outcome(body: bytes) -> tuple[str, Any]:
+    try:
+        return ("ok", _parse_json(body))
+    except ValueError as exc:
+        return ("error", str(exc))
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal JSON data, types included (1 and 1.0 differ; -0.0 and 0.0 differ)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float):
+        return math.copysign(1, a) == math.copysign(1, b) and (a == b or (a != a and b != b))
+    return bool(a == b)
+
+
+EDGES = [
+    b'{"id": 99999999999999999999999}',  # beyond 64 bits: orjson would make it a float
+    b'{"id": 18446744073709551615, "n": -9223372036854775808}',
+    b'{"id": "12345678901234567890123"}',  # digits in a string: the slow path, same data
+    b'{"a": 1e400}',
+    b'{"a": -0.0, "b": 0, "c": 1.5e-7, "d": 0.1}',
+    b"\xef\xbb\xbf{}",
+    b"NaN",
+    b'{"a": Infinity}',
+    b'"\\ud800"',
+    b'{"a": 1, "a": 2}',
+    b"\xff\xfe",
+    b" ",
+    b"",
+    b"[1, 2",
+    b"[" * 2000 + b"]" * 2000,
+    b'{"s": "\\u0000\\n\\u2028\xc3\xa9"}',
+]
+
+
+@pytest.mark.parametrize("body", EDGES, ids=range(len(EDGES)))
+def test_parse_gives_what_the_standard_library_gives(body: bytes) -> None:
+    got, want = outcome(body), reference_parse(body)
+    assert got[0] == want[0]
+    if got[0] == "ok":
+        assert same(got[1], want[1])
+    else:
+        assert got[1] == want[1]
+
+
+def test_a_huge_integer_keeps_every_digit() -> None:
+    assert _parse_json(b'{"id": 99999999999999999999999}') == {"id": 99999999999999999999999}
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values, st.booleans())
+def test_parse_agrees_with_the_standard_library_on_any_json(value: Any, pretty: bool) -> None:
+    text = json.dumps(value, indent=2 if pretty else None, ensure_ascii=not pretty)
+    body = text.encode("utf-8", "surrogatepass")
+    got, want = outcome(body), reference_parse(body)
+    assert got[0] == want[0]
+    if got[0] == "ok":
+        assert same(got[1], want[1])
+
+
+FORMATS = {"google": "google_secops", "generic": None}  # generic needs its mapping
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in PAYLOADS.glob("*.json")))
+def test_stored_alert_json_is_the_models_json(name: str) -> None:
+    prefix = name.split("_", 1)[0]
+    fmt = FORMATS.get(prefix, prefix)
+    if fmt is None:
+        pytest.skip("the generic format is configured per source")
+    alerts = NORMALIZERS[fmt](load(name), {})
+    assert alerts
+    for alert in alerts:
+        made = _alert_json(_context(alert))
+        assert json.loads(made) == json.loads(alert.model_dump_json())
+        assert Alert.model_validate_json(made) == alert
+
+
+def test_stored_alert_json_falls_back_for_numbers_orjson_cannot_write() -> None:
+    alert = Alert(id="big", source="guardduty", raw={"n": 10**30, "s": "é"})
+    made = _alert_json(_context(alert))
+    assert json.loads(made) == {
+        **json.loads(alert.model_dump_json()),
+        "raw": {"n": 10**30, "s": "é"},
+    }
+
+
+def test_headers_keep_every_copy_and_read_case_insensitively() -> None:
+    headers = _Headers(
+        [(b"x-token", b"a"), (b"Content-Type", b"application/json"), (b"x-token", b"b")]
+    )
+    assert headers.items() == [
+        ("x-token", "a"),
+        ("content-type", "application/json"),
+        ("x-token", "b"),
+    ]
+    assert headers["X-Token"] == "a"
+    assert headers.get("content-type") == "application/json"
+    assert headers.get("missing") is None
+    assert len(headers) == 3
+    assert list(headers) == ["x-token", "content-type", "x-token"]
+
+
+@pytest.fixture
+def hooks(tmp_path: Path) -> Iterator[WebhookReceiver]:
+    config_path, _ = write_fixture(tmp_path)
+    receiver = WebhookReceiver(
+        load_config(str(config_path), env=SECRETS),
+        RecordingStarter(),
+        db_path=str(tmp_path / "irbook.db"),
+    )
+    try:
+        yield receiver
+    finally:
+        receiver.stop()
+
+
+def post_both(
+    hooks: WebhookReceiver, requests: list[tuple[str, str, bytes, dict[str, str]]]
+) -> Any:
+    """Each request through the bare handler, then through Starlette's route (under a
+    root path, which the bare handler leaves to Starlette)."""
+
+    async def main() -> list[tuple[httpx.Response, httpx.Response]]:
+        app = app_module.create_app(hooks=hooks)
+        fast = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+        routed = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, root_path="/irbook"),
+            base_url="http://t",
+        )
+        out = []
+        async with fast, routed:
+            for method, path, body, headers in requests:
+                one = await fast.request(method, path, content=body, headers=headers)
+                two = await routed.request(method, "/irbook" + path, content=body, headers=headers)
+                out.append((one, two))
+        return out
+
+    return asyncio.run(main())
+
+
+def test_the_bare_handler_answers_as_the_starlette_route(hooks: WebhookReceiver) -> None:
+    big = b"x" * 5000
+    cases = [
+        ("POST", "/hooks/gd", body_of("fast-1"), TOKEN),  # 202, then deduplicated
+        ("POST", "/hooks/gd", body_of("fast-2"), {"X-Irbook-Token": "wrong"}),  # 401
+        ("POST", "/hooks/nope", b"{}", TOKEN),  # 404
+        ("GET", "/hooks/gd", b"", TOKEN),  # 405, Starlette's either way
+        ("POST", "/hooks/gd", b"{", TOKEN),  # 400
+        ("POST", "/hooks/gd", b"<a/>", {**TOKEN, "Content-Type": "application/xml"}),  # 415
+        ("POST", "/hooks/gd", b'{"detail": 1}', TOKEN),  # 422
+        ("POST", "/hooks/small", big, TOKEN),  # 413
+    ]
+    for (one, two), (method, path, _, _) in zip(post_both(hooks, cases), cases, strict=True):
+        assert one.status_code == two.status_code, (method, path)
+        assert one.headers["content-type"] == two.headers["content-type"]
+        if path == "/hooks/gd" and one.status_code == 202:
+            first, second = one.json()["queued"][0], two.json()["queued"][0]
+            assert (first["status"], second["status"]) == ("queued", "deduplicated")
+            assert first["run_id"] == second["run_id"]
+        else:
+            assert one.text == two.text, (method, path)
