@@ -226,3 +226,27 @@ def test_the_bare_handler_answers_as_the_starlette_route(hooks: WebhookReceiver)
             assert first["run_id"] == second["run_id"]
         else:
             assert one.text == two.text, (method, path)
+
+
+def test_latency_histogram_is_cumulative() -> None:
+    from irbook.triggers.app import Metrics
+
+    metrics = Metrics()
+    for seconds in (0.001, 0.005, 0.007, 0.3, 99.0):
+        metrics.observe(seconds)
+    metrics.inc_source("irbook_webhook_received_total", "gd")
+    metrics.inc("irbook_webhook_received_total", source="gd")
+    text = metrics.render({})
+    buckets = {
+        line.split('le="')[1].split('"')[0]: int(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("irbook_webhook_request_duration_seconds_bucket")
+    }
+    assert buckets["0.005"] == 2  # a bound holds what equals it
+    assert buckets["0.01"] == 3
+    assert buckets["0.25"] == 3
+    assert buckets["0.5"] == 4
+    assert buckets["10"] == 4
+    assert buckets["+Inf"] == 5
+    assert 'irbook_webhook_received_total{source="gd"} 2' in text
+    assert metrics.get("irbook_webhook_received_total", source="gd") == 2

@@ -32,7 +32,6 @@ import os
 import sqlite3
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
@@ -141,7 +140,13 @@ def alert_key(source: str, playbook_id: str, alert_id: str) -> str:
 
 
 def new_run_id() -> str:
-    return "wh-" + uuid.uuid4().hex[:16]
+    """`wh-`, the time in milliseconds (11 hex digits), then 48 random bits.
+
+    Time first, like `_row_id`: a new id lands at the end of the run-id index instead of
+    on a random page of it, which made a commit of a batch of new alerts about a quarter
+    cheaper (bench/receiver_throughput.py's load, measured with SQLite alone).
+    """
+    return f"wh-{time.time_ns() // 1_000_000:011x}{os.urandom(6).hex()}"
 
 
 def _row_id() -> str:
