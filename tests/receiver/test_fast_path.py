@@ -250,3 +250,26 @@ def test_latency_histogram_is_cumulative() -> None:
     assert buckets["+Inf"] == 5
     assert 'irbook_webhook_received_total{source="gd"} 2' in text
     assert metrics.get("irbook_webhook_received_total", source="gd") == 2
+
+
+def test_a_body_is_normalized_again_only_until_it_repeats(
+    hooks: WebhookReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    original = NORMALIZERS["guardduty"]
+
+    def counting(payload: Any, options: Any = None) -> Any:
+        calls.append(payload["detail"]["id"])
+        return original(payload, options)
+
+    monkeypatch.setitem(NORMALIZERS, "guardduty", counting)
+    headers = {"x-irbook-token": SECRETS["GD_TOKEN"]}
+    storm = body_of("storm-1")
+    for _ in range(5):
+        assert hooks.process("gd", headers, storm, "application/json").status == 202
+    # The first copy is normalized; the second too, and is remembered; the rest are not.
+    assert calls == ["storm-1", "storm-1"]
+    for i in range(3):  # distinct bodies are normalized once each and not remembered
+        assert hooks.process("gd", headers, body_of(f"one-{i}"), None).status == 202
+    assert calls[2:] == ["one-0", "one-1", "one-2"]
+    assert len(hooks._recent) == 1

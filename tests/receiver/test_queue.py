@@ -6,6 +6,7 @@ import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from irbook.model.alert import Alert
 from irbook.triggers.dispatch import Dispatcher, StartRequest
@@ -181,3 +182,76 @@ def test_claimed_rows_held_for_a_worker_go_back_when_the_dispatcher_stops(
     finally:
         again.stop()
     assert {row["status"] for row in queue.rows()} == {"started"}
+
+
+def test_new_rows_are_handed_to_a_running_dispatcher_without_a_claim(tmp_path: Path) -> None:
+    queue = AlertQueue(tmp_path / "q.db")
+    claims: list[int] = []
+    original = queue.claim
+
+    def counting(limit: int, now: float | None = None) -> list[Any]:
+        claimed = original(limit, now)
+        claims.append(len(claimed))
+        return claimed
+
+    queue.claim = counting  # type: ignore[method-assign]
+    entered, release = threading.Event(), threading.Event()
+
+    def blocked(request: StartRequest) -> str:
+        entered.set()
+        assert release.wait(30)
+        return request.run_id
+
+    dispatcher = Dispatcher(queue, blocked, workers=1, prefetch=4, poll_interval=0.02)
+    dispatcher.start()
+    try:
+        queue.enqueue([item(f"hand-{i}") for i in range(6)], windows=[60.0] * 6)
+        assert entered.wait(30)
+        rows = {row["alert_id"]: row for row in queue.rows()}
+        # The first `prefetch` new rows were inserted claimed; the rest wait in the queue.
+        assert [rows[f"hand-{i}"]["status"] for i in range(6)] == ["starting"] * 4 + ["queued"] * 2
+        assert rows["hand-0"]["attempts"] == 1
+        # A process killed now: the handed rows are 'starting' in the file, and recovery
+        # puts them back in the queue; the starter refuses the one that did start.
+        crashed = AlertQueue(tmp_path / "q.db")
+        try:
+            assert crashed.recover() == 4
+        finally:
+            crashed.close()
+    finally:
+        release.set()
+        dispatcher.stop()
+    again = Dispatcher(queue, RecordingStarter(), poll_interval=0.02)
+    again.start()
+    try:
+        assert wait_for(lambda: queue.depth() == 0)
+    finally:
+        again.stop()
+    assert {row["status"] for row in queue.rows()} == {"started"}
+
+
+def test_handed_rows_start_with_no_claim(tmp_path: Path) -> None:
+    queue = AlertQueue(tmp_path / "q.db")
+    claimed: list[int] = []
+    original = queue.claim
+
+    def counting(limit: int, now: float | None = None) -> list[Any]:
+        rows = original(limit, now)
+        claimed.append(len(rows))
+        return rows
+
+    queue.claim = counting  # type: ignore[method-assign]
+    starter = RecordingStarter()
+    dispatcher = Dispatcher(queue, starter, prefetch=64, poll_interval=0.02)
+    dispatcher.start()
+    try:
+        queue.enqueue([item(f"direct-{i}") for i in range(20)], windows=[60.0] * 20)
+        assert wait_for(lambda: len(starter.calls) == 20)
+        assert wait_for(lambda: queue.depth() == 0)
+    finally:
+        dispatcher.stop()
+    assert sum(claimed) == 0  # every row came by hand-off
+    assert {(row["status"], row["attempts"]) for row in queue.rows()} == {("started", 1)}
+    assert sorted(call.alert.id for call in starter.calls) == sorted(
+        f"direct-{i}" for i in range(20)
+    )

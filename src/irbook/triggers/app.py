@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 
 from irbook.errors import LoadFailed
+from irbook.triggers.auth import AuthError
 from irbook.triggers.config import ConfigError, HookSource, LoadedConfig
 from irbook.triggers.dispatch import Dispatcher, StartRequest, StartRun
 from irbook.triggers.limits import (
@@ -43,6 +44,9 @@ from irbook.triggers.limits import (
     check_content_length,
     retry_after_header,
 )
+from irbook.triggers.match import matches
+from irbook.triggers.normalizers import NORMALIZERS, NormalizeError, is_resolved, is_sample
+from irbook.triggers.normalizers._base import plain_json_body, vouched
 from irbook.triggers.queue import AlertQueue, Enqueued, QueueItem
 from irbook.triggers.slack import SlackInteractions
 
@@ -52,6 +56,7 @@ MAX_BODY = 1024 * 1024
 INLINE_BODY = 64 * 1024  # bodies up to this size are checked on the event loop
 RECENT_BODIES = 256  # bodies whose matched alerts are remembered (storms re-send the same)
 RECENT_BODY_MAX = 16 * 1024
+SEEN_BODIES = 4096  # hashes of recent bodies: a body is remembered when it comes again
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 JSON_TYPES = ("application/json", "text/plain")  # plus any application/*+json
 
@@ -256,6 +261,10 @@ class WebhookReceiver:
             tuple[str, bytes], tuple[list[QueueItem], list[float], list[dict[str, Any]]]
         ] = OrderedDict()
         self._recent_lock = threading.Lock()
+        # Hashes of recent bodies: only a body seen before is remembered in `_recent`, so
+        # distinct alerts do not keep their payloads alive (and in the collector's older
+        # generations) for the next 256 posts. Ints, not tracked by the collector.
+        self._seen: OrderedDict[int, None] = OrderedDict()
         self.dispatcher = Dispatcher(
             self.queue,
             start_run,
@@ -354,8 +363,6 @@ class WebhookReceiver:
         commit before the 202. Only CPU work and one indexed read (the replay check), so
         the HTTP layer runs it on the event loop for ordinary bodies.
         """
-        from irbook.triggers.auth import AuthError
-
         src = self.sources[name]
         now = self.clock()
         try:
@@ -388,12 +395,24 @@ class WebhookReceiver:
             key is not None
             and isinstance(step, Prepared)
             and all(skip["reason"] == "resolved" for skip in step.skipped)
+            and self._seen_before(hash(key))
         ):
             with self._recent_lock:
                 self._recent[key] = (step.items, step.windows, step.skipped)
                 if len(self._recent) > RECENT_BODIES:
                     self._recent.popitem(last=False)
         return step
+
+    def _seen_before(self, digest: int) -> bool:
+        """Whether a body with this hash came recently; records that it came now."""
+        with self._recent_lock:
+            if digest in self._seen:
+                self._seen.move_to_end(digest)
+                return True
+            self._seen[digest] = None
+            if len(self._seen) > SEEN_BODIES:
+                self._seen.popitem(last=False)
+            return False
 
     def recorder(self, step: Prepared) -> Callable[[sqlite3.Connection], None] | None:
         """What records the delivery id, in the transaction that queues its alerts."""
@@ -416,14 +435,6 @@ class WebhookReceiver:
         now: float,
         replay_key: str | None,
     ) -> Answer | DeadLetter | Prepared:
-        from irbook.triggers.normalizers import (
-            NORMALIZERS,
-            NormalizeError,
-            is_resolved,
-            is_sample,
-        )
-        from irbook.triggers.normalizers._base import plain_json_body, vouched
-
         limit = src.config.max_body
         normalize = NORMALIZERS[src.config.format]
         try:
@@ -454,7 +465,7 @@ class WebhookReceiver:
                 continue
             data = _context(alert)
             matched = [
-                pb for pb in self._per_source[name] if any(_matches(t, data) for t in pb.triggers)
+                pb for pb in self._per_source[name] if any(matches(t, data) for t in pb.triggers)
             ]
             if not matched:
                 self.metrics.inc("irbook_webhook_alerts_unmatched_total", source=name)
@@ -605,12 +616,6 @@ def _alert_json(context: dict[str, Any]) -> str:
         return orjson.dumps(context).decode("utf-8")
     except TypeError:
         return json.dumps(context, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-
-
-def _matches(trigger: Any, data: Mapping[str, Any]) -> bool:
-    from irbook.triggers.match import matches
-
-    return matches(trigger, data)
 
 
 def _is_json_type(content_type: str) -> bool:

@@ -75,8 +75,10 @@ class Dispatcher:
 
     Claims take up to `prefetch` rows at once (at least one per free worker), held here
     until a worker is free: a burst of alerts costs a claim per `prefetch` rows, not one
-    per worker slot, and a worker does not wait for its "started" mark to commit. Rows
-    held when the dispatcher stops go back to the queue; after a crash, `recover` does it.
+    per worker slot, and a worker does not wait for its "started" mark to commit. While
+    it runs, the queue hands it new rows as they are committed, up to `prefetch` held
+    (`AlertQueue.handoff`), so those need no claim at all. Rows held when the dispatcher
+    stops go back to the queue; after a crash, `recover` does it.
     """
 
     def __init__(
@@ -120,9 +122,22 @@ class Dispatcher:
         if recovered:
             log.warning("re-queued %d alert(s) whose start was interrupted", recovered)
         self._stop.clear()
+        self.queue.handoff = self._room
+        self.queue.on_handed = self._take
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="irbook-start")
         self._thread = threading.Thread(target=self._loop, name="irbook-dispatch", daemon=True)
         self._thread.start()
+
+    def _room(self) -> int:
+        """How many new rows the queue may hand over now (asked on the writer thread)."""
+        if self._stop.is_set():
+            return 0
+        return max(0, self.prefetch - len(self._held))
+
+    def _take(self, rows: list[QueuedAlert]) -> None:
+        """New rows, already claimed for us in the transaction that inserted them."""
+        self._held.extend(rows)
+        self._wake.set()
 
     def notify(self) -> None:
         """New rows are committed: look now instead of at the next poll."""
@@ -132,6 +147,14 @@ class Dispatcher:
         """Stop claiming, wait for starts already under way, and give back held rows."""
         self._stop.set()
         self._wake.set()
+        if self.queue.handoff == self._room:
+            self.queue.handoff = None
+        # A batch already past `_room` may still hand rows over: once a write queued now
+        # has committed, that batch has too, and its rows are held here.
+        try:
+            self.queue.write(lambda db, batch: None, durable=False)
+        except sqlite3.Error:
+            log.exception("could not wait for the alert store's writer")
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None

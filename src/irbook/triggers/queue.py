@@ -169,13 +169,15 @@ class _Batch:
     change what a repeat attaches to.
     """
 
-    __slots__ = ("counts", "latest", "queued", "started")
+    __slots__ = ("counts", "handed", "latest", "queued", "room", "started")
 
-    def __init__(self) -> None:
+    def __init__(self, room: int = 0) -> None:
         self.latest: dict[str, dict[str, Any]] = {}
         self.counts: dict[str, list[Any]] = {}  # row id -> [added, last_seen]
         self.started: list[tuple[str, str | None, float]] = []  # (row id, ref, at)
         self.queued = 0  # new rows: the dispatcher is told after the commit
+        self.room = room  # new rows the dispatcher takes as they are inserted
+        self.handed: list[QueuedAlert] = []  # those rows, handed over after the commit
 
     def flush_started(self, db: sqlite3.Connection) -> None:
         for chunk in _chunks(self.started, 200):
@@ -203,10 +205,10 @@ def _chunks(rows: list[Any], size: int) -> list[list[Any]]:
 
 _COLUMNS = (
     "id, source, alert_key, alert_id, playbook_id, playbook_path, run_id, mode, alert,"
-    " status, count, first_seen, last_seen, received_at"
+    " status, attempts, count, first_seen, last_seen, received_at"
 )
-_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', 1, ?, ?, ?)"
-_INSERT_CHUNK = 100  # rows per INSERT statement (11 parameters each)
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)"
+_INSERT_CHUNK = 70  # rows per INSERT statement (14 parameters each)
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +271,14 @@ class AlertQueue:
 
     `on_queued()` is called on the writer thread after a commit that added new rows (the
     receiver points it at the dispatcher's `notify`).
+
+    Hand-off: when `handoff()` says the dispatcher has room for n rows, the first n new
+    rows of a transaction are inserted already claimed ('starting', attempt 1), and after
+    the commit `on_handed(rows)` gives them to the dispatcher as they are, alert object
+    included. A burst of new alerts then costs no claim (an UPDATE returning every row's
+    alert JSON) and no parse of that JSON. What the dispatcher holds when the process
+    dies is 'starting' in the file, which `recover` puts back in the queue, as for any
+    claimed row.
     """
 
     def __init__(
@@ -283,6 +293,8 @@ class AlertQueue:
         self.path = str(path) if path is not None else str(home() / "irbook.db")
         self.run_active = run_active
         self.on_queued: Callable[[], None] | None = None
+        self.handoff: Callable[[], int] | None = None
+        self.on_handed: Callable[[list[QueuedAlert]], None] | None = None
         self.max_batch = max_batch
         self.idle_exit = idle_exit
         self.bookkeeping_delay = bookkeeping_delay
@@ -294,6 +306,9 @@ class AlertQueue:
         self._writer: threading.Thread | None = None
         self._closing = False
         self._synchronous = "FULL"  # of the writer's connection; touched by the writer only
+        self._marks_lock = threading.Lock()
+        self._marks: list[tuple[str, str | None, float]] = []  # see mark_started_later
+        self._marks_future: Future[Any] | None = None
         self.batches = 0  # committed transactions, for tests and the curious
         self.batched_jobs = 0
 
@@ -391,8 +406,9 @@ class AlertQueue:
                 db.close()
 
     def _run_batch(self, db: sqlite3.Connection, jobs: list[_Job]) -> None:
+        batches: list[_Batch] = []
         try:
-            queued = self._transaction(db, jobs)
+            batches.append(self._transaction(db, jobs))
         except sqlite3.OperationalError as exc:
             # The store itself failed (busy past the timeout, disk full, I/O): every write
             # in the batch was rolled back, and every caller hears so (the receiver says
@@ -401,27 +417,37 @@ class AlertQueue:
             for job in jobs:
                 job.error = exc
                 job.result = None
-            queued = 0
         except Exception:
             # One caller's write broke (a bug, odd data): do each alone, so the others
             # still commit and only that caller gets the error.
-            queued = 0
             for job in jobs:
                 try:
-                    queued += self._transaction(db, [job])
+                    batches.append(self._transaction(db, [job]))
                 except Exception as exc:
                     job.error = exc
                     job.result = None
         self._deliver(jobs)
-        if queued and self.on_queued is not None:
+        handed = [row for batch in batches for row in batch.handed]
+        if handed and self.on_handed is not None:
+            try:
+                self.on_handed(handed)
+            except Exception:  # they stay 'starting'; recover() re-queues them
+                log.exception("alert store: on_handed failed")
+        if any(batch.queued > len(batch.handed) for batch in batches) and self.on_queued:
             try:
                 self.on_queued()
             except Exception:  # a notification, nothing more
                 log.exception("alert store: on_queued failed")
 
-    def _transaction(self, db: sqlite3.Connection, jobs: list[_Job]) -> int:
+    def _transaction(self, db: sqlite3.Connection, jobs: list[_Job]) -> _Batch:
         """Run the jobs in one transaction; raises (after rolling back) if any failed."""
-        batch = _Batch()
+        room = 0
+        if self.handoff is not None and any(isinstance(job.work, _Enqueue) for job in jobs):
+            try:
+                room = max(0, int(self.handoff()))
+            except Exception:  # then the rows wait in the queue for a claim
+                log.exception("alert store: handoff failed")
+        batch = _Batch(room)
         # Any write a caller was promised durable makes the whole batch FULL.
         self._set_synchronous(db, "FULL" if any(job.durable for job in jobs) else "NORMAL")
         db.execute("BEGIN IMMEDIATE")
@@ -450,7 +476,7 @@ class AlertQueue:
             raise
         self.batches += 1
         self.batched_jobs += len(jobs)
-        return batch.queued
+        return batch
 
     def _deliver(self, jobs: list[_Job]) -> None:
         """Answer the callers: one wake-up per event loop, not one per request."""
@@ -581,6 +607,8 @@ class AlertQueue:
                 count=count,
             )
         row_id, run_id = _row_id(), new_run_id()
+        handed = batch.room > len(batch.handed)
+        status, attempts = ("starting", 1) if handed else ("queued", 0)
         inserts.append(
             (
                 row_id,
@@ -592,6 +620,8 @@ class AlertQueue:
                 run_id,
                 item.mode,
                 alert_json,
+                status,
+                attempts,
                 now,
                 now,
                 now,
@@ -601,11 +631,25 @@ class AlertQueue:
             "id": row_id,
             "run_id": run_id,
             "mode": item.mode,
-            "status": "queued",
+            "status": status,
             "count": 1,
             "first_seen": now,
         }
         batch.queued += 1
+        if handed:
+            batch.handed.append(
+                QueuedAlert(
+                    row_id=row_id,
+                    run_id=run_id,
+                    source=item.source,
+                    alert_key=key,
+                    playbook_id=item.playbook_id,
+                    playbook_path=item.playbook_path,
+                    mode=item.mode,
+                    alert=item.alert,
+                    attempts=attempts,
+                )
+            )
         return Enqueued(
             row_id=row_id,
             run_id=run_id,
@@ -716,16 +760,26 @@ class AlertQueue:
     def mark_started_later(self, row_id: str, ref: str | None = None) -> Future[Any]:
         """`mark_started` without waiting for the commit (the dispatcher's workers).
 
-        Losing it to a crash is safe (see `write`): the row is started again, the starter
-        refuses its run id, and the row is marked then.
+        Marks made while one write of marks waits for the writer join it: a burst of
+        starts costs one write, not one per start. Losing them to a crash is safe (see
+        `write`): the row is started again, the starter refuses its run id, and the row
+        is marked then.
         """
-        entry = (row_id, ref, time.time())
+        with self._marks_lock:
+            self._marks.append((row_id, ref, time.time()))
+            future = self._marks_future
+            if future is not None:
+                return future
+            future = self._marks_future = Future()
+        self._submit(_Job(self._write_marks, future, None, durable=False))
+        return future
 
-        def work(db: sqlite3.Connection, batch: _Batch) -> None:
-            batch.latest.clear()
-            batch.started.append(entry)  # one UPDATE for all the batch's starts
-
-        return self.submit(work, durable=False)
+    def _write_marks(self, db: sqlite3.Connection, batch: _Batch) -> None:
+        with self._marks_lock:
+            marks, self._marks = self._marks, []
+            self._marks_future = None
+        batch.latest.clear()
+        batch.started.extend(marks)  # one UPDATE for all the batch's starts
 
     def unclaim(self, row_ids: Sequence[str]) -> None:
         """Put claimed rows nobody started back in the queue, as if never claimed."""

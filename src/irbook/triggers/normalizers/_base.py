@@ -11,8 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -544,18 +543,24 @@ def plain_json_body(body: bytes) -> bool:
     )
 
 
-@contextmanager
-def vouched(payload: Any) -> Iterator[None]:
+class vouched:
     """Within this block, `check_payload(payload)` trusts the caller for this very object.
 
     For the receiver, which has just parsed the payload from a body `plain_json_body`
-    accepted: the whole-payload walk would find nothing, so it is skipped.
+    accepted: the whole-payload walk would find nothing, so it is skipped. A class rather
+    than a generator-based context manager: it is entered on every post.
     """
-    token = _VOUCHED.set(payload)
-    try:
-        yield
-    finally:
-        _VOUCHED.reset(token)
+
+    __slots__ = ("_payload", "_token")
+
+    def __init__(self, payload: Any) -> None:
+        self._payload = payload
+
+    def __enter__(self) -> None:
+        self._token = _VOUCHED.set(self._payload)
+
+    def __exit__(self, *exc: object) -> None:
+        _VOUCHED.reset(self._token)
 
 
 _SCALARS = frozenset({int, float, bool, type(None)})
