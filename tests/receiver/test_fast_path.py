@@ -273,3 +273,40 @@ def test_a_body_is_normalized_again_only_until_it_repeats(
         assert hooks.process("gd", headers, body_of(f"one-{i}"), None).status == 202
     assert calls[2:] == ["one-0", "one-1", "one-2"]
     assert len(hooks._recent) == 1
+
+
+def test_a_receiver_without_dispatch_commits_and_another_dispatcher_starts(
+    tmp_path: Path,
+) -> None:
+    from irbook.triggers.dispatch import Dispatcher
+    from irbook.triggers.queue import AlertQueue
+    from tests.receiver._support import wait_for
+
+    config_path, _ = write_fixture(tmp_path)
+    starter = RecordingStarter()
+    receiver = WebhookReceiver(
+        load_config(str(config_path), env=SECRETS),
+        starter,
+        db_path=str(tmp_path / "irbook.db"),
+        dispatch=False,
+    )
+    receiver.start()
+    try:
+        headers = {"x-irbook-token": SECRETS["GD_TOKEN"]}
+        answer = receiver.process("gd", headers, body_of("later-1"), None)
+        assert answer.status == 202
+        assert [row["status"] for row in receiver.queue.rows()] == ["queued"]
+        assert starter.calls == []
+    finally:
+        receiver.stop()
+    queue = AlertQueue(tmp_path / "irbook.db")
+    elsewhere = RecordingStarter()
+    dispatcher = Dispatcher(queue, elsewhere, poll_interval=0.02)
+    dispatcher.start()
+    try:
+        assert wait_for(lambda: queue.depth() == 0)
+    finally:
+        dispatcher.stop()
+        queue.close()
+    assert [call.alert.id for call in elsewhere.calls] == ["later-1"]
+    assert starter.calls == []

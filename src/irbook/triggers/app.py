@@ -219,6 +219,11 @@ class WebhookReceiver:
     SQLite file by default). `playbooks` defaults to loading the configured folders once,
     here: a playbook edited while the receiver runs takes effect on restart, so what
     runs is what was validated.
+
+    `dispatch=False` accepts and commits alerts without starting their runs: another
+    process dispatching from the same file starts them (a `Dispatcher` over an
+    `AlertQueue` of that path), or this one once started with dispatch on. The receiver
+    benchmark measures acceptance this way, and the dispatcher's draining separately.
     """
 
     def __init__(
@@ -232,12 +237,14 @@ class WebhookReceiver:
         clock: Callable[[], float] = time.time,
         run_active: Callable[[str], bool] | None = None,
         poll_interval: float = 0.5,
+        dispatch: bool = True,
     ) -> None:
         from irbook.source import default_playbook_dirs
 
         self.config = config
         self.sources: dict[str, HookSource] = dict(config.sources)
         self.clock = clock
+        self.dispatch = dispatch
         if playbooks is None:
             folders = config.config.playbooks or default_playbook_dirs()
             playbooks = load_playbooks(folders)
@@ -295,7 +302,8 @@ class WebhookReceiver:
         self.metrics.inc("irbook_webhook_runs_failed_total", source=request.source)
 
     def start(self) -> None:
-        self.dispatcher.start()
+        if self.dispatch:
+            self.dispatcher.start()
 
     def stop(self) -> None:
         self.dispatcher.stop()
