@@ -41,6 +41,7 @@ from irbook.triggers.limits import (
     BodyTooLarge,
     RateLimiter,
     ReplayGuard,
+    aread_limited,
     check_content_length,
     retry_after_header,
 )
@@ -819,12 +820,10 @@ def create_app(
         declared = request.headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > max_body):
             return None
-        body = bytearray()
-        async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > max_body:
-                return None
-        return bytes(body)
+        try:
+            return await aread_limited(request.stream(), max_body)
+        except BodyTooLarge:
+            return None
 
     async def slack_interactions(request: Request) -> JSONResponse:
         if slack is None:
@@ -836,12 +835,12 @@ def create_app(
         return JSONResponse(answer.body, status_code=answer.status)
 
     async def answer_hook(
-        name: str, headers: Mapping[str, str], read: Callable[[int], Awaitable[bytes]]
+        name: str, headers: Mapping[str, str], chunks: AsyncIterator[bytes]
     ) -> Answer:
         """Everything `POST /hooks/{source}` answers, whatever carried the request."""
         started = time.perf_counter()
         try:
-            answer = await handle_hook(name, headers, read)
+            answer = await handle_hook(name, headers, chunks)
         except Exception:
             # The body is never logged: it may hold credentials the alert is about.
             log.exception(
@@ -856,7 +855,7 @@ def create_app(
         return answer
 
     async def handle_hook(
-        name: str, headers: Mapping[str, str], read: Callable[[int], Awaitable[bytes]]
+        name: str, headers: Mapping[str, str], chunks: AsyncIterator[bytes]
     ) -> Answer:
         if hooks is None or name not in hooks.sources:
             if hooks is not None:
@@ -878,7 +877,7 @@ def create_app(
             answer = hooks.reject(name, "rate-limited", 429, "too many requests")
             return Answer(answer.status, answer.body, {"Retry-After": retry_after_header(wait)})
         try:
-            body = await read(limit)
+            body = await aread_limited(chunks, limit)
         except BodyTooLarge:
             return hooks.reject(name, "too-large", 413, f"body over {limit} bytes")
         except ClientDisconnect:
@@ -918,22 +917,17 @@ def create_app(
         in bench/receiver_throughput.py); what it does is what the route would.
         """
 
-        async def read(limit: int) -> bytes:
-            parts: list[bytes] = []
-            size = 0
+        async def chunks() -> AsyncIterator[bytes]:
+            # The body as ASGI delivers it, as Starlette's `request.stream()` would.
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":
                     raise ClientDisconnect()
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > limit:
-                    raise BodyTooLarge(limit)  # nothing more is read
-                parts.append(chunk)
+                yield message.get("body", b"")
                 if not message.get("more_body", False):
-                    return parts[0] if len(parts) == 1 else b"".join(parts)
+                    return
 
-        answer = await answer_hook(name, _Headers(scope["headers"]), read)
+        answer = await answer_hook(name, _Headers(scope["headers"]), chunks())
         await send_json(send, answer)
 
     async def hook_route(scope: Scope, receive: Receive, send: Send) -> None:
