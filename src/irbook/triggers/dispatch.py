@@ -21,9 +21,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 from irbook.model.alert import Alert
 from irbook.triggers.queue import AlertQueue, QueuedAlert
@@ -111,8 +110,6 @@ class Dispatcher:
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._held: deque[QueuedAlert] = deque()  # claimed, waiting for a free worker
-        self._marks: set[Future[Any]] = set()  # status writes not yet committed
-        self._marks_lock = threading.Lock()
 
     def start(self) -> None:
         """Recover rows a dead process left half-claimed, then start dispatching."""
@@ -149,23 +146,21 @@ class Dispatcher:
         self._wake.set()
         if self.queue.handoff == self._room:
             self.queue.handoff = None
-        # A batch already past `_room` may still hand rows over: once a write queued now
-        # has committed, that batch has too, and its rows are held here.
-        try:
-            self.queue.write(lambda db, batch: None, durable=False)
-        except sqlite3.Error:
-            log.exception("could not wait for the alert store's writer")
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        # The writer commits in submission order: once a write queued now has committed,
+        # so have the workers' started marks, and any batch already past `_room` has
+        # handed its rows over (they are held here, and given back below).
+        try:
+            self.queue.write(lambda db, batch: None, durable=False)
+        except sqlite3.Error:
+            log.exception("could not wait for the alert store's writer")
         held = [row.row_id for row in self._held]
         self._held.clear()
-        with self._marks_lock:
-            marks = list(self._marks)
-        wait(marks, timeout)
         try:
             self.queue.unclaim(held)
         except sqlite3.Error:  # recover() puts them back at the next start
@@ -241,7 +236,7 @@ class Dispatcher:
         except (sqlite3.IntegrityError, AlreadyStarted):
             # Started before a crash (or by another receiver): confirm, do not repeat.
             log.info("run %s was already started", row.run_id)
-            self._mark_started(row, None)
+            self.queue.mark_started_later(row.row_id, None)
             return
         except StartRefused as exc:
             error = str(exc)
@@ -264,22 +259,9 @@ class Dispatcher:
                 if self.on_failed is not None:
                     self.on_failed(request, error)
             return
-        self._mark_started(row, ref if isinstance(ref, str) else None)
+        self.queue.mark_started_later(row.row_id, ref if isinstance(ref, str) else None)
         if self.on_started is not None:
             self.on_started(request)
-
-    def _mark_started(self, row: QueuedAlert, ref: str | None) -> None:
-        future = self.queue.mark_started_later(row.row_id, ref)
-        with self._marks_lock:
-            self._marks.add(future)
-        future.add_done_callback(self._marked)
-
-    def _marked(self, future: Future[Any]) -> None:
-        with self._marks_lock:
-            self._marks.discard(future)
-        error = future.exception()
-        if error is not None:  # the row stays 'starting'; recover() re-runs it, refused
-            log.error("could not record a started run: %s", error)
 
 
 __all__ = [

@@ -243,6 +243,12 @@ class _Job:
         self.error: BaseException | None = None
 
 
+def _log_lost_marks(future: Future[Any]) -> None:
+    error = future.exception()
+    if error is not None:  # those rows stay 'starting'; recover() re-runs them, refused
+        log.error("alert store: could not record started runs: %s", error)
+
+
 def _settle(jobs: list[_Job]) -> None:
     for job in jobs:
         future = job.future
@@ -341,13 +347,9 @@ class AlertQueue:
         it is safe: a row back in 'queued'/'starting' is started again and the starter
         refuses its run id, which the dispatcher records as started.
         """
-        return self.submit(work, durable=durable).result()
-
-    def submit(self, work: Work | _Enqueue, *, durable: bool = True) -> Future[Any]:
-        """`write` without waiting: the future settles once the batch committed (or failed)."""
         future: Future[Any] = Future()
         self._submit(_Job(work, future, None, durable))
-        return future
+        return future.result()
 
     async def write_async(self, work: Work | _Enqueue) -> Any:
         """`write` for a coroutine: the event loop keeps serving while the batch commits."""
@@ -771,6 +773,7 @@ class AlertQueue:
             if future is not None:
                 return future
             future = self._marks_future = Future()
+        future.add_done_callback(_log_lost_marks)
         self._submit(_Job(self._write_marks, future, None, durable=False))
         return future
 
