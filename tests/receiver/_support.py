@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from irbook.triggers.dispatch import StartRequest
+from irbook.triggers.dispatch import Dispatcher, StartRequest
+from irbook.triggers.queue import AlertQueue
 
 PAYLOADS = Path(__file__).resolve().parent.parent / "triggers" / "payloads"
 
@@ -151,3 +152,14 @@ def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.05) -> b
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+def drain(queue: AlertQueue, starter: Any, **options: Any) -> None:
+    """Run a dispatcher on `queue` until no alert waits, then stop it; the test fails if
+    the queue does not empty."""
+    dispatcher = Dispatcher(queue, starter, **options)
+    dispatcher.start()
+    try:
+        assert wait_for(lambda: queue.depth() == 0)
+    finally:
+        dispatcher.stop()

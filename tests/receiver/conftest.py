@@ -50,3 +50,18 @@ def receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         yield Running(url, hooks, starter, client, root)
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture
+def hooks(tmp_path: Path) -> Iterator[WebhookReceiver]:
+    """A receiver of its own (no HTTP server), for tests that call it directly."""
+    config_path, _ = write_fixture(tmp_path)
+    receiver = WebhookReceiver(
+        load_config(str(config_path), env=SECRETS),
+        RecordingStarter(),
+        db_path=str(tmp_path / "irbook.db"),
+    )
+    try:
+        yield receiver
+    finally:
+        receiver.stop()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -167,20 +166,6 @@ def test_headers_keep_every_copy_and_read_case_insensitively() -> None:
     assert list(headers) == ["x-token", "content-type", "x-token"]
 
 
-@pytest.fixture
-def hooks(tmp_path: Path) -> Iterator[WebhookReceiver]:
-    config_path, _ = write_fixture(tmp_path)
-    receiver = WebhookReceiver(
-        load_config(str(config_path), env=SECRETS),
-        RecordingStarter(),
-        db_path=str(tmp_path / "irbook.db"),
-    )
-    try:
-        yield receiver
-    finally:
-        receiver.stop()
-
-
 def post_both(
     hooks: WebhookReceiver, requests: list[tuple[str, str, bytes, dict[str, str]]]
 ) -> Any:
@@ -278,9 +263,8 @@ def test_a_body_is_normalized_again_only_until_it_repeats(
 def test_a_receiver_without_dispatch_commits_and_another_dispatcher_starts(
     tmp_path: Path,
 ) -> None:
-    from irbook.triggers.dispatch import Dispatcher
     from irbook.triggers.queue import AlertQueue
-    from tests.receiver._support import wait_for
+    from tests.receiver._support import drain
 
     config_path, _ = write_fixture(tmp_path)
     starter = RecordingStarter()
@@ -301,12 +285,9 @@ def test_a_receiver_without_dispatch_commits_and_another_dispatcher_starts(
         receiver.stop()
     queue = AlertQueue(tmp_path / "irbook.db")
     elsewhere = RecordingStarter()
-    dispatcher = Dispatcher(queue, elsewhere, poll_interval=0.02)
-    dispatcher.start()
     try:
-        assert wait_for(lambda: queue.depth() == 0)
+        drain(queue, elsewhere, poll_interval=0.02)
     finally:
-        dispatcher.stop()
         queue.close()
     assert [call.alert.id for call in elsewhere.calls] == ["later-1"]
     assert starter.calls == []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +13,8 @@ import pytest
 
 from irbook.model.alert import Alert
 from irbook.triggers.app import WebhookReceiver, create_app
-from irbook.triggers.config import load_config
 from irbook.triggers.queue import AlertQueue, QueueItem
-from tests.receiver._support import SECRETS, RecordingStarter, body_of, wait_for, write_fixture
+from tests.receiver._support import SECRETS, body_of, wait_for
 
 
 def item(alert_id: str) -> QueueItem:
@@ -193,20 +191,6 @@ def test_bookkeeping_writes_commit_and_close_drains(tmp_path: Path) -> None:
         assert (row["status"], row["started_ref"], row["attempts"]) == ("started", "flow-1", 1)
     finally:
         again.close()
-
-
-@pytest.fixture
-def hooks(tmp_path: Path) -> Iterator[WebhookReceiver]:
-    config_path, _ = write_fixture(tmp_path)
-    receiver = WebhookReceiver(
-        load_config(str(config_path), env=SECRETS),
-        RecordingStarter(),
-        db_path=str(tmp_path / "irbook.db"),
-    )
-    try:
-        yield receiver
-    finally:
-        receiver.stop()
 
 
 def post_all(hooks: WebhookReceiver, bodies: list[bytes], token: str) -> list[httpx.Response]:

@@ -11,7 +11,7 @@ from typing import Any
 from irbook.model.alert import Alert
 from irbook.triggers.dispatch import Dispatcher, StartRequest
 from irbook.triggers.queue import AlertQueue, QueueItem
-from tests.receiver._support import RecordingStarter, wait_for
+from tests.receiver._support import RecordingStarter, drain, wait_for
 
 
 def item(alert_id: str = "a-1", playbook: str = "cred-exfil") -> QueueItem:
@@ -29,12 +29,7 @@ def test_storm_of_10000_copies_makes_one_row(tmp_path: Path) -> None:
     (row,) = queue.rows()
     assert row["count"] == 10_000
     starter = RecordingStarter()
-    dispatcher = Dispatcher(queue, starter, poll_interval=0.05)
-    dispatcher.start()
-    try:
-        assert wait_for(lambda: queue.depth() == 0)
-    finally:
-        dispatcher.stop()
+    drain(queue, starter, poll_interval=0.05)
     assert len(starter.calls) == 1
 
 
@@ -78,12 +73,7 @@ def test_restart_recovers_claimed_rows_and_refused_ids_count_as_started(tmp_path
     queue.close()
 
     again = AlertQueue(tmp_path / "q.db")
-    dispatcher = Dispatcher(again, starter, poll_interval=0.05)
-    dispatcher.start()
-    try:
-        assert wait_for(lambda: again.depth() == 0)
-    finally:
-        dispatcher.stop()
+    drain(again, starter, poll_interval=0.05)
     assert sorted(c.alert.id for c in starter.calls) == ["a", "b"]
     assert {r["status"] for r in again.rows()} == {"started"}
 
@@ -135,12 +125,7 @@ def test_integrity_error_from_starter_is_already_started(tmp_path: Path) -> None
         raise sqlite3.IntegrityError("UNIQUE constraint failed: runs.id")
 
     queue.enqueue([item()], windows=[60.0])
-    dispatcher = Dispatcher(queue, refuses, poll_interval=0.02)
-    dispatcher.start()
-    try:
-        assert wait_for(lambda: queue.depth() == 0)
-    finally:
-        dispatcher.stop()
+    drain(queue, refuses, poll_interval=0.02)
     assert queue.rows()[0]["status"] == "started"
 
 
@@ -175,26 +160,14 @@ def test_claimed_rows_held_for_a_worker_go_back_when_the_dispatcher_stops(
     rest = [row for alert_id, row in rows.items() if alert_id not in done]
     # Held rows were never tried: back in the queue, their attempt not counted.
     assert rest and all((row["status"], row["attempts"]) == ("queued", 0) for row in rest)
-    again = Dispatcher(queue, RecordingStarter(), poll_interval=0.02)
-    again.start()
-    try:
-        assert wait_for(lambda: queue.depth() == 0)
-    finally:
-        again.stop()
+    drain(queue, RecordingStarter(), poll_interval=0.02)
     assert {row["status"] for row in queue.rows()} == {"started"}
 
 
-def test_new_rows_are_handed_to_a_running_dispatcher_without_a_claim(tmp_path: Path) -> None:
+def test_new_rows_are_handed_to_a_running_dispatcher_and_recovered_after_a_crash(
+    tmp_path: Path,
+) -> None:
     queue = AlertQueue(tmp_path / "q.db")
-    claims: list[int] = []
-    original = queue.claim
-
-    def counting(limit: int, now: float | None = None) -> list[Any]:
-        claimed = original(limit, now)
-        claims.append(len(claimed))
-        return claimed
-
-    queue.claim = counting  # type: ignore[method-assign]
     entered, release = threading.Event(), threading.Event()
 
     def blocked(request: StartRequest) -> str:
@@ -221,12 +194,7 @@ def test_new_rows_are_handed_to_a_running_dispatcher_without_a_claim(tmp_path: P
     finally:
         release.set()
         dispatcher.stop()
-    again = Dispatcher(queue, RecordingStarter(), poll_interval=0.02)
-    again.start()
-    try:
-        assert wait_for(lambda: queue.depth() == 0)
-    finally:
-        again.stop()
+    drain(queue, RecordingStarter(), poll_interval=0.02)
     assert {row["status"] for row in queue.rows()} == {"started"}
 
 
