@@ -291,3 +291,50 @@ def test_a_receiver_without_dispatch_commits_and_another_dispatcher_starts(
         queue.close()
     assert [call.alert.id for call in elsewhere.calls] == ["later-1"]
     assert starter.calls == []
+
+
+def call_asgi(app: Any, path: str, messages: list[dict[str, Any]]) -> tuple[int, Any, int]:
+    """POST to the app with these ASGI receive messages (no Content-Length); returns the
+    status, the JSON answer, and how many messages the app pulled."""
+    pulled = 0
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal pulled
+        pulled += 1
+        return messages[pulled - 1]
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "root_path": "",
+        "headers": [(b"x-irbook-token", SECRETS["GD_TOKEN"].encode())],
+    }
+    asyncio.run(app(scope, receive, send))
+    return sent[0]["status"], json.loads(sent[1]["body"]), pulled
+
+
+def test_a_sender_that_disconnects_mid_body_is_refused_and_nothing_is_queued(
+    hooks: WebhookReceiver,
+) -> None:
+    app = app_module.create_app(hooks=hooks)
+    half = {"type": "http.request", "body": body_of("gone-1")[:100], "more_body": True}
+    status, answer, _ = call_asgi(app, "/hooks/gd", [half, {"type": "http.disconnect"}])
+    assert (status, answer["reason"]) == (400, "disconnected")
+    assert hooks.queue.rows() == []
+    assert hooks.metrics.get("irbook_webhook_rejected_total", source="gd", reason="disconnected")
+
+
+def test_a_streamed_body_over_the_limit_is_refused_without_reading_the_rest(
+    hooks: WebhookReceiver,
+) -> None:
+    app = app_module.create_app(hooks=hooks)
+    chunk = {"type": "http.request", "body": b"x" * 3000, "more_body": True}
+    status, answer, pulled = call_asgi(app, "/hooks/small", [chunk] * 10)  # limit 4096
+    assert (status, answer["reason"]) == (413, "too-large")
+    assert pulled == 2  # stopped at the chunk that passed the limit
+    assert hooks.queue.rows() == []
