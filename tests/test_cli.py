@@ -132,6 +132,58 @@ def test_validate_gives_the_same_answer_cached_or_not(tmp_path: Path, cache: str
     assert third.returncode == 0, third.stdout
 
 
+def test_validate_checks_drill_scenarios_too() -> None:
+    done = irbook("validate", "playbooks/", "runbooks/drills/")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ok: 2 file(s), 2 valid, 0 error(s)" in done.stderr
+
+
+@pytest.mark.parametrize("name", ["unknown-playbook", "structure", "alert-file-missing"])
+def test_validate_gives_a_bad_drill_the_errors_irbook_drill_would(name: str) -> None:
+    # The corpus pins what loading the scenario reports (tests/drill/test_scenario.py).
+    relative = f"tests/drill/corpus/bad/{name}.yaml"
+    done = irbook("validate", relative)
+    assert done.returncode == 1
+    no_traceback(done)
+    expected = (ROOT / "tests" / "drill" / "corpus" / "bad" / f"{name}.expected").read_text()
+    assert done.stdout == expected
+    assert "0 valid" in done.stderr
+
+
+def test_a_drill_is_checked_against_its_playbook_as_it_is_now(tmp_path: Path) -> None:
+    # Never cached by the drill's own content: its playbook can change under it.
+    book = tmp_path / "book.yaml"
+    steps = "steps:\n  - id: a\n    action: core.note\n    with: {text: hi}\n"
+    book.write_text(
+        "apiVersion: irbook/v1\nkind: Playbook\nmetadata: {id: book, title: Book}\n" + steps
+    )
+    drill = tmp_path / "drill.yaml"
+    drill.write_text(
+        "apiVersion: irbook/v1\nkind: Drill\nmetadata: {id: d1, title: D1}\n"
+        f"playbook: {book}\nalert: {{file: {ALERT}}}\nexpect: {{steps_run: [a]}}\n"
+    )
+    first = irbook("validate", str(drill))
+    assert first.returncode == 0, first.stdout + first.stderr
+    book.write_text(book.read_text().replace("id: a", "id: renamed"))
+    second = irbook("validate", str(drill))
+    assert second.returncode == 1
+    assert f"{drill}:6:" in second.stdout
+    assert "unknown step 'a'" in second.stdout
+
+
+def test_duplicate_drill_ids_across_a_folder(tmp_path: Path) -> None:
+    text = (ROOT / "runbooks" / "drills" / "leaked-key-friday-night.yaml").read_text()
+    text = text.replace("alerts/guardduty-exfil.json", str(ALERT))
+    (tmp_path / "a.yaml").write_text(text)
+    (tmp_path / "b.yaml").write_text(text)
+    done = irbook("validate", str(tmp_path))
+    assert done.returncode == 1, done.stdout
+    assert done.stdout.startswith(
+        f"{tmp_path}/b.yaml:8:7: error: duplicate drill id 'leaked-key-friday-night' (also in "
+    )
+    assert "1 valid" in done.stderr
+
+
 def test_plan_the_example_for_the_example_alert() -> None:
     done = irbook("plan", "leaked-model-key", "--alert", str(ALERT))
     assert done.returncode == 0, done.stderr

@@ -19,14 +19,16 @@ class FileResult:
     def __init__(
         self,
         path: str,
-        playbook_id: str | None,  # None when the file is invalid
+        playbook_id: str | None,  # None when the file is invalid (or a drill)
         diagnostics: list[Diagnostic],
         id_location: Location | None = None,
+        drill_id: str | None = None,  # a valid drill scenario's id
     ) -> None:
         self.path = path
         self.playbook_id = playbook_id
         self.diagnostics = diagnostics
         self.id_location = id_location
+        self.drill_id = drill_id
 
 
 class Report:
@@ -44,7 +46,7 @@ class Report:
 
     @property
     def valid(self) -> list[FileResult]:
-        return [f for f in self.files if f.playbook_id is not None]
+        return [f for f in self.files if f.playbook_id is not None or f.drill_id is not None]
 
 
 def _diag_from(data: dict[str, Any]) -> Diagnostic:
@@ -109,29 +111,72 @@ def check_file(path: str) -> FileResult:
     return result
 
 
-def duplicate_id(pid: str, at: Location, first_path: str, first_line: int) -> Diagnostic:
-    """Playbook ids are unique across the folders: the second one is the error."""
-    return Diagnostic(at, f"duplicate playbook id '{pid}' (also in {first_path}:{first_line})")
+def duplicate_id(
+    pid: str, at: Location, first_path: str, first_line: int, kind: str = "playbook"
+) -> Diagnostic:
+    """Ids are unique across the folders: the second one is the error."""
+    return Diagnostic(at, f"duplicate {kind} id '{pid}' (also in {first_path}:{first_line})")
+
+
+def _is_drill(path: str) -> bool:
+    from irbook.source import load_file
+
+    try:
+        data = load_file(path).data
+    except IrbookError:
+        return False
+    return isinstance(data, dict) and data.get("kind") == "Drill"
+
+
+def check_drill(path: str) -> FileResult:
+    """A drill scenario, checked as `irbook drill` checks it before running.
+
+    Never cached: whether it holds depends on the playbook and alert files it names.
+    """
+    from irbook.drill.scenario import load_scenario
+
+    try:
+        loaded = load_scenario(path)
+    except LoadFailed as exc:
+        return FileResult(path, None, list(exc.diagnostics))
+    # The playbook's own warnings belong to the playbook's file, not to this one.
+    return FileResult(
+        path,
+        None,
+        [],
+        loaded.source.at(("metadata", "id")),
+        drill_id=loaded.drill.metadata.id,
+    )
 
 
 def validate(paths: Iterable[str]) -> Report:
+    """Every playbook and drill scenario (`kind: Drill`) named by `paths`."""
     files: list[FileResult] = []
     diags: list[Diagnostic] = []
-    seen: dict[str, FileResult] = {}
+    seen: dict[tuple[str, str], FileResult] = {}
     for path in playbook_files(paths):
         result = check_file(path)
+        # A drill fails as a playbook (its kind); only then is it parsed again, so a
+        # cached valid playbook still costs no parsing.
+        if result.playbook_id is None and _is_drill(path):
+            result = check_drill(path)
         files.append(result)
         diags.extend(result.diagnostics)
-        pid = result.playbook_id
-        if pid is None:
+        kind, ident = (
+            ("playbook", result.playbook_id)
+            if result.playbook_id is not None
+            else ("drill", result.drill_id)
+        )
+        if ident is None:
             continue
-        if pid in seen:
-            first = seen[pid]
+        if (kind, ident) in seen:
+            first = seen[(kind, ident)]
             line = first.id_location.line if first.id_location else 0
-            diags.append(duplicate_id(pid, result.id_location or Location(path), first.path, line))
-            result.playbook_id = None
+            at = result.id_location or Location(path)
+            diags.append(duplicate_id(ident, at, first.path, line, kind))
+            result.playbook_id = result.drill_id = None
             continue
-        seen[pid] = result
+        seen[(kind, ident)] = result
     return Report(files, diags)
 
 

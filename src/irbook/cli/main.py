@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    p = sub.add_parser("validate", help="check playbooks; errors as path:line:col")
+    p = sub.add_parser(
+        "validate", help="check playbooks and drill scenarios; errors as path:line:col"
+    )
     p.add_argument(
         "paths", nargs="*", metavar="PATH", help="files or folders (default: playbooks/)"
     )
