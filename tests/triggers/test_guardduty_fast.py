@@ -276,13 +276,42 @@ def test_irregular_findings_are_declined_and_read_by_the_node_path(
     _same_either_way(payload)
 
 
-def test_a_huge_integer_tag_value_gives_the_same_outcome_either_way() -> None:
-    # The Node path lets str()'s ValueError (over 4,300 digits) escape here; the fast path
-    # declines, so the outcome is the Node path's whatever it is. json.loads refuses such
-    # numbers itself, so only a Python caller can hand one over.
+def _tags_of(outcome: Outcome) -> dict[str, str]:
+    kind, alerts = outcome
+    assert kind == "alerts", alerts
+    assert isinstance(alerts, list)
+    return {k: v for resource in alerts[0]["resources"] for k, v in resource["tags"].items()}
+
+
+def test_a_huge_integer_tag_value_is_text_either_way() -> None:
+    # str() refuses integers over 4,300 digits (a ValueError used to escape); such a value
+    # is written as Node.text(numbers=True) writes it. json.loads refuses such numbers
+    # itself, so only a Python caller can hand one over; the fast path declines it.
     payload = load("guardduty_sample")
     _set(payload, (*_RES, "instanceDetails", "tags"), [{"key": "k", "value": 10**5_000}])
-    _same_either_way(payload)
+    tags = _tags_of(_same_either_way(payload))
+    assert tags["k"].startswith("0x")
+
+
+def test_tag_values_that_are_not_finite_are_skipped_either_way() -> None:
+    payload = load("guardduty_sample")
+    pairs = [{"key": "nan", "value": float("nan")}, {"key": "inf", "value": float("inf")}]
+    pairs.append({"key": "big", "value": 1e300})
+    _set(payload, (*_RES, "instanceDetails", "tags"), pairs)
+    assert _tags_of(_same_either_way(payload)) == {"big": "1e+300"}
+
+
+@pytest.mark.parametrize("where", [("detail", "accountId"), ("account",)])
+def test_a_numeric_account_id_is_read_as_text_wherever_it_is(where: tuple[str, ...]) -> None:
+    # EventBridge sends both as text; a forwarder that turned one into a number is read
+    # the same way at either place (it used to be refused at the root only).
+    payload = load("guardduty_credential_exfiltration")
+    _set(payload, ("detail", "accountId"), None)
+    _set(payload, where, 111122223333)
+    kind, alerts = _same_either_way(payload)
+    assert kind == "alerts", alerts
+    assert isinstance(alerts, list)
+    assert alerts[0]["account"] == "111122223333"
 
 
 # --- Property: random mutations of the documented findings ---------------------------

@@ -392,18 +392,31 @@ def tags_from_pairs(node: Node, key: str = "key", value: str = "value") -> dict[
     for item in node.items(limit=TAGS_MAX):
         if not isinstance(item.value, Mapping):
             continue
-        k, v = item.value.get(key), item.value.get(value)
-        if isinstance(k, str) and isinstance(v, str | int | float) and not isinstance(v, bool):
-            tags[clip(k, TAG_KEY_MAX)] = clip(str(v), TAG_VALUE_MAX)
+        k, text = item.value.get(key), _tag_text(item.value.get(value))
+        if isinstance(k, str) and text is not None:
+            tags[clip(k, TAG_KEY_MAX)] = clip(text, TAG_VALUE_MAX)
     return tags
 
 
 def tags_from_object(node: Node) -> dict[str, str]:
     tags: dict[str, str] = {}
     for k, v in node.entries(limit=TAGS_MAX):
-        if isinstance(v.value, str | int | float) and not isinstance(v.value, bool):
-            tags[clip(k, TAG_KEY_MAX)] = clip(str(v.value), TAG_VALUE_MAX)
+        text = _tag_text(v.value)
+        if text is not None:
+            tags[clip(k, TAG_KEY_MAX)] = clip(text, TAG_VALUE_MAX)
     return tags
+
+
+def _tag_text(value: Any) -> str | None:
+    """A tag value as text: strings, and numbers written as `text(numbers=True)` writes
+    them (an integer of any size; not NaN or infinity, which no JSON holds). None: skip."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        return _number_text(value)
+    return None
 
 
 def resource(

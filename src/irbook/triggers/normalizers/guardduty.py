@@ -101,7 +101,8 @@ def normalize(payload: Any, options: Mapping[str, Any] | None = None) -> list[Al
         description=detail.get("description").text(DESCRIPTION_MAX) or "",
         severity=severity,
         time=first_time(detail.get("updatedAt"), detail.get("createdAt"), root.get("time")),
-        account=detail.get("accountId").text(numbers=True) or root.get("account").text(),
+        account=detail.get("accountId").text(numbers=True)
+        or root.get("account").text(numbers=True),
         region=detail.get("region").text() or root.get("region").text(),
     )
     partition = detail.get("partition").text() or "aws"
@@ -451,7 +452,9 @@ def _tags(value: Any) -> dict[str, str]:
                 raise _Decline
             text = str(text)
         elif kind is float:
-            text = str(text)
+            if not math.isfinite(text):
+                raise _Decline  # skipped there
+            text = repr(text)
         elif kind is not str:
             if kind in _NOT_TEXT:
                 continue  # skipped there too (None, bool, list, dict)
