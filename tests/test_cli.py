@@ -184,6 +184,46 @@ def test_duplicate_drill_ids_across_a_folder(tmp_path: Path) -> None:
     assert "1 valid" in done.stderr
 
 
+def test_a_drill_in_a_playbook_folder_is_an_error(tmp_path: Path) -> None:
+    # The receiver, list and deploy read every file of a playbook folder as a playbook.
+    folder = tmp_path / "books"
+    folder.mkdir()
+    (folder / "leaked-model-key.yaml").write_text(
+        (ROOT / "playbooks" / "leaked-model-key.yaml").read_text()
+    )
+    text = (ROOT / "runbooks" / "drills" / "leaked-key-friday-night.yaml").read_text()
+    (folder / "drill.yaml").write_text(text.replace("alerts/guardduty-exfil.json", str(ALERT)))
+    done = irbook("validate", env={"IRBOOK_PLAYBOOKS": str(folder)})
+    assert done.returncode == 1
+    assert done.stdout.startswith(
+        f"{folder}/drill.yaml:6:7: error: a drill scenario in a playbook folder ("
+    )
+    assert "2 file(s), 1 valid, 1 error(s)" in done.stderr
+
+
+def test_one_bad_drill_does_not_hide_the_other_files(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("apiVersion: irbook/v1\nkind: Playbook\n")
+    shared = tmp_path / "bad-alert.json"
+    shared.write_text('{"id": 5}')
+    for name, playbook in (("b", '"x\\0.yaml"'), ("c", "leaked-model-key")):
+        (tmp_path / f"{name}.yaml").write_text(
+            f"apiVersion: irbook/v1\nkind: Drill\nmetadata: {{id: {name}, title: T}}\n"
+            f"playbook: {playbook}\nalert: {{file: bad-alert.json}}\n"
+        )
+    done = irbook("validate", str(tmp_path))
+    assert done.returncode == 1
+    no_traceback(done)
+    lines = done.stdout.splitlines()
+    assert any(line.startswith(f"{tmp_path}/a.yaml:") for line in lines)
+    assert f"{tmp_path}/b.yaml:4:11: error: playbook 'x\\x00.yaml': not a usable path" in (
+        done.stdout
+    )
+    # the alert file both drills name is reported once
+    assert [line for line in lines if line.startswith(f"{shared}:")] == [
+        f"{shared}:1:8: error: 'id': expected a string, got number"
+    ]
+
+
 def test_plan_the_example_for_the_example_alert() -> None:
     done = irbook("plan", "leaked-model-key", "--alert", str(ALERT))
     assert done.returncode == 0, done.stderr

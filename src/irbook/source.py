@@ -73,6 +73,9 @@ def _read_text(path: str) -> str:
         raise IrbookError("no such file", Location(path)) from None
     except OSError as exc:
         raise IrbookError(f"cannot read: {exc.strerror}", Location(path)) from None
+    except ValueError:  # a NUL byte in the path (a reference inside a file, say)
+        shown = path.replace("\x00", "\\x00")
+        raise IrbookError("not a usable path: it holds a NUL byte", Location(shown)) from None
     if os.path.isdir(path):
         raise IrbookError("is a directory, expected a file", Location(path))
     if size > MAX_FILE_BYTES:

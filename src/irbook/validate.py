@@ -118,14 +118,27 @@ def duplicate_id(
     return Diagnostic(at, f"duplicate {kind} id '{pid}' (also in {first_path}:{first_line})")
 
 
-def _is_drill(path: str) -> bool:
+def _drill_kind(path: str) -> Location | None:
+    """Where a drill scenario says `kind: Drill`; None for any other file."""
     from irbook.source import load_file
 
     try:
-        data = load_file(path).data
+        source = load_file(path)
     except IrbookError:
-        return False
-    return isinstance(data, dict) and data.get("kind") == "Drill"
+        return None
+    data = source.data
+    if isinstance(data, dict) and data.get("kind") == "Drill":
+        return source.at(("kind",))
+    return None
+
+
+def _in_playbook_folder(path: str) -> bool:
+    real = os.path.realpath(path)
+    for folder in default_playbook_dirs():
+        top = os.path.realpath(folder)
+        if os.path.isdir(top) and os.path.commonpath([real, top]) == top:
+            return True
+    return False
 
 
 def check_drill(path: str) -> FileResult:
@@ -139,6 +152,8 @@ def check_drill(path: str) -> FileResult:
         loaded = load_scenario(path)
     except LoadFailed as exc:
         return FileResult(path, None, list(exc.diagnostics))
+    except IrbookError as exc:
+        return FileResult(path, None, [Diagnostic(exc.location or Location(path), exc.message)])
     # The playbook's own warnings belong to the playbook's file, not to this one.
     return FileResult(
         path,
@@ -153,15 +168,28 @@ def validate(paths: Iterable[str]) -> Report:
     """Every playbook and drill scenario (`kind: Drill`) named by `paths`."""
     files: list[FileResult] = []
     diags: list[Diagnostic] = []
+    said: set[Diagnostic] = set()  # an alert file two drills share is reported once
     seen: dict[tuple[str, str], FileResult] = {}
     for path in playbook_files(paths):
         result = check_file(path)
         # A drill fails as a playbook (its kind); only then is it parsed again, so a
         # cached valid playbook still costs no parsing.
-        if result.playbook_id is None and _is_drill(path):
+        kind_at = _drill_kind(path) if result.playbook_id is None else None
+        if kind_at is not None:
             result = check_drill(path)
+            if _in_playbook_folder(path):
+                message = (
+                    "a drill scenario in a playbook folder (irbook serve, list and deploy"
+                    " read every file there as a playbook): keep drills elsewhere, such as"
+                    " runbooks/drills/"
+                )
+                result.diagnostics.insert(0, Diagnostic(kind_at, message))
+                result.drill_id = None
         files.append(result)
-        diags.extend(result.diagnostics)
+        for diag in result.diagnostics:
+            if diag not in said:
+                said.add(diag)
+                diags.append(diag)
         kind, ident = (
             ("playbook", result.playbook_id)
             if result.playbook_id is not None

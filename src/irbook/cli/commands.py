@@ -46,7 +46,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if not report.files:
-        print(f"irbook: error: no playbook files in {', '.join(paths)}", file=sys.stderr)
+        print(f"irbook: error: no playbook or drill files in {', '.join(paths)}", file=sys.stderr)
         return 1
     if report.errors or (args.strict and report.warnings):
         return 1

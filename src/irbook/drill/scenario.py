@@ -161,7 +161,7 @@ class _Check:
             if first is None:
                 self.error(loc, f"playbook {_clip(ref)} does not validate")
             elif not first.location.line:  # the file itself: missing, too big, binary
-                shown = f" ({path})" if path != ref else ""
+                shown = f" ({first.location.path})" if path != ref else ""
                 self.error(loc, f"playbook {_clip(ref)}: {first.message}{shown}")
             else:
                 more = len(exc.diagnostics) - 1
@@ -251,7 +251,8 @@ class _Check:
         if exc.location is not None and exc.location.line:
             self.diags.append(Diagnostic(exc.location, exc.message))
             return
-        shown = f" ({path})" if path != ref else ""
+        where = exc.location.path if exc.location is not None else path  # escaped there
+        shown = f" ({where})" if path != ref else ""
         self.error(("alert", "file"), f"alert file {_clip(ref)}: {exc.message}{shown}")
 
     def normalize(self, fmt: str, source: Source, prefix: Path) -> Alert | None:
