@@ -15,7 +15,8 @@ The three partial receivers are not receivers: they answer 202 without doing the
 and exist only in this script's child processes. What they measure is a ceiling: how
 high the ratio could go if a stage cost nothing. Rounds alternate the five servers, so
 the machine's drift (the bare endpoint varies by half between runs here) touches all of
-them alike; medians per server are printed.
+them alike; each ratio is the median of the rounds' ratios (a server against the bare
+endpoint of the same round).
 
     .venv/bin/python bench/receiver_stages.py [--rounds N] [--seconds N] [--json]
 """
@@ -43,6 +44,7 @@ from receiver_throughput import (
     TOKEN,
     free_port,
     lua_string,
+    rounds,
     wait_up,
     wrk,
 )
@@ -102,7 +104,7 @@ SERVERS = (
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=rounds, default=3)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--json", action="store_true")
@@ -158,15 +160,19 @@ def main() -> int:
             proc.terminate()
             proc.wait(timeout=10)
         shutil.rmtree(work, ignore_errors=True)
-    bare = statistics.median(row["rps"] for row in runs["bare endpoint"])
     rows = []
     for name, _ in SERVERS:
         rps = statistics.median(row["rps"] for row in runs[name])
+        # Each round's figure against that round's bare endpoint, then the median.
+        ratio = statistics.median(
+            mine["rps"] / base["rps"]
+            for mine, base in zip(runs[name], runs["bare endpoint"], strict=True)
+        )
         rows.append(
             {
                 "server": name,
                 "rps": round(rps),
-                "ratio": round(rps / bare, 2),
+                "ratio": round(ratio, 2),
                 "p99_ms": round(statistics.median(row["p99_ms"] for row in runs[name]), 2),
                 "non_2xx": sum(row["non_2xx"] for row in runs[name]),
             }

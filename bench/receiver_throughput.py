@@ -28,7 +28,8 @@ receiver load is compared with the bare endpoint under the same script, in the s
 Every load uses the same wrk settings (`-t1 -c{connections}`, 32 connections by default:
 a SIEM or an EventBridge API destination delivers concurrently, and 8 in flight is
 fewer than one busy sender keeps open); the bare endpoint gets exactly the same. The
-loads run in rounds, each load once per round, and the figures are medians per load:
+loads run in rounds, each load once per round; figures are medians per load, and a
+ratio is the median of the rounds' ratios (each against the same round's bare load):
 the bare endpoint alone varies by half between runs on these shared machines, and a
 single round's ratio moves with it. bench/receiver_stages.py says where the time goes.
 """
@@ -227,10 +228,18 @@ def drain_backlog(path: Path) -> dict[str, float]:
         queue.close()
 
 
+def rounds(text: str) -> int:
+    """`--rounds`: a median needs at least one."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("at least 1")
+    return value
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=5, help="per load and round")
-    parser.add_argument("--rounds", type=int, default=3, help="medians of this many")
+    parser.add_argument("--rounds", type=rounds, default=3, help="medians of this many")
     parser.add_argument("--connections", type=int, default=32, help="wrk -c, for every load")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -301,6 +310,7 @@ def main() -> int:
                 "p50_ms": statistics.median(row["p50_ms"] for row in rows),
                 "p99_ms": statistics.median(row["p99_ms"] for row in rows),
                 "non_2xx": sum(row["non_2xx"] for row in rows),
+                "requests": sum(row["requests"] for row in rows),
             }
             for name, rows in runs.items()
         }
@@ -320,7 +330,11 @@ def main() -> int:
     rows = []
     for name, _, _, baseline in LOADS:
         row = results[name]
-        ratio = row["rps"] / results[baseline or name]["rps"]
+        # Each round's receiver load against that round's bare load, then the median.
+        ratio = statistics.median(
+            mine["rps"] / base["rps"]
+            for mine, base in zip(runs[name], runs[baseline or name], strict=True)
+        )
         good = baseline is None or (
             ratio >= TARGET_RATIO and row["p99_ms"] <= TARGET_P99_MS and row["non_2xx"] == 0
         )
