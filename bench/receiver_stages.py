@@ -31,21 +31,17 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from receiver_throughput import (
-    BARE,
-    DISTINCT_LUA,
-    FINDING,
-    PLAYBOOK,
     TOKEN,
     free_port,
-    lua_string,
+    paired_ratio,
     rounds,
     wait_up,
+    write_workspace,
     wrk,
 )
 
@@ -115,28 +111,9 @@ def main() -> int:
     procs: list[subprocess.Popen[bytes]] = []
     runs: dict[str, list[dict[str, float]]] = {name: [] for name, _ in SERVERS}
     try:
-        books = work / "playbooks"
-        books.mkdir()
-        (books / "cred-exfil.yaml").write_text(PLAYBOOK)
-        config = work / "receiver.yaml"
-        config.write_text(
-            textwrap.dedent(f"""\
-            playbooks: [{json.dumps(str(books))}]
-            sources:
-              gd:
-                format: guardduty
-                auth: {{scheme: api_key, token_env: BENCH_TOKEN, header: X-Irbook-Token}}
-                rate: {{per_second: 100000, burst: 100000}}
-            """)
-        )
-        (work / "bare.py").write_text(BARE)
+        config = write_workspace(work)
         (work / "staged.py").write_text(STAGED)
-        finding = json.loads(FINDING.read_text())
-        finding["detail"]["id"] = "BENCHID"
         script = work / "distinct.lua"
-        script.write_text(
-            DISTINCT_LUA % {"token": TOKEN, "template": lua_string(json.dumps(finding))}
-        )
         ports: dict[str, int] = {}
         for name, out in SERVERS:
             port = ports[name] = free_port()
@@ -163,11 +140,7 @@ def main() -> int:
     rows = []
     for name, _ in SERVERS:
         rps = statistics.median(row["rps"] for row in runs[name])
-        # Each round's figure against that round's bare endpoint, then the median.
-        ratio = statistics.median(
-            mine["rps"] / base["rps"]
-            for mine, base in zip(runs[name], runs["bare endpoint"], strict=True)
-        )
+        ratio = paired_ratio(runs[name], runs["bare endpoint"])
         rows.append(
             {
                 "server": name,

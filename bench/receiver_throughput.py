@@ -228,6 +228,39 @@ def drain_backlog(path: Path) -> dict[str, float]:
         queue.close()
 
 
+def write_workspace(work: Path) -> Path:
+    """The playbook, the receiver's configuration, the bare endpoint (bare.py) and the
+    distinct-findings wrk script (distinct.lua) in `work`; returns the configuration."""
+    books = work / "playbooks"
+    books.mkdir()
+    (books / "cred-exfil.yaml").write_text(PLAYBOOK)
+    config = work / "receiver.yaml"
+    config.write_text(
+        textwrap.dedent(f"""\
+        playbooks: [{json.dumps(str(books))}]
+        sources:
+          gd:
+            format: guardduty
+            auth: {{scheme: api_key, token_env: BENCH_TOKEN, header: X-Irbook-Token}}
+            rate: {{per_second: 100000, burst: 100000}}
+        """)
+    )
+    (work / "bare.py").write_text(BARE)
+    finding = json.loads(FINDING.read_text())
+    finding["detail"]["id"] = "BENCHID"
+    (work / "distinct.lua").write_text(
+        DISTINCT_LUA % {"token": TOKEN, "template": lua_string(json.dumps(finding))}
+    )
+    return config
+
+
+def paired_ratio(runs: list[dict[str, float]], baseline: list[dict[str, float]]) -> float:
+    """The median over rounds of each round's req/s against that round's baseline."""
+    return statistics.median(
+        mine["rps"] / base["rps"] for mine, base in zip(runs, baseline, strict=True)
+    )
+
+
 def rounds(text: str) -> int:
     """`--rounds`: a median needs at least one."""
     value = int(text)
@@ -248,27 +281,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="irbook-bench-hooks-"))
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        books = work / "playbooks"
-        books.mkdir()
-        (books / "cred-exfil.yaml").write_text(PLAYBOOK)
-        config = work / "receiver.yaml"
-        config.write_text(
-            textwrap.dedent(f"""\
-            playbooks: [{json.dumps(str(books))}]
-            sources:
-              gd:
-                format: guardduty
-                auth: {{scheme: api_key, token_env: BENCH_TOKEN, header: X-Irbook-Token}}
-                rate: {{per_second: 100000, burst: 100000}}
-            """)
-        )
-        (work / "bare.py").write_text(BARE)
+        config = write_workspace(work)
         (work / "receiver.py").write_text(RECEIVER)
-        finding = json.loads(FINDING.read_text())
-        finding["detail"]["id"] = "BENCHID"
-        (work / "distinct.lua").write_text(
-            DISTINCT_LUA % {"token": TOKEN, "template": lua_string(json.dumps(finding))}
-        )
         storm = json.loads(FINDING.read_text())
         (work / "storm.lua").write_text(
             STORM_LUA % {"token": TOKEN, "body": lua_string(json.dumps(storm))}
@@ -330,11 +344,7 @@ def main() -> int:
     rows = []
     for name, _, _, baseline in LOADS:
         row = results[name]
-        # Each round's receiver load against that round's bare load, then the median.
-        ratio = statistics.median(
-            mine["rps"] / base["rps"]
-            for mine, base in zip(runs[name], runs[baseline or name], strict=True)
-        )
+        ratio = paired_ratio(runs[name], runs[baseline or name])
         good = baseline is None or (
             ratio >= TARGET_RATIO and row["p99_ms"] <= TARGET_P99_MS and row["non_2xx"] == 0
         )
