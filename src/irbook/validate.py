@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from irbook import cache
 from irbook.errors import Diagnostic, IrbookError, LoadFailed, Location
 from irbook.files import MAX_FILE_BYTES, default_playbook_dirs, playbook_files
+
+if TYPE_CHECKING:
+    from irbook.source import Source
 
 
 class FileResult:
@@ -118,8 +121,8 @@ def duplicate_id(
     return Diagnostic(at, f"duplicate {kind} id '{pid}' (also in {first_path}:{first_line})")
 
 
-def _drill_kind(path: str) -> Location | None:
-    """Where a drill scenario says `kind: Drill`; None for any other file."""
+def _drill_source(path: str) -> Source | None:
+    """The file, read, when it is a drill scenario (`kind: Drill`); None otherwise."""
     from irbook.source import load_file
 
     try:
@@ -127,9 +130,7 @@ def _drill_kind(path: str) -> Location | None:
     except IrbookError:
         return None
     data = source.data
-    if isinstance(data, dict) and data.get("kind") == "Drill":
-        return source.at(("kind",))
-    return None
+    return source if isinstance(data, dict) and data.get("kind") == "Drill" else None
 
 
 def _in_playbook_folder(path: str) -> bool:
@@ -141,15 +142,16 @@ def _in_playbook_folder(path: str) -> bool:
     return False
 
 
-def check_drill(path: str) -> FileResult:
+def check_drill(source: Source) -> FileResult:
     """A drill scenario, checked as `irbook drill` checks it before running.
 
     Never cached: whether it holds depends on the playbook and alert files it names.
     """
-    from irbook.drill.scenario import load_scenario
+    from irbook.drill.scenario import scenario_from_source
 
+    path = source.path
     try:
-        loaded = load_scenario(path)
+        loaded = scenario_from_source(source)
     except LoadFailed as exc:
         return FileResult(path, None, list(exc.diagnostics))
     except IrbookError as exc:
@@ -174,16 +176,16 @@ def validate(paths: Iterable[str]) -> Report:
         result = check_file(path)
         # A drill fails as a playbook (its kind); only then is it parsed again, so a
         # cached valid playbook still costs no parsing.
-        kind_at = _drill_kind(path) if result.playbook_id is None else None
-        if kind_at is not None:
-            result = check_drill(path)
+        drill = _drill_source(path) if result.playbook_id is None else None
+        if drill is not None:
+            result = check_drill(drill)
             if _in_playbook_folder(path):
                 message = (
                     "a drill scenario in a playbook folder (irbook serve, list and deploy"
                     " read every file there as a playbook): keep drills elsewhere, such as"
                     " runbooks/drills/"
                 )
-                result.diagnostics.insert(0, Diagnostic(kind_at, message))
+                result.diagnostics.insert(0, Diagnostic(drill.at(("kind",)), message))
                 result.drill_id = None
         files.append(result)
         for diag in result.diagnostics:

@@ -100,6 +100,11 @@ def load_scenario(path: str, registry: Registry = REGISTRY) -> LoadedScenario:
         source = load_file(path)
     except IrbookError as exc:
         raise LoadFailed([Diagnostic(exc.location or Location(path), exc.message)]) from None
+    return scenario_from_source(source, registry)
+
+
+def scenario_from_source(source: Source, registry: Registry = REGISTRY) -> LoadedScenario:
+    """`load_scenario` on a file already read (`irbook validate` reads it to see its kind)."""
     raw = source.data
     if not isinstance(raw, dict):
         message = f"expected a drill scenario mapping at the top level, got {expr.type_name(raw)}"
