@@ -186,11 +186,21 @@ def test_plan_follows_the_branches(tmp_path: Path) -> None:
         "tag arn:aws:iam::1:user/u1 token=tok-123"
     ]
     late = plan.step("notify-late")
-    # a skipped upstream does not skip its dependents; its outputs read as empty
-    assert late.status == "run"
-    assert late.iterations[0].params["text"] == "done sim-user "
+    # it reads the outputs of a skipped step: skipped with that reason, never run with blanks
+    assert late.status == "skip"
+    assert late.reason == "reads the outputs of step 'snapshot', which skipped"
     assert plan.outputs == {"user": "sim-user"}
     assert plan.outcome == "succeeds"
+
+
+def test_default_says_a_missing_output_is_expected(tmp_path: Path) -> None:
+    text = PLAYBOOK.replace(
+        "${{ steps.snapshot.outputs.text }}", "${{ default(steps.snapshot.outputs.text, 'none') }}"
+    )
+    pb = load_playbook(str(write(tmp_path, text))).playbook
+    late = build_plan(pb, alert(), {}).step("notify-late")
+    assert late.status == "run"
+    assert late.iterations[0].params["text"] == "done sim-user none"
 
 
 def test_the_other_branch_runs_when_the_input_is_given(tmp_path: Path) -> None:
@@ -287,7 +297,8 @@ def test_a_failing_step_blocks_its_dependents(tmp_path: Path) -> None:
     assert quiet.step("after").status == "run"
     assert quiet.step("soft").status == "fail"
     assert quiet.step("after-soft").status == "run"
-    assert quiet.outcome == "succeeds"  # the failed step says on_failure: continue
+    # the failed step says on_failure: continue: the run goes on, and says what failed
+    assert quiet.outcome == "succeeds with 1 failed step"
 
     loud = build_plan(pb, None, {"fp": "yes"})
     assert loud.step("guard").status == "fail"
@@ -333,8 +344,8 @@ def test_plan_json_is_stable_and_complete(tmp_path: Path) -> None:
     assert first["kind"] == "Plan"
     assert first["summary"] == {
         "steps": 4,
-        "run": 3,
-        "skipped": 1,
+        "run": 2,
+        "skipped": 2,
         "failed": 0,
         "calls": 2,
         "approvals": 1,

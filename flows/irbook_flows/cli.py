@@ -18,8 +18,11 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from irbook.errors import IrbookError
+from irbook.runs import verdict_text
 
-EXIT_OK, EXIT_FAILED, EXIT_REJECTED, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_REJECTED, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+# A run's exit status from its final state: each verdict its own.
+EXIT_FOR_STATE = {"succeeded": EXIT_OK, "partial": EXIT_PARTIAL, "rejected": EXIT_REJECTED}
 
 STATE_MARK = {
     "pending": "·",
@@ -191,8 +194,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         # A step's thread may sit in a long call (a sleep, a hung API): the record and
         # Prefect already say cancelled, so leave now instead of joining it at exit.
         os._exit(EXIT_INTERRUPTED)
-    out.write(f"\n{label} run {run_id}: {outcome.state}")
-    out.write(f" ({outcome.message})\n" if outcome.message else "\n")
+    out.write(f"\n{label} run {run_id}: {verdict_text(outcome.state, outcome.message)}")
+    shown = outcome.message and outcome.state != "partial"
+    out.write(f" ({outcome.message})\n" if shown else "\n")
     if outcome.outputs:
         for name, value in outcome.outputs.items():
             out.write(f"  {name} = {value}\n")
@@ -207,7 +211,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if url and outcome.flow_run_id:
         out.write(f"  Prefect: {url}/runs/flow-run/{outcome.flow_run_id}\n")
     out.write(f"  details: irbook runs show {run_id}\n")
-    return {"succeeded": EXIT_OK, "rejected": EXIT_REJECTED}.get(outcome.state, EXIT_FAILED)
+    return EXIT_FOR_STATE.get(outcome.state, EXIT_FAILED)
 
 
 def _manual() -> Any:
@@ -284,11 +288,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
             events = store.events(record["id"])
             print(json.dumps({"run": record, "steps": steps, "events": events}, indent=2))
             return 0
-        print(f"run {record['id']}: {record['playbook_id']} ({record['mode']}) {record['state']}")
+        said = verdict_text(record["state"], record["message"])
+        print(f"run {record['id']}: {record['playbook_id']} ({record['mode']}) {said}")
         print(f"  started by {record['started_by']} at {_when(record['created_at'])}")
         if record["alert_id"]:
             print(f"  alert: {record['alert_source']} {record['alert_id']}")
-        if record["message"]:
+        if record["message"] and record["state"] != "partial":
             print(f"  {record['message']}")
         print(f"  inputs: {json.dumps(record['inputs'], sort_keys=True)}")
         for step in steps:
@@ -305,13 +310,15 @@ def cmd_runs(args: argparse.Namespace) -> int:
                 print(f"      undo: {step['compensation']['action']}")
         return 0
     rows = store.recent_runs(args.limit)
+    for row in rows:
+        row["verdict"] = verdict_text(row["state"], row.get("message"))
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return 0
     for row in rows:
         print(
-            f"{row['id']}  {_when(row['created_at'])}  {row['mode']:<7}  {row['state']:<9}  "
-            f"{row['playbook_id']}  {row['started_by']}"
+            f"{row['id']}  {_when(row['created_at'])}  {row['mode']:<7}  "
+            f"{row['verdict'].split(':', 1)[0]:<9}  {row['playbook_id']}  {row['started_by']}"
         )
     return 0
 

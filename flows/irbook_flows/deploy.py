@@ -138,6 +138,8 @@ def _deployed_flow() -> Any:
     from prefect import flow
     from prefect.states import Completed, Failed
 
+    from irbook.runs import verdict_text
+
     @flow(
         name=FLOW_NAME,
         flow_run_name="{mode} {playbook_id} · {run_id}",
@@ -154,6 +156,9 @@ def _deployed_flow() -> Any:
             return Failed(message=f"run {run_id} exists already; not started a second time")
         if outcome.state == "succeeded":
             return Completed(message=f"run {run_id} succeeded")
+        if outcome.state == "partial":
+            said = verdict_text(outcome.state, outcome.message)
+            return Completed(message=f"run {run_id} {said}"[:500], name="Partial")
         return Failed(message=f"run {run_id} {outcome.state}: {outcome.message}"[:500])
 
     return deployed_playbook

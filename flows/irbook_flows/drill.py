@@ -19,6 +19,7 @@ from irbook.drill.result import DrillResult, StepRecord
 from irbook.drill.scenario import LoadedScenario, load_scenario, param_text
 from irbook.errors import IrbookError
 from irbook.model.base import format_duration
+from irbook.runs import verdict_text
 
 EXIT_PASSED, EXIT_FAILED = 0, 1
 
@@ -113,7 +114,8 @@ def summary(result: DrillResult) -> str:
     verdict = "PASSED" if result.passed else "FAILED"
     lines = [
         f"DRILL {result.scenario_id}: {verdict} — playbook {result.playbook_id} "
-        f"{result.outcome}" + (f" ({result.message})" if result.message else ""),
+        f"{verdict_text(result.outcome, result.message)}"
+        + (f" ({result.message})" if result.message and result.outcome != "partial" else ""),
     ]
     width = max((len(s.id) for s in result.steps), default=4)
     for step in result.steps:

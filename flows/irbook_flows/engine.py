@@ -29,7 +29,9 @@ from irbook.plan import (
     execution_order,
     incident_key,
     redact,
+    run_verdict,
     select_items,
+    upstream_block,
     validation_message,
 )
 from irbook.registry import (
@@ -153,11 +155,21 @@ class Engine:
             "incident_key": incident_key(self.playbook.metadata.id, spec.alert.id),
             "severity": self.playbook.metadata.severity,
         }
+        self.on_failure = {
+            s.id: s.on_failure or REGISTRY.get(s.action).on_failure for s in self.order
+        }
         self.rejected: list[str] = []
         # The run's first Slack card (channel id, ts): later posts go into its thread,
         # and it is updated in place as steps end.
         self.slack_card: tuple[str, str, str] | None = None
         self.card_text = ""
+        self.card_verdict = ""  # the run's verdict, the card's last line once it ends
+
+    def close_card(self, verdict: str) -> None:
+        """Say on the run's Slack card how the run ended, as the terminal does."""
+        self.card_verdict = redact(verdict, self.spec.secrets)
+        if self.order:
+            self.card(self.order[-1].id, self.state[self.order[-1].id])
 
     # -- events -----------------------------------------------------------------------
 
@@ -205,6 +217,8 @@ class Engine:
             for s in self.order
             if self.state[s.id] != "pending"
         ]
+        if self.card_verdict:
+            lines.append(f"Run {self.spec.run_id}: {self.card_verdict}")
         channel, ts, _ = self.slack_card
         text = (self.card_text + "\n\n" if self.card_text else "") + "\n".join(lines)
         try:
@@ -237,18 +251,10 @@ class Engine:
 
     def prepare(self, step: Step) -> _Pending | None:
         """Decide a ready step: skip it, fail it, or return what to submit."""
-        for need in step.needs:
-            up = self.state[need]
-            up_spec = REGISTRY.get(self.playbook.step(need).action)
-            up_policy = self.playbook.step(need).on_failure or up_spec.on_failure
-            if (
-                up in ("rejected", "cancelled")
-                or (up == "failed" and up_policy == "abort")
-                or (up == "skipped" and self.reason.get(need, "").startswith("upstream"))
-            ):
-                why = "rejected" if up == "rejected" else up
-                self.skip(step, f"upstream step '{need}' {why}")
-                return None
+        blocked = upstream_block(step, self.state, self.reason, self.on_failure)
+        if blocked is not None:
+            self.skip(step, blocked)
+            return None
         action = REGISTRY.get(step.action)
         ctx = self.context(step)
         verdict, reason, values = select_items(step, ctx)
@@ -547,18 +553,8 @@ class Engine:
     # -- results ------------------------------------------------------------------------
 
     def verdict(self) -> tuple[str, str]:
-        """(run state, message): failed when an abort step failed; rejected; or succeeded."""
-        for step in self.order:
-            if self.state[step.id] == "failed":
-                policy = step.on_failure or REGISTRY.get(step.action).on_failure
-                if policy == "abort":
-                    return "failed", f"step '{step.id}' failed: {self.reason.get(step.id, '')}"
-        if self.rejected:
-            return "rejected", f"approval rejected for step '{self.rejected[0]}'"
-        never = [s for s, st in self.state.items() if st not in FINAL]
-        if never:
-            return "failed", f"steps never ran: {', '.join(never)}"
-        return "succeeded", ""
+        """(run state, message): the planner's rule, over the states this run reached."""
+        return run_verdict(self.order, self.state, self.reason, self.on_failure)
 
     def run_outputs(self) -> dict[str, Any]:
         final = {

@@ -28,7 +28,7 @@ from prefect.utilities.annotations import quote
 from irbook.model import Step
 from irbook.plan import redact
 from irbook.registry import REGISTRY, ActionContext, RunInfo
-from irbook.runs import RunStore
+from irbook.runs import RunStore, verdict_text
 from irbook_flows.engine import (
     MAX_WORKERS,
     Decision,
@@ -220,10 +220,15 @@ def playbook_flow(run_id: str) -> Any:
         spec.store.event(run_id, "rollback-plan", None, plan=compensations)
         if spec.playbook.rollback == "auto":
             _roll_back(spec, compensations)
-    spec.store.finish_run(run_id, state, redact(message, spec.secrets), engine.run_outputs())
+    shown = redact(message, spec.secrets)
+    spec.store.finish_run(run_id, state, shown, engine.run_outputs())
+    said = verdict_text(state, shown)
+    engine.close_card(said + (f" ({shown})" if shown and state != "partial" else ""))
     if state == "succeeded":
         return Completed(message="playbook succeeded")
-    return Failed(message=message, name="Rejected" if state == "rejected" else "Failed")
+    if state == "partial":
+        return Completed(message=f"playbook {said}", name="Partial")
+    return Failed(message=shown, name="Rejected" if state == "rejected" else "Failed")
 
 
 def _undo_all(

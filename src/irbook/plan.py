@@ -169,8 +169,17 @@ class Plan:
 
     @property
     def outcome(self) -> str:
-        failed = [s for s in self.steps if s.status == "fail" and s.on_failure == "abort"]
-        return "fails" if failed else "succeeds"
+        """What the run would end as, in the words of the plan's summary line."""
+        order = [self.playbook.step(s.id) for s in self.steps]
+        state, message = run_verdict(
+            order,
+            {s.id: PLANNED_STATE[s.status] for s in self.steps},
+            {s.id: s.reason for s in self.steps},
+            {s.id: s.on_failure for s in self.steps},
+        )
+        if state == "partial":
+            return f"succeeds with {message.split(':', 1)[0]}"
+        return "succeeds" if state == "succeeded" else "fails"
 
     def step(self, step_id: str) -> PlannedStep:
         for step in self.steps:
@@ -258,6 +267,137 @@ def redact(value: Any, secrets: list[str]) -> Any:
     if isinstance(value, list):
         return [redact(v, secrets) for v in value]
     return value
+
+
+def output_reads(step: Step) -> frozenset[str]:
+    """The steps whose outputs this step cannot do without.
+
+    Every `steps.<id>...` its `if`, `for_each` and `with` read, except `steps.<id>.status`
+    and the first argument of `default(...)`, where the author has said what to use when
+    the value is absent. Walked with an explicit stack: no recursion per operand.
+    """
+    found: set[str] = set()
+    stack: list[expr.Node] = []
+    for _, text in _template_strings((step.if_, step.for_each, step.with_)):
+        try:
+            template = expr.parse_template(text)
+        except expr.ExprError:
+            continue  # the loader reports it; nothing is read
+        stack.extend(node for node, _ in template.expressions)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, expr.Attr | expr.Index):
+            path: list[str] = []
+            cur: expr.Node = node
+            while isinstance(cur, expr.Attr | expr.Index):
+                if isinstance(cur, expr.Attr):
+                    path.append(cur.name)
+                else:
+                    stack.append(cur.index)
+                    key = cur.index.value if isinstance(cur.index, expr.Literal) else None
+                    path.append(key if isinstance(key, str) else "")
+                cur = cur.target
+            path.reverse()
+            if isinstance(cur, expr.Name) and cur.name == "steps" and path and path[0]:
+                if len(path) < 2 or path[1] != "status":
+                    found.add(path[0])
+            else:
+                stack.append(cur)
+        elif isinstance(node, expr.Call):
+            args = node.args[1:] if node.func == "default" else node.args
+            stack.extend(args)
+        elif isinstance(node, expr.Unary):
+            stack.append(node.operand)
+        elif isinstance(node, expr.Binary):
+            stack.extend((node.left, node.right))
+        elif isinstance(node, expr.ListNode):
+            stack.extend(node.items)
+    found.discard(step.id)
+    return frozenset(found)
+
+
+def _template_strings(value: Any) -> list[tuple[int, str]]:
+    out: list[tuple[int, str]] = []
+    stack = [value]
+    while stack:
+        cur = stack.pop()
+        if isinstance(cur, str):
+            if expr.OPEN in cur:
+                out.append((len(out), cur))
+        elif isinstance(cur, dict):
+            stack.extend(cur.values())
+        elif isinstance(cur, list | tuple):
+            stack.extend(cur)
+    return out
+
+
+# What stops a ready step before its own `if`: the one rule for plan, dry run, drill, live.
+BLOCKING_STATES = ("rejected", "cancelled")
+UNUSABLE_OUTPUTS = ("failed", "skipped", "rejected", "cancelled")
+
+
+def upstream_block(
+    step: Step,
+    state_of: Mapping[str, str],
+    reason_of: Mapping[str, str],
+    on_failure_of: Mapping[str, str],
+) -> str | None:
+    """Why a ready step must be skipped because of the steps before it, or None.
+
+    `state_of` holds final step states (succeeded, failed, skipped, rejected, cancelled).
+    A step is skipped when a step it needs was rejected or cancelled, failed with
+    on_failure: abort, or was itself skipped for such a reason ("upstream ..."); and when
+    it reads the outputs of a step that did not succeed, so that it never runs with
+    blanks (a comment on ticket None).
+    """
+    for need in step.needs:
+        up = state_of.get(need, "pending")
+        if (
+            up in BLOCKING_STATES
+            or (up == "failed" and on_failure_of.get(need, "abort") == "abort")
+            or (up == "skipped" and reason_of.get(need, "").startswith("upstream"))
+        ):
+            return f"upstream step '{need}' {up}"
+    for read in sorted(output_reads(step)):
+        up = state_of.get(read, "")
+        if up in UNUSABLE_OUTPUTS:
+            return f"reads the outputs of step '{read}', which {up}"
+    return None
+
+
+def run_verdict(
+    order: list[Step],
+    state_of: Mapping[str, str],
+    reason_of: Mapping[str, str],
+    on_failure_of: Mapping[str, str],
+) -> tuple[str, str]:
+    """(run state, message) from the final step states: the one verdict of a run.
+
+    failed: a step with on_failure: abort failed, or a step never ended; rejected: an
+    approval was refused; partial: steps with on_failure: continue failed (shown as
+    "succeeded with N failed steps"); succeeded: nothing failed.
+    """
+    for step in order:
+        if state_of.get(step.id) == "failed" and on_failure_of.get(step.id) == "abort":
+            return "failed", f"step '{step.id}' failed: {reason_of.get(step.id, '')}"
+    rejected = [s.id for s in order if state_of.get(s.id) == "rejected"]
+    if rejected:
+        return "rejected", f"approval rejected for step '{rejected[0]}'"
+    never = [s.id for s in order if state_of.get(s.id) not in FINAL_STEP_STATES]
+    if never:
+        return "failed", f"steps never ran: {', '.join(never)}"
+    failed = [s.id for s in order if state_of.get(s.id) == "failed"]
+    if failed:
+        return "partial", failed_steps_message(failed)
+    return "succeeded", ""
+
+
+FINAL_STEP_STATES = ("succeeded", "failed", "skipped", "rejected", "cancelled")
+
+
+def failed_steps_message(failed: list[str]) -> str:
+    noun = "step" if len(failed) == 1 else "steps"
+    return f"{len(failed)} failed {noun}: {', '.join(failed)}"
 
 
 def execution_order(playbook: Playbook) -> list[Step]:
@@ -350,9 +490,7 @@ def build_plan(
         }
         _plan_step(step, spec, ps, planned, context, run_ctx)
         steps_ctx[step.id] = {
-            "status": {"run": "succeeded", "skip": "skipped", "fail": "failed"}.get(
-                ps.status, "skipped"
-            ),
+            "status": PLANNED_STATE[ps.status],
             "outputs": _outputs(ps, step),
         }
     outputs: dict[str, Any] = {}
@@ -406,6 +544,10 @@ def select_items(step: Step, context: Mapping[str, Any]) -> tuple[StepStatus, st
     return "run", "", each
 
 
+# A planned step's status as the run would record its state.
+PLANNED_STATE = {"run": "succeeded", "skip": "skipped", "fail": "failed", "blocked": "skipped"}
+
+
 def _plan_step(
     step: Step,
     spec: ActionSpec,
@@ -414,12 +556,14 @@ def _plan_step(
     context: dict[str, Any],
     run_ctx: dict[str, Any],
 ) -> None:
-    for need in step.needs:
-        up = planned[need]
-        if up.status == "blocked" or (up.status == "fail" and up.on_failure == "abort"):
-            ps.status = "blocked"
-            ps.reason = f"upstream step '{need}' failed"
-            return
+    state_of = {sid: PLANNED_STATE[p.status] for sid, p in planned.items() if sid != step.id}
+    reason_of = {sid: p.reason for sid, p in planned.items()}
+    on_failure_of = {sid: p.on_failure for sid, p in planned.items()}
+    blocked = upstream_block(step, state_of, reason_of, on_failure_of)
+    if blocked is not None:
+        ps.status = "blocked" if blocked.startswith("upstream") else "skip"
+        ps.reason = blocked
+        return
     verdict, reason, items = select_items(step, context)
     if verdict != "run":
         ps.status, ps.reason = verdict, reason

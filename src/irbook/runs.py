@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS runs (
     alert_id TEXT,
     incident_key TEXT,
     flow_run_id TEXT,
-    state TEXT NOT NULL,              -- running | succeeded | failed | rejected | cancelled
+    state TEXT NOT NULL,              -- running | succeeded | partial | failed | rejected
+                                      -- | cancelled
     message TEXT,
     inputs TEXT NOT NULL,             -- JSON, secrets redacted
     outputs TEXT,
@@ -77,7 +78,15 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_run ON events (run_id, seq);
 """
 
-FINAL_RUN_STATES = ("succeeded", "failed", "rejected", "cancelled")
+# partial: succeeded with failed steps (on_failure: continue); said so wherever shown.
+FINAL_RUN_STATES = ("succeeded", "partial", "failed", "rejected", "cancelled")
+
+
+def verdict_text(state: str, message: str | None = None) -> str:
+    """A run's end in words, the same in the terminal, `irbook runs`, Slack and Prefect."""
+    if state == "partial":
+        return f"succeeded with {message}" if message else "succeeded with failed steps"
+    return state
 
 
 def _dumps(value: Any) -> str | None:
@@ -200,7 +209,7 @@ class RunStore:
         rows = (
             self._db()
             .execute(
-                "SELECT id, playbook_id, mode, started_by, state, created_at, finished_at,"
+                "SELECT id, playbook_id, mode, started_by, state, message, created_at, finished_at,"
                 " alert_source, alert_id FROM runs ORDER BY created_at DESC LIMIT ?",
                 (limit,),
             )

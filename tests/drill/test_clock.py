@@ -121,6 +121,6 @@ def test_expectation_messages_name_the_step_and_why() -> None:
         results["contained_within"].detail
         == "not contained: 'b' skipped (upstream step 'a' failed)"
     )
-    assert results["outcome"].detail == "the run failed, expected succeeded"
+    assert results["outcome"].detail == "the run ended failed, expected succeeded"
     on_time = evaluate(Expect.model_validate({"contained_within": "10m"}), steps[:1], "x", 700.0)
     assert on_time[0].detail == "contained at 11m40s, 1m40s late"

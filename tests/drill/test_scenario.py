@@ -204,8 +204,8 @@ def test_structure_errors_come_from_the_model_at_their_values(tmp_path: Path) ->
         f"{path}:10:38: error: 'approvers[0].decision': 'maybe' is not one of 'approve' or "
         "'reject'",
         f"{path}:11:21: error: 'expect.steps_run': expected a list, got string",
-        f"{path}:11:38: error: 'expect.outcome': 'won' is not one of 'succeeded', 'failed' or "
-        "'rejected'",
+        f"{path}:11:38: error: 'expect.outcome': 'won' is not one of 'succeeded', 'partial', "
+        "'failed' or 'rejected'",
         f"{path}:12:1: error: unknown field 'extra' (allowed: apiVersion, kind, metadata, "
         "playbook, alert, inputs, outputs, injects, approvers, expect)",
     ]

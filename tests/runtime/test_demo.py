@@ -137,4 +137,8 @@ def test_the_example_playbook_contains_a_leaked_key_in_the_sandbox(
     planned = [c["call"] for c in steps["revoke"]["planned_calls"]]
     real = [c["call"] for c in steps["revoke"]["real_calls"]]
     assert planned == real, (planned, real)
-    assert proc.returncode == 0, out + err  # failed notifications do not fail the run
+    # failed notifications do not fail the run, and the verdict says they failed (exit 3)
+    assert proc.returncode == 3, out + err
+    assert ": succeeded with 3 failed steps: ticket, activity, notify" in out, out
+    # the Slack post does not need the ticket: it says it has none instead of skipping
+    assert steps["notify"]["state"] == "failed", steps["notify"]

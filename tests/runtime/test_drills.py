@@ -88,7 +88,7 @@ def test_more_failures_than_retries_fail_the_run_and_say_which_expectation_broke
     assert "AccessDenied" in by["revoke"].reason
     assert by["snapshot"].state == "skipped" and by["snapshot"].start is None
     assert failed(result) == {
-        "outcome": "the run failed, expected succeeded",
+        "outcome": "the run ended failed, expected succeeded",
         "steps_run": "'snapshot' skipped (upstream step 'revoke' failed)",
         "contained_within": "not contained: 'revoke' failed (" + by["revoke"].reason + ")",
     }
@@ -228,7 +228,7 @@ def test_a_failing_drill_exits_1_with_the_broken_expectation(tmp_path: Path) -> 
     done = cli("drill", str(path))
     assert done.returncode == 1
     assert "DRILL t: FAILED" in done.stdout
-    assert "✗ expect outcome: succeeded — the run rejected, expected succeeded" in done.stdout
+    assert "✗ expect outcome: succeeded — the run ended rejected, expected succeeded" in done.stdout
 
 
 def test_a_bad_scenario_is_one_located_line_and_exit_1(tmp_path: Path) -> None:

@@ -132,7 +132,7 @@ def evaluate(
                 ok,
                 expect.outcome,
                 outcome,
-                "" if ok else f"the run {outcome}, expected {expect.outcome}",
+                "" if ok else f"the run ended {outcome}, expected {expect.outcome}",
             )
         )
     return out

@@ -259,7 +259,7 @@ def _md_timeline(result: DrillResult, events: list[_Event]) -> list[str]:
     if result.contained_at is not None:
         entries.append((result.contained_at, 3, f"`{_t(result.contained_at)}` **contained**"))
     entries.append(
-        (result.duration, 4, f"`{_t(result.duration)}` run ended: {_md(result.outcome)}")
+        (result.duration, 4, f"`{_t(result.duration)}` run ended: {_md(result.verdict)}")
     )
     entries.sort(key=lambda e: (e[0] if math.isfinite(e[0]) else 0.0, e[1]))
     out = [f"- {line}" for _, _, line in entries]
@@ -285,8 +285,8 @@ def render_markdown(result: DrillResult) -> str:
         f"- **Playbook:** {_md(result.playbook_title or result.playbook_id)} "
         f"({_md_code(result.playbook_id)}, {_md_code(result.playbook_path)})",
         f"- **Date:** {_date(result.started_at)}",
-        f"- **Run:** {_md_code(result.run_id)}, outcome {_md(result.outcome)}"
-        + (f": {_md(result.message)}" if result.message else ""),
+        f"- **Run:** {_md_code(result.run_id)}, outcome {_md(result.verdict)}"
+        + (f": {_md(result.message)}" if result.message and result.outcome != "partial" else ""),
     ]
     url = _safe_url(result.prefect_url)
     if url is not None:
@@ -468,7 +468,7 @@ def _svg_timeline(result: DrillResult, events: list[_Event]) -> str:
             if result.contained_at is not None
             else "not contained"
         )
-        + f"; run ended at {_t(result.duration)} ({result.outcome})."
+        + f"; run ended at {_t(result.duration)} ({result.verdict})."
     )
     out = [
         f'<svg class="timeline" viewBox="0 0 {_num(width)} {_HEIGHT}" '
@@ -674,6 +674,7 @@ th { background: #eceff3; overflow-wrap: normal; }
 .state { font-weight: bold; }
 .state-succeeded { color: #1b5e20; }
 .state-failed, .irreversible, .bad { color: #8e0000; }
+.state-partial { color: #8a4b00; }
 .state-rejected { color: #a84300; }
 .state-cancelled { color: #4a148c; }
 .state-skipped, .state-pending, .muted { color: #546e7a; }
@@ -804,8 +805,8 @@ def render_html(result: DrillResult) -> str:
         (
             "Run",
             f"<code>{_e(result.run_id)}</code>, outcome "
-            f'<span class="state state-{_e(result.outcome)}">{_e(result.outcome)}</span>'
-            + (f": {_e(result.message)}" if result.message else ""),
+            f'<span class="state state-{_e(result.outcome)}">{_e(result.verdict)}</span>'
+            + (f": {_e(result.message)}" if result.message and result.outcome != "partial" else ""),
         ),
     ]
     url = _safe_url(result.prefect_url)

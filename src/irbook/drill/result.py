@@ -68,7 +68,7 @@ class DrillResult:
     run_id: str
     flow_run_id: str | None
     prefect_url: str | None  # the flow run in the Prefect UI, when known
-    outcome: str  # succeeded | failed | rejected | cancelled
+    outcome: str  # succeeded | partial | failed | rejected | cancelled
     message: str
     steps: list[StepRecord]
     markers: list[Marker]
@@ -79,6 +79,13 @@ class DrillResult:
     injects: list[str] = field(default_factory=list)  # the scenario's injects, as text
     approvers: list[str] = field(default_factory=list)  # the scenario's approvers, as text
     started_at: float = 0.0  # wall clock (epoch seconds) when the drill ran
+
+    @property
+    def verdict(self) -> str:
+        """The run's end as every other view says it ("succeeded with 1 failed step")."""
+        from irbook.runs import verdict_text
+
+        return verdict_text(self.outcome, self.message)
 
     @property
     def passed(self) -> bool:

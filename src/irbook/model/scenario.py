@@ -13,7 +13,8 @@ from pydantic import Field, model_validator
 
 from irbook.model.base import ID_PATTERN, Duration, Strict, format_duration
 
-OUTCOMES = ("succeeded", "failed", "rejected")
+# partial: succeeded with failed steps (on_failure: continue)
+OUTCOMES = ("succeeded", "partial", "failed", "rejected")
 
 
 class DrillMetadata(Strict):
@@ -120,7 +121,7 @@ class Expect(Strict):
     calls_include: list[str] = Field(default_factory=list)  # "iam:UpdateAccessKey"
     calls_exclude: list[str] = Field(default_factory=list)
     contained_within: Duration | None = None
-    outcome: Literal["succeeded", "failed", "rejected"] | None = None
+    outcome: Literal["succeeded", "partial", "failed", "rejected"] | None = None
 
 
 class Drill(Strict):
