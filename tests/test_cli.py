@@ -360,6 +360,22 @@ def test_plan_refuses_a_deep_expression_in_one_line(tmp_path: Path, expression: 
     assert done.stderr.strip().count("\n") == 0
 
 
+def test_serve_refuses_a_deep_expression_with_its_location(tmp_path: Path) -> None:
+    folder = tmp_path / "books"
+    folder.mkdir()
+    _, where = deep_playbook(folder)
+    config = tmp_path / "receiver.yaml"
+    config.write_text(
+        f"playbooks: [{folder}]\n"
+        "sources:\n  guardduty:\n    format: guardduty\n    mode: dry-run\n"
+        "    auth: {scheme: bearer, token_env: HOOK_TOKEN}\n    playbooks: '*'\n"
+    )
+    done = irbook("serve", "--config", str(config), "--port", "0", env={"HOOK_TOKEN": "t" * 40})
+    assert done.returncode == 1
+    no_traceback(done)
+    assert done.stderr.startswith(f"irbook: {where}"), done.stderr
+
+
 def test_plan_of_the_deep_chain_playbook(tmp_path: Path) -> None:
     deep, where = deep_playbook(tmp_path)
     done = irbook("plan", str(deep))
