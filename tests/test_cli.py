@@ -295,6 +295,45 @@ def test_a_bad_alert_file_names_the_field(tmp_path: Path) -> None:
     assert "unknown field 'acces_key_id' (did you mean 'access_key_id'?)" in done.stderr
 
 
+ALERT_FILE_ERRORS = {
+    "oversized": (
+        '{"id": "' + "x" * (1024 * 1024) + '"}',
+        ": error: file is 1.0 MiB, over the 1 MiB limit for an alert file",
+    ),
+    "not JSON or YAML": (
+        '{"id": [1, 2}',
+        ":1:13: error: alert file is not valid JSON or YAML: did not find expected ',' or ']'",
+    ),
+    "a list": ("[1, 2]", ":1:1: error: an alert file must hold a mapping"),
+    "a string": ('"just text"', ":1:1: error: an alert file must hold a mapping"),
+    "a control character": (
+        '{"id": "a\x07"}',
+        ":1:10: error: alert file is not valid JSON or YAML: unprintable character U+0007",
+    ),
+    "a NUL byte": ('{"id": "a\x00"}', ":1:10: error: alert file: binary file (contains NUL"),
+    "empty": ("", ":1:1: error: alert file: empty file"),
+}
+
+
+@pytest.mark.parametrize(
+    ("command", "case"),
+    [(["plan"], case) for case in ALERT_FILE_ERRORS]
+    + [(["run", "--dry-run"], case) for case in ("oversized", "not JSON or YAML", "a list")],
+)
+def test_a_bad_alert_file_is_called_an_alert_file(
+    tmp_path: Path, command: list[str], case: str
+) -> None:
+    content, message = ALERT_FILE_ERRORS[case]
+    alert = tmp_path / "alert.json"
+    alert.write_text(content)
+    done = irbook(*command, "leaked-model-key", "--alert", str(alert))
+    assert done.returncode == 1, done.stdout
+    no_traceback(done)
+    assert done.stderr.startswith(f"irbook: {alert}{message}"), done.stderr
+    assert done.stderr.count("\n") == 1
+    assert "playbook" not in done.stderr
+
+
 # A chain this long is within the 4 KB expression cap; it used to exhaust the recursion
 # limit (an internal error that hid every other file's diagnostics).
 DEEP_CHAIN = "||".join(["0"] * 1360)
