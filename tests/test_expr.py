@@ -252,6 +252,15 @@ def test_a_chain_of_operands_counts_one_level_each() -> None:
         expr.parse("x" + "[0]" * limit)
 
 
+def test_a_long_list_of_alternatives_fits_where_a_chain_does_not() -> None:
+    """What the README advises instead of 33 `or`s: list items are side by side."""
+    values = [f"t{i}" for i in range(400)]
+    node = expr.parse("alert.type in [" + ", ".join(repr(v) for v in values) + "]")
+    assert expr.evaluate(node, {"alert": {"type": "t399"}}) is True
+    with pytest.raises(expr.ExprError, match="nested too deeply"):
+        expr.parse(" or ".join(f"alert.type == {v!r}" for v in values[:40]))
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
