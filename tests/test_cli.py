@@ -295,6 +295,161 @@ def test_a_bad_alert_file_names_the_field(tmp_path: Path) -> None:
     assert "unknown field 'acces_key_id' (did you mean 'access_key_id'?)" in done.stderr
 
 
+ALERT_FILE_ERRORS = {
+    "oversized": (
+        '{"id": "' + "x" * (1024 * 1024) + '"}',
+        ": error: file is 1.0 MiB, over the 1 MiB limit for an alert file",
+    ),
+    "not JSON or YAML": (
+        '{"id": [1, 2}',
+        ":1:13: error: alert file is not valid JSON or YAML: did not find expected ',' or ']'",
+    ),
+    "a list": ("[1, 2]", ":1:1: error: an alert file must hold a mapping"),
+    "a string": ('"just text"', ":1:1: error: an alert file must hold a mapping"),
+    "a control character": (
+        '{"id": "a\x07"}',
+        ":1:10: error: alert file is not valid JSON or YAML: unprintable character U+0007",
+    ),
+    "a NUL byte": ('{"id": "a\x00"}', ":1:10: error: alert file: binary file (contains NUL"),
+    "empty": ("", ":1:1: error: alert file: empty file"),
+}
+
+
+@pytest.mark.parametrize(
+    ("command", "case"),
+    [(["plan"], case) for case in ALERT_FILE_ERRORS]
+    + [(["run", "--dry-run"], case) for case in ("oversized", "not JSON or YAML", "a list")],
+)
+def test_a_bad_alert_file_is_called_an_alert_file(
+    tmp_path: Path, command: list[str], case: str
+) -> None:
+    content, message = ALERT_FILE_ERRORS[case]
+    alert = tmp_path / "alert.json"
+    alert.write_text(content)
+    done = irbook(*command, "leaked-model-key", "--alert", str(alert))
+    assert done.returncode == 1, done.stdout
+    no_traceback(done)
+    assert done.stderr.startswith(f"irbook: {alert}{message}"), done.stderr
+    assert done.stderr.count("\n") == 1
+    assert "playbook" not in done.stderr
+
+
+# A chain this long is within the 4 KB expression cap; it used to exhaust the recursion
+# limit (an internal error that hid every other file's diagnostics).
+DEEP_CHAIN = "||".join(["0"] * 1360)
+
+
+def deep_playbook(folder: Path, name: str = "deep") -> tuple[Path, str]:
+    """A playbook whose `if` is DEEP_CHAIN, and where its error is (the 32nd `||`)."""
+    path = folder / f"{name}.yaml"
+    line = f'    if: "${{{{ {DEEP_CHAIN} }}}}"'
+    path.write_text(
+        "apiVersion: irbook/v1\nkind: Playbook\n"
+        f"metadata: {{id: {name}, title: Deep, severity: low}}\n"
+        "steps:\n  - id: a\n    action: core.note\n"
+        f"{line}\n"
+        "    with: {text: hi}\n"
+    )
+    col = line.index("||")
+    for _ in range(31):
+        col = line.index("||", col + 1)
+    return path, f"{path}:7:{col + 1}: error: invalid expression: expression nested too deeply"
+
+
+def test_a_deep_expression_is_a_located_error_that_hides_nothing(tmp_path: Path) -> None:
+    _, where = deep_playbook(tmp_path)
+    other = tmp_path / "other.yaml"
+    other.write_text(
+        "apiVersion: irbook/v1\nkind: Playbook\nmetadata: {id: other, title: T}\n"
+        "steps:\n  - id: a\n    action: core.note\n    with: {text: '${{ inputs.nope }}'}\n"
+    )
+    done = irbook("validate", str(tmp_path))
+    assert done.returncode == 1
+    no_traceback(done)
+    assert "internal error" not in done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert any(line.startswith(where) for line in lines), done.stdout
+    assert f"{other}:7:23: error: unknown input 'nope'" in lines
+    assert "2 file(s), 0 valid, 2 error(s)" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "inputs" + ".a" * 2000,
+        "inputs" + "[0]" * 1360,
+        "!" * 4000 + "true",
+        "(" * 2000 + "1" + ")" * 2000,
+        "length(" * 500 + "1" + ")" * 500,
+    ],
+    ids=["properties", "indexes", "nots", "parentheses", "calls"],
+)
+def test_plan_refuses_a_deep_expression_in_one_line(tmp_path: Path, expression: str) -> None:
+    book = tmp_path / "deep.yaml"
+    book.write_text(
+        "apiVersion: irbook/v1\nkind: Playbook\nmetadata: {id: deep, title: Deep}\n"
+        "steps:\n  - id: a\n    action: core.note\n"
+        f"    with: {{text: '${{{{ {expression} }}}}'}}\n"
+    )
+    done = irbook("plan", str(book))
+    assert done.returncode == 1, done.stdout
+    no_traceback(done)
+    assert done.stderr.startswith(f"irbook: {book}:7:"), done.stderr
+    assert "error: invalid expression: expression nested too deeply" in done.stderr
+    assert done.stderr.strip().count("\n") == 0
+
+
+def test_serve_refuses_a_deep_expression_with_its_location(tmp_path: Path) -> None:
+    folder = tmp_path / "books"
+    folder.mkdir()
+    _, where = deep_playbook(folder)
+    config = tmp_path / "receiver.yaml"
+    config.write_text(
+        f"playbooks: [{folder}]\n"
+        "sources:\n  guardduty:\n    format: guardduty\n    mode: dry-run\n"
+        "    auth: {scheme: bearer, token_env: HOOK_TOKEN}\n    playbooks: '*'\n"
+    )
+    done = irbook("serve", "--config", str(config), "--port", "0", env={"HOOK_TOKEN": "t" * 40})
+    assert done.returncode == 1
+    no_traceback(done)
+    assert done.stderr.startswith(f"irbook: {where}"), done.stderr
+
+
+def test_plan_of_the_deep_chain_playbook(tmp_path: Path) -> None:
+    deep, where = deep_playbook(tmp_path)
+    done = irbook("plan", str(deep))
+    assert done.returncode == 1
+    no_traceback(done)
+    assert done.stderr.startswith(f"irbook: {where} (more than 32 levels")
+
+
+def test_a_deep_from_path_is_refused_when_the_playbook_loads(tmp_path: Path) -> None:
+    text = (ROOT / "playbooks" / "leaked-model-key.yaml").read_text()
+    assert "    from: alert.actor.access_key_id\n" in text
+    book = tmp_path / "deep-from.yaml"
+    book.write_text(text.replace("alert.actor.access_key_id\n", "alert" + ".a" * 1900 + "\n", 1))
+    done = irbook("plan", str(book), "--alert", str(ALERT))
+    assert done.returncode == 1
+    no_traceback(done)
+    assert done.stderr.startswith(
+        f"irbook: {book}:23:11: error: 'inputs.access_key_id.from': expression nested too deeply"
+    ), done.stderr
+
+
+def test_a_deep_chain_in_alert_data_stays_data(tmp_path: Path) -> None:
+    """Alert fields are never parsed: expression text in them, deep or not, is text."""
+    alert = json.loads(ALERT.read_text())
+    alert["title"] = "${{ " + DEEP_CHAIN + " }}"
+    alert["resources"][0]["tags"] = {"team": "${{ inputs" + ".a" * 2000 + " }}"}
+    path = tmp_path / "alert.json"
+    path.write_text(json.dumps(alert))
+    done = irbook("plan", "leaked-model-key", "--alert", str(path), "--format", "json")
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    ticket = plan["steps"][0]["iterations"][0]["params"]
+    assert ticket["description"].startswith(alert["title"] + " (alert arn:aws:guardduty:")
+
+
 def test_list_show_schema_actions() -> None:
     listing = irbook("list")
     assert listing.returncode == 0

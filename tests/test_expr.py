@@ -46,6 +46,9 @@ def ev(text: str) -> Any:
         ("${{ contains(alert.title, 'BAD') }}", True),  # case-insensitive for text
         ("${{ 'arn:1' in [alert.resources[0].arn, 'x'] }}", True),
         ("${{ 'z' not in ['a'] }}", True),
+        ("${{ 'ip' in alert.actor }}", True),
+        ("${{ alert.resources in alert.actor }}", False),  # a list is no key, not a crash
+        ("${{ contains(alert.actor, alert.actor) }}", False),
         ("${{ startswith(inputs.key, 'AKIA') }}", True),
         ("${{ endswith(inputs.key, 'AKIA') }}", False),
         ("${{ join(['a', 'b'], '+') }}", "a+b"),
@@ -182,3 +185,171 @@ def test_random_text_never_crashes_the_parser(text: str) -> None:
 def test_random_expression_soup_never_crashes(text: str) -> None:
     with contextlib.suppress(expr.ExprError):
         expr.render("${{ " + text + " }}", CTX)
+
+
+# --- deep shapes: any expression within the 4 KB cap parses to a bounded tree or fails
+# with a located ExprError; nothing recurses once per operand.
+
+_CAP = expr.MAX_EXPR_CHARS
+
+
+def _repeat(unit: str, base: str = "", tail: str = "") -> str:
+    """The longest `base + unit*n + tail` within the expression cap."""
+    return base + unit * ((_CAP - len(base) - len(tail)) // len(unit)) + tail
+
+
+def _wrap(opener: str, closer: str, core: str = "1") -> str:
+    n = (_CAP - len(core)) // (len(opener) + len(closer))
+    return opener * n + core + closer * n
+
+
+DEEP_SHAPES = {
+    "or chain": _repeat("||0", "0"),
+    "or words": _repeat(" or 0", "0"),
+    "and chain": _repeat("&&1", "1"),
+    "mixed and/or": _repeat("||0&&1", "0"),
+    "property chain": _repeat(".a", "inputs"),
+    "index chain": _repeat("[0]", "inputs"),
+    "string index chain": _repeat("['a']", "inputs"),
+    "mixed postfix": _repeat(".a[0]", "alert"),
+    "bang chain": _repeat("!", tail="true"),
+    "not chain": _repeat("not ", tail="true"),
+    "parentheses": _wrap("(", ")"),
+    "nested lists": _wrap("[", "]"),
+    "nested calls": _wrap("length(", ")"),
+    "nested defaults": _wrap("default(", ", 1)"),
+    "nested indexes": _wrap("inputs[", "]"),
+    "comparisons in a chain": _repeat(" || inputs.n == 3", "false"),
+}
+
+
+@pytest.mark.parametrize("text", DEEP_SHAPES.values(), ids=DEEP_SHAPES.keys())
+def test_deep_shapes_are_a_located_error(text: str) -> None:
+    assert len(text) <= _CAP
+    with pytest.raises(expr.ExprError) as info:
+        expr.parse(text)
+    assert info.value.message.startswith("expression nested too deeply")
+    assert 0 < info.value.offset < len(text)  # where the limit is crossed
+    # inside a template the offset counts from the template's start
+    with pytest.raises(expr.ExprError) as in_template:
+        expr.parse_template("x ${{" + text + "}}")
+    assert in_template.value.offset == info.value.offset + len("x ${{")
+
+
+def test_a_chain_of_operands_counts_one_level_each() -> None:
+    limit = expr.MAX_DEPTH
+    assert ev("${{ " + " || ".join(["false"] * (limit - 1) + ["'x'"]) + " }}") == "x"
+    with pytest.raises(expr.ExprError, match="nested too deeply") as info:
+        expr.parse(" || ".join(["false"] * (limit + 1)))
+    assert info.value.offset == len(" || ".join(["false"] * limit)) + 1  # the last ||
+    nested: dict[str, Any] = {"v": 7}
+    for _ in range(limit - 2):
+        nested = {"a": nested}
+    assert expr.evaluate(expr.parse("x" + ".a" * (limit - 2) + ".v"), {"x": nested}) == 7
+    with pytest.raises(expr.ExprError, match="nested too deeply"):
+        expr.parse("x" + ".a" * limit)
+    with pytest.raises(expr.ExprError, match="nested too deeply"):
+        expr.parse("x" + "[0]" * limit)
+
+
+def test_a_long_list_of_alternatives_fits_where_a_chain_does_not() -> None:
+    """What the README advises instead of 33 `or`s: list items are side by side."""
+    values = [f"t{i}" for i in range(400)]
+    node = expr.parse("alert.type in [" + ", ".join(repr(v) for v in values) + "]")
+    assert expr.evaluate(node, {"alert": {"type": "t399"}}) is True
+    with pytest.raises(expr.ExprError, match="nested too deeply"):
+        expr.parse(" or ".join(f"alert.type == {v!r}" for v in values[:40]))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0 || '' || 'a' || 'b'", "a"),
+        ("1 && 2 && 0 && 3", 0),
+        ("1 && 'x' || 'y'", "x"),
+        ("0 && 'x' || 'y'", "y"),
+        ("0 || 1 && 'z'", "z"),
+        ("null || 0 and 1 or 2", 2),
+        ("!!inputs.n", True),
+        ("!!!inputs.n", False),
+        ("not not ''", False),
+        ("alert.resources[0].tags['env']", "prod"),
+        ("alert.resources[inputs.n].arn", None),
+    ],
+)
+def test_chains_evaluate_as_their_nesting_would(text: str, expected: Any) -> None:
+    assert expr.evaluate(expr.parse(text), CTX) == expected
+
+
+def test_short_circuit_skips_what_would_fail() -> None:
+    # The right operand is not evaluated once the left decides: no 'cannot compare'.
+    assert ev("${{ true || inputs.key < 3 || inputs.key < 4 }}") is True
+    assert ev("${{ false && inputs.key < 3 && inputs.key < 4 }}") is False
+
+
+def test_evaluation_and_references_do_not_recurse_per_operand(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the depth limit lifted, 4 KB chains still evaluate: chains are loops."""
+    monkeypatch.setattr(expr, "MAX_DEPTH", 10**6)
+    expr.parse.cache_clear()
+    try:
+        assert expr.evaluate(expr.parse(DEEP_SHAPES["or chain"]), {}) == 0
+        assert expr.evaluate(expr.parse(DEEP_SHAPES["mixed and/or"]), {}) == 0
+        assert expr.evaluate(expr.parse(DEEP_SHAPES["property chain"]), CTX) is None
+        assert expr.evaluate(expr.parse(DEEP_SHAPES["index chain"]), CTX) is None
+        text = _repeat(" or inputs.n", "inputs.key")
+        chain = expr.parse(text)
+        assert expr.evaluate(chain, CTX) == "AKIAEXAMPLE"
+        refs = list(expr.references(chain))
+        assert len(refs) == text.count("inputs")
+        assert [r.offset for r in refs] == sorted(r.offset for r in refs)  # left to right
+        path = expr.parse(DEEP_SHAPES["mixed postfix"])
+        assert [r.path for r in expr.references(path)] == [("alert", "a")]
+        node: expr.Node = expr.Literal(0, "")
+        for _ in range(5001):
+            node = expr.Unary(0, "not", node)
+        assert expr.evaluate(node, {}) is True
+        assert list(expr.references(node)) == []
+    finally:
+        expr.parse.cache_clear()
+
+
+def _deep(child: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    """One step of a random shape: an operator, a wrapper or a long chain around `child`."""
+    n = st.integers(min_value=1, max_value=1400)
+    return st.one_of(
+        st.tuples(child, child, st.sampled_from([" || ", " && ", " == ", " in "])).map(
+            lambda t: t[0] + t[2] + t[1]
+        ),
+        st.tuples(child, n, st.sampled_from(["||0", " and 1", ".a", "[0]", "['k']"])).map(
+            lambda t: t[0] + t[2] * t[1]
+        ),
+        st.tuples(child, n, st.sampled_from(["!", "not "])).map(lambda t: t[2] * t[1] + t[0]),
+        st.tuples(child, n, st.sampled_from([("(", ")"), ("[", "]"), ("length(", ")")])).map(
+            lambda t: t[2][0] * t[1] + t[0] + t[2][1] * t[1]
+        ),
+        st.tuples(child, child, st.sampled_from(["default", "contains", "join"])).map(
+            lambda t: f"{t[2]}({t[0]}, {t[1]})"
+        ),
+        st.tuples(child, child).map(lambda t: f"{t[0]}[{t[1]}]"),
+    )
+
+
+_LEAVES = st.sampled_from(["0", "1", "''", "'a'", "inputs", "inputs.n", "alert", "x", "null"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(_LEAVES, _deep, max_leaves=12))
+def test_random_deep_shapes_never_crash(text: str) -> None:
+    """Any shape: a tree of bounded height or an ExprError; never another exception."""
+    try:
+        node = expr.parse(text)
+    except expr.ExprError as exc:
+        assert 0 <= exc.offset <= len(text)
+        return
+    assert node.height <= expr.MAX_DEPTH
+    list(expr.references(node))
+    with contextlib.suppress(expr.ExprError):
+        expr.evaluate(node, CTX)
+    expr.constant_value(node)

@@ -141,6 +141,73 @@ def test_a_binary_file_is_refused(tmp_path: Path) -> None:
     assert "binary file" in diags[0].message
 
 
+def _validate(path: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "irbook.cli.main", "validate", "--no-cache", path],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+_UNPRINTABLE = "unprintable character U+{code:04X}; remove it, or write it as {esc} in a " + (
+    "double-quoted string"
+)
+
+
+@pytest.mark.parametrize(
+    ("char", "where"),
+    [
+        ("\x07", "plain"),
+        ("\x1b", "quoted"),
+        ("\x7f", "comment"),
+        ("\x9f", "key"),
+        ("\x01", "plain"),
+        ("\ufffe", "quoted"),
+        ("\x00", "beyond the binary sniff"),
+    ],
+)
+def test_a_control_character_gives_line_and_column(tmp_path: Path, char: str, where: str) -> None:
+    """Each is one `path:line:col: error:` line naming the character, as YAML errors are."""
+    lines = VALID.splitlines(keepends=True)
+    if where == "plain":
+        lines[2] = lines[2].replace("title: Example", f"title: Exa{char}mple")
+    elif where == "quoted":
+        lines[12] = lines[12].replace('"key ${{', f'"key{char} ${{{{')
+    elif where == "comment":
+        lines[9] = lines[9].rstrip("\n") + f"  # a comment{char}\n"
+    elif where == "key":
+        lines[13] = lines[13].replace("- id: b", f"- i{char}d: b")
+    else:  # a NUL late in a file is not taken for a binary file; YAML refuses it
+        lines[2] = lines[2].replace("title: Example", f"title: Exa{char}mple")
+        lines.insert(0, "# " + "x" * 9000 + "\n")
+    text = "".join(lines)
+    assert text.count(char) == 1
+    index = text.index(char)
+    line = text.count("\n", 0, index) + 1
+    col = index - (text.rfind("\n", 0, index) + 1) + 1
+    path = _write(tmp_path / "control.yaml", text)
+    done = _validate(path)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stdout + done.stderr
+    code = ord(char)
+    esc = f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+    assert done.stdout == (
+        f"{path}:{line}:{col}: error: invalid YAML: {_UNPRINTABLE.format(code=code, esc=esc)}\n"
+    )
+
+
+def test_a_nul_byte_gives_line_and_column(tmp_path: Path) -> None:
+    path = _write(tmp_path / "nul.yaml", VALID.replace("title: Example", "title: Exa\x00mple"))
+    done = _validate(path)
+    assert done.returncode == 1
+    assert done.stdout == (
+        f"{path}:3:35: error: binary file (contains NUL bytes), expected YAML text\n"
+    )
+
+
 def test_a_latin_1_file_gives_line_and_column(tmp_path: Path) -> None:
     text = (
         "apiVersion: irbook/v1\nkind: Playbook\n"

@@ -110,13 +110,30 @@ def _unquote(text: str, offset: int) -> str:
 # --- tree ---------------------------------------------------------------------------
 
 
+TOO_DEEP = (
+    f"expression nested too deeply (more than {MAX_DEPTH} levels; "
+    "each and/or operand and each .name or [index] counts as one)"
+)
+
+
 class Node:
-    """An expression tree node. Plain slotted classes: dataclasses cost import time."""
+    """An expression tree node. Plain slotted classes: dataclasses cost import time.
 
-    __slots__ = ("offset",)
+    `height` is the tree's height, checked as each node is built: no tree taller than
+    MAX_DEPTH exists, so every walker over one (the interpreter, the validator's reference
+    finder, code outside this module) stays far from Python's recursion limit, whatever
+    shape a 4 KB expression has. A left-leaning chain (`a or b or ...`, `x.a.b...`,
+    `x[0][0]...`) grows one level per operand and the parser builds it in a loop, so the
+    parser's own nesting count alone would not bound it.
+    """
 
-    def __init__(self, offset: int) -> None:
+    __slots__ = ("height", "offset")
+
+    def __init__(self, offset: int, *children: Node) -> None:
         self.offset = offset
+        self.height: int = 1 + max((child.height for child in children), default=0)
+        if self.height > MAX_DEPTH:
+            raise ExprError(TOO_DEEP, offset)
 
 
 class Literal(Node):
@@ -139,7 +156,7 @@ class Attr(Node):
     __slots__ = ("name", "target")
 
     def __init__(self, offset: int, target: Node, name: str) -> None:
-        super().__init__(offset)
+        super().__init__(offset, target)
         self.target = target
         self.name = name
 
@@ -148,7 +165,7 @@ class Index(Node):
     __slots__ = ("index", "target")
 
     def __init__(self, offset: int, target: Node, index: Node) -> None:
-        super().__init__(offset)
+        super().__init__(offset, target, index)
         self.target = target
         self.index = index
 
@@ -157,7 +174,7 @@ class ListNode(Node):
     __slots__ = ("items",)
 
     def __init__(self, offset: int, items: tuple[Node, ...]) -> None:
-        super().__init__(offset)
+        super().__init__(offset, *items)
         self.items = items
 
 
@@ -165,7 +182,7 @@ class Call(Node):
     __slots__ = ("args", "func")
 
     def __init__(self, offset: int, func: str, args: tuple[Node, ...]) -> None:
-        super().__init__(offset)
+        super().__init__(offset, *args)
         self.func = func
         self.args = args
 
@@ -174,7 +191,7 @@ class Unary(Node):
     __slots__ = ("op", "operand")
 
     def __init__(self, offset: int, op: str, operand: Node) -> None:
-        super().__init__(offset)
+        super().__init__(offset, operand)
         self.op = op
         self.operand = operand
 
@@ -183,7 +200,7 @@ class Binary(Node):
     __slots__ = ("left", "op", "right")
 
     def __init__(self, offset: int, op: str, left: Node, right: Node) -> None:
-        super().__init__(offset)
+        super().__init__(offset, left, right)
         self.op = op
         self.left = left
         self.right = right
@@ -227,7 +244,7 @@ class _Parser:
     def expr(self) -> Node:
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            raise ExprError("expression nested too deeply", self.peek().offset)
+            raise ExprError(TOO_DEEP, self.peek().offset)
         try:
             return self.or_()
         finally:
@@ -256,7 +273,7 @@ class _Parser:
         if self.accept("not") or self.accept("!"):
             self.depth += 1
             if self.depth > MAX_DEPTH:
-                raise ExprError("expression nested too deeply", tok.offset)
+                raise ExprError(TOO_DEEP, tok.offset)
             try:
                 return Unary(tok.offset, "not", self.not_())
             finally:
@@ -443,41 +460,44 @@ class Reference(NamedTuple):
 
 
 def references(node: Node) -> Iterator[Reference]:
-    """Every context path an expression reads, as far as it is known statically."""
-    if isinstance(node, Name):
-        yield Reference((node.name,), node.offset)
-        return
-    if isinstance(node, Attr | Index):
-        chain: list[str] = []
-        cur: Node = node
-        dynamic: list[Node] = []
-        while isinstance(cur, Attr | Index):
-            if isinstance(cur, Attr):
-                chain.append(cur.name)
-            elif isinstance(cur.index, Literal) and isinstance(cur.index.value, str):
-                chain.append(cur.index.value)
+    """Every context path an expression reads, as far as it is known statically.
+
+    A work list rather than recursion: the order is the recursive one (left to right,
+    a chain's dynamic indexes before its base), the stack use is not.
+    """
+    todo: list[Node | Reference] = [node]  # a Reference is queued to keep its place
+    while todo:
+        item = todo.pop()
+        if isinstance(item, Reference):
+            yield item
+        elif isinstance(item, Name):
+            yield Reference((item.name,), item.offset)
+        elif isinstance(item, Attr | Index):
+            chain: list[str] = []
+            cur: Node = item
+            dynamic: list[Node] = []
+            while isinstance(cur, Attr | Index):
+                if isinstance(cur, Attr):
+                    chain.append(cur.name)
+                elif isinstance(cur.index, Literal) and isinstance(cur.index.value, str):
+                    chain.append(cur.index.value)
+                else:
+                    chain.clear()  # an index we cannot know: keep only the prefix
+                    dynamic.append(cur.index)
+                cur = cur.target
+            if isinstance(cur, Name):
+                todo.append(Reference((cur.name, *reversed(chain)), cur.offset))
             else:
-                chain.clear()  # an index we cannot know: keep only the prefix
-                dynamic.append(cur.index)
-            cur = cur.target
-        for index in dynamic:
-            yield from references(index)
-        if isinstance(cur, Name):
-            yield Reference((cur.name, *reversed(chain)), cur.offset)
-        else:
-            yield from references(cur)
-        return
-    if isinstance(node, Unary):
-        yield from references(node.operand)
-    elif isinstance(node, Binary):
-        yield from references(node.left)
-        yield from references(node.right)
-    elif isinstance(node, Call):
-        for arg in node.args:
-            yield from references(arg)
-    elif isinstance(node, ListNode):
-        for item in node.items:
-            yield from references(item)
+                todo.append(cur)
+            todo.extend(reversed(dynamic))
+        elif isinstance(item, Unary):
+            todo.append(item.operand)
+        elif isinstance(item, Binary):
+            todo.extend((item.right, item.left))
+        elif isinstance(item, Call):
+            todo.extend(reversed(item.args))
+        elif isinstance(item, ListNode):
+            todo.extend(reversed(item.items))
 
 
 # --- evaluation ---------------------------------------------------------------------
@@ -498,8 +518,8 @@ def _contains(haystack: Any, needle: Any) -> bool:
         return isinstance(needle, str) and needle.lower() in haystack.lower()
     if isinstance(haystack, list):
         return any(_equal(item, needle) for item in haystack)
-    if isinstance(haystack, dict):
-        return needle in haystack
+    if isinstance(haystack, dict):  # data keys are text; a list or object is no key
+        return isinstance(needle, str) and needle in haystack
     raise ExprError(f"contains() needs a string, list or object, got {type_name(haystack)}")
 
 
@@ -580,28 +600,40 @@ def truthy(value: Any) -> bool:
 
 
 def evaluate(node: Node, context: Mapping[str, Any]) -> Any:
-    """Evaluate a parsed expression over plain data (dicts, lists, scalars)."""
+    """Evaluate a parsed expression over plain data (dicts, lists, scalars).
+
+    Chains (`a or b or ...`, `x.a[0].b`, `not not x`) are walked in a loop, so the
+    recursion follows only the nesting of brackets and calls.
+    """
     if isinstance(node, Literal):
         return node.value
     if isinstance(node, Name):
         if node.name not in context:
             raise ExprError(f"unknown name {node.name!r}", node.offset)
         return context[node.name]
-    if isinstance(node, Attr):
-        return _get(evaluate(node.target, context), node.name)
-    if isinstance(node, Index):
-        return _get(evaluate(node.target, context), evaluate(node.index, context))
+    if isinstance(node, Attr | Index):
+        links: list[Attr | Index] = []
+        cur: Node = node
+        while isinstance(cur, Attr | Index):
+            links.append(cur)
+            cur = cur.target
+        value = evaluate(cur, context)
+        for link in reversed(links):
+            key = link.name if isinstance(link, Attr) else evaluate(link.index, context)
+            value = _get(value, key)
+        return value
     if isinstance(node, ListNode):
         return [evaluate(item, context) for item in node.items]
     if isinstance(node, Unary):
-        return not truthy(evaluate(node.operand, context))
+        flips = 0
+        cur = node
+        while isinstance(cur, Unary):
+            flips += 1
+            cur = cur.operand
+        return truthy(evaluate(cur, context)) != (flips % 2 == 1)
     if isinstance(node, Binary):
-        if node.op == "and":
-            left = evaluate(node.left, context)
-            return evaluate(node.right, context) if truthy(left) else left
-        if node.op == "or":
-            left = evaluate(node.left, context)
-            return left if truthy(left) else evaluate(node.right, context)
+        if node.op in ("and", "or"):
+            return _logic_chain(node, context)
         left = evaluate(node.left, context)
         right = evaluate(node.right, context)
         if node.op == "==":
@@ -621,6 +653,24 @@ def evaluate(node: Node, context: Mapping[str, Any]) -> Any:
         except ExprError as exc:
             raise ExprError(exc.message, node.offset) from None
     raise ExprError("unsupported expression", node.offset)  # pragma: no cover
+
+
+def _logic_chain(node: Binary, context: Mapping[str, Any]) -> Any:
+    """`a or b and c or ...`: the parser leans these left; fold them from the bottom up.
+
+    Short-circuits as the nested form would: a right operand is evaluated only when
+    the value so far does not decide its operator.
+    """
+    spine: list[Binary] = []
+    cur: Node = node
+    while isinstance(cur, Binary) and cur.op in ("and", "or"):
+        spine.append(cur)
+        cur = cur.left
+    value = evaluate(cur, context)
+    for link in reversed(spine):
+        if truthy(value) == (link.op == "and"):
+            value = evaluate(link.right, context)
+    return value
 
 
 def _get(target: Any, key: Any) -> Any:

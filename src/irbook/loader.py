@@ -801,8 +801,23 @@ def resolve_playbook(ref: str, registry: Registry = REGISTRY) -> Loaded:
 
 
 def load_alert(path: str) -> Alert:
-    """A normalized alert from a JSON or YAML file."""
-    source = load_file(path)
+    """A normalized alert from a JSON or YAML file.
+
+    Errors about the file's content say it is the alert file (`plan` and `run` read a
+    playbook too); errors without a line (missing, too large) keep their own words, which
+    name the file already, and which a drill puts after the alert's reference.
+    """
+    try:
+        source = load_file(path, kind="alert file")
+    except IrbookError as exc:
+        if exc.location is None or not exc.location.line:
+            raise
+        syntax = "invalid YAML: "
+        if exc.message.startswith(syntax):
+            message = "alert file is not valid JSON or YAML: " + exc.message[len(syntax) :]
+        else:
+            message = f"alert file: {exc.message}"
+        raise IrbookError(message, exc.location) from None
     if not isinstance(source.data, dict):
         raise IrbookError("an alert file must hold a mapping", source.at(()))
     try:

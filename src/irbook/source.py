@@ -66,7 +66,11 @@ class Source:
             loc = loc[:-1]
 
 
-def _read_text(path: str) -> str:
+def _a(kind: str) -> str:
+    return ("an " if kind[:1] in "aeiou" else "a ") + kind
+
+
+def _read_text(path: str, kind: str) -> str:
     try:
         size = os.stat(path).st_size
     except FileNotFoundError:
@@ -81,7 +85,7 @@ def _read_text(path: str) -> str:
     if size > MAX_FILE_BYTES:
         raise IrbookError(
             f"file is {size / 1024 / 1024:.1f} MiB, over the "
-            f"{MAX_FILE_BYTES // 1024 // 1024} MiB limit for a playbook",
+            f"{MAX_FILE_BYTES // 1024 // 1024} MiB limit for {_a(kind)}",
             Location(path),
         )
     try:
@@ -89,36 +93,50 @@ def _read_text(path: str) -> str:
             raw = handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise IrbookError(f"cannot read: {exc.strerror}", Location(path)) from None
-    return decode(raw, path)
+    return decode(raw, path, kind)
 
 
-def decode(raw: bytes, path: str) -> str:
+def decode(raw: bytes, path: str, kind: str = "playbook") -> str:
     if len(raw) > MAX_FILE_BYTES:
-        raise IrbookError(f"over the {MAX_FILE_BYTES // 1024 // 1024} MiB limit", Location(path))
-    if b"\x00" in raw[:8192]:
-        raise IrbookError("binary file (contains NUL bytes), expected YAML text", Location(path))
+        raise IrbookError(
+            f"over the {MAX_FILE_BYTES // 1024 // 1024} MiB limit for {_a(kind)}", Location(path)
+        )
+    nul = raw.find(b"\x00", 0, 8192)
+    if nul >= 0:
+        raise IrbookError(
+            "binary file (contains NUL bytes), expected YAML text", _byte_location(raw, nul, path)
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        before = raw[: exc.start]
-        line = before.count(b"\n") + 1
-        line_start = before.rfind(b"\n") + 1
-        col = len(raw[line_start : exc.start].decode("utf-8", errors="replace")) + 1
         raise IrbookError(
             f"not UTF-8 text (byte 0x{raw[exc.start]:02x}); save the file as UTF-8",
-            Location(path, line, col),
+            _byte_location(raw, exc.start, path),
         ) from None
     return text.removeprefix("\ufeff")
 
 
-def load_file(path: str) -> Source:
-    return load_text(_read_text(path), path)
+def _byte_location(raw: bytes, index: int, path: str) -> Location:
+    """Line and column (in characters) of byte `index`, for problems found before decoding."""
+    line_start = raw.rfind(b"\n", 0, index) + 1
+    col = len(raw[line_start:index].decode("utf-8", errors="replace")) + 1
+    return Location(path, raw.count(b"\n", 0, index) + 1, col)
+
+
+def load_file(path: str, kind: str = "playbook") -> Source:
+    """Read and parse a file; `kind` names it in the size limit's message ("alert file")."""
+    return load_text(_read_text(path, kind), path)
 
 
 def load_text(text: str, path: str) -> Source:
-    loader = _Loader(text)
+    try:  # the pure-Python loader checks for unprintable characters here already
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:
+        raise _unprintable(exc, text, path) from None
     try:
         root = loader.get_single_node()
+    except yaml.reader.ReaderError as exc:
+        raise _unprintable(exc, text, path) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
@@ -149,6 +167,22 @@ def load_text(text: str, path: str) -> Source:
     builder = _Builder(source)
     source.data = builder.build(root, (), 0)
     return source
+
+
+def _unprintable(exc: yaml.reader.ReaderError, text: str, path: str) -> IrbookError:
+    """A control character, located: the reader gives only an offset (bytes for libyaml,
+    characters for PyYAML), so the first such character in the text is looked up."""
+    code = exc.character if isinstance(exc.character, int) else ord(exc.character or "\x00")
+    index = text.find(chr(code))
+    if index < 0:  # pragma: no cover - the reader reports a character of this text
+        return IrbookError(f"invalid YAML: unprintable character U+{code:04X}", Location(path))
+    line_start = text.rfind("\n", 0, index) + 1
+    escape = f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+    return IrbookError(
+        f"invalid YAML: unprintable character U+{code:04X}; remove it, or write it as "
+        f"{escape} in a double-quoted string",
+        Location(path, text.count("\n", 0, index) + 1, index - line_start + 1),
+    )
 
 
 def _char_at(text: str, line: int, col: int) -> str:

@@ -165,7 +165,7 @@ def test_an_empty_or_binary_or_missing_file(tmp_path: Path) -> None:
     binary = tmp_path / "binary.yaml"
     binary.write_bytes(b"kind: Drill\x00\x01")
     assert error(str(binary)) == (
-        f"{binary}: error: binary file (contains NUL bytes), expected YAML text"
+        f"{binary}:1:12: error: binary file (contains NUL bytes), expected YAML text"
     )
     missing = str(tmp_path / "missing.yaml")
     assert error(missing) == f"{missing}: error: no such file"

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from irbook import expr
 from irbook.model.base import Strict
 
 InputType = Literal["string", "integer", "number", "boolean", "list", "object"]
@@ -40,6 +41,11 @@ class InputSpec(Strict):
                 f"'from' must be a path into the alert such as alert.actor.access_key_id, "
                 f"got {value!r}"
             )
+        if value is not None:
+            try:  # too long or too deep a path is refused here, not when an alert comes
+                expr.parse(value)
+            except expr.ExprError as exc:
+                raise ValueError(exc.message) from None
         return value
 
     @model_validator(mode="after")
