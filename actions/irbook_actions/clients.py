@@ -1,8 +1,8 @@
 """Live clients for actions: boto3, slack-sdk and jira, built on first use.
 
-This is the live implementation of `irbook.registry.ClientFactory`. Tests and the
-sandbox swap it for one pointed at moto's server, a local fake Slack and a mocked
-Jira, the way an httpx transport is swapped; dry runs use `NoClients`.
+This is the live implementation of `irbook.registry.ClientFactory`. Tests point it,
+through the same environment variables a user sets, at moto's server, a local fake Slack
+and a local fake Jira (the sandbox at moto's); dry runs use `NoClients`.
 
 Every client gets explicit timeouts so that a hung API cannot hang a run.
 """
@@ -71,7 +71,8 @@ def _record(model: Any, params: Any, **_: Any) -> None:
 
 
 class LiveClients:
-    """Clients from the environment: the standard boto3 chain, SLACK_BOT_TOKEN, JIRA_*.
+    """Clients from the environment: the standard boto3 chain, SLACK_BOT_TOKEN (and
+    IRBOOK_SLACK_BASE_URL), JIRA_URL with JIRA_EMAIL + JIRA_API_TOKEN or JIRA_PAT.
 
     `aws_endpoint_url` (or $AWS_ENDPOINT_URL, which boto3 also reads) points every AWS
     client at one endpoint, such as `irbook sandbox`'s moto server.
