@@ -176,6 +176,36 @@ def test_jira_server_from_environment_variables(tmp_path: Path, jira_server: Fak
     assert jira_server.requests[2].json["body"] == "Key deactivated by irbook."
 
 
+def test_a_second_run_for_the_same_alert_comments_on_the_open_ticket(
+    tmp_path: Path, jira_server: FakeJira
+) -> None:
+    path = playbook(
+        tmp_path,
+        """
+        - id: ticket
+          action: jira.create_issue
+          with: {project: SEC, summary: "Leaked key ${{ alert.actor.access_key_id }}"}
+        """,
+    )
+    env = {"JIRA_URL": jira_server.url, "JIRA_PAT": PAT, "IRBOOK_JIRA_FLAVOR": "server"}
+
+    first = irbook_run(path, env)
+    second = irbook_run(path, env)
+
+    assert (first[0], second[0]) == (0, 0), first[1] + second[1]
+    assert jira_server.calls() == [
+        f"jira:GET {jira_server.api('search')}",
+        f"jira:POST {jira_server.api('issue')}",
+        f"jira:GET {jira_server.api('search')}",
+        f"jira:POST {jira_server.api('issue/SEC-1/comment')}",
+    ]
+    assert list(jira_server.issues) == ["SEC-1"]
+    [comment] = jira_server.issues["SEC-1"].comments
+    assert comment.startswith("Seen again: Leaked key AKIAIOSFODNN7EXAMPLE")
+    outputs = last_run_steps()["ticket"]["outputs"]
+    assert (outputs["key"], outputs["created"]) == ("SEC-1", False)
+
+
 def test_jira_with_a_wrong_token_fails_the_step_and_says_why(
     tmp_path: Path, jira_cloud: FakeJira
 ) -> None:
