@@ -1,8 +1,8 @@
 """Live clients for actions: boto3, slack-sdk and jira, built on first use.
 
-This is the live implementation of `irbook.registry.ClientFactory`. Tests and the
-sandbox swap it for one pointed at moto's server, a local fake Slack and a mocked
-Jira, the way an httpx transport is swapped; dry runs use `NoClients`.
+This is the live implementation of `irbook.registry.ClientFactory`. Tests point it,
+through the same environment variables a user sets, at moto's server, a local fake Slack
+and a local fake Jira (the sandbox at moto's); dry runs use `NoClients`.
 
 Every client gets explicit timeouts so that a hung API cannot hang a run.
 """
@@ -71,7 +71,8 @@ def _record(model: Any, params: Any, **_: Any) -> None:
 
 
 class LiveClients:
-    """Clients from the environment: the standard boto3 chain, SLACK_BOT_TOKEN, JIRA_*.
+    """Clients from the environment: the standard boto3 chain, SLACK_BOT_TOKEN (and
+    IRBOOK_SLACK_BASE_URL), JIRA_URL with JIRA_EMAIL + JIRA_API_TOKEN or JIRA_PAT.
 
     `aws_endpoint_url` (or $AWS_ENDPOINT_URL, which boto3 also reads) points every AWS
     client at one endpoint, such as `irbook sandbox`'s moto server.
@@ -223,37 +224,48 @@ class LiveClients:
     # -- Jira -----------------------------------------------------------------------
 
     def jira(self) -> Any:
+        """The `jira.JIRA` client for `$IRBOOK_JIRA_FLAVOR`: Cloud with JIRA_EMAIL +
+        JIRA_API_TOKEN (basic auth), Server/Data Center with JIRA_PAT (bearer token).
+
+        The REST version goes in `options` (the library has no such keyword), no server
+        info is fetched (one request less, and the actions do not need it), and the library
+        does not retry: its retry of a POST after a dropped connection could open a second
+        ticket behind the dedup search, and would be a real call the plan never showed.
+        The step's own `retries` decide about trying again.
+        """
         from irbook.errors import IrbookError
 
         with self._lock:
             if self._jira is None:
                 from jira import JIRA
 
-                from irbook_actions.jira import client_options
+                from irbook_actions.jira import client_options, flavor
 
+                kind = flavor()
                 # REST v3 (Cloud) or v2 (Server), as the Jira actions' planners assume
-                options = {**client_options(), **(self.jira_options or {})}
+                options: dict[str, Any] = {**client_options(kind), **(self.jira_options or {})}
                 server = options.pop("server", None) or os.environ.get("JIRA_URL")
                 if not server:
                     raise IrbookError("Jira is not configured: set JIRA_URL")
+                max_retries = int(options.pop("max_retries", 0))
                 email = os.environ.get("JIRA_EMAIL")
                 token = os.environ.get("JIRA_API_TOKEN")
                 pat = os.environ.get("JIRA_PAT")
-                kwargs: dict[str, Any] = {
-                    "server": server,
-                    "timeout": self.read_timeout,
-                    "max_retries": int(options.pop("max_retries", 1)),
-                    "get_server_info": False,
-                }
-                if pat:
-                    kwargs["token_auth"] = pat
-                elif email and token:
-                    kwargs["basic_auth"] = (email, token)
-                else:
+                basic = {"basic_auth": (email, token)} if email and token else None
+                bearer = {"token_auth": pat} if pat else None
+                # each flavour's own scheme first; the other one if it is all there is
+                auth = (basic or bearer) if kind == "cloud" else (bearer or basic)
+                if auth is None:
                     raise IrbookError(
                         "Jira credentials missing: set JIRA_EMAIL and JIRA_API_TOKEN (Cloud) "
-                        "or JIRA_PAT (Server/Data Center)"
+                        "or JIRA_PAT (Server/Data Center, with IRBOOK_JIRA_FLAVOR=server)"
                     )
-                kwargs.update(options)
-                self._jira = JIRA(**kwargs)
+                self._jira = JIRA(
+                    server=str(server),
+                    options=options,
+                    timeout=(min(CONNECT_TIMEOUT, self.read_timeout), self.read_timeout),
+                    max_retries=max_retries,
+                    get_server_info=False,
+                    **auth,
+                )
             return self._jira

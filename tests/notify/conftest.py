@@ -1,4 +1,7 @@
-"""Fixtures for the notify actions: a fake Slack server, Jira behind `responses`, a run."""
+"""Fixtures for the notify actions: a fake Slack server, Jira behind `responses`, a run.
+
+Clients come from irbook's own factory (LiveClients) and the variables a user sets.
+"""
 
 from __future__ import annotations
 
@@ -45,10 +48,13 @@ def fake_slack() -> Iterator[FakeSlack]:
 
 
 @pytest.fixture
-def slack_client(fake_slack: FakeSlack) -> Any:
-    from slack_sdk import WebClient
+def slack_client(fake_slack: FakeSlack, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The WebClient irbook's own factory builds from a user's variables."""
+    from irbook_actions.clients import LiveClients
 
-    return WebClient(token=SLACK_TOKEN, base_url=fake_slack.api_url, timeout=5)
+    monkeypatch.setenv("SLACK_BOT_TOKEN", SLACK_TOKEN)
+    monkeypatch.setenv("IRBOOK_SLACK_BASE_URL", fake_slack.api_url)
+    return LiveClients().slack()
 
 
 @pytest.fixture

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
+from unittest import mock
 
 from irbook.errors import IrbookError
 from irbook.registry import RunInfo
@@ -12,6 +14,9 @@ JIRA_SERVER = "https://jira.example.test"
 JIRA_EMAIL = "irbook@example.test"
 JIRA_TOKEN = "jira-api-token-fake"
 JIRA_PAT = "jira-pat-fake"
+JIRA_VARIABLES = frozenset(
+    {"JIRA_URL", "JIRA_EMAIL", "JIRA_API_TOKEN", "JIRA_PAT", "IRBOOK_JIRA_FLAVOR"}
+)
 
 
 class TestClients:
@@ -51,16 +56,21 @@ def live_run(**changes: Any) -> RunInfo:
     return RunInfo(**values)
 
 
-def make_jira(flavor: str) -> Any:
-    from jira import JIRA
+def jira_env(flavor: str, server: str = JIRA_SERVER) -> dict[str, str]:
+    """What a user sets for Jira Cloud or Server, and nothing else."""
+    env = {"JIRA_URL": server, "IRBOOK_JIRA_FLAVOR": flavor}
+    if flavor == "cloud":
+        env.update(JIRA_EMAIL=JIRA_EMAIL, JIRA_API_TOKEN=JIRA_TOKEN)
+    else:
+        env["JIRA_PAT"] = JIRA_PAT
+    return env
 
-    auth: dict[str, Any] = (
-        {"basic_auth": (JIRA_EMAIL, JIRA_TOKEN)} if flavor == "cloud" else {"token_auth": JIRA_PAT}
-    )
-    return JIRA(
-        server=JIRA_SERVER,
-        options={"rest_api_version": "3" if flavor == "cloud" else "2"},
-        max_retries=0,
-        get_server_info=False,
-        **auth,
-    )
+
+def make_jira(flavor: str, server: str = JIRA_SERVER) -> Any:
+    """The client irbook's own factory (LiveClients) builds from a user's variables."""
+    from irbook_actions.clients import LiveClients
+
+    with mock.patch.dict(os.environ, jira_env(flavor, server)):
+        for name in JIRA_VARIABLES - jira_env(flavor).keys():
+            os.environ.pop(name, None)  # patch.dict puts them back afterwards
+        return LiveClients().jira()

@@ -20,22 +20,18 @@ from urllib.parse import urlencode
 
 import pytest
 
+from irbook_actions.clients import LiveClients
 from tests.notify.fakeslack import FakeSlack
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 APPROVER, STRANGER = "U0APPROVER", "U0STRANGER"
 
 
-class SlackClients:
-    """Live-style clients whose Slack is the fake server; nothing else is reachable."""
+class SlackClients(LiveClients):
+    """The live client factory with its Slack at the fake server; nothing else is reachable."""
 
     def __init__(self, base_url: str) -> None:
-        from slack_sdk import WebClient
-
-        self.client = WebClient(token="xoxb-test", base_url=base_url, timeout=5)
-
-    def slack(self) -> Any:
-        return self.client
+        super().__init__(slack_token="xoxb-test", slack_base_url=base_url)
 
     def aws(self, service: str, *, region: str | None = None) -> Any:
         raise AssertionError("no AWS in this test")
