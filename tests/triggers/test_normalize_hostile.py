@@ -35,9 +35,13 @@ SAMPLES: dict[str, tuple[str, dict[str, Any] | None]] = {
     "alertmanager": ("alertmanager_group", None),
     "pagerduty": ("pagerduty_incident_triggered", None),
     "google_secops": ("google_secops_detection", None),
+    "ocsf": ("ocsf_detection_finding", None),
     "generic": (
         "generic_custom",
-        {"fields": {"id": "$.alert.id", "title": "$.alert['display name']"}},
+        {
+            "fields": {"id": "$.alert.id", "title": "$.alert['display name']", "severity": "$.sev"},
+            "severity_map": {"sev2": 7},
+        },
     ),
 }
 
@@ -54,6 +58,7 @@ TITLES: dict[str, tuple[str | int, ...]] = {
     "alertmanager": ("alerts", 0, "annotations", "summary"),
     "pagerduty": ("event", "data", "title"),
     "google_secops": ("detection", 0, "ruleName"),
+    "ocsf": ("finding_info", "title"),
     "generic": ("alert", "display name"),
 }
 IDS: dict[str, tuple[str | int, ...]] = {
@@ -67,6 +72,7 @@ IDS: dict[str, tuple[str | int, ...]] = {
     "alertmanager": ("alerts", 0, "fingerprint"),
     "pagerduty": ("event", "data", "id"),
     "google_secops": ("id",),
+    "ocsf": ("finding_info", "uid"),
     "generic": ("alert", "id"),
 }
 TEMPLATES = ["${{ inputs.x }}", "{{7*7}}", "{{ config.__class__ }}", "%(x)s {0} $HOME `id`"]
@@ -93,8 +99,14 @@ def test_every_format_is_registered_and_has_a_sample() -> None:
 def test_non_object_payloads_are_refused_at_the_root(fmt: str, payload: Any) -> None:
     with pytest.raises(NormalizeError) as caught:
         _run(fmt, payload)
-    # `generic` reads the id wherever the operator said; the others fail at the root.
-    assert caught.value.path == ("$.alert.id" if fmt == "generic" else "$")
+    # `generic` reads the id wherever the operator said; `ocsf` takes a list of findings
+    # and finds this one's class missing; the others fail at the root.
+    expected = "$"
+    if fmt == "generic":
+        expected = "$.alert.id"
+    elif fmt == "ocsf" and payload == [{"id": "x"}]:
+        expected = "$[0].class_uid"
+    assert caught.value.path == expected
 
 
 @pytest.mark.parametrize("fmt", sorted(SAMPLES))
