@@ -7,6 +7,7 @@ kept literally (never formatted, templated or evaluated) and clipped when absurd
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -92,6 +93,15 @@ def _run(fmt: str, payload: Any) -> list[Alert]:
 def test_every_format_is_registered_and_has_a_sample() -> None:
     assert set(NORMALIZERS) == set(SAMPLES) == set(TITLES)
     assert set(IDS) == set(SAMPLES) - {"splunk"}  # Splunk's id is built, not read
+
+
+def test_the_readme_lists_every_format() -> None:
+    """The receiver section's `format:` comment is where users look for the names."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    start = readme.index("    format: guardduty              # ")
+    lines = readme[start:].splitlines()[:2]
+    listed = " ".join(line.split("#", 1)[1] for line in lines).split()
+    assert sorted(listed) == sorted(NORMALIZERS)
 
 
 @pytest.mark.parametrize("fmt", sorted(SAMPLES))
