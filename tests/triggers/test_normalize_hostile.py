@@ -341,3 +341,24 @@ def test_too_many_alerts_in_one_post_are_refused() -> None:
     with pytest.raises(NormalizeError) as caught:
         NORMALIZERS["alertmanager"](payload)
     assert caught.value.path == "$.alerts"
+
+
+def test_kibana_summary_ids_stay_literal_and_long_ones_distinct() -> None:
+    """In a Security rule summary each alert document brings its own id: the same rules
+    as any id (kept literally, clipped without collisions)."""
+    payload = load("elastic_security_summary")
+    docs = payload["context"]["alerts"]
+    docs[0]["kibana.alert.uuid"] = "{{7*7}}"
+    docs[1]["kibana.alert.uuid"] = "A" * 5_000 + "1"
+    docs[2]["kibana.alert.uuid"] = "A" * 5_000 + "2"
+    first, second, third = NORMALIZERS["elastic"](payload)
+    assert first.id == "{{7*7}}"
+    assert len(second.id) == len(third.id) == ID_MAX and second.id != third.id
+
+
+def test_too_many_alert_documents_in_one_summary_are_refused() -> None:
+    payload = load("elastic_security_summary")
+    payload["context"]["alerts"] = payload["context"]["alerts"][:1] * 1_001
+    with pytest.raises(NormalizeError) as caught:
+        NORMALIZERS["elastic"](payload)
+    assert caught.value.path == "$.context.alerts"

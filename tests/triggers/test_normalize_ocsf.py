@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from irbook.triggers.normalizers import NormalizeError, is_resolved
+from irbook.triggers.normalizers import NORMALIZERS, NormalizeError, is_resolved
 from irbook.triggers.normalizers.ocsf import normalize as ocsf
 from tests.triggers._payloads import load
 
@@ -191,3 +191,12 @@ def test_empty_lists_are_refused() -> None:
         with pytest.raises(NormalizeError) as caught:
             ocsf(payload)
         assert caught.value.path == path
+
+
+def test_the_asff_format_points_security_hub_v2_events_here() -> None:
+    event = {"detail-type": "Findings Imported V2", "detail": {"findings": _two()}}
+    with pytest.raises(NormalizeError) as caught:
+        NORMALIZERS["securityhub"](event)
+    assert caught.value.path == "$['detail-type']"
+    assert "format ocsf" in caught.value.reason
+    assert len(ocsf(event)) == 2
