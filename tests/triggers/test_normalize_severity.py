@@ -284,3 +284,44 @@ def test_formats_whose_vendor_always_sends_a_severity_take_no_default() -> None:
     for fmt in sorted(set(NORMALIZERS) - set(FORMATS_WITH_DEFAULT)):
         with pytest.raises(OptionsError):
             NORMALIZERS[fmt]({}, {"default_severity": "high"})
+
+
+def test_the_hint_offers_severity_map_only_where_the_source_has_one() -> None:
+    payload = load("pagerduty_incident_triggered")
+    payload["event"]["data"]["priority"]["summary"] = "P0"
+    del payload["event"]["data"]["urgency"]
+    with pytest.raises(NormalizeError) as caught:
+        NORMALIZERS["pagerduty"](payload)
+    assert caught.value.path == "$.event.data.priority.summary"
+    assert caught.value.reason == "unknown severity (set options.default_severity)"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "name", "edit", "word"),
+    [
+        (
+            "elastic",
+            "elastic_security_summary",
+            _all(
+                *(_drop("context", "alerts", i, "kibana.alert.risk_score") for i in range(3)),
+                *(_set("sev1", "context", "alerts", i, "kibana.alert.severity") for i in range(3)),
+                _drop("context", "rule", "risk_score"),
+            ),
+            "sev1",
+        ),
+        (
+            "datadog",
+            "datadog_signal",
+            _all(_drop("security_signal_severity"), _set("P0", "alert_priority")),
+            "p0",
+        ),
+    ],
+)
+def test_an_unknown_word_can_be_mapped(fmt: str, name: str, edit: Edit, word: str) -> None:
+    payload = load(name)
+    edit(payload)
+    with pytest.raises(NormalizeError) as caught:
+        NORMALIZERS[fmt](payload)
+    assert caught.value.reason.startswith("unknown severity (map it with options.severity_map")
+    alerts = NORMALIZERS[fmt](payload, {"severity_map": {word: 9.5}})
+    assert {(a.severity, a.severity_label) for a in alerts} == {(9.5, "critical")}

@@ -226,14 +226,16 @@ def default_severity(options: Mapping[str, Any], words: Mapping[str, float]) -> 
     return float(value), None
 
 
-def settle_severity(draft: Draft, default: Severity | None, looked: list[Node]) -> None:
+def settle_severity(
+    draft: Draft, default: Severity | None, looked: list[Node], *, mappable: bool = True
+) -> None:
     """For an alert whose payload gave no severity: the source's default, else a refusal
     naming the paths looked in. An alert the source calls resolved needs none (it gets 0).
     """
     if draft.resolved:
         return
     if default is None:
-        raise missing_severity(looked)
+        raise missing_severity(looked, mappable=mappable)
     draft.severity, label = default
     draft.severity_label = label or ""
 

@@ -120,9 +120,11 @@ def normalize(payload: Any, options: Mapping[str, Any] | None = None) -> list[Al
 def _severity(root: Node, words: Mapping[str, float]) -> Severity | None:
     found = severity_of(root.get("security_signal_severity"), words)
     if found is None:
-        priority = root.get("alert_priority").text()
-        label = PRIORITIES.get(priority.strip().lower()) if priority else None
-        if label is not None:
+        priority = (root.get("alert_priority").text() or "").strip().lower()
+        label = PRIORITIES.get(priority)
+        if priority in words:
+            found = words[priority], None
+        elif label is not None:
             found = LABEL_FLOORS[label], label
     return found
 

@@ -155,7 +155,7 @@ class _Post:
         )
 
     def finish(self, draft: Draft, doc: Node) -> Alert:
-        found = _severity(draft, doc, self.security_rule)
+        found = _severity(draft, doc, self.security_rule, self.words)
         if doc.present:
             _actor(draft, doc)
         configured = apply_fields(draft, self.fields, self.root, mapping=self.words)
@@ -198,14 +198,18 @@ def _doc_id(doc: Node) -> str:
     raise uuid.error("missing (each of context.alerts needs kibana.alert.uuid)")
 
 
-def _severity(draft: Draft, doc: Node, rule: Node) -> bool:
+def _severity(draft: Draft, doc: Node, rule: Node, words: Mapping[str, float]) -> bool:
     """The alert document's own score and label (a rule's severity override sets them per
-    alert), else the rule's; True when one was found."""
+    alert), else the rule's; a word of the source's severity_map wins over the score.
+    True when one was found."""
     rule_score, rule_word = rule.get("risk_score").number(strings=True), rule.get("severity").text()
     score = _ecs(doc, "kibana.alert.risk_score").number(strings=True) if doc.present else None
     word = _ecs(doc, "kibana.alert.severity").text() if doc.present else None
     score = rule_score if score is None else score
-    word = word or rule_word
+    word = (word or rule_word or "").strip().lower()
+    if word in words:
+        draft.severity = words[word]
+        return True
     label = canonical_label(word)
     draft.severity_label = label or ""
     if score is not None:

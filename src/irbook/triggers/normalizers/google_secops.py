@@ -87,7 +87,8 @@ def _detection(d: Node, payload: Any, source: str, default: Severity | None) -> 
     elif label is not None:
         draft.severity = LABEL_FLOORS[label]
     else:
-        settle_severity(draft, default, [rule.get("riskScore"), rule.get("ruleLabels")])
+        looked = [rule.get("riskScore"), rule.get("ruleLabels")]
+        settle_severity(draft, default, looked, mappable=False)
 
     events = [
         ref.get("event")

@@ -68,7 +68,7 @@ def normalize(payload: Any, options: Mapping[str, Any] | None = None) -> list[Al
         draft.severity, draft.severity_label = LABEL_FLOORS[label], label
     else:
         looked = [data.at("priority", "summary"), data.get("urgency")]
-        settle_severity(draft, default, looked)
+        settle_severity(draft, default, looked, mappable=False)
     service = data.get("service")
     service_id = service.get("id").text()
     if service_id:
