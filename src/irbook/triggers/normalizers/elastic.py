@@ -5,7 +5,9 @@ documented action variables laid out under their own names. Two layouts:
 
 Elastic Security detection rules (one post per rule run, a summary of its alerts): the
 alert documents under `context.alerts` (a top-level `alerts` list is read the same way),
-each becoming one alert. Triple braces keep Kibana from escaping the array as text:
+each becoming one alert. Kibana's mustache writes an object variable as its JSON and an
+array as its elements joined by commas, hence the brackets; triple braces keep the
+Webhook connector from escaping that JSON as string text:
 
     {"date": "{{date}}", "rule": {"id": "{{rule.id}}", "name": "{{rule.name}}"},
      "context": {"results_link": "{{context.results_link}}",
@@ -13,7 +15,7 @@ each becoming one alert. Triple braces keep Kibana from escaping the array as te
                 "severity": "{{context.rule.severity}}",
                 "risk_score": "{{context.rule.risk_score}}",
                 "description": "{{context.rule.description}}"},
-       "alerts": {{{context.alerts}}}}}
+       "alerts": [{{{context.alerts}}}]}}
 
 Other rule types, one post per Kibana alert:
 
@@ -23,12 +25,13 @@ Other rule types, one post per Kibana alert:
      "context": {{context.asJSON}}}
 
 Mapping of a Security alert document (ECS keys, dotted or nested): id =
-kibana.alert.uuid (else `_id`), type = kibana.alert.rule.name (else the rule's name),
-title the same, description = kibana.alert.reason (else the rule's description), severity
-= kibana.alert.risk_score / 10 (else kibana.alert.severity, else context.rule's
-risk_score / severity), time = @timestamp (else date), actor = user.name, source.ip,
-cloud.account.id, cloud.region and CloudTrail's user_identity; host.name is a resource.
-kibana.alert.status "recovered" is normalized as resolved.
+kibana.alert.uuid (else `_id`), type and title = rule.name (else context.rule.name, else
+kibana.alert.rule.name), description = kibana.alert.reason (else the rule's description),
+severity = kibana.alert.risk_score / 10 (else the kibana.alert.severity word, else
+context.rule's risk_score / severity; a word in `severity_map` wins), time = @timestamp
+(else date), actor = user.name, source.ip, cloud.account.id, cloud.region and
+CloudTrail's user_identity; host.name is a resource. kibana.alert.status "recovered" is
+normalized as resolved.
 
 A post with `alert.uuid` is one alert (id = alert.uuid, else `<rule.id>:<alert.id>`; time
 = date; "recovered" action group = resolved), its details read from the first of
