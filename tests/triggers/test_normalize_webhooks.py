@@ -181,6 +181,28 @@ def test_kibana_summary_under_a_top_level_alerts_key_and_rule_severity_fallback(
     assert {(a.severity, a.severity_label) for a in alerts} == {(7.3, "high")}
 
 
+def _nested(doc: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        *parents, last = key.split(".") if not key.startswith(("@", "_")) else [key]
+        target = out
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[last] = _nested(value) if isinstance(value, dict) else value
+    return out
+
+
+def test_kibana_summary_documents_with_nested_keys_read_the_same() -> None:
+    """Kibana may expand the dotted keys of alert documents into nested objects."""
+    payload = load("elastic_security_summary")
+    flat = elastic(payload)
+    payload["context"]["alerts"] = [_nested(doc) for doc in payload["context"]["alerts"]]
+    assert payload["context"]["alerts"][1]["kibana"]["alert"]["uuid"] == SUMMARY_IDS[1]
+    assert [a.model_dump(exclude={"raw"}) for a in elastic(payload)] == [
+        a.model_dump(exclude={"raw"}) for a in flat
+    ]
+
+
 def test_kibana_summary_ids_fall_back_to_the_document_id_and_recovery_resolves() -> None:
     payload = load("elastic_security_summary")
     del payload["context"]["alerts"][0]["kibana.alert.uuid"]
