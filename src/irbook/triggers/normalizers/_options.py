@@ -1,4 +1,4 @@
-"""Source options: field paths, severity maps and the source name.
+"""Source options: field paths, severity maps, the default severity and the source name.
 
 Options come from the operator's configuration, not from the sender, so a mistake there is
 an `OptionsError` naming the option (`options.fields['actor.ip']`). Paths use a small
