@@ -309,7 +309,7 @@ def test_an_unknown_format_is_reported_at_alert_source(tmp_path: Path) -> None:
     assert error(path) == (
         f"{path}:5:31: error: unknown alert format 'gaurdduty' (did you mean 'guardduty'?); "
         "known: alertmanager, datadog, elastic, generic, google_secops, guardduty, msgraph, "
-        "pagerduty, securityhub, sentinel, splunk, wazuh"
+        "ocsf, pagerduty, securityhub, sentinel, splunk, wazuh"
     )
 
 

@@ -7,6 +7,7 @@ kept literally (never formatted, templated or evaluated) and clipped when absurd
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,9 +36,13 @@ SAMPLES: dict[str, tuple[str, dict[str, Any] | None]] = {
     "alertmanager": ("alertmanager_group", None),
     "pagerduty": ("pagerduty_incident_triggered", None),
     "google_secops": ("google_secops_detection", None),
+    "ocsf": ("ocsf_detection_finding", None),
     "generic": (
         "generic_custom",
-        {"fields": {"id": "$.alert.id", "title": "$.alert['display name']"}},
+        {
+            "fields": {"id": "$.alert.id", "title": "$.alert['display name']", "severity": "$.sev"},
+            "severity_map": {"sev2": 7},
+        },
     ),
 }
 
@@ -54,6 +59,7 @@ TITLES: dict[str, tuple[str | int, ...]] = {
     "alertmanager": ("alerts", 0, "annotations", "summary"),
     "pagerduty": ("event", "data", "title"),
     "google_secops": ("detection", 0, "ruleName"),
+    "ocsf": ("finding_info", "title"),
     "generic": ("alert", "display name"),
 }
 IDS: dict[str, tuple[str | int, ...]] = {
@@ -67,6 +73,7 @@ IDS: dict[str, tuple[str | int, ...]] = {
     "alertmanager": ("alerts", 0, "fingerprint"),
     "pagerduty": ("event", "data", "id"),
     "google_secops": ("id",),
+    "ocsf": ("finding_info", "uid"),
     "generic": ("alert", "id"),
 }
 TEMPLATES = ["${{ inputs.x }}", "{{7*7}}", "{{ config.__class__ }}", "%(x)s {0} $HOME `id`"]
@@ -88,13 +95,28 @@ def test_every_format_is_registered_and_has_a_sample() -> None:
     assert set(IDS) == set(SAMPLES) - {"splunk"}  # Splunk's id is built, not read
 
 
+def test_the_readme_lists_every_format() -> None:
+    """The receiver section's `format:` comment is where users look for the names."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    start = readme.index("    format: guardduty              # ")
+    lines = readme[start:].splitlines()[:2]
+    listed = " ".join(line.split("#", 1)[1] for line in lines).split()
+    assert sorted(listed) == sorted(NORMALIZERS)
+
+
 @pytest.mark.parametrize("fmt", sorted(SAMPLES))
 @pytest.mark.parametrize("payload", [None, [], "text", 42, 3.5, True, [{"id": "x"}]])
 def test_non_object_payloads_are_refused_at_the_root(fmt: str, payload: Any) -> None:
     with pytest.raises(NormalizeError) as caught:
         _run(fmt, payload)
-    # `generic` reads the id wherever the operator said; the others fail at the root.
-    assert caught.value.path == ("$.alert.id" if fmt == "generic" else "$")
+    # `generic` reads the id wherever the operator said; `ocsf` takes a list of findings
+    # and finds this one's class missing; the others fail at the root.
+    expected = "$"
+    if fmt == "generic":
+        expected = "$.alert.id"
+    elif fmt == "ocsf" and payload == [{"id": "x"}]:
+        expected = "$[0].class_uid"
+    assert caught.value.path == expected
 
 
 @pytest.mark.parametrize("fmt", sorted(SAMPLES))
@@ -319,3 +341,24 @@ def test_too_many_alerts_in_one_post_are_refused() -> None:
     with pytest.raises(NormalizeError) as caught:
         NORMALIZERS["alertmanager"](payload)
     assert caught.value.path == "$.alerts"
+
+
+def test_kibana_summary_ids_stay_literal_and_long_ones_distinct() -> None:
+    """In a Security rule summary each alert document brings its own id: the same rules
+    as any id (kept literally, clipped without collisions)."""
+    payload = load("elastic_security_summary")
+    docs = payload["context"]["alerts"]
+    docs[0]["kibana.alert.uuid"] = "{{7*7}}"
+    docs[1]["kibana.alert.uuid"] = "A" * 5_000 + "1"
+    docs[2]["kibana.alert.uuid"] = "A" * 5_000 + "2"
+    first, second, third = NORMALIZERS["elastic"](payload)
+    assert first.id == "{{7*7}}"
+    assert len(second.id) == len(third.id) == ID_MAX and second.id != third.id
+
+
+def test_too_many_alert_documents_in_one_summary_are_refused() -> None:
+    payload = load("elastic_security_summary")
+    payload["context"]["alerts"] = payload["context"]["alerts"][:1] * 1_001
+    with pytest.raises(NormalizeError) as caught:
+        NORMALIZERS["elastic"](payload)
+    assert caught.value.path == "$.context.alerts"

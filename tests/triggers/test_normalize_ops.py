@@ -109,7 +109,11 @@ def test_alertmanager_group_yields_one_alert_per_alert_and_marks_resolved() -> N
 def test_alertmanager_severity_words_and_map() -> None:
     payload = load("alertmanager_group")
     payload["alerts"][0]["labels"]["severity"] = "page"
-    assert alertmanager(payload)[0].severity == 0.0  # unknown word: no guess
+    with pytest.raises(NormalizeError) as caught:  # unknown word: no guess, and no silent 0
+        alertmanager(payload)
+    assert caught.value.path == "$.alerts[0].labels.severity"
+    assert caught.value.reason.startswith("unknown severity")
+    assert alertmanager(payload, {"default_severity": "low"})[0].severity_label == "low"
     (first, _) = alertmanager(payload, {"severity_map": {"page": 8}})
     assert (first.severity, first.severity_label) == (8.0, "high")
     payload["alerts"][0]["labels"]["severity"] = "warning"

@@ -32,6 +32,7 @@ SAMPLES: dict[str, str] = {
     "alertmanager": "alertmanager_group",
     "pagerduty": "pagerduty_incident_triggered",
     "google_secops": "google_secops_detection",
+    "ocsf": "ocsf_detection_finding",
     "generic": "generic_custom",
 }
 # Options that exercise the mapping code of the formats that take them.
@@ -40,6 +41,7 @@ OPTIONS: dict[str, dict[str, Any] | None] = {
     "elastic": {"fields": {"severity": "$.context.alerts[0]['kibana.alert.severity']"}},
     "datadog": {"severity_map": {"p0": 10}},
     "alertmanager": {"severity_map": {"page": 8}},
+    "ocsf": {"severity_map": {"other": 5}},
     "generic": {
         "fields": {
             "id": "$.alert.id",
@@ -127,7 +129,7 @@ def _check(fmt: str, payload: Any) -> None:
         assert Alert.model_validate_json(alert.model_dump_json()).id == alert.id  # the queue
 
 
-@pytest.mark.parametrize("fmt", ["guardduty", "securityhub"])
+@pytest.mark.parametrize("fmt", ["guardduty", "securityhub", "ocsf"])
 @SETTINGS
 @given(data=st.data())
 def test_aws_formats_never_raise_anything_else(fmt: str, data: st.DataObject) -> None:

@@ -27,6 +27,7 @@ from irbook.triggers.normalizers.splunk import normalize as splunk
 from tests.triggers._payloads import load
 
 Edit = Callable[[dict[str, Any]], object]
+_DOC_IDS = ("kibana.alert.uuid", "_id")
 
 GENERIC_OPTIONS: dict[str, Any] = {
     "source": "ai-guard",
@@ -94,8 +95,12 @@ def test_splunk_documented_example_without_search_name() -> None:
         "owner": "admin",
         "app": "search",
     }
-    (alert,) = splunk(payload)
-    assert (alert.title, alert.type, alert.severity) == ("Splunk alert", "", 0.0)
+    with pytest.raises(NormalizeError) as caught:  # no severity: refused, not a silent 0
+        splunk(payload)
+    assert caught.value.path == "$.result.severity"
+    assert "$.result.urgency" in caught.value.reason
+    (alert,) = splunk(payload, {"default_severity": 2.5})
+    assert (alert.title, alert.type, alert.severity) == ("Splunk alert", "", 2.5)
 
 
 def test_kibana_security_rule_alert() -> None:
@@ -131,6 +136,89 @@ def test_kibana_fields_option_reads_a_custom_body() -> None:
         9.0,
         "critical",
     )
+
+
+SUMMARY_IDS = [
+    "4c1d7e2a9b3f4e10a6d58c2b7f9e0a31",
+    "a07f3b9c5d2e4f8196c0b4e1d3a52f77",
+    "e58b0c1f7a6d4392b8e2f0c9d1a4b6e3",
+]
+
+
+def test_kibana_security_summary_is_one_alert_per_alert_document() -> None:
+    """A Security rule's action posts a summary (context.alerts, no alert.*): each alert
+    document is an alert of its own, with its own id, severity, actor and place."""
+    first, second, third = elastic(load("elastic_security_summary"))
+    assert [first.id, second.id, third.id] == SUMMARY_IDS  # kibana.alert.uuid
+    rule = "AWS IAM Access Key Used to Invoke Bedrock from a New Country"
+    assert {(a.type, a.title) for a in (first, second, third)} == {(rule, rule)}
+    assert first.description.startswith("event with source 203.0.113.77")  # alert reason
+    assert (first.severity, first.severity_label) == (7.3, "high")
+    assert (second.severity, second.severity_label) == (9.9, "critical")  # its own override
+    assert first.time == datetime(2024, 5, 14, 10, 5, 10, 4000, tzinfo=UTC)
+    assert (first.actor.user_name, first.actor.ip) == ("data-scientist-ci", "203.0.113.77")
+    assert first.actor.access_key_id == "AKIAI44QH8DHBEXAMPLE"  # nested ECS
+    assert (second.actor.user_name, second.actor.ip) == ("ml-batch-runner", "198.51.100.23")
+    assert second.actor.principal_arn == "arn:aws:iam::111122223333:user/ml-batch-runner"
+    assert (second.region, third.account, third.region) == (
+        "us-east-1",
+        "444455556666",
+        "eu-west-1",
+    )
+    assert [(r.type, r.id) for r in second.resources] == [("Host", "batch-worker-3")]
+    assert first.resources == third.resources == []
+
+
+def test_kibana_summary_under_a_top_level_alerts_key_and_rule_severity_fallback() -> None:
+    """`{"alerts": {{{context.alerts}}}, ...}` works too; a document without its own
+    score takes the rule's (context.rule)."""
+    payload = load("elastic_security_summary")
+    payload["alerts"] = payload["context"].pop("alerts")
+    for doc in payload["alerts"]:
+        del doc["kibana.alert.risk_score"], doc["kibana.alert.severity"]
+    alerts = elastic(payload)
+    assert [a.id for a in alerts] == SUMMARY_IDS
+    assert {(a.severity, a.severity_label) for a in alerts} == {(7.3, "high")}
+
+
+def _nested(doc: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        *parents, last = key.split(".") if not key.startswith(("@", "_")) else [key]
+        target = out
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[last] = _nested(value) if isinstance(value, dict) else value
+    return out
+
+
+def test_kibana_summary_documents_with_nested_keys_read_the_same() -> None:
+    """Kibana may expand the dotted keys of alert documents into nested objects."""
+    payload = load("elastic_security_summary")
+    flat = elastic(payload)
+    payload["context"]["alerts"] = [_nested(doc) for doc in payload["context"]["alerts"]]
+    assert payload["context"]["alerts"][1]["kibana"]["alert"]["uuid"] == SUMMARY_IDS[1]
+    assert [a.model_dump(exclude={"raw"}) for a in elastic(payload)] == [
+        a.model_dump(exclude={"raw"}) for a in flat
+    ]
+
+
+def test_kibana_summary_ids_fall_back_to_the_document_id_and_recovery_resolves() -> None:
+    payload = load("elastic_security_summary")
+    del payload["context"]["alerts"][0]["kibana.alert.uuid"]
+    payload["context"]["alerts"][1]["kibana.alert.status"] = "recovered"
+    first, second, _ = elastic(payload)
+    assert first.id == "4c1d7e2a9b3f4e10a6d58c2b7f9e0a31"  # _id
+    assert is_resolved(second) and not is_resolved(first)
+
+
+def test_kibana_summary_document_without_an_id_is_refused_at_its_path() -> None:
+    payload = load("elastic_security_summary")
+    for key in ("kibana.alert.uuid", "_id"):
+        del payload["context"]["alerts"][2][key]
+    with pytest.raises(NormalizeError) as caught:
+        elastic(payload)
+    assert caught.value.path == "$.context.alerts[2]['kibana.alert.uuid']"
 
 
 def test_datadog_security_signal() -> None:
@@ -241,7 +329,18 @@ def test_bad_options_are_options_errors(options: dict[str, Any], path: str) -> N
         (splunk, "splunk_alert", lambda p: p.update(result="x"), "$.result"),
         (splunk, "splunk_alert", lambda p: p.update(search_name=1.5), "$.search_name"),
         (splunk, "splunk_alert", lambda p: p["result"].update(user={"a": 1}), "$.result.user"),
-        (elastic, "elastic_security_rule", lambda p: p.pop("alert"), "$.alert.uuid"),
+        (
+            elastic,
+            "elastic_security_rule",
+            lambda p: [p.pop("alert"), *(p["context"]["alerts"][0].pop(k) for k in _DOC_IDS)],
+            "$.context.alerts[0]['kibana.alert.uuid']",
+        ),
+        (
+            elastic,
+            "elastic_security_rule",
+            lambda p: [p.pop("alert"), p["context"].pop("alerts")],
+            "$.alert.uuid",
+        ),
         (elastic, "elastic_security_rule", lambda p: p.update(rule="r"), "$.rule"),
         (
             elastic,

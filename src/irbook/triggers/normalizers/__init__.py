@@ -1,7 +1,8 @@
 """SIEM payloads -> normalized alerts, one module per `format:` a source can declare.
 
 Each module's `normalize(payload, options)` returns a list (Security Hub, Alertmanager,
-Graph collections and SecOps detection lists carry several alerts per post) and raises
+Kibana Security summaries, OCSF lists, Graph collections and SecOps detection lists carry
+several alerts per post) and raises
 only `NormalizeError(path, message)`, `path` being the JSON path of the first bad field.
 Options errors are `OptionsError`, a NormalizeError subclass, so the receiver can tell a
 bad post (422) from a bad configuration.
@@ -25,6 +26,7 @@ from irbook.triggers.normalizers import (
     google_secops,
     guardduty,
     msgraph,
+    ocsf,
     pagerduty,
     securityhub,
     sentinel,
@@ -47,6 +49,7 @@ NORMALIZERS: dict[str, Normalizer] = {
     "alertmanager": alertmanager.normalize,
     "pagerduty": pagerduty.normalize,
     "google_secops": google_secops.normalize,
+    "ocsf": ocsf.normalize,
     "generic": generic.normalize,
 }
 

@@ -306,6 +306,31 @@ def parse_number(text: str) -> float | None:
     return number if math.isfinite(number) else None
 
 
+_NO_SEVERITY_WORDS = frozenset({"", "unknown", "unknownfuturevalue", "other"})
+
+
+def missing_severity(looked: Sequence[Node], *, mappable: bool = True) -> NormalizeError:
+    """The refusal of an alert whose severity is absent (or a word nobody mapped) when the
+    source has no `default_severity`.
+
+    Severity 0 would be silent: no `severity: {gte: n}` trigger fires and nobody is told.
+    The message names where the normalizer looked, so the sender (the 422) and the
+    operator (the dead letter, `irbook match`) can see which template field is missing.
+    `mappable`: whether the source's `severity_map` applies to the words looked at.
+    """
+    for node in looked:
+        value = node.value
+        if isinstance(value, str) and value.strip().lower() not in _NO_SEVERITY_WORDS:
+            # A word, but not one this source knows; "unknown" itself says there is none.
+            fix = "map it with options.severity_map, or set" if mappable else "set"
+            return NormalizeError(node.path, f"unknown severity ({fix} options.default_severity)")
+    where = ", ".join(node.path for node in looked)
+    return NormalizeError(
+        looked[0].path if looked else "$",
+        f"no severity (looked in {where}); send one, or set options.default_severity",
+    )
+
+
 def clamp_severity(score: float) -> float:
     return min(10.0, max(0.0, score))
 

@@ -1,4 +1,4 @@
-"""Source options: field paths, severity maps and the source name.
+"""Source options: field paths, severity maps, the default severity and the source name.
 
 Options come from the operator's configuration, not from the sender, so a mistake there is
 an `OptionsError` naming the option (`options.fields['actor.ip']`). Paths use a small
@@ -22,6 +22,7 @@ from irbook.triggers.normalizers._base import (
     canonical_label,
     child_path,
     clamp_severity,
+    missing_severity,
     parse_number,
     parse_time,
     resource,
@@ -192,9 +193,56 @@ def number_option(options: Mapping[str, Any], name: str, default: float, low: fl
     value = options.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise OptionsError(f"options.{name}", "expected a number")
-    if not math.isfinite(value) or value < low or (name == "default_severity" and value > 10):
+    if not math.isfinite(value) or value < low:
         raise OptionsError(f"options.{name}", "out of range")
     return float(value)
+
+
+Severity = tuple[float, str | None]  # a 0-10 score, and our label when a word named it
+
+
+def default_severity(options: Mapping[str, Any], words: Mapping[str, float]) -> Severity | None:
+    """`default_severity`: what an alert without a severity gets, instead of a 422.
+
+    A label (`high`), a word of the source's `severity_map`, or a number from 0 to 10.
+    None when not configured: then a missing severity is refused (see `settle_severity`).
+    """
+    value = options.get("default_severity")
+    if value is None:
+        return None
+    where = "options.default_severity"
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in words:
+            return words[word], None
+        label = canonical_label(word)
+        if label is not None:
+            return LABEL_FLOORS[label], label
+        raise OptionsError(where, "unknown label (use informational, low, medium, high, critical)")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise OptionsError(where, "expected a label such as high, or a number from 0 to 10")
+    if not math.isfinite(value) or not 0 <= value <= 10:
+        raise OptionsError(where, "expected a number from 0 to 10")
+    return float(value), None
+
+
+def settle_severity(
+    draft: Draft, default: Severity | None, looked: list[Node], *, mappable: bool = True
+) -> None:
+    """For an alert whose payload gave no severity: the source's default, else a refusal
+    naming the paths looked in. An alert the source calls resolved needs none (it gets 0).
+    """
+    if draft.resolved:
+        return
+    if default is None:
+        raise missing_severity(looked, mappable=mappable)
+    draft.severity, label = default
+    draft.severity_label = label or ""
+
+
+def configured_severity(fields: Mapping[str, FieldSpec], root: Node, bare: Node) -> list[Node]:
+    """Where the `fields` option told us to look for a severity, for `missing_severity`."""
+    return [lookup(fields, t, root, bare) for t in ("severity", "severity_label") if t in fields]
 
 
 def severity_of(
@@ -246,13 +294,15 @@ def apply_fields(
     bare_root: Node | None = None,
     mapping: Mapping[str, float] | None = None,
     scale: float = 10.0,
-) -> None:
-    """Overwrite the draft with every configured field found in the payload.
+) -> bool:
+    """Overwrite the draft with every configured field found in the payload; True when a
+    configured severity (or severity_label) was found.
 
     A field that is configured but absent leaves the format's default in place; one that
     is present but of the wrong kind (an object where text belongs) is a NormalizeError at
     its path. `id` is the caller's business: it decides whether it is required.
     """
+    found_severity = False
     bare = bare_root if bare_root is not None else root
 
     def text(target: str) -> str | None:
@@ -280,8 +330,10 @@ def apply_fields(
         if found is not None:
             draft.severity, label = found
             draft.severity_label = label or ""
+            found_severity = True
     label_text = text("severity_label")
     if label_text is not None:
+        found_severity = True
         label = canonical_label(label_text)
         if label is None:
             raise lookup(fields, "severity_label", root, bare).error("unknown severity label")
@@ -297,6 +349,7 @@ def apply_fields(
 
     if "resource.id" in fields or "resource.arn" in fields:
         _add_mapped_resources(draft, fields, root, bare, text)
+    return found_severity
 
 
 def _add_mapped_resources(

@@ -4,9 +4,12 @@ Mapping per alert: id = fingerprint (stable for a label set, so a firing alert a
 resolution share it), type = labels.alertname, title = annotations.summary (else the
 alert name), description = annotations.description, time = startsAt, region =
 labels.region, severity from labels.severity (critical, high/error, warning, info...;
-`severity_map` adds your own words, unknown words count as 0), the `instance` label is a
-resource. status "resolved" is normalized as resolved (severity 0, label "resolved",
-title prefixed "[RESOLVED] "), so triggers on severity never fire on a recovery.
+`severity_map` adds your own words), the `instance` label is a resource. A firing alert
+without a severity label, or with a word neither list knows, gets the source's
+`default_severity` (a label such as high, or 0-10), else the post is refused (422) at
+that label: as severity 0 it would slip under every trigger unseen. status "resolved" is
+normalized as resolved (severity 0, label "resolved", title prefixed "[RESOLVED] "), so
+triggers on severity never fire on a recovery.
 """
 
 from __future__ import annotations
@@ -26,19 +29,23 @@ from irbook.triggers.normalizers._base import (
     resource,
 )
 from irbook.triggers.normalizers._options import (
+    Severity,
+    default_severity,
     read_options,
+    settle_severity,
     severity_map,
     severity_of,
     source_name,
 )
 
-OPTIONS = frozenset({"severity_map"})
+OPTIONS = frozenset({"severity_map", "default_severity"})
 STATUSES = ("firing", "resolved")
 
 
 def normalize(payload: Any, options: Mapping[str, Any] | None = None) -> list[Alert]:
     opts = read_options(options, OPTIONS)
     words = severity_map(opts)
+    default = default_severity(opts, words)
     source = source_name(opts, "alertmanager")
     root = check_payload(payload)
     root.need_obj()
@@ -46,10 +53,12 @@ def normalize(payload: Any, options: Mapping[str, Any] | None = None) -> list[Al
     if version.present and version.text(numbers=True) != "4":
         raise version.error("unsupported version (expected '4')")
     alerts = root.get("alerts").required().items(strict=True)
-    return [_alert(a, payload, source, words) for a in alerts]
+    return [_alert(a, payload, source, words, default) for a in alerts]
 
 
-def _alert(a: Node, payload: Any, source: str, words: Mapping[str, float]) -> Alert:
+def _alert(
+    a: Node, payload: Any, source: str, words: Mapping[str, float], default: Severity | None
+) -> Alert:
     a.need_obj()
     status = a.get("status").need_text()
     if status not in STATUSES:
@@ -81,6 +90,8 @@ def _alert(a: Node, payload: Any, source: str, words: Mapping[str, float]) -> Al
     if found is not None:
         draft.severity, label = found
         draft.severity_label = label or ""
+    else:
+        settle_severity(draft, default, [labels.get("severity")])
     instance = labels.get("instance").text()
     if instance:
         draft.add(resource("PrometheusTarget", instance, name=labels.get("job").text()))

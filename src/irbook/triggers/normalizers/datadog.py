@@ -16,11 +16,14 @@ documented `$` variables under their lower-case names, for example:
 Mapping: id = security_signal_id (else id), type = security_rule_name (else event_type),
 title = security_signal_title (else title, alert_title), severity =
 security_signal_severity (info / low / medium / high / critical, else alert_priority
-P1-P5), time = date (epoch millis). The actor comes from the signal attributes (usr.name,
-network.client.ip, and CloudTrail's userIdentity.arn / accessKeyId); region and account
-from the `region:` and `aws_account:` tags of Datadog's AWS integration; hostname is a
-resource. alert_transition "Recovered" is normalized as resolved. The `fields`,
-`severity_map` and `default_severity` options adapt other templates.
+P1-P5), time = date (epoch millis). A signal with neither gets the source's
+`default_severity` (a label such as high, or 0-10), else it is refused (422) naming both
+paths: a template laid out otherwise must not pass as severity 0, below every trigger.
+The actor comes from the signal attributes (usr.name, network.client.ip, and
+CloudTrail's userIdentity.arn / accessKeyId); region and account from the `region:` and
+`aws_account:` tags of Datadog's AWS integration; hostname is a resource.
+alert_transition "Recovered" is normalized as resolved. The `fields`, `severity_map` and
+`default_severity` options adapt other templates.
 """
 
 from __future__ import annotations
@@ -41,11 +44,14 @@ from irbook.triggers.normalizers._base import (
     resource,
 )
 from irbook.triggers.normalizers._options import (
+    Severity,
     apply_fields,
+    configured_severity,
+    default_severity,
     field_map,
     lookup,
-    number_option,
     read_options,
+    settle_severity,
     severity_map,
     severity_of,
     source_name,
@@ -61,7 +67,7 @@ def normalize(payload: Any, options: Mapping[str, Any] | None = None) -> list[Al
     source = source_name(opts, "datadog")
     fields = field_map(opts)
     words = severity_map(opts)
-    default = number_option(opts, "default_severity", 0.0, 0.0)
+    default = default_severity(opts, words)
 
     root = check_payload(payload)
     root.need_obj()
@@ -92,31 +98,35 @@ def normalize(payload: Any, options: Mapping[str, Any] | None = None) -> list[Al
             or root.get("event_msg").text(DESCRIPTION_MAX)
             or ""
         ),
-        severity=default,
         time=first_time(root.get("date"), root.get("last_updated")),
         resolved=(root.get("alert_transition").text() or "").lower() == "recovered",
     )
-    _severity(draft, root, words)
+    found = _severity(root, words)
+    if found is not None:
+        draft.severity, label = found
+        draft.severity_label = label or ""
     _tags(draft, root.get("tags"))
     _attributes(draft, root.get("security_signal_attributes"))
     host = root.get("hostname").text()
     if host:
         draft.add(resource("Host", host, name=host, region=draft.region))
 
-    apply_fields(draft, fields, root, mapping=words)
+    if not apply_fields(draft, fields, root, mapping=words) and found is None:
+        looked = [root.get("security_signal_severity"), root.get("alert_priority")]
+        settle_severity(draft, default, [*configured_severity(fields, root, root), *looked])
     return [draft.build()]
 
 
-def _severity(draft: Draft, root: Node, words: Mapping[str, float]) -> None:
+def _severity(root: Node, words: Mapping[str, float]) -> Severity | None:
     found = severity_of(root.get("security_signal_severity"), words)
     if found is None:
-        priority = root.get("alert_priority").text()
-        label = PRIORITIES.get(priority.strip().lower()) if priority else None
-        if label is not None:
+        priority = (root.get("alert_priority").text() or "").strip().lower()
+        label = PRIORITIES.get(priority)
+        if priority in words:
+            found = words[priority], None
+        elif label is not None:
             found = LABEL_FLOORS[label], label
-    if found is not None:
-        draft.severity, label_or_none = found
-        draft.severity_label = label_or_none or ""
+    return found
 
 
 def _tags(draft: Draft, tags: Node) -> None:

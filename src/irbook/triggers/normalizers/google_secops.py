@@ -3,7 +3,8 @@
 Accepts one detection, or `{"detections": [...]}` as ListDetections returns them (one
 Alert per detection). Mapping: id = id (`de_...`), type and title = detection[0].ruleName,
 description = detection[0].description, severity = detection[0].riskScore (0-100) / 10
-(else the `risk_score` outcome, else the rule's `severity` label), time = detectionTime.
+(else the `risk_score` outcome, else the rule's `severity` label; with none of them, the
+source's `default_severity` option, else a 422 naming riskScore), time = detectionTime.
 The actor comes from the first event's UDM principal (user.userid or first email, first
 ip); principal and target hostnames and the target resource become resources.
 """
@@ -28,23 +29,31 @@ from irbook.triggers.normalizers._base import (
     parse_number,
     resource,
 )
-from irbook.triggers.normalizers._options import read_options, source_name
+from irbook.triggers.normalizers._options import (
+    Severity,
+    default_severity,
+    read_options,
+    settle_severity,
+    source_name,
+)
 
 _EVENTS_MAX = 20  # events read for actor and resources; the rest stay in raw
+OPTIONS = frozenset({"default_severity"})
 
 
 def normalize(payload: Any, options: Mapping[str, Any] | None = None) -> list[Alert]:
-    opts = read_options(options)
+    opts = read_options(options, OPTIONS)
     source = source_name(opts, "google_secops")
+    default = default_severity(opts, {})
     root = check_payload(payload)
     mapping = root.need_obj()
     if "detections" in mapping and "id" not in mapping:
         items = root.get("detections").required().items(strict=True)
-        return [_detection(d, payload, source) for d in items]
-    return [_detection(root, payload, source)]
+        return [_detection(d, payload, source, default) for d in items]
+    return [_detection(root, payload, source, default)]
 
 
-def _detection(d: Node, payload: Any, source: str) -> Alert:
+def _detection(d: Node, payload: Any, source: str, default: Severity | None) -> Alert:
     d.need_obj()
     rules = d.get("detection").required().items(limit=8)
     if not rules:
@@ -72,11 +81,14 @@ def _detection(d: Node, payload: Any, source: str) -> Alert:
         outcome = _pairs(rule.get("outcomes")).get("risk_score")
         score = parse_number(outcome) if outcome is not None else None
     label = canonical_label(labels.get("severity"))
+    draft.severity_label = label or ""
     if score is not None:
         draft.severity = clamp_severity(score / 10.0)
     elif label is not None:
         draft.severity = LABEL_FLOORS[label]
-    draft.severity_label = label or ""
+    else:
+        looked = [rule.get("riskScore"), rule.get("ruleLabels")]
+        settle_severity(draft, default, looked, mappable=False)
 
     events = [
         ref.get("event")

@@ -5,10 +5,12 @@ Graph change notifications with resource data carry them (one Alert per element)
 
 Mapping: id = id, title = title, type = category (the MITRE tactic Defender assigns; else
 the title), severity from the documented enum (informational / low / medium / high;
-unknown counts as 0), time = createdDateTime, account = tenantId. From evidence: the first
-userEvidence gives the actor's user name (userPrincipalName, else accountName), the first
-ipEvidence its IP; device, Azure resource, Amazon resource and cloud application evidence
-become resources. status "resolved" is normalized as resolved.
+"unknown" gets the source's `default_severity` option, else is refused with a 422 at its
+path, since as 0 it would slip under every trigger), time = createdDateTime, account =
+tenantId. From evidence: the first userEvidence gives the actor's user name
+(userPrincipalName, else accountName), the first ipEvidence its IP; device, Azure
+resource, Amazon resource and cloud application evidence become resources. status
+"resolved" is normalized as resolved.
 """
 
 from __future__ import annotations
@@ -28,11 +30,17 @@ from irbook.triggers.normalizers._base import (
     first_time,
     resource,
 )
-from irbook.triggers.normalizers._options import read_options, source_name
+from irbook.triggers.normalizers._options import (
+    Severity,
+    default_severity,
+    read_options,
+    settle_severity,
+    source_name,
+)
 
+OPTIONS = frozenset({"default_severity"})
+UNKNOWN = ("unknown", "unknownfuturevalue")
 SEVERITIES: dict[str, str] = {
-    "unknown": "informational",
-    "unknownfuturevalue": "informational",
     "informational": "informational",
     "low": "low",
     "medium": "medium",
@@ -42,22 +50,23 @@ _EVIDENCE = "#microsoft.graph.security."
 
 
 def normalize(payload: Any, options: Mapping[str, Any] | None = None) -> list[Alert]:
-    opts = read_options(options)
+    opts = read_options(options, OPTIONS)
     source = source_name(opts, "msgraph")
+    default = default_severity(opts, {})
     root = check_payload(payload)
     mapping = root.need_obj()
     if "value" in mapping and "id" not in mapping:
         items = root.get("value").required().items(strict=True)
-        return [_alert(item, payload, source) for item in items]
-    return [_alert(root, payload, source)]
+        return [_alert(item, payload, source, default) for item in items]
+    return [_alert(root, payload, source, default)]
 
 
-def _alert(a: Node, payload: Any, source: str) -> Alert:
+def _alert(a: Node, payload: Any, source: str, default: Severity | None) -> Alert:
     a.need_obj()
     title = a.get("title").text(TITLE_MAX) or ""
-    word = a.get("severity").need_text()
-    label = SEVERITIES.get(word.lower())
-    if label is None:
+    word = a.get("severity").need_text().lower()
+    label = SEVERITIES.get(word)
+    if label is None and word not in UNKNOWN:
         raise a.get("severity").error("expected informational, low, medium, high or unknown")
     draft = Draft(
         id=a.get("id").ident(),
@@ -66,12 +75,18 @@ def _alert(a: Node, payload: Any, source: str) -> Alert:
         type=a.get("category").text() or title,
         title=title,
         description=a.get("description").text(DESCRIPTION_MAX) or "",
-        severity=LABEL_FLOORS[label],
-        severity_label=label,
         time=first_time(a.get("createdDateTime"), a.get("firstActivityDateTime")),
         account=a.get("tenantId").text(),
         resolved=a.get("status").text() == "resolved",
     )
+    if label is not None:
+        draft.severity, draft.severity_label = LABEL_FLOORS[label], label
+    elif draft.resolved or default is not None:
+        settle_severity(draft, default, [])
+    else:
+        raise a.get("severity").error(
+            "severity is unknown; set options.default_severity to accept such alerts"
+        )
     for evidence in a.get("evidence").items():
         _evidence(draft, evidence)
     return draft.build()

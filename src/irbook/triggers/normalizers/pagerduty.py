@@ -4,7 +4,8 @@ Mapping: id = event.data.id (the incident's id, so every event about one inciden
 a key; falls back to event.id for events without data), type = event.event_type
 (incident.triggered, incident.acknowledged...), title = data.title (else data.summary),
 time = occurred_at, severity from data.priority.summary (P1 critical ... P5
-informational; else urgency high/low), the service is a resource. incident.resolved
+informational; else urgency high/low; with neither, the source's `default_severity`
+option, else a 422 naming both paths), the service is a resource. incident.resolved
 events, or data.status "resolved", are normalized as resolved.
 """
 
@@ -23,15 +24,22 @@ from irbook.triggers.normalizers._base import (
     first_time,
     resource,
 )
-from irbook.triggers.normalizers._options import read_options, source_name
+from irbook.triggers.normalizers._options import (
+    default_severity,
+    read_options,
+    settle_severity,
+    source_name,
+)
 
 PRIORITIES = {"p1": "critical", "p2": "high", "p3": "medium", "p4": "low", "p5": "informational"}
 URGENCIES = {"high": "high", "low": "low"}
+OPTIONS = frozenset({"default_severity"})
 
 
 def normalize(payload: Any, options: Mapping[str, Any] | None = None) -> list[Alert]:
-    opts = read_options(options)
+    opts = read_options(options, OPTIONS)
     source = source_name(opts, "pagerduty")
+    default = default_severity(opts, {})
     root = check_payload(payload)
     root.need_obj()
     event = root.get("event")
@@ -58,6 +66,9 @@ def normalize(payload: Any, options: Mapping[str, Any] | None = None) -> list[Al
     label = PRIORITIES.get(priority) or URGENCIES.get(urgency)
     if label is not None:
         draft.severity, draft.severity_label = LABEL_FLOORS[label], label
+    else:
+        looked = [data.at("priority", "summary"), data.get("urgency")]
+        settle_severity(draft, default, looked, mappable=False)
     service = data.get("service")
     service_id = service.get("id").text()
     if service_id:

@@ -8,7 +8,8 @@ of an ARN-like Id. A finding whose Workflow.Status is RESOLVED or whose RecordSt
 ARCHIVED is normalized as resolved.
 
 `detail-type` may be "Security Hub Findings - Imported" or "... - Custom Action" (same
-shape). The OCSF "Findings Imported V2" events are a different format and are refused.
+shape). The OCSF "Findings Imported V2" events are refused with a pointer to the `ocsf`
+format, which reads them.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from irbook.triggers.normalizers._base import (
 from irbook.triggers.normalizers._options import read_options, source_name
 
 DETAIL_TYPES = ("Security Hub Findings - Imported", "Security Hub Findings - Custom Action")
+OCSF_DETAIL_TYPE = "Findings Imported V2"
 _ACCESS_KEY_PREFIX = "AWS::IAM::AccessKey:"
 _LABELS = ("INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL")
 
@@ -45,6 +47,8 @@ def normalize(payload: Any, options: Mapping[str, Any] | None = None) -> list[Al
     root.need_obj()
     detail_type = root.get("detail-type")
     if detail_type.present and detail_type.text() not in DETAIL_TYPES:
+        if detail_type.value == OCSF_DETAIL_TYPE:
+            raise detail_type.error("an OCSF finding: declare this source with format ocsf")
         raise detail_type.error("expected 'Security Hub Findings - Imported'")
     findings = root.at("detail", "findings").required().items(strict=True)
     if not findings:

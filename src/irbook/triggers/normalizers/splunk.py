@@ -7,8 +7,10 @@ actor and resources from the CIM field names Splunk apps use (user, src_ip/src, 
 aws_account_id, region).
 
 Options: `fields` maps alert fields to result field names (`"actor.ip": "src_ip"`) or to
-`$` paths from the payload root; `severity_map` and `default_severity` cover words and
-rows without a severity.
+`$` paths from the payload root; `severity_map` and `default_severity` (a label such as
+high, or 0-10) cover words and rows without a severity. A row with neither a severity we
+can read nor a default is refused (422) naming result.severity and result.urgency, rather
+than passing as severity 0, below every trigger.
 """
 
 from __future__ import annotations
@@ -29,11 +31,14 @@ from irbook.triggers.normalizers._base import (
     stable_hash,
 )
 from irbook.triggers.normalizers._options import (
+    Severity,
     apply_fields,
+    configured_severity,
+    default_severity,
     field_map,
     lookup,
-    number_option,
     read_options,
+    settle_severity,
     severity_map,
     severity_of,
     source_name,
@@ -47,7 +52,7 @@ def normalize(payload: Any, options: Mapping[str, Any] | None = None) -> list[Al
     source = source_name(opts, "splunk")
     fields = field_map(opts, bare_keys=True)
     words = severity_map(opts)
-    default = number_option(opts, "default_severity", 0.0, 0.0)
+    default = default_severity(opts, words)
 
     root = check_payload(payload)
     root.need_obj()
@@ -73,13 +78,13 @@ def normalize(payload: Any, options: Mapping[str, Any] | None = None) -> list[Al
             or result.get("description").first_text(DESCRIPTION_MAX)
             or ""
         ),
-        severity=default,
         time=first_time(result.get("_time")),
         account=result.get("aws_account_id").first_text(),
         region=result.get("region").first_text(),
         user_name=result.get("user").first_text() or result.get("src_user").first_text(),
         ip=result.get("src_ip").first_text() or result.get("src").first_text(),
     )
+    found = None
     if "severity" not in fields:
         for key in ("severity", "urgency"):
             found = _cim_severity(result.get(key), words)
@@ -91,11 +96,15 @@ def normalize(payload: Any, options: Mapping[str, Any] | None = None) -> list[Al
     if dest:
         draft.add(resource("Host", dest, name=dest, region=draft.region))
 
-    apply_fields(draft, fields, root, bare_root=result, mapping=words)
+    if not apply_fields(draft, fields, root, bare_root=result, mapping=words) and found is None:
+        looked = configured_severity(fields, root, result)
+        if "severity" not in fields:
+            looked += [result.get("severity"), result.get("urgency")]
+        settle_severity(draft, default, looked)
     return [draft.build()]
 
 
-def _cim_severity(node: Node, words: Mapping[str, float]) -> tuple[float, str | None] | None:
+def _cim_severity(node: Node, words: Mapping[str, float]) -> Severity | None:
     """CIM severity when it is a word we know; CIM's own "unknown" counts as absent."""
     try:
         return severity_of(node, words)
