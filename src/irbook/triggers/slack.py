@@ -4,7 +4,15 @@ Slack posts a button press to `POST /slack/interactions` as a form field `payloa
 holding JSON. Everything in it is attacker-controlled until the signature over the raw
 body and timestamp checks out (Slack's signing secret, 5-minute window), and a replayed
 request (the same signature again) is refused. Only configured Slack users, or members
-of configured user groups, may decide; every refusal is recorded on the run.
+of configured user groups, may decide.
+
+What is written to the run record (and so to its audit chain) is only what an
+authenticated request caused: decisions, and refusals of signed presses (not an
+approver, too late). A request that fails the signature or is a replay is answered with
+its reason (`Answer.reason`) for the receiver's metrics and written nowhere: anyone can
+send those, so recording them would let anyone grow the audit chain. Signed presses
+spend `limiter` (requests that fail authentication have a budget of their own, per
+client address, in the HTTP layer).
 
 Resuming a run needs the Prefect API, which the core package does not import: the
 caller passes `decide`, the function that resumes a paused flow run.
@@ -20,9 +28,9 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 from irbook.runs import RunStore
+from irbook.triggers.limits import RateLimiter, retry_after_header
 
 APPROVE, REJECT = "irbook_approve", "irbook_reject"
-RECEIVER = "receiver"  # the run id under which refused requests are recorded
 
 Decide = Callable[[str, bool, str, str], None]  # flow run id, approved, approver, comment
 
@@ -37,6 +45,8 @@ class Verifier(Protocol):
 class Answer:
     status: int
     body: dict[str, Any]
+    reason: str | None = None  # why it was refused (a fixed code), for the metrics
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -69,11 +79,8 @@ class SlackInteractions:
     seen_before: Callable[[str, float], bool]  # replay guard over delivery ids
     update_message: Callable[[str, str, str], None] | None = None  # channel, ts, text
     clock: Callable[[], float] = field(default=time.time)
-
-    def refused(self, reason: str) -> None:
-        """A request that could not be trusted: recorded without its body, on no run
-        (nothing in it can be believed), for the receiver's audit and metrics."""
-        self.store.event(RECEIVER, "slack-request-refused", None, reason=reason)
+    # Signed presses: people pressing buttons, so a few a second is already a lot.
+    limiter: RateLimiter = field(default_factory=lambda: RateLimiter(10, 50))
 
     def handle(self, headers: Mapping[str, str], body: bytes) -> Answer:
         now = self.clock()
@@ -81,8 +88,7 @@ class SlackInteractions:
             verified = self.verifier.verify(headers, body, now)
         except Exception as exc:  # AuthError: a short reason, never the body
             reason = str(getattr(exc, "reason", "") or "bad-signature")
-            self.refused(reason)
-            return Answer(401, {"error": reason})
+            return Answer(401, {"error": reason}, reason)
         # A hash of the signed content: a captured request replayed as is, or with
         # unsigned headers rewritten, is the same delivery.
         delivery = str(getattr(verified, "replay_key", "") or "")
@@ -94,8 +100,15 @@ class SlackInteractions:
                 + lowered.get("x-slack-signature", "")
             )
         if self.seen_before(delivery, now):
-            self.refused("replayed")
-            return Answer(401, {"error": "replayed"})
+            return Answer(401, {"error": "replayed"}, "replayed")
+        wait = self.limiter.check("slack", time.monotonic())
+        if wait is not None:
+            return Answer(
+                429,
+                {"error": "too many requests"},
+                "rate-limited",
+                {"Retry-After": retry_after_header(wait)},
+            )
         try:
             form = parse_qs(body.decode("utf-8"), strict_parsing=False)
             payload = json.loads(form["payload"][0])
