@@ -196,6 +196,55 @@ def test_a_body_trickled_past_the_timeout_is_answered_408(tmp_path: Path) -> Non
         )
 
 
+def test_a_stalled_slack_interaction_is_answered_408(tmp_path: Path) -> None:
+    """`/slack/interactions` reads its body under the same deadline."""
+    import uvicorn
+
+    from irbook.runs import RunStore
+    from irbook.triggers.auth import build_verifier
+    from irbook.triggers.config import parse_config
+    from irbook.triggers.slack import SlackApprovals, SlackInteractions
+
+    def decide(flow_run_id: str, approved: bool, approver: str, comment: str) -> None:
+        raise AssertionError("nothing is decided here")
+
+    interactions = SlackInteractions(
+        verifier=build_verifier({"scheme": "slack", "secret": "slack-secret"}),
+        approvals=SlackApprovals(),
+        store=RunStore(str(tmp_path / "runs.db")),
+        decide=decide,
+        seen_before=lambda delivery, now: False,
+    )
+    settings = parse_config({"body_timeout": "500ms", "metrics": {"public": True}})
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(slack=interactions, config=settings),
+            host="127.0.0.1",
+            port=port,
+            log_level="error",
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+            sock.sendall(
+                b"POST /slack/interactions HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
+                b"Content-Type: application/x-www-form-urlencoded\r\n\r\npayload="
+            )
+            reply = sock.recv(4096)  # nothing more is sent: the answer must still come
+        assert reply.startswith(b"HTTP/1.1 408"), reply[:100]
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+        assert 'irbook_slack_rejected_total{reason="body-timeout"} 1' in text
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
 # -- who may read /metrics -----------------------------------------------------------
 
 SOURCE = textwrap.dedent(

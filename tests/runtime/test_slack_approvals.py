@@ -310,6 +310,9 @@ def test_unsigned_posts_write_nothing_are_counted_and_a_flood_gets_429(receiver:
     assert signed[:10] == [404] * 10
     assert set(signed[10:]) == {429}
     assert record_size(store) == before
+    text = metrics(receiver)
+    assert 'irbook_slack_rejected_total{reason="unknown-run"} 10' in text
+    assert 'irbook_slack_rejected_total{reason="rate-limited"} 5' in text
 
 
 def test_malformed_and_oversized_bodies(receiver: str) -> None:

@@ -120,12 +120,12 @@ class SlackInteractions:
             value = json.loads(action["value"])
             run_id, step = str(value["run_id"]), str(value["step"])
         except (KeyError, IndexError, TypeError, ValueError, UnicodeDecodeError):
-            return Answer(400, {"error": "not an irbook approval button press"})
+            return Answer(400, {"error": "not an irbook approval button press"}, "malformed")
         if action_id not in (APPROVE, REJECT):
-            return Answer(400, {"error": "unknown action"})
+            return Answer(400, {"error": "unknown action"}, "unknown-action")
         record = self.store.run(run_id)
         if record is None:
-            return Answer(404, {"error": "unknown run"})
+            return Answer(404, {"error": "unknown run"}, "unknown-run")
         approver = f"slack:{user_id}"
         if not self.approvals.allowed(user_id):
             self.store.event(
@@ -136,7 +136,7 @@ class SlackInteractions:
                 name=user_name[:80],
                 reason="not an approver",
             )
-            return Answer(403, {"error": "you may not approve irbook steps"})
+            return Answer(403, {"error": "you may not approve irbook steps"}, "not-an-approver")
         waiting = [
             s
             for s in self.store.steps(run_id)
@@ -144,13 +144,13 @@ class SlackInteractions:
         ]
         if record["state"] != "running" or not waiting or not record.get("flow_run_id"):
             self.store.event(run_id, "approval-late", step, by=approver)
-            return Answer(409, {"error": "this step is not waiting for a decision"})
+            return Answer(409, {"error": "this step is not waiting for a decision"}, "late")
         approved = action_id == APPROVE
         try:
             self.decide(str(record["flow_run_id"]), approved, approver, f"via Slack ({user_name})")
         except Exception as exc:  # not paused any more, API away: say so, record it
             self.store.event(run_id, "approval-failed", step, by=approver, error=str(exc)[:200])
-            return Answer(409, {"error": "the run could not be resumed"})
+            return Answer(409, {"error": "the run could not be resumed"}, "resume-failed")
         self.store.event(run_id, "approval-via-slack", step, by=approver, approved=approved)
         slack_msg = (waiting[0].get("approval") or {}).get("slack") or {}
         if self.update_message is not None and slack_msg.get("channel") and slack_msg.get("ts"):
