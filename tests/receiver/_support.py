@@ -54,6 +54,7 @@ def config_yaml(mode: str = "live") -> str:
     fast = "rate: {per_second: 10000, burst: 10000}"
     return textwrap.dedent(
         f"""\
+        metrics: {{public: true}}
         sources:
           gd:
             format: guardduty

@@ -251,8 +251,11 @@ def test_slack_from_environment_variables(tmp_path: Path, sink: FakeSlack) -> No
     )
 
     assert code == 0, out
-    [request] = sink.requests
+    # the post, then the run's verdict on the same card (the card is the run's thread)
+    request, verdict = sink.requests
     assert (request.method, request.path) == ("POST", "/api/chat.postMessage")
+    assert verdict.path == "/api/chat.update"
+    assert verdict.data["text"].endswith(": succeeded")
     assert request.headers["authorization"] == f"Bearer {SLACK_TOKEN}"
     assert request.data["channel"] == "#ir"
     assert "AKIAIOSFODNN7EXAMPLE" in request.data["text"]

@@ -1,6 +1,6 @@
 """Slack approval buttons end to end: a live run posts Approve/Reject to (fake) Slack and
 pauses; a signed button press over real HTTP to `/slack/interactions` resumes it; forged,
-stale, replayed and unauthorized presses are refused and recorded."""
+stale, replayed and unauthorized presses are refused; only signed ones are recorded."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from tests.notify.fakeslack import FakeSlack
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 APPROVER, STRANGER = "U0APPROVER", "U0STRANGER"
+FAILED_AUTH = {"per_second": 0.01, "burst": 10}  # unsigned posts per address: 10, then 429
 
 
 class SlackClients(LiveClients):
@@ -61,7 +62,8 @@ def receiver(fake_slack: FakeSlack, tmp_path: Path) -> Iterator[str]:
     from irbook.runs import RunStore
     from irbook.triggers.app import create_app
     from irbook.triggers.auth import build_verifier
-    from irbook.triggers.limits import ReplayGuard
+    from irbook.triggers.config import parse_config
+    from irbook.triggers.limits import RateLimiter, ReplayGuard
     from irbook.triggers.slack import SlackApprovals, SlackInteractions
     from irbook_flows.engine import Decision
     from irbook_flows.flow import resume
@@ -77,11 +79,17 @@ def receiver(fake_slack: FakeSlack, tmp_path: Path) -> Iterator[str]:
         update_message=lambda ch, ts, text: clients.slack().chat_update(
             channel=ch, ts=ts, text=text, blocks=[]
         ),
+        limiter=RateLimiter(0.01, 10),  # signed presses: 10, then 429
     )
+    # A receiver with Slack approvals only: its settings without any source.
+    settings = parse_config({"metrics": {"public": True}, "failed_auth": FAILED_AUTH})
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(slack=interactions), host="127.0.0.1", port=port, log_level="error"
+            create_app(slack=interactions, config=settings),
+            host="127.0.0.1",
+            port=port,
+            log_level="error",
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)
@@ -228,9 +236,11 @@ def test_a_signed_button_press_resumes_the_run(
     assert steps["revoke"]["approval"]["by"] == f"slack:{APPROVER}"
     assert steps["after"]["state"] == "succeeded"
     kinds = [e["kind"] for e in store.events(run_id)]
-    assert "approval-refused" in kinds and "approval-via-slack" in kinds
-    refused = [e["detail"]["reason"] for e in store.events("receiver")]
-    assert refused == ["bad-signature", "stale-timestamp", "replayed"]
+    assert "approval-refused" in kinds and "approval-via-slack" in kinds  # signed ones
+    assert store.events("receiver") == []  # unsigned, stale and replayed: no rows
+    text = metrics(receiver)
+    for reason in ("bad-signature", "stale-timestamp", "replayed"):
+        assert f'irbook_slack_rejected_total{{reason="{reason}"}} 1' in text
     update = [r for r in fake_slack.requests if r.slack_method == "chat.update"]
     assert update and f"Approved by <@{APPROVER}>" in update[-1].data["text"]
 
@@ -247,6 +257,58 @@ def test_a_rejection_from_slack_stops_the_gated_step(
     assert steps["after"]["state"] == "skipped"
     # a late press after the decision is refused, not applied twice
     assert press(receiver, run_id, "revoke")[0] == 409
+
+
+def metrics(url: str) -> str:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=30) as response:
+        return str(response.read().decode())
+
+
+def record_size(store: Any) -> tuple[int, int]:
+    """Rows in the run record's events and its audit chain."""
+    import sqlite3
+
+    with sqlite3.connect(store.path) as db:
+        events = db.execute("SELECT count(*) FROM events").fetchone()[0]
+        audit = db.execute("SELECT count(*) FROM audit").fetchone()[0]
+    return int(events), int(audit)
+
+
+def test_unsigned_posts_write_nothing_are_counted_and_a_flood_gets_429(receiver: str) -> None:
+    """Before, each unsigned post appended a row to the run record and its audit chain,
+    with no limit at all."""
+    from irbook.runs import RunStore
+
+    store = RunStore()
+    before = record_size(store)
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    statuses = []
+    for i in range(100):
+        headers = dict(form)
+        if i % 2:
+            headers["X-Slack-Request-Timestamp"] = str(int(time.time()))
+            headers["X-Slack-Signature"] = "v0=" + "0" * 64
+        statuses.append(send(receiver, f"payload=junk-{i}".encode(), headers)[0])
+    assert set(statuses) == {401, 429}
+    assert statuses[:10] == [401] * 10  # then the address's failure budget is spent
+    assert record_size(store) == before
+    text = metrics(receiver)
+    counted = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("irbook_slack_rejected_total{")
+    ]
+    assert sum(counted) == 100
+    assert f'irbook_slack_rejected_total{{reason="auth-throttled"}} {statuses.count(429)}' in text
+    assert "irbook_slack_requests_total 100" in text
+    # a signed press still gets through after the flood, and signed presses have a budget
+    signed = [press(receiver, f"no-run-{i}", "step")[0] for i in range(15)]
+    assert signed[:10] == [404] * 10
+    assert set(signed[10:]) == {429}
+    assert record_size(store) == before
+    text = metrics(receiver)
+    assert 'irbook_slack_rejected_total{reason="unknown-run"} 10' in text
+    assert 'irbook_slack_rejected_total{reason="rate-limited"} 5' in text
 
 
 def test_malformed_and_oversized_bodies(receiver: str) -> None:

@@ -7,16 +7,25 @@ nothing here imports Prefect: runs are started through an injected `StartRun`.
 
 A webhook post goes through cheap refusals first and expensive work last, so a flood
 or an attacker costs as little as possible: unknown source (404), declared size (413,
-before reading), rate (429), actual size (413, reading stops at the limit), signature
-over the raw bytes (401), replay (200 "duplicate"), JSON (400/415), the format (422,
-kept as a dead letter), then matching and a durable enqueue before the 202. Any input
-that still manages to raise is answered 400, never 500: a sender retrying a 5xx forever
-is a flood of our own making.
+before reading), actual size (413, reading stops at the limit) and time (408, the body
+read has a deadline), signature over the raw bytes (401), replay (200 "duplicate"),
+the source's rate (429), JSON (400/415), the format (422, kept as a dead letter), then
+matching and a durable enqueue before the 202. Any input that still manages to raise is
+answered 400, never 500: a sender retrying a 5xx forever is a flood of our own making.
+
+The rate is spent only by authenticated posts, so junk cannot lock a real sender out.
+Posts that fail authentication spend a budget of their own per client address instead
+(`failed_auth`), past which they are answered 429 and no longer logged one by one. A
+post over its source's rate whose every alert is a duplicate of a stored one is still
+taken (its count goes up): in a storm, duplicates are what must be absorbed cheaply, and
+a 429 would only make the sender send them again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import hmac
 import json
 import logging
 import sqlite3
@@ -26,18 +35,20 @@ from bisect import bisect_left
 from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 
 from irbook.errors import LoadFailed
 from irbook.triggers.auth import AuthError
-from irbook.triggers.config import ConfigError, HookSource, LoadedConfig
+from irbook.triggers.config import ConfigError, HookSource, LoadedConfig, ReceiverConfig
 from irbook.triggers.dispatch import Dispatcher, StartRequest, StartRun
 from irbook.triggers.limits import (
     DAY,
     BadContentLength,
+    BodyDeadlines,
+    BodyTimeout,
     BodyTooLarge,
     RateLimiter,
     ReplayGuard,
@@ -48,7 +59,7 @@ from irbook.triggers.limits import (
 from irbook.triggers.match import matches
 from irbook.triggers.normalizers import NORMALIZERS, NormalizeError, is_resolved, is_sample
 from irbook.triggers.normalizers._base import plain_json_body, vouched
-from irbook.triggers.queue import AlertQueue, Enqueued, QueueItem
+from irbook.triggers.queue import PENDING, AlertQueue, Enqueued, QueueItem, alert_key
 from irbook.triggers.slack import SlackInteractions
 
 log = logging.getLogger("irbook.webhooks")
@@ -91,6 +102,7 @@ class Prepared:
     windows: list[float]
     skipped: list[dict[str, Any]]
     replay_key: str | None
+    charged: bool = True  # spent a token of the source's rate (given back for duplicates)
 
 
 class Metrics:
@@ -141,6 +153,12 @@ class Metrics:
             "irbook_webhook_alerts_unmatched_total": "Alerts no playbook's trigger matched.",
             "irbook_webhook_runs_started_total": "Runs started from webhook alerts.",
             "irbook_webhook_runs_failed_total": "Runs that could not be started.",
+            "irbook_webhook_auth_throttled_total": "Posts that failed authentication from an"
+            " address over its failed_auth budget (answered 429).",
+            "irbook_webhook_duplicates_over_rate_total": "Posts over the source's rate taken"
+            " because each of their alerts was a duplicate of a stored one.",
+            "irbook_slack_requests_total": "Posts to /slack/interactions.",
+            "irbook_slack_rejected_total": "Slack interactions refused, by reason.",
         }
         lines: list[str] = []
         with self._lock:
@@ -322,12 +340,8 @@ class WebhookReceiver:
         self.metrics.inc("irbook_webhook_rejected_total", source=source, reason=reason)
         return Answer(status, {"error": message, "reason": reason})
 
-    def _replayed(self, source: str, key: str, now: float) -> bool:
-        """Whether the delivery was already accepted, without recording it.
-
-        Recording waits until the alert is queued (`ReplayGuard.seen_before`), so a post
-        that failed half-way can be retried by its sender.
-        """
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's read connection to the alert store (replays, stored alerts)."""
         db: sqlite3.Connection | None = getattr(self._replay_local, "db", None)
         if db is None:
             db = sqlite3.connect(
@@ -336,6 +350,15 @@ class WebhookReceiver:
             self._replay_local.db = db
             with self._replay_lock:
                 self._replay_dbs.append(db)
+        return db
+
+    def _replayed(self, source: str, key: str, now: float) -> bool:
+        """Whether the delivery was already accepted, without recording it.
+
+        Recording waits until the alert is queued (`ReplayGuard.seen_before`), so a post
+        that failed half-way can be retried by its sender.
+        """
+        db = self._reader()
         row = db.execute(
             "SELECT 1 FROM webhook_replay WHERE source = ? AND delivery_id = ? AND seen_at > ?",
             (source, key, now - self.replay.window),
@@ -377,11 +400,32 @@ class WebhookReceiver:
         try:
             verified = src.verifier.verify(headers, body, now)
         except AuthError as exc:
-            log.warning("webhook %s: refused (%s)", name, exc.reason)
+            # Logged by the HTTP layer, within the sender address's failure budget.
             return self.reject(name, exc.reason, 401, "authentication failed")
         if verified.replay_key is not None and self._replayed(name, verified.replay_key, now):
             self.metrics.inc("irbook_webhook_replays_total", source=name)
             return Answer(200, {"status": "duplicate"})
+        # After authentication: only a sender holding the secret spends the source's rate.
+        wait = self.limiters[name].check(name, time.monotonic())
+        step = self._checked(name, src, body, content_type, now, verified.replay_key)
+        if wait is None:
+            return step
+        if isinstance(step, Prepared) and self._all_stored(step):
+            self.metrics.inc_source("irbook_webhook_duplicates_over_rate_total", name)
+            return replace(step, charged=False)
+        answer = self.reject(name, "rate-limited", 429, "too many requests")
+        return Answer(answer.status, answer.body, {"Retry-After": retry_after_header(wait)})
+
+    def _checked(
+        self,
+        name: str,
+        src: HookSource,
+        body: bytes,
+        content_type: str | None,
+        now: float,
+        replay_key: str | None,
+    ) -> Answer | DeadLetter | Prepared:
+        """`prepare` after authentication: media type, JSON, normalize and match."""
         if content_type is not None and not _is_json_type(content_type):
             return self.reject(name, "unsupported-media-type", 415, "send application/json")
         key = (name, body) if len(body) <= RECENT_BODY_MAX else None
@@ -392,13 +436,13 @@ class WebhookReceiver:
                     self._recent.move_to_end(key)
             if known is not None:
                 items, windows, skipped = known
-                return Prepared(name, now, items, windows, skipped, verified.replay_key)
+                return Prepared(name, now, items, windows, skipped, replay_key)
         try:
             payload = _parse_json(body)
         except ValueError as exc:
             answer = self.reject(name, "bad-json", 400, f"body is not JSON: {exc}")
             return DeadLetter(name, f"bad JSON: {exc}", body, None, src.config.max_body, answer)
-        step = self._alerts(name, src, payload, body, now, verified.replay_key)
+        step = self._alerts(name, src, payload, body, now, replay_key)
         # Only outcomes without side effects to repeat (an unmatched alert is counted).
         if (
             key is not None
@@ -411,6 +455,35 @@ class WebhookReceiver:
                 if len(self._recent) > RECENT_BODIES:
                     self._recent.popitem(last=False)
         return step
+
+    def _all_stored(self, step: Prepared) -> bool:
+        """Whether every alert of `step` would attach to a stored row (count + 1).
+
+        A read of the queue's rows, as `AlertQueue` decides in its write: a row waiting
+        or starting, or first seen within the window. A row whose window has passed but
+        whose run is still active is not counted here, so such a post is answered 429.
+        """
+        if not step.items:
+            return False
+        keys = {alert_key(item.source, item.playbook_id, item.alert.id) for item in step.items}
+        db = self._reader()
+        rows = db.execute(
+            "SELECT alert_key, status, first_seen FROM webhook_alerts"
+            " WHERE alert_key IN (SELECT value FROM json_each(?)) AND status != 'failed'",
+            (json.dumps(sorted(keys)),),
+        ).fetchall()
+        latest: dict[str, tuple[float, str]] = {}
+        for key, status, first_seen in rows:
+            if key not in latest or float(first_seen) > latest[key][0]:
+                latest[key] = (float(first_seen), str(status))
+        for item, window in zip(step.items, step.windows, strict=True):
+            row = latest.get(alert_key(item.source, item.playbook_id, item.alert.id))
+            if row is None:
+                return False
+            first_seen, status = row
+            if status not in PENDING and not step.now < first_seen + window:
+                return False
+        return True
 
     def _seen_before(self, digest: int) -> bool:
         """Whether a body with this hash came recently; records that it came now."""
@@ -493,12 +566,13 @@ class WebhookReceiver:
         """The 202, once `step`'s alerts are committed."""
         name = step.source
         queued = []
+        fresh = False
         for item, result in zip(step.items, results, strict=True):
-            counter = (
-                "irbook_webhook_alerts_queued_total"
-                if result.status == "queued"
-                else "irbook_webhook_alerts_deduplicated_total"
-            )
+            if result.status == "queued":
+                fresh = True
+                counter = "irbook_webhook_alerts_queued_total"
+            else:
+                counter = "irbook_webhook_alerts_deduplicated_total"
             self.metrics.inc_source(counter, name)
             queued.append(
                 {
@@ -510,6 +584,9 @@ class WebhookReceiver:
                     "count": result.count,
                 }
             )
+        if step.charged and not fresh:
+            # Only duplicates of stored alerts: they do not spend the source's rate.
+            self.limiters[name].refund(name)
         return Answer(202, {"status": "accepted", "queued": queued, "skipped": step.skipped})
 
     def gauges(self) -> dict[str, float]:
@@ -711,6 +788,7 @@ OPENAPI: dict[str, Any] = {
                     "400": {"$ref": "#/components/responses/Error"},
                     "401": {"$ref": "#/components/responses/Error"},
                     "404": {"$ref": "#/components/responses/Error"},
+                    "408": {"$ref": "#/components/responses/Error"},
                     "413": {"$ref": "#/components/responses/Error"},
                     "415": {"$ref": "#/components/responses/Error"},
                     "422": {
@@ -729,7 +807,8 @@ OPENAPI: dict[str, Any] = {
                         },
                     },
                     "429": {
-                        "description": "Rate limited; retry after the given seconds",
+                        "description": "Rate limited (the source's rate, or the address's"
+                        " failed_auth budget); retry after the given seconds",
                         "headers": {"Retry-After": {"schema": {"type": "integer"}}},
                     },
                 },
@@ -744,12 +823,15 @@ OPENAPI: dict[str, Any] = {
         "/healthz": {"get": {"responses": {"200": {"description": "ok"}}}},
         "/metrics": {
             "get": {
+                "description": "Served only when configured (metrics: token_env or public).",
                 "responses": {
                     "200": {
                         "description": "Prometheus text format",
                         "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
-                }
+                    },
+                    "401": {"description": "The configured bearer token is missing or wrong"},
+                    "404": {"description": "Metrics are off"},
+                },
             }
         },
         "/openapi.json": {"get": {"responses": {"200": {"description": "This document"}}}},
@@ -805,13 +887,41 @@ def create_app(
     slack: SlackInteractions | None = None,
     max_body: int = MAX_BODY,
     hooks: WebhookReceiver | None = None,
+    config: LoadedConfig | None = None,
 ) -> Any:
-    """The ASGI app. With `hooks`, its dispatcher runs for the app's lifetime."""
+    """The ASGI app. With `hooks`, its dispatcher runs for the app's lifetime.
+
+    The receiver-wide settings (failed_auth, body_timeout, metrics) come from the hooks'
+    configuration, else from `config` (a receiver with Slack approvals only); without
+    either, the defaults hold and `/metrics` is off.
+    """
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.requests import ClientDisconnect, Request
-    from starlette.responses import JSONResponse, PlainTextResponse
+    from starlette.responses import JSONResponse, PlainTextResponse, Response
     from starlette.routing import Route
+
+    if hooks is not None:
+        config = hooks.config
+    settings = config.config if config is not None else ReceiverConfig()
+    metrics_token = config.metrics_token if config is not None else None
+    counters = hooks.metrics if hooks is not None else Metrics()
+    deadlines = BodyDeadlines(settings.body_timeout)
+    # Per client address: what failed authentication may cost before it is answered 429.
+    failures = RateLimiter(settings.failed_auth.per_second, settings.failed_auth.burst)
+
+    def auth_failed(where: str, client: str, reason: str) -> Answer | None:
+        """Spend the address's failure budget: None within it (answer 401, logged),
+        else the 429 to answer instead, unlogged, so a flood of junk fills no log."""
+        wait = failures.check(client, time.monotonic())
+        if wait is None:
+            log.warning("%s: refused (%s) from %s", where, reason, client or "?")
+            return None
+        return Answer(
+            429,
+            {"error": "too many failed requests", "reason": "auth-throttled"},
+            {"Retry-After": retry_after_header(wait)},
+        )
 
     async def healthz(request: Request) -> PlainTextResponse:
         return PlainTextResponse("ok")
@@ -828,19 +938,38 @@ def create_app(
     async def slack_interactions(request: Request) -> JSONResponse:
         if slack is None:
             return JSONResponse({"error": "Slack approvals are not configured"}, status_code=404)
-        body = await read_body(request)
+        counters.inc("irbook_slack_requests_total")
+        try:
+            body = await deadlines.read(read_body(request))
+        except BodyTimeout:
+            counters.inc("irbook_slack_rejected_total", reason="body-timeout")
+            return JSONResponse(
+                {"error": "request body not received in time"},
+                status_code=408,
+                headers={"Connection": "close"},
+            )
         if body is None:
+            counters.inc("irbook_slack_rejected_total", reason="too-large")
             return JSONResponse({"error": "body too large"}, status_code=413)
         answer = await run_in_threadpool(slack.handle, dict(request.headers), body)
-        return JSONResponse(answer.body, status_code=answer.status)
+        reason = answer.reason
+        if answer.status == 401 and reason is not None:
+            client = request.client.host if request.client is not None else ""
+            throttled = auth_failed("slack interactions", client, reason)
+            if throttled is not None:
+                counters.inc("irbook_slack_rejected_total", reason="auth-throttled")
+                return JSONResponse(throttled.body, status_code=429, headers=throttled.headers)
+        if reason is not None:
+            counters.inc("irbook_slack_rejected_total", reason=reason)
+        return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
     async def answer_hook(
-        name: str, headers: Mapping[str, str], chunks: AsyncIterator[bytes]
+        name: str, headers: Mapping[str, str], chunks: AsyncIterator[bytes], client: str = ""
     ) -> Answer:
         """Everything `POST /hooks/{source}` answers, whatever carried the request."""
         started = time.perf_counter()
         try:
-            answer = await handle_hook(name, headers, chunks)
+            answer = await handle_hook(name, headers, chunks, client)
         except Exception:
             # The body is never logged: it may hold credentials the alert is about.
             log.exception(
@@ -855,7 +984,7 @@ def create_app(
         return answer
 
     async def handle_hook(
-        name: str, headers: Mapping[str, str], chunks: AsyncIterator[bytes]
+        name: str, headers: Mapping[str, str], chunks: AsyncIterator[bytes], client: str
     ) -> Answer:
         if hooks is None or name not in hooks.sources:
             if hooks is not None:
@@ -872,14 +1001,15 @@ def create_app(
             return hooks.reject(name, "too-large", 413, f"body over {limit} bytes")
         except BadContentLength:
             return hooks.reject(name, "bad-content-length", 400, "bad Content-Length")
-        wait = hooks.limiters[name].check(name, time.monotonic())
-        if wait is not None:
-            answer = hooks.reject(name, "rate-limited", 429, "too many requests")
-            return Answer(answer.status, answer.body, {"Retry-After": retry_after_header(wait)})
+        # The source's rate is spent after authentication, in `prepare`: spent here,
+        # before anything is known of the sender, junk would lock real alerts out.
         try:
-            body = await aread_limited(chunks, limit)
+            body = await deadlines.read(aread_limited(chunks, limit))
         except BodyTooLarge:
             return hooks.reject(name, "too-large", 413, f"body over {limit} bytes")
+        except BodyTimeout:
+            answer = hooks.reject(name, "body-timeout", 408, "request body not received in time")
+            return Answer(answer.status, answer.body, {"Connection": "close"})
         except ClientDisconnect:
             return hooks.reject(name, "disconnected", 400, "client disconnected")
         content_type = headers.get("content-type")
@@ -892,6 +1022,11 @@ def create_app(
             else:
                 step = await run_in_threadpool(hooks.prepare, name, headers, body, content_type)
             if isinstance(step, Answer):
+                if step.status == 401:
+                    throttled = auth_failed(f"webhook {name}", client, step.body["reason"])
+                    if throttled is not None:
+                        hooks.metrics.inc_source("irbook_webhook_auth_throttled_total", name)
+                        return throttled
                 return step
             if isinstance(step, DeadLetter):
                 await hooks.queue.dead_letter_async(
@@ -927,17 +1062,32 @@ def create_app(
                 if not message.get("more_body", False):
                     return
 
-        answer = await answer_hook(name, _Headers(scope["headers"]), chunks())
+        peer = scope.get("client")
+        answer = await answer_hook(
+            name, _Headers(scope["headers"]), chunks(), peer[0] if peer else ""
+        )
         await send_json(send, answer)
 
     async def hook_route(scope: Scope, receive: Receive, send: Send) -> None:
         # The same handler, reached through Starlette's router (a root path, say).
         await hook(scope, receive, send, str(scope.get("path_params", {}).get("source", "")))
 
-    async def metrics(request: Request) -> PlainTextResponse:
-        if hooks is None:
-            return PlainTextResponse("", media_type="text/plain; version=0.0.4")
-        text = await run_in_threadpool(lambda: hooks.metrics.render(hooks.gauges()))
+    async def metrics(request: Request) -> Response:
+        # Off unless configured: the page names every source and how each is refused.
+        if settings.metrics is None:
+            return PlainTextResponse("metrics are off (see metrics: in the configuration)", 404)
+        if metrics_token is not None:
+            given = request.headers.get("authorization", "").encode("utf-8")
+            if not hmac.compare_digest(given, f"Bearer {metrics_token}".encode()):
+                client = request.client.host if request.client is not None else ""
+                throttled = auth_failed("metrics", client, "bad-token")
+                if throttled is not None:
+                    return JSONResponse(throttled.body, 429, headers=throttled.headers)
+                return PlainTextResponse(
+                    "a bearer token is required", 401, headers={"WWW-Authenticate": "Bearer"}
+                )
+        gauges = hooks.gauges if hooks is not None else dict
+        text = await run_in_threadpool(lambda: counters.render(gauges()))
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     async def openapi(request: Request) -> JSONResponse:
@@ -950,11 +1100,13 @@ def create_app(
         # instead of 25-30 (bench/receiver_throughput.py), which was most of its p99.
         gc.collect()
         gc.freeze()
+        watcher = asyncio.create_task(deadlines.run())
         if hooks is not None:
             hooks.start()
         try:
             yield
         finally:
+            watcher.cancel()
             if hooks is not None:
                 await run_in_threadpool(hooks.stop)
 

@@ -18,6 +18,9 @@ sources:
     max_body: 1048576
     dedup_window: 1h
     options: {}                 # the normalizer's options
+failed_auth: {per_second: 5, burst: 20}   # per client address; 429 past it
+body_timeout: 10s               # a body not read in full by then is answered 408
+metrics: {token_env: IRBOOK_METRICS_TOKEN}  # or {public: true}; off (404) when absent
 ```
 
 Everything is checked at start-up (secrets present, verifier buildable, normalizer options
@@ -156,10 +159,38 @@ class RunnerConfig(_Model):
         return self
 
 
+class MetricsConfig(_Model):
+    """Who may read `GET /metrics`: a bearer token, or anyone (`public: true`).
+
+    The page names every configured source and how often each is refused, so it is not
+    served at all unless one of the two is chosen.
+    """
+
+    token_env: str | None = None
+    public: bool = False
+
+    @field_validator("token_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_NAME.match(value):
+            raise ValueError("expected an environment variable name such as IRBOOK_METRICS_TOKEN")
+        return value
+
+    @model_validator(mode="after")
+    def _one_of(self) -> MetricsConfig:
+        if (self.token_env is None) == (not self.public):
+            raise ValueError("give either token_env or public: true")
+        return self
+
+
 class ReceiverConfig(_Model):
     playbooks: list[str] | None = None  # folders; None means irbook's default folders
     runner: RunnerConfig = RunnerConfig()
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    # Posts that fail authentication, per client address (they never spend a source's rate).
+    failed_auth: RateConfig = RateConfig(per_second=5, burst=20)
+    body_timeout: Duration = Field(default=10.0, gt=0, le=300)
+    metrics: MetricsConfig | None = None
 
     @field_validator("runner", mode="before")
     @classmethod
@@ -197,6 +228,7 @@ class LoadedConfig:
     sources: dict[str, HookSource]
     warnings: list[str] = field(default_factory=list)
     path: str = "<config>"
+    metrics_token: str | None = None  # from metrics.token_env; None: no token asked
 
 
 class ConfigError(IrbookError):
@@ -283,7 +315,21 @@ def parse_config(
             ) from None
         _probe_options(name, cfg, located)
         sources[name] = HookSource(name=name, config=cfg, verifier=verifier)
-    return LoadedConfig(config=config, sources=sources, warnings=warnings, path=where)
+    metrics_token = None
+    if config.metrics is not None and config.metrics.token_env is not None:
+        metrics_token = env.get(config.metrics.token_env)
+        if not metrics_token:
+            raise ConfigError(
+                f"metrics.token_env: environment variable {config.metrics.token_env} is not set",
+                located(("metrics", "token_env")),
+            )
+    return LoadedConfig(
+        config=config,
+        sources=sources,
+        warnings=warnings,
+        path=where,
+        metrics_token=metrics_token,
+    )
 
 
 def _probe_options(name: str, cfg: SourceConfig, located: Any) -> None:
@@ -318,6 +364,7 @@ __all__ = [
     "ConfigError",
     "HookSource",
     "LoadedConfig",
+    "MetricsConfig",
     "RateConfig",
     "ReceiverConfig",
     "RunnerConfig",

@@ -11,15 +11,19 @@ and they know nothing of any web framework.
   refills the buckets is harmless.
 - `read_limited` / `aread_limited` stop pulling body chunks the moment a limit is passed,
   so an oversized body never sits whole in memory.
+- `BodyDeadlines` ends a body read that takes too long, so a sender trickling a byte a
+  second cannot hold a connection (and its task) for ever.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterable, Iterable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Iterable, Mapping
+from typing import TypeVar
 
 from irbook.cache import home
 from irbook.db import Database
@@ -159,6 +163,17 @@ class RateLimiter:
             self._buckets.move_to_end(source)
             return (1.0 - tokens) / self.rate
 
+    def refund(self, source: str) -> None:
+        """Give back the request `check` just allowed (a duplicate that cost nothing).
+
+        A bucket evicted in between is full anyway, so there is nothing to give back.
+        """
+        with self._lock:
+            bucket = self._buckets.get(source)
+            if bucket is not None:
+                tokens, last = bucket
+                self._buckets[source] = (min(self.burst, tokens + 1.0), last)
+
     def _evict(self, now: float) -> None:
         full = [
             source
@@ -254,10 +269,67 @@ async def aread_limited(chunks: AsyncIterable[bytes], limit: int = DEFAULT_BODY_
     return b"".join(parts)
 
 
+T = TypeVar("T")
+
+
+class BodyTimeout(Exception):
+    """A request body that was not in by its deadline: answer 408 and close."""
+
+
+class BodyDeadlines:
+    """Deadlines for body reads, enforced by one watcher task instead of a timer each.
+
+    A timer per request (`asyncio.timeout`) costs a few microseconds on the receiver's
+    hot path; noting the reading task in a dict costs a fraction of one. The watcher
+    wakes every `tick` seconds and cancels the reads past their deadline, so a read may
+    last up to `timeout + tick`. Without a running watcher (`run` not started) reads
+    have no deadline, which is what a test calling the app without its lifespan gets.
+    """
+
+    def __init__(self, timeout: float, tick: float | None = None) -> None:
+        if not timeout > 0:
+            raise ValueError("the body timeout must be a positive number of seconds")
+        self.timeout = float(timeout)
+        self.tick = tick if tick is not None else min(1.0, self.timeout / 4)
+        self._reads: dict[asyncio.Task[object], float] = {}
+        self._expired: set[asyncio.Task[object]] = set()
+
+    async def read(self, reading: Awaitable[T]) -> T:
+        """Await `reading` (a body read) within the deadline, or raise BodyTimeout."""
+        task: asyncio.Task[object] | None = asyncio.current_task()
+        if task is None:  # pragma: no cover - always inside a task under an ASGI server
+            return await reading
+        self._reads[task] = asyncio.get_running_loop().time() + self.timeout
+        try:
+            return await reading
+        except asyncio.CancelledError:
+            if task not in self._expired:
+                raise
+            self._expired.discard(task)
+            task.uncancel()
+            raise BodyTimeout(f"request body not received within {self.timeout:g}s") from None
+        finally:
+            self._reads.pop(task, None)
+
+    async def run(self) -> None:
+        """The watcher: run it as a task for the server's lifetime, cancel it at the end."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.tick)
+            now = loop.time()
+            late = [task for task, deadline in self._reads.items() if deadline <= now]
+            for task in late:
+                del self._reads[task]
+                self._expired.add(task)
+                task.cancel()
+
+
 __all__ = [
     "DAY",
     "DEFAULT_BODY_LIMIT",
     "BadContentLength",
+    "BodyDeadlines",
+    "BodyTimeout",
     "BodyTooLarge",
     "RateLimiter",
     "ReplayGuard",

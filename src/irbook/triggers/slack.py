@@ -4,7 +4,15 @@ Slack posts a button press to `POST /slack/interactions` as a form field `payloa
 holding JSON. Everything in it is attacker-controlled until the signature over the raw
 body and timestamp checks out (Slack's signing secret, 5-minute window), and a replayed
 request (the same signature again) is refused. Only configured Slack users, or members
-of configured user groups, may decide; every refusal is recorded on the run.
+of configured user groups, may decide.
+
+What is written to the run record (and so to its audit chain) is only what an
+authenticated request caused: decisions, and refusals of signed presses (not an
+approver, too late). A request that fails the signature or is a replay is answered with
+its reason (`Answer.reason`) for the receiver's metrics and written nowhere: anyone can
+send those, so recording them would let anyone grow the audit chain. Signed presses
+spend `limiter` (requests that fail authentication have a budget of their own, per
+client address, in the HTTP layer).
 
 Resuming a run needs the Prefect API, which the core package does not import: the
 caller passes `decide`, the function that resumes a paused flow run.
@@ -20,9 +28,9 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 from irbook.runs import RunStore
+from irbook.triggers.limits import RateLimiter, retry_after_header
 
 APPROVE, REJECT = "irbook_approve", "irbook_reject"
-RECEIVER = "receiver"  # the run id under which refused requests are recorded
 
 Decide = Callable[[str, bool, str, str], None]  # flow run id, approved, approver, comment
 
@@ -37,6 +45,8 @@ class Verifier(Protocol):
 class Answer:
     status: int
     body: dict[str, Any]
+    reason: str | None = None  # why it was refused (a fixed code), for the metrics
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -69,11 +79,8 @@ class SlackInteractions:
     seen_before: Callable[[str, float], bool]  # replay guard over delivery ids
     update_message: Callable[[str, str, str], None] | None = None  # channel, ts, text
     clock: Callable[[], float] = field(default=time.time)
-
-    def refused(self, reason: str) -> None:
-        """A request that could not be trusted: recorded without its body, on no run
-        (nothing in it can be believed), for the receiver's audit and metrics."""
-        self.store.event(RECEIVER, "slack-request-refused", None, reason=reason)
+    # Signed presses: people pressing buttons, so a few a second is already a lot.
+    limiter: RateLimiter = field(default_factory=lambda: RateLimiter(10, 50))
 
     def handle(self, headers: Mapping[str, str], body: bytes) -> Answer:
         now = self.clock()
@@ -81,8 +88,7 @@ class SlackInteractions:
             verified = self.verifier.verify(headers, body, now)
         except Exception as exc:  # AuthError: a short reason, never the body
             reason = str(getattr(exc, "reason", "") or "bad-signature")
-            self.refused(reason)
-            return Answer(401, {"error": reason})
+            return Answer(401, {"error": reason}, reason)
         # A hash of the signed content: a captured request replayed as is, or with
         # unsigned headers rewritten, is the same delivery.
         delivery = str(getattr(verified, "replay_key", "") or "")
@@ -94,8 +100,15 @@ class SlackInteractions:
                 + lowered.get("x-slack-signature", "")
             )
         if self.seen_before(delivery, now):
-            self.refused("replayed")
-            return Answer(401, {"error": "replayed"})
+            return Answer(401, {"error": "replayed"}, "replayed")
+        wait = self.limiter.check("slack", time.monotonic())
+        if wait is not None:
+            return Answer(
+                429,
+                {"error": "too many requests"},
+                "rate-limited",
+                {"Retry-After": retry_after_header(wait)},
+            )
         try:
             form = parse_qs(body.decode("utf-8"), strict_parsing=False)
             payload = json.loads(form["payload"][0])
@@ -107,12 +120,12 @@ class SlackInteractions:
             value = json.loads(action["value"])
             run_id, step = str(value["run_id"]), str(value["step"])
         except (KeyError, IndexError, TypeError, ValueError, UnicodeDecodeError):
-            return Answer(400, {"error": "not an irbook approval button press"})
+            return Answer(400, {"error": "not an irbook approval button press"}, "malformed")
         if action_id not in (APPROVE, REJECT):
-            return Answer(400, {"error": "unknown action"})
+            return Answer(400, {"error": "unknown action"}, "unknown-action")
         record = self.store.run(run_id)
         if record is None:
-            return Answer(404, {"error": "unknown run"})
+            return Answer(404, {"error": "unknown run"}, "unknown-run")
         approver = f"slack:{user_id}"
         if not self.approvals.allowed(user_id):
             self.store.event(
@@ -123,7 +136,7 @@ class SlackInteractions:
                 name=user_name[:80],
                 reason="not an approver",
             )
-            return Answer(403, {"error": "you may not approve irbook steps"})
+            return Answer(403, {"error": "you may not approve irbook steps"}, "not-an-approver")
         waiting = [
             s
             for s in self.store.steps(run_id)
@@ -131,13 +144,13 @@ class SlackInteractions:
         ]
         if record["state"] != "running" or not waiting or not record.get("flow_run_id"):
             self.store.event(run_id, "approval-late", step, by=approver)
-            return Answer(409, {"error": "this step is not waiting for a decision"})
+            return Answer(409, {"error": "this step is not waiting for a decision"}, "late")
         approved = action_id == APPROVE
         try:
             self.decide(str(record["flow_run_id"]), approved, approver, f"via Slack ({user_name})")
         except Exception as exc:  # not paused any more, API away: say so, record it
             self.store.event(run_id, "approval-failed", step, by=approver, error=str(exc)[:200])
-            return Answer(409, {"error": "the run could not be resumed"})
+            return Answer(409, {"error": "the run could not be resumed"}, "resume-failed")
         self.store.event(run_id, "approval-via-slack", step, by=approver, approved=approved)
         slack_msg = (waiting[0].get("approval") or {}).get("slack") or {}
         if self.update_message is not None and slack_msg.get("channel") and slack_msg.get("ts"):
