@@ -1,10 +1,16 @@
-"""Triggers: which normalized alerts start a playbook (used by the webhook receiver)."""
+"""Triggers: which normalized alerts start a playbook (used by the webhook receiver).
+
+A trigger names where alerts come from by `source:` (a configured receiver source such as
+`guardduty-prod`, so two GuardDuty accounts can start different playbooks) and/or by
+`format:` (any source of that format, such as every `guardduty` source). The receiver
+checks at start-up that some configured source can produce each trigger.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from irbook.model.base import Strict
 
@@ -12,7 +18,11 @@ COMPARISONS = ("gt", "gte", "lt", "lte", "eq", "ne")
 
 
 class Trigger(Strict):
-    source: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    # A configured source name (`guardduty-prod`). For playbooks written before `format`
+    # existed, a format name here still matches when no configured source has that name.
+    source: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    # A source format (`guardduty`): alerts from any source of that format.
+    format: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     # field path in the normalized alert -> glob, list of globs, or {gt|gte|lt|lte|eq|ne: n}
     match: dict[str, Any] = Field(default_factory=dict)
 
@@ -36,3 +46,18 @@ class Trigger(Strict):
             elif not isinstance(cond, str | int | float | bool):
                 raise ValueError(f"'{path}': expected a glob, a list or a comparison")
         return value
+
+    @model_validator(mode="after")
+    def _origin(self) -> Trigger:
+        if self.source is None and self.format is None:
+            raise ValueError("a trigger needs source: (a configured source) or format:")
+        return self
+
+    def origin(self) -> str:
+        """`source guardduty-prod`, `format guardduty` or both: for messages and docs."""
+        parts = []
+        if self.source is not None:
+            parts.append(f"source {self.source}")
+        if self.format is not None:
+            parts.append(f"format {self.format}")
+        return ", ".join(parts)
