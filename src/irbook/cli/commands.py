@@ -184,6 +184,16 @@ def cmd_iam_policy(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    if args.markdown and not args.receiver:
+        raise IrbookError("--markdown goes with --receiver (the playbook schema is JSON only)")
+    if args.receiver:
+        from irbook.triggers.reference import receiver_reference, receiver_schema
+
+        if args.markdown:
+            sys.stdout.write(receiver_reference())
+        else:
+            print(json.dumps(receiver_schema(), indent=2))
+        return 0
     from irbook.schema import playbook_schema
 
     print(json.dumps(playbook_schema(), indent=2))

@@ -192,9 +192,15 @@ class RunnerConfig(_Model):
     registered, with an idempotency key, for a process worker polling `pool` to run.
     """
 
-    type: Literal["embedded", "deployments"] = "embedded"
-    prefix: str = "irbook"
-    pool: str | None = Field(default=None, min_length=1, max_length=100)
+    type: Literal["embedded", "deployments"] = Field(
+        default="embedded", description="embedded: runs in the receiver; deployments: Prefect."
+    )
+    prefix: str = Field(
+        default="irbook", description="deployments: the deployment is <prefix>-<playbook id>."
+    )
+    pool: str | None = Field(
+        default=None, min_length=1, max_length=100, description="deployments: the work pool."
+    )
 
     @field_validator("prefix")
     @classmethod
@@ -211,9 +217,19 @@ class RunnerConfig(_Model):
 
 
 class ReceiverConfig(_Model):
-    playbooks: list[str] | None = None  # folders; None means irbook's default folders
-    runner: RunnerConfig = RunnerConfig()
-    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    """`irbook serve --config FILE`: the playbook folders, how runs start, the sources."""
+
+    playbooks: list[str] | None = Field(
+        default=None, description="Playbook folders (default: $IRBOOK_PLAYBOOKS or playbooks/)."
+    )
+    runner: RunnerConfig = Field(
+        default=RunnerConfig(), description="embedded (default), deployments, or a mapping."
+    )
+    sources: dict[str, SourceConfig] = Field(
+        default_factory=dict,
+        description="Senders by name; each posts to /hooks/<name>. A name looks like"
+        " guardduty-prod: lower-case letters, digits, - and _.",
+    )
 
     @field_validator("runner", mode="before")
     @classmethod
