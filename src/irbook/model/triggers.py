@@ -8,9 +8,10 @@ checks at start-up that some configured source can produce each trigger.
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from irbook.model.base import Strict
 
@@ -18,11 +19,22 @@ COMPARISONS = ("gt", "gte", "lt", "lte", "eq", "ne")
 
 
 class Trigger(Strict):
-    # A configured source name (`guardduty-prod`). For playbooks written before `format`
-    # existed, a format name here still matches when no configured source has that name.
-    source: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    # A source format (`guardduty`): alerts from any source of that format.
-    format: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    model_config = ConfigDict(
+        json_schema_extra={"anyOf": [{"required": ["source"]}, {"required": ["format"]}]}
+    )
+
+    # For playbooks written before `format` existed, a format name in `source` still
+    # matches when no configured source has that name (with a start-up warning).
+    source: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9_-]*$",
+        description="A source configured in receiver.yaml (guardduty-prod): its alerts only.",
+    )
+    format: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9_-]*$",
+        description="A format (guardduty): alerts from every source of that format.",
+    )
     # field path in the normalized alert -> glob, list of globs, or {gt|gte|lt|lte|eq|ne: n}
     match: dict[str, Any] = Field(default_factory=dict)
 
@@ -45,6 +57,17 @@ class Trigger(Strict):
                     raise ValueError(f"'{path}': a list of alternatives must hold plain values")
             elif not isinstance(cond, str | int | float | bool):
                 raise ValueError(f"'{path}': expected a glob, a list or a comparison")
+        return value
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str | None) -> str | None:
+        from irbook.triggers.normalizers import NORMALIZERS  # here: it imports the model
+
+        if value is not None and value not in NORMALIZERS:
+            close = difflib.get_close_matches(value, list(NORMALIZERS), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "irbook schema --receiver lists them"
+            raise ValueError(f"unknown format {value!r}; {hint}")
         return value
 
     @model_validator(mode="after")
