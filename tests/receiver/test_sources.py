@@ -220,6 +220,11 @@ def test_no_credential_reaches_the_logs_or_the_metrics(tmp_path: Path) -> None:
         assert running.post("/hooks/splunk-hook?token=wrong", "leak-2", {}).status_code == 401
         answer = running.post("/hooks/eventbridge", "leak-3", basic("irbook", password))
         assert answer.status_code == 202
+        # Mistyped URLs a sender may be configured with: still no token in the log.
+        slash = running.post(f"/hooks/splunk-hook/?token={token}", "leak-4", {})
+        assert slash.status_code == 307  # Starlette's redirect, without the query
+        assert token not in slash.headers["location"]
+        assert httpx.get(f"{running.url}/hooks/splunk-hook?token={token}").status_code == 405
         metrics = httpx.get(running.url + "/metrics", timeout=10).text
     finally:
         output = running.stop()

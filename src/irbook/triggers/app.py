@@ -598,6 +598,9 @@ class _HookFront:
                 if name and "/" not in name:
                     await self.hook(scope, receive, send, name)
                     return
+        if scope["type"] == "http" and scope["path"].startswith("/hooks/"):
+            # A mistyped hook URL (a trailing slash, a GET) still must not log a url_token.
+            scope["query_string"] = b""
         await self.app(scope, receive, send)
 
 
