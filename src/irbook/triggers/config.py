@@ -21,7 +21,9 @@ sources:
 ```
 
 Everything is checked at start-up (secrets present, verifier buildable, normalizer options
-accepted), so a receiver that starts is one that can answer.
+accepted, and by `route_playbooks` every playbook trigger producible by some source), so a
+receiver that starts is one that can answer. docs/receiver.md is generated from these
+models (irbook.triggers.reference), so a field's `description` is its documentation.
 """
 
 from __future__ import annotations
@@ -80,7 +82,8 @@ def _doc(text: str) -> Any:
 
 
 class AuthSettings(_Model):
-    """What `build_verifier` takes, with secrets named by environment variable.
+    """How a source proves itself: a scheme and its settings, secrets named by
+    environment variable.
 
     Which settings a scheme accepts is `build_verifier`'s business; it refuses the rest
     with the setting's name, so a misspelt `header` cannot silently fall back to a default.
