@@ -289,7 +289,7 @@ def test_serve_refuses_a_trigger_no_configured_source_can_produce(no_prefect: Pa
     )
     done = irbook_serve(no_prefect, config, **SECRETS)
     line = assert_refused_before_prefect(done, no_prefect)
-    assert "prod-only" in line
+    assert "prod-only.yaml:7:5: error: playbook prod-only triggers[0]" in line  # the trigger
     assert "guardduty-prod" in line  # what the trigger wants
     assert "guardduty-dev" in line  # what is configured
 

@@ -462,7 +462,7 @@ def route_playbooks(loaded: LoadedConfig, playbooks: Sequence[P]) -> Routes[P]:
                 raise ConfigError(
                     f"{where}: no configured source can produce {trigger.origin()};"
                     f" the sources that may start {pb.id} are {offered}",
-                    Location(getattr(pb, "path", loaded.path)),
+                    _trigger_at(getattr(pb, "path", None), index, loaded.path),
                 )
             triggers.append(trigger)
         resolved[pb.id] = dataclasses.replace(pb, triggers=tuple(triggers))  # type: ignore[type-var]
@@ -470,6 +470,16 @@ def route_playbooks(loaded: LoadedConfig, playbooks: Sequence[P]) -> Routes[P]:
         {name: [resolved[pb.id] for pb in chosen] for name, chosen in per_source.items()},
         warnings,
     )
+
+
+def _trigger_at(path: str | None, index: int, fallback: str) -> Location:
+    """Where a playbook's trigger is written, read again only to say so."""
+    if path is None:
+        return Location(fallback)
+    try:
+        return load_file(path).at(("triggers", index))
+    except IrbookError:
+        return Location(path)
 
 
 def load_config(path: str, *, env: Mapping[str, str] | None = None) -> LoadedConfig:
