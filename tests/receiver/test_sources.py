@@ -74,13 +74,19 @@ def write_playbooks(root: Path, triggers: dict[str, str]) -> Path:
 class Receiver:
     """tests.receiver.launcher in a process of its own, uvicorn's access log on."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        triggers: dict[str, str] | None = None,
+        sources: str = CONFIG,
+    ) -> None:
         books = write_playbooks(
             root,
-            {"prod-only": "source: guardduty-prod", "any-guardduty": "format: guardduty"},
+            triggers
+            or {"prod-only": "source: guardduty-prod", "any-guardduty": "format: guardduty"},
         )
         config = root / "receiver.yaml"
-        config.write_text(f"playbooks: [{json.dumps(str(books))}]\n{CONFIG}", encoding="utf-8")
+        config.write_text(f"playbooks: [{json.dumps(str(books))}]\n{sources}", encoding="utf-8")
         self.log = root / "server.log"
         self.port = free_port()
         with open(self.log, "wb") as out:
@@ -156,6 +162,26 @@ def test_a_trigger_on_a_source_name_starts_only_from_that_source(receiver: Recei
     dev = receiver.post("/hooks/guardduty-dev", "rt-2", {"X-API-Key": SECRETS["GD_DEV_TOKEN"]})
     assert dev.status_code == 202, dev.text
     assert started(dev) == {"any-guardduty"}  # same format, another source
+
+
+def test_two_sources_of_one_format_start_their_own_playbooks(tmp_path: Path) -> None:
+    """What the issue reported: `source: guardduty-prod` never matched (alerts carried the
+    format name), and the post got 200 no-match."""
+    two = CONFIG.split("  eventbridge:")[0]  # the two GuardDuty sources, header tokens
+    running = Receiver(
+        tmp_path, {"prod-book": "source: guardduty-prod", "dev-book": "source: guardduty-dev"}, two
+    )
+    try:
+        prod = running.post(
+            "/hooks/guardduty-prod", "two-1", {"X-API-Key": SECRETS["GD_PROD_TOKEN"]}
+        )
+        dev = running.post("/hooks/guardduty-dev", "two-2", {"X-API-Key": SECRETS["GD_DEV_TOKEN"]})
+    finally:
+        running.stop()
+    assert prod.status_code == 202, prod.text
+    assert started(prod) == {"prod-book"}
+    assert dev.status_code == 202, dev.text
+    assert started(dev) == {"dev-book"}
 
 
 # -- HTTP Basic (an EventBridge API destination's Basic connection) ---------------------------
