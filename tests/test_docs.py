@@ -92,7 +92,7 @@ def test_example_header_triggers_inputs_and_policy() -> None:
     assert "| MITRE ATLAS | AML.T0012, AML.T0040 |" in text
     assert "Contain the key, preserve the model" in _section(text, "## Purpose")
     triggers = _section(text, "## Triggers")
-    assert "`guardduty` alerts where `type` matches" in triggers
+    assert "`guardduty` alerts from any source of that format where `type` matches" in triggers
     assert "`severity` >= `7`" in triggers
     inputs = _section(text, "## Inputs")
     # the pattern's own '|' is escaped so the row keeps its six cells

@@ -57,3 +57,19 @@ def test_glob_characters_in_alert_text_are_only_compared() -> None:
     alert = ALERT.model_copy(update={"type": "[*]?"})
     assert not matches(Trigger(source="guardduty", match={"type": "UnauthorizedAccess:*"}), alert)
     assert matches(Trigger(source="guardduty", match={"type": "[[]*"}), alert)
+
+
+def test_format_matches_any_source_of_that_format() -> None:
+    prod = ALERT.model_copy(update={"source": "guardduty-prod", "format": "guardduty"})
+    dev = ALERT.model_copy(update={"source": "guardduty-dev", "format": "guardduty"})
+    assert matches(Trigger(format="guardduty"), prod)
+    assert matches(Trigger(format="guardduty"), dev)
+    assert matches(Trigger(source="guardduty-prod"), prod)
+    assert not matches(Trigger(source="guardduty-prod"), dev)
+    assert matches(Trigger(source="guardduty-prod", format="guardduty"), prod)
+    assert not matches(Trigger(source="guardduty-prod", format="splunk"), prod)
+
+
+def test_a_trigger_names_a_source_or_a_format() -> None:
+    with pytest.raises(ValueError, match="a trigger needs source"):
+        Trigger.model_validate({"match": {}})

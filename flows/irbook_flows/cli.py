@@ -441,22 +441,30 @@ def webhook_starter(slack_channel: str | None) -> Any:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from irbook.source import default_playbook_dirs
+    from irbook.triggers.app import WebhookReceiver, create_app, load_playbooks
+    from irbook.triggers.config import load_config, route_playbooks
+
+    # Everything the files can get wrong (configuration, secrets, playbooks, triggers no
+    # source can produce) is refused before the Prefect server starts, which takes 15 s.
+    loaded = playbooks = None
+    if args.config:
+        loaded = load_config(args.config)
+        playbooks = load_playbooks(loaded.config.playbooks or default_playbook_dirs())
+        for warning in [*loaded.warnings, *route_playbooks(loaded, playbooks).warnings]:
+            print(f"irbook: warning: {warning}", file=sys.stderr)
+
     from irbook_flows.server import ensure_api
 
     ensure_api()
     from irbook.registry import REGISTRY
     from irbook.runs import RunStore
-    from irbook.triggers.app import WebhookReceiver, create_app
-    from irbook.triggers.config import load_config
     from irbook_flows.flow import quiet_console
 
     quiet_console()
     REGISTRY.load_all()
     hooks = None
-    if args.config:
-        loaded = load_config(args.config)
-        for warning in loaded.warnings:
-            print(f"irbook: warning: {warning}", file=sys.stderr)
+    if loaded is not None:
         store = RunStore()
 
         def run_active(run_id: str) -> bool:
@@ -470,7 +478,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             starter = deployments_starter(runner)
         else:
             starter = webhook_starter(os.environ.get("IRBOOK_SLACK_APPROVAL_CHANNEL"))
-        hooks = WebhookReceiver(loaded, starter, run_active=run_active)
+        hooks = WebhookReceiver(loaded, starter, run_active=run_active, playbooks=playbooks)
         if runner.type == "deployments":
             from irbook_flows.deploy import check_deployments
 

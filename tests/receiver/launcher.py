@@ -56,6 +56,7 @@ def main() -> None:
     parser.add_argument("--starts", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--launch-delay", type=float, default=0.2)
+    parser.add_argument("--log-level", default="error", help="info shows uvicorn's access log")
     args = parser.parse_args()
     db = sqlite3.connect(args.starts)
     db.executescript(STARTS_SCHEMA)
@@ -68,7 +69,7 @@ def main() -> None:
         workers=4,
         poll_interval=0.1,
     )
-    uvicorn.run(create_app(hooks=hooks), host="127.0.0.1", port=args.port, log_level="error")
+    uvicorn.run(create_app(hooks=hooks), host="127.0.0.1", port=args.port, log_level=args.log_level)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from irbook.triggers.app import WebhookReceiver, load_playbooks
-from irbook.triggers.config import ConfigError, load_config
+from irbook.triggers.app import HookPlaybook, WebhookReceiver, load_playbooks
+from irbook.triggers.config import ConfigError, Routes, load_config, route_playbooks
 from tests.receiver._support import RecordingStarter, write_fixture
 
 ENV = {"GD_TOKEN": "a-token-value", "GH_SECRET": "s1", "GH_OLD": "s0"}
@@ -210,3 +210,90 @@ def test_runner_errors_are_one_line_with_a_location(tmp_path: Path) -> None:
     assert "runner: prefix and pool only apply to type: deployments" in error_of(
         tmp_path, "runner: {pool: irbook}\nsources: {}\n"
     )
+
+
+def routes_of(tmp_path: Path, sources: str, triggers: dict[str, str]) -> Routes[HookPlaybook]:
+    books = tmp_path / "books"
+    books.mkdir(parents=True, exist_ok=True)
+    for pid, origin in triggers.items():
+        (books / f"{pid}.yaml").write_text(
+            textwrap.dedent(
+                f"""\
+                apiVersion: irbook/v1
+                kind: Playbook
+                metadata: {{id: {pid}, title: {pid}}}
+                triggers:
+                  - {origin}
+                steps:
+                  - {{id: note, action: core.note, with: {{text: hi}}}}
+                """
+            ),
+            encoding="utf-8",
+        )
+    loaded = load_config(write(tmp_path, "sources:\n" + textwrap.indent(sources, "  ")), env=ENV)
+    return route_playbooks(loaded, load_playbooks([str(books)]))
+
+
+GD = "format: guardduty\nauth: {scheme: api_key, token_env: GD_TOKEN}\n"
+
+
+def test_a_format_name_in_source_still_matches_with_a_deprecation_warning(tmp_path: Path) -> None:
+    routes = routes_of(
+        tmp_path, "gd-prod:\n" + textwrap.indent(GD, "  "), {"old": "source: guardduty"}
+    )
+    (warning,) = routes.warnings
+    assert "playbook old triggers[0]: source: guardduty names a format" in warning
+    assert "format: guardduty" in warning and "gd-prod" in warning
+    (trigger,) = routes.per_source["gd-prod"][0].triggers
+    assert (trigger.source, trigger.format) == (None, "guardduty")
+
+
+def test_a_source_named_like_a_format_is_matched_by_name_without_warning(tmp_path: Path) -> None:
+    sources = "guardduty:\n" + textwrap.indent(GD, "  ") + "other:\n" + textwrap.indent(GD, "  ")
+    routes = routes_of(tmp_path, sources, {"named": "source: guardduty"})
+    assert routes.warnings == []
+    (trigger,) = routes.per_source["other"][0].triggers
+    assert (trigger.source, trigger.format) == ("guardduty", None)
+
+
+def test_options_source_is_the_name_triggers_match(tmp_path: Path) -> None:
+    sources = "gd:\n" + textwrap.indent(GD + "options: {source: guardduty-prod}\n", "  ")
+    routes = routes_of(tmp_path, sources, {"prod": "source: guardduty-prod"})
+    assert routes.warnings == []
+    with pytest.raises(
+        ConfigError,
+        match=r"playbook x triggers\[0\]: no configured source can"
+        r" produce source gd; the sources that may start x are gd",
+    ):
+        routes_of(tmp_path / "again", sources, {"x": "source: gd"})
+
+
+def test_a_source_listing_other_playbooks_cannot_produce_a_trigger(tmp_path: Path) -> None:
+    sources = (
+        "gd-prod:\n"
+        + textwrap.indent(GD + "playbooks: [other]\n", "  ")
+        + "gd-dev:\n"
+        + textwrap.indent(GD, "  ")
+    )
+    with pytest.raises(
+        ConfigError, match=r"produce source gd-prod; .* are gd-dev \(format guardduty\)"
+    ):
+        routes_of(tmp_path, sources, {"prod": "source: gd-prod", "other": "format: guardduty"})
+
+
+def test_basic_scheme_settings(tmp_path: Path) -> None:
+    env = {**ENV, "EB_PASSWORD": "pw"}
+    text = """\
+        sources:
+          eb:
+            format: guardduty
+            auth: {scheme: basic, username: irbook, password_env: EB_PASSWORD}
+        """
+    assert load_config(write(tmp_path, text), env=env).sources["eb"].verifier.scheme == "basic"
+    message = error_of(tmp_path, text.replace("username: irbook, ", ""), env)
+    where = r"receiver\.yaml:4:\d+: error: sources\.eb\.auth\.username: is required"
+    assert re.search(where, message)
+    message = error_of(tmp_path, text, ENV)
+    assert "sources.eb.auth.password_env: environment variable EB_PASSWORD is not set" in message
+    inline = load_config(write(tmp_path, text.replace("password_env: EB_PASSWORD", "password: x")))
+    assert "prefer password_env" in inline.warnings[0]

@@ -43,11 +43,13 @@ def test_each_scheme_builds_from_its_minimal_config(config: dict[str, Any], kind
 def test_the_scheme_table_lists_every_scheme() -> None:
     assert sorted(SCHEMES) == [
         "api_key",
+        "basic",
         "bearer",
         "hmac_sha256",
         "pagerduty_v3",
         "slack",
         "standard_webhooks",
+        "url_token",
     ]
 
 

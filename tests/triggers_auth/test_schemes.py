@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 from irbook.triggers.auth import (
+    QUERY,
     REASONS,
     AuthError,
     Verified,
@@ -118,6 +120,34 @@ SCHEMES = [
         config=lambda s: {"scheme": "api_key", "tokens": s, "delivery_header": "X-Request-Id"},
         sign=lambda secret, body, ts, did: {"X-API-Key": secret, "X-Request-Id": did},
         auth_header="X-API-Key",
+        missing="missing-token",
+        bad="bad-token",
+        signs_body=False,
+    ),
+    Scheme(
+        name="basic",
+        secrets=("pw-old-0123456789", "pw-new-0123456789", "pw-removed-0123456789"),
+        config=lambda s: {
+            "scheme": "basic",
+            "username": "irbook",
+            "passwords": s,
+            "delivery_header": "X-Request-Id",
+        },
+        sign=lambda secret, body, ts, did: {
+            "Authorization": "Basic " + base64.b64encode(f"irbook:{secret}".encode()).decode(),
+            "X-Request-Id": did,
+        },
+        auth_header="Authorization",
+        missing="missing-token",
+        bad="bad-token",
+        signs_body=False,
+    ),
+    Scheme(
+        name="url_token",
+        secrets=("url-old-0123456789", "url-new-0123456789", "url-removed-0123456789"),
+        config=lambda s: {"scheme": "url_token", "tokens": s, "delivery_header": "X-Request-Id"},
+        sign=lambda secret, body, ts, did: {QUERY: f"a=1&token={secret}", "X-Request-Id": did},
+        auth_header=QUERY,
         missing="missing-token",
         bad="bad-token",
         signs_body=False,
@@ -618,3 +648,24 @@ def test_verified_is_immutable() -> None:
     verified = Verified(scheme="slack")
     with pytest.raises(AttributeError):
         verified.scheme = "bearer"  # type: ignore[misc]
+
+
+# -- basic and url_token ------------------------------------------------------------------
+
+
+def test_basic_compares_the_user_too() -> None:
+    verifier = build_verifier({"scheme": "basic", "username": "irbook", "password": "pw"})
+    other = base64.b64encode(b"admin:pw").decode()
+    assert reason(verifier, {"Authorization": f"Basic {other}"}) == "bad-token"
+    ok = base64.b64encode(b"irbook:pw").decode()
+    assert verifier.verify({"Authorization": f"bAsIc {ok}"}, BODY, NOW).scheme == "basic"
+    for garbled in ("Basic", "Basic !!!", "Basic " + base64.b64encode(b"no-colon").decode()):
+        assert reason(verifier, {"Authorization": garbled}) == "malformed-header"
+
+
+def test_url_token_reads_its_own_parameter_only() -> None:
+    verifier = build_verifier({"scheme": "url_token", "token": "t0k", "param": "key"})
+    assert verifier.verify({QUERY: "key=t0k"}, BODY, NOW).scheme == "url_token"
+    assert reason(verifier, {QUERY: "token=t0k"}) == "missing-token"
+    assert reason(verifier, {QUERY: "key=t0k&key=other"}) == "malformed-header"
+    assert verifier.verify({QUERY: "key=t0k&key=t0k"}, BODY, NOW).key_index == 0

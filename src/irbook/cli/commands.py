@@ -62,7 +62,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             "id": item.playbook.metadata.id,
             "title": item.playbook.metadata.title,
             "severity": item.playbook.metadata.severity,
-            "triggers": sorted({t.source for t in item.playbook.triggers}),
+            "triggers": sorted({t.source or t.format or "" for t in item.playbook.triggers}),
             "path": item.path,
         }
         for item in result.loaded
@@ -97,7 +97,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         print("Triggers:")
         for trig in pb.triggers:
             conds = ", ".join(f"{k} {v}" for k, v in trig.match.items()) or "any alert"
-            print(f"  {trig.source}: {conds}")
+            print(f"  {trig.origin()}: {conds}")
     if pb.inputs:
         print("Inputs:")
         for name, inp in pb.inputs.items():
@@ -184,6 +184,16 @@ def cmd_iam_policy(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    if args.markdown and not args.receiver:
+        raise IrbookError("--markdown goes with --receiver (the playbook schema is JSON only)")
+    if args.receiver:
+        from irbook.triggers.reference import receiver_reference, receiver_schema
+
+        if args.markdown:
+            sys.stdout.write(receiver_reference())
+        else:
+            print(json.dumps(receiver_schema(), indent=2))
+        return 0
     from irbook.schema import playbook_schema
 
     print(json.dumps(playbook_schema(), indent=2))

@@ -134,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler="irbook.docs.cli:cmd_docs")
 
     p = sub.add_parser("schema", help="print the JSON Schema of the playbook format")
+    p.add_argument("--receiver", action="store_true", help="of irbook serve's --config instead")
+    p.add_argument(
+        "--markdown", action="store_true", help="with --receiver: the reference (docs/receiver.md)"
+    )
     p.set_defaults(handler="irbook.cli.commands:cmd_schema")
 
     p = sub.add_parser("actions", help="list the registered actions, or describe one")

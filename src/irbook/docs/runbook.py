@@ -122,6 +122,10 @@ def _trigger(trigger: Trigger) -> str:
         else:
             conds.append(f"{field} is {literal(cond)}")
     where = " and ".join(conds) if conds else "any alert"
+    if trigger.source is None:
+        return f"- {code(trigger.format or '')} alerts from any source of that format where {where}"
+    if trigger.format is not None:
+        return f"- {code(trigger.source)} alerts (format {code(trigger.format)}) where {where}"
     return f"- {code(trigger.source)} alerts where {where}"
 
 

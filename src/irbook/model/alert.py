@@ -32,7 +32,8 @@ class Alert(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(min_length=1, max_length=512)  # the source's stable key
-    source: str = "manual"
+    source: str = "manual"  # the receiver's configured source name (guardduty-prod)
+    format: str = ""  # that source's format (guardduty); empty for a hand-made alert
     type: str = ""
     title: str = ""
     description: str = ""

@@ -41,8 +41,14 @@ from typing import Any
 import orjson
 
 from irbook.errors import LoadFailed
-from irbook.triggers.auth import AuthError
-from irbook.triggers.config import ConfigError, HookSource, LoadedConfig, ReceiverConfig
+from irbook.triggers.auth import QUERY, AuthError
+from irbook.triggers.config import (
+    ConfigError,
+    HookSource,
+    LoadedConfig,
+    ReceiverConfig,
+    route_playbooks,
+)
 from irbook.triggers.dispatch import Dispatcher, StartRequest, StartRun
 from irbook.triggers.limits import (
     DAY,
@@ -268,7 +274,9 @@ class WebhookReceiver:
             folders = config.config.playbooks or default_playbook_dirs()
             playbooks = load_playbooks(folders)
         self.playbooks = playbooks
-        self._per_source = {name: self._select(name, src) for name, src in self.sources.items()}
+        routes = route_playbooks(config, playbooks)
+        self._per_source = routes.per_source
+        self.warnings = routes.warnings
         self.queue = AlertQueue(db_path, run_active=run_active)
         tolerance = max([src.verifier.tolerance or 0.0 for src in self.sources.values()] + [300.0])
         self.replay = ReplayGuard(self.queue.path, window=max(DAY, tolerance), tolerance=tolerance)
@@ -300,19 +308,6 @@ class WebhookReceiver:
             on_failed=self._failed,
         )
         self.queue.on_queued = self.dispatcher.notify
-
-    def _select(self, name: str, src: HookSource) -> list[HookPlaybook]:
-        wanted = src.config.playbooks
-        if wanted == "*":
-            return list(self.playbooks)
-        known = {pb.id: pb for pb in self.playbooks}
-        missing = [pid for pid in wanted if pid not in known]
-        if missing:
-            raise ConfigError(
-                f"sources.{name}.playbooks: no playbook with id '{missing[0]}' in the"
-                " playbook folders",
-            )
-        return [known[pid] for pid in wanted]
 
     def _started(self, request: StartRequest) -> None:
         self.metrics.inc("irbook_webhook_runs_started_total", source=request.source)
@@ -541,7 +536,9 @@ class WebhookReceiver:
         items: list[QueueItem] = []
         windows: list[float] = []
         skipped: list[dict[str, Any]] = []
+        origin = src.config.alert_source(name)
         for alert in alerts:
+            alert.source, alert.format = origin, src.config.format
             if is_resolved(alert):
                 skipped.append({"alert_id": alert.id, "reason": "resolved"})
                 continue
@@ -605,6 +602,7 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 _JSON_HEADER = (b"content-type", b"application/json")
+_QUERY = QUERY.encode("ascii")
 
 
 class _Headers(Mapping[str, str]):
@@ -683,6 +681,9 @@ class _HookFront:
                 if name and "/" not in name:
                     await self.hook(scope, receive, send, name)
                     return
+        if scope["type"] == "http" and scope["path"].startswith("/hooks/"):
+            # A mistyped hook URL (a trailing slash, a GET) still must not log a url_token.
+            scope["query_string"] = b""
         await self.app(scope, receive, send)
 
 
@@ -1062,10 +1063,15 @@ def create_app(
                 if not message.get("more_body", False):
                     return
 
+        raw = scope["headers"]
+        query = scope.get("query_string")
+        if query:
+            # It may hold a url_token source's token: out of the scope, so that uvicorn's
+            # access log (path and query) never prints it; the verifier gets it as QUERY.
+            scope["query_string"] = b""
+            raw = [*raw, (_QUERY, query)]
         peer = scope.get("client")
-        answer = await answer_hook(
-            name, _Headers(scope["headers"]), chunks(), peer[0] if peer else ""
-        )
+        answer = await answer_hook(name, _Headers(raw), chunks(), peer[0] if peer else "")
         await send_json(send, answer)
 
     async def hook_route(scope: Scope, receive: Receive, send: Send) -> None:

@@ -22,6 +22,9 @@ Design choices a reviewer should know about:
   content, because an unsigned id (GitHub's, PagerDuty's) can be rewritten by whoever
   replays a captured request. Static-token schemes sign nothing, so they only offer an
   (unsigned) delivery id for de-duplication.
+- `url_token` is for senders that can set no header at all (Splunk's built-in webhook
+  action): the token rides in the URL's query. The HTTP layer moves the query out of the
+  request before anything can log it and hands it over as the `QUERY` pseudo-header.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import binascii
 import hashlib
 import hmac
 import math
+import urllib.parse
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +44,9 @@ from irbook.errors import IrbookError
 
 DEFAULT_TOLERANCE = 300.0  # seconds; Slack's and Standard Webhooks' recommendation
 MAX_ID_LENGTH = 256  # delivery ids end up in the replay table; keep rows small
+#: The request's query string, as the HTTP layer hands it to verifiers: a name no HTTP/1
+#: client can send as a header (':' is not a header-name character).
+QUERY = ":query"
 
 REASONS = frozenset(
     {
@@ -465,6 +472,81 @@ class ApiKeyVerifier(_TokenVerifier):
         super().__init__(tokens, header=header, prefix=prefix, delivery_header=delivery_header)
 
 
+class BasicVerifier(Verifier):
+    """`Authorization: Basic base64(user:password)` (RFC 7617; the scheme word is
+    case-insensitive): what an EventBridge API destination's Basic connection sends.
+
+    User and password are both compared as SHA-256 digests with `compare_digest`, and
+    both always compared, so neither their lengths nor which one was wrong leaks.
+    """
+
+    scheme = "basic"
+
+    def __init__(
+        self, username: str, passwords: Sequence[bytes], *, delivery_header: str | None = None
+    ) -> None:
+        self._user = hashlib.sha256(username.encode("utf-8")).digest()
+        self._digests = tuple(hashlib.sha256(password).digest() for password in passwords)
+        self.delivery_header = delivery_header
+
+    def verify(self, headers: Mapping[str, str], body: bytes, now: float) -> Verified:
+        value = _header(headers, "Authorization")
+        if value is None or not value.strip():
+            raise AuthError("missing-token")
+        word, _, encoded = value.strip().partition(" ")
+        if word.lower() != "basic" or not encoded.strip():
+            raise AuthError("malformed-header")
+        try:
+            decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, ValueError):
+            raise AuthError("malformed-header") from None
+        user, sep, password = decoded.partition(":")
+        if not sep:
+            raise AuthError("malformed-header")
+        user_ok = hmac.compare_digest(self._user, hashlib.sha256(user.encode("utf-8")).digest())
+        offered = hashlib.sha256(password.encode("utf-8", "surrogatepass")).digest()
+        index = _match(self._digests, [offered])
+        if not user_ok or index is None:
+            raise AuthError("bad-token")
+        delivery_id = _delivery_id(headers, self.delivery_header)
+        return Verified(
+            scheme=self.scheme,
+            delivery_id=delivery_id,
+            replay_key=None if delivery_id is None else "id:" + delivery_id,
+            key_index=index,
+        )
+
+
+class UrlTokenVerifier(_TokenVerifier):
+    """A static token in the URL's query (`/hooks/splunk?token=...`), for senders that
+    can set no header, such as Splunk's built-in webhook alert action.
+
+    A URL travels further than a header (proxy logs, browser history, the sender's own
+    configuration screen), so prefer a header scheme whenever the sender allows one. The
+    receiver removes the query from the request before uvicorn's access log sees it.
+    """
+
+    scheme = "url_token"
+
+    def __init__(
+        self, tokens: Sequence[bytes], *, param: str = "token", delivery_header: str | None = None
+    ) -> None:
+        super().__init__(tokens, header=QUERY, prefix="", delivery_header=delivery_header)
+        self.param = param
+
+    def _token(self, value: str) -> str:
+        try:
+            pairs = urllib.parse.parse_qsl(value, keep_blank_values=True, max_num_fields=64)
+        except ValueError:
+            raise AuthError("malformed-header") from None
+        found = {v for k, v in pairs if k == self.param}
+        if len(found) > 1:
+            raise AuthError("malformed-header")
+        if not found:
+            raise AuthError("missing-token")
+        return found.pop()
+
+
 # -- configuration ---------------------------------------------------------------------
 
 
@@ -605,6 +687,30 @@ def _build_bearer(f: _Fields) -> Verifier:
     )
 
 
+def _build_basic(f: _Fields) -> Verifier:
+    username = f.get("username")
+    if not isinstance(username, str) or not username or ":" in username:
+        raise _fail("username", "is required: a user name without ':'")
+    return BasicVerifier(
+        username,
+        f.secrets("password", "passwords", _utf8),
+        delivery_header=f.optional_header("delivery_header", None),
+    )
+
+
+def _build_url_token(f: _Fields) -> Verifier:
+    param = f.get("param")
+    if param is None:
+        param = "token"
+    if not isinstance(param, str) or not param or not all(c.isalnum() or c in "_-." for c in param):
+        raise _fail("param", "must be a query parameter name such as token")
+    return UrlTokenVerifier(
+        f.secrets("token", "tokens", _token_bytes),
+        param=param,
+        delivery_header=f.optional_header("delivery_header", None),
+    )
+
+
 def _build_api_key(f: _Fields) -> Verifier:
     return ApiKeyVerifier(
         f.secrets("token", "tokens", _token_bytes),
@@ -625,6 +731,20 @@ SCHEMES: dict[str, tuple[Callable[[_Fields], Verifier], tuple[str, ...]]] = {
     "slack": (_build_slack, (*_HMAC, "tolerance")),
     "bearer": (_build_bearer, (*_TOKENS, "delivery_header")),
     "api_key": (_build_api_key, (*_TOKENS, "header", "prefix", "delivery_header")),
+    "basic": (_build_basic, ("username", "password", "passwords", "delivery_header")),
+    "url_token": (_build_url_token, (*_TOKENS, "param", "delivery_header")),
+}
+
+#: scheme name -> its verifier class, whose docstring is the scheme's reference.
+VERIFIERS: dict[str, type[Verifier]] = {
+    "hmac_sha256": HmacSha256Verifier,
+    "standard_webhooks": StandardWebhooksVerifier,
+    "pagerduty_v3": PagerDutyV3Verifier,
+    "slack": SlackVerifier,
+    "bearer": BearerVerifier,
+    "api_key": ApiKeyVerifier,
+    "basic": BasicVerifier,
+    "url_token": UrlTokenVerifier,
 }
 
 
@@ -651,16 +771,20 @@ def build_verifier(config: Mapping[str, Any]) -> Verifier:
 
 __all__ = [
     "DEFAULT_TOLERANCE",
+    "QUERY",
     "REASONS",
     "SCHEMES",
+    "VERIFIERS",
     "ApiKeyVerifier",
     "AuthConfigError",
     "AuthError",
+    "BasicVerifier",
     "BearerVerifier",
     "HmacSha256Verifier",
     "PagerDutyV3Verifier",
     "SlackVerifier",
     "StandardWebhooksVerifier",
+    "UrlTokenVerifier",
     "Verified",
     "Verifier",
     "build_verifier",

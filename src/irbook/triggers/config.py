@@ -24,16 +24,19 @@ metrics: {token_env: IRBOOK_METRICS_TOKEN}  # or {public: true}; off (404) when 
 ```
 
 Everything is checked at start-up (secrets present, verifier buildable, normalizer options
-accepted), so a receiver that starts is one that can answer.
+accepted, and by `route_playbooks` every playbook trigger producible by some source), so a
+receiver that starts is one that can answer. docs/receiver.md is generated from these
+models (irbook.triggers.reference), so a field's `description` is its documentation.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -47,7 +50,7 @@ from pydantic import (
 from irbook.errors import IrbookError, Location
 from irbook.model.base import Duration
 from irbook.source import Source, load_file
-from irbook.triggers.auth import AuthConfigError, Verifier, build_verifier
+from irbook.triggers.auth import SCHEMES, AuthConfigError, Verifier, build_verifier
 from irbook.triggers.limits import DEFAULT_BODY_LIMIT
 
 SOURCE_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -60,8 +63,10 @@ _ENV_SETTINGS: dict[str, tuple[str, bool]] = {
     "secrets_env": ("secrets", True),
     "token_env": ("token", False),
     "tokens_env": ("tokens", True),
+    "password_env": ("password", False),
+    "passwords_env": ("passwords", True),
 }
-_INLINE_SECRETS = ("secret", "secrets", "token", "tokens")
+_INLINE_SECRETS = ("secret", "secrets", "token", "tokens", "password", "passwords")
 
 
 class _Model(BaseModel):
@@ -69,39 +74,63 @@ class _Model(BaseModel):
 
 
 class RateConfig(_Model):
-    per_second: float = Field(gt=0, le=100_000)
-    burst: float = Field(ge=1, le=1_000_000)
+    """A token bucket per source: `per_second` sustained, `burst` at once; over it, 429."""
+
+    per_second: float = Field(gt=0, le=100_000, description="Posts per second, sustained.")
+    burst: float = Field(ge=1, le=1_000_000, description="Posts accepted at once before 429.")
+
+
+def _doc(text: str) -> Any:
+    return Field(default=None, description=text)
 
 
 class AuthSettings(_Model):
-    """What `build_verifier` takes, with secrets named by environment variable.
+    """How a source proves itself: a scheme and its settings, secrets named by
+    environment variable.
 
     Which settings a scheme accepts is `build_verifier`'s business; it refuses the rest
     with the setting's name, so a misspelt `header` cannot silently fall back to a default.
     """
 
-    scheme: str
-    secret_env: str | None = None
-    secrets_env: list[str] | None = None
-    token_env: str | None = None
-    tokens_env: list[str] | None = None
-    secret: str | None = None
-    secrets: list[str] | None = None
-    token: str | None = None
-    tokens: list[str] | None = None
-    header: str | None = None
-    prefix: str | None = None
-    delivery_header: str | None = None
-    tolerance: float | None = None
+    scheme: str = Field(description="How the sender proves itself: " + ", ".join(SCHEMES) + ".")
+    secret_env: str | None = _doc("Environment variable holding the HMAC signing secret.")
+    secrets_env: list[str] | None = _doc(
+        "Several secret variables, old and new, to rotate without dropping deliveries."
+    )
+    token_env: str | None = _doc("Environment variable holding the static token.")
+    tokens_env: list[str] | None = _doc("Several token variables, for rotation.")
+    password_env: str | None = _doc("basic: environment variable holding the password.")
+    passwords_env: list[str] | None = _doc("basic: several password variables, for rotation.")
+    secret: str | None = _doc("The secret itself (a warning: prefer secret_env).")
+    secrets: list[str] | None = _doc("The secrets themselves (a warning: prefer secrets_env).")
+    token: str | None = _doc("The token itself (a warning: prefer token_env).")
+    tokens: list[str] | None = _doc("The tokens themselves (a warning: prefer tokens_env).")
+    password: str | None = _doc("basic: the password itself (a warning: prefer password_env).")
+    passwords: list[str] | None = _doc("basic: the passwords themselves (prefer passwords_env).")
+    username: str | None = _doc("basic: the user name the sender sends (not a secret).")
+    header: str | None = _doc(
+        "hmac_sha256: the signature header (default X-Hub-Signature-256); api_key: the"
+        " token header (default X-API-Key)."
+    )
+    prefix: str | None = _doc(
+        "Text before the value in that header (hmac_sha256 default sha256=, api_key none)."
+    )
+    param: str | None = _doc("url_token: the query parameter holding the token (default token).")
+    delivery_header: str | None = _doc(
+        "Header holding the sender's delivery id, for de-duplication of retries."
+    )
+    tolerance: float | None = _doc(
+        "slack, standard_webhooks: seconds a signed timestamp may be off (default 300)."
+    )
 
-    @field_validator("secret_env", "token_env")
+    @field_validator("secret_env", "token_env", "password_env")
     @classmethod
     def _env_name(cls, value: str | None) -> str | None:
         if value is not None and not _ENV_NAME.match(value):
             raise ValueError("expected an environment variable name such as IRBOOK_GD_SECRET")
         return value
 
-    @field_validator("secrets_env", "tokens_env")
+    @field_validator("secrets_env", "tokens_env", "passwords_env")
     @classmethod
     def _env_names(cls, value: list[str] | None) -> list[str] | None:
         if value is not None:
@@ -114,14 +143,42 @@ class AuthSettings(_Model):
 
 
 class SourceConfig(_Model):
-    format: str
-    auth: AuthSettings
-    playbooks: list[str] | Literal["*"] = "*"
-    mode: Literal["live", "dry-run"] = "dry-run"
-    rate: RateConfig = RateConfig(per_second=50, burst=200)
-    max_body: int = Field(default=DEFAULT_BODY_LIMIT, ge=1, le=MAX_BODY_CEILING)
-    dedup_window: Duration = Field(default=3600.0, ge=0, le=30 * 86_400)
-    options: dict[str, Any] = Field(default_factory=dict)
+    """One sender: `POST /hooks/<name>`, its format, its proof of identity and its limits."""
+
+    format: str = Field(description="The payload's format: a key of the formats below.")
+    auth: AuthSettings = Field(description="How the sender proves itself (see the schemes).")
+    playbooks: list[str] | Literal["*"] = Field(
+        default="*", description='Playbook ids this source may start, or "*" for every one.'
+    )
+    mode: Literal["live", "dry-run"] = Field(
+        default="dry-run", description="dry-run until the integration is trusted, then live."
+    )
+    rate: RateConfig = Field(
+        default=RateConfig(per_second=50, burst=200),
+        description="Token bucket per source; over it the sender gets 429 and Retry-After.",
+    )
+    max_body: int = Field(
+        default=DEFAULT_BODY_LIMIT,
+        ge=1,
+        le=MAX_BODY_CEILING,
+        description="Largest body accepted, in bytes; larger posts get 413.",
+    )
+    dedup_window: Duration = Field(
+        default=3600.0,
+        ge=0,
+        le=30 * 86_400,
+        description="An alert with the same id within this window (30s, 15m, 1h) counts"
+        " as a repeat of the queued one instead of starting a second run.",
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="The format's options (see each format)."
+    )
+
+    def alert_source(self, name: str) -> str:
+        """The `source` of this source's alerts, which triggers' `source:` matches:
+        its configured name, or `options.source` where one is set."""
+        override = self.options.get("source")
+        return override if isinstance(override, str) else name
 
     @field_validator("format")
     @classmethod
@@ -141,9 +198,15 @@ class RunnerConfig(_Model):
     registered, with an idempotency key, for a process worker polling `pool` to run.
     """
 
-    type: Literal["embedded", "deployments"] = "embedded"
-    prefix: str = "irbook"
-    pool: str | None = Field(default=None, min_length=1, max_length=100)
+    type: Literal["embedded", "deployments"] = Field(
+        default="embedded", description="embedded: runs in the receiver; deployments: Prefect."
+    )
+    prefix: str = Field(
+        default="irbook", description="deployments: the deployment is <prefix>-<playbook id>."
+    )
+    pool: str | None = Field(
+        default=None, min_length=1, max_length=100, description="deployments: the work pool."
+    )
 
     @field_validator("prefix")
     @classmethod
@@ -184,13 +247,35 @@ class MetricsConfig(_Model):
 
 
 class ReceiverConfig(_Model):
-    playbooks: list[str] | None = None  # folders; None means irbook's default folders
-    runner: RunnerConfig = RunnerConfig()
-    sources: dict[str, SourceConfig] = Field(default_factory=dict)
-    # Posts that fail authentication, per client address (they never spend a source's rate).
-    failed_auth: RateConfig = RateConfig(per_second=5, burst=20)
-    body_timeout: Duration = Field(default=10.0, gt=0, le=300)
-    metrics: MetricsConfig | None = None
+    """`irbook serve --config FILE`: the playbook folders, how runs start, the sources."""
+
+    playbooks: list[str] | None = Field(
+        default=None, description="Playbook folders (default: $IRBOOK_PLAYBOOKS or playbooks/)."
+    )
+    runner: RunnerConfig = Field(
+        default=RunnerConfig(), description="embedded (default), deployments, or a mapping."
+    )
+    sources: dict[str, SourceConfig] = Field(
+        default_factory=dict,
+        description="Senders by name; each posts to /hooks/<name>. A name looks like"
+        " guardduty-prod: lower-case letters, digits, - and _.",
+    )
+    failed_auth: RateConfig = Field(
+        default=RateConfig(per_second=5, burst=20),
+        description="Posts that fail authentication, per client address; they never spend"
+        " a source's rate. Past it: 429, no longer logged one by one.",
+    )
+    body_timeout: Duration = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="A body not fully received by then is answered 408 and the connection closed.",
+    )
+    metrics: MetricsConfig | None = Field(
+        default=None,
+        description="Who may read GET /metrics: {token_env: NAME} or {public: true};"
+        " without it /metrics is 404.",
+    )
 
     @field_validator("runner", mode="before")
     @classmethod
@@ -350,6 +435,111 @@ def _probe_options(name: str, cfg: SourceConfig, located: Any) -> None:
         pass
 
 
+class _Routable(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def triggers(self) -> tuple[Any, ...]: ...
+
+
+P = TypeVar("P", bound=_Routable)
+
+
+@dataclass
+class Routes(Generic[P]):
+    """Which playbooks each source may start, with their triggers as the receiver reads
+    them (a deprecated `source: <format>` rewritten to `format:`), and start-up warnings."""
+
+    per_source: dict[str, list[P]]
+    warnings: list[str] = field(default_factory=list)
+
+
+def route_playbooks(loaded: LoadedConfig, playbooks: Sequence[P]) -> Routes[P]:
+    """Check the playbooks against the sources before the receiver starts.
+
+    A trigger that no source routed to its playbook can produce would never fire: a
+    misspelt source name, or a playbook source that lists other playbooks. The post
+    would get 200 no-match and nobody would notice, so it is refused here, naming the
+    trigger and the sources. `playbooks` must be dataclasses (their triggers are
+    replaced by the ones the receiver matches).
+    """
+    from irbook.model import Trigger
+    from irbook.triggers.normalizers import NORMALIZERS
+
+    sources = loaded.sources
+    names = {src.config.alert_source(name) for name, src in sources.items()}
+    known = {pb.id: pb for pb in playbooks}
+    served: dict[str, list[str]] = {}  # playbook id -> the sources that may start it
+    per_source: dict[str, list[P]] = {}
+    for name, src in sources.items():
+        wanted = src.config.playbooks
+        if wanted == "*":
+            chosen = list(playbooks)
+        else:
+            missing = [pid for pid in wanted if pid not in known]
+            if missing:
+                raise ConfigError(
+                    f"sources.{name}.playbooks: no playbook with id '{missing[0]}' in the"
+                    " playbook folders",
+                    Location(loaded.path),
+                )
+            chosen = [known[pid] for pid in wanted]
+        per_source[name] = chosen
+        for pb in chosen:
+            served.setdefault(pb.id, []).append(name)
+    warnings: list[str] = []
+    resolved: dict[str, P] = {}
+    for pb in playbooks:
+        if pb.id not in served:
+            continue  # no source may start it: not this receiver's playbook
+        triggers = []
+        for index, trigger in enumerate(pb.triggers):
+            where = f"playbook {pb.id} triggers[{index}]"
+            if (
+                trigger.source is not None
+                and trigger.format is None
+                and trigger.source not in names
+                and trigger.source in NORMALIZERS
+            ):
+                warnings.append(
+                    f"{where}: source: {trigger.source} names a format, not a configured"
+                    f" source; it matches every {trigger.source} source (deprecated: write"
+                    f" format: {trigger.source}, or source: one of {', '.join(sorted(names))})"
+                )
+                trigger = Trigger(format=trigger.source, match=trigger.match)
+            able = [
+                name
+                for name in served[pb.id]
+                if (trigger.source in (None, sources[name].config.alert_source(name)))
+                and (trigger.format in (None, sources[name].config.format))
+            ]
+            if not able:
+                offered = ", ".join(
+                    f"{name} (format {sources[name].config.format})" for name in served[pb.id]
+                )
+                raise ConfigError(
+                    f"{where}: no configured source can produce {trigger.origin()};"
+                    f" the sources that may start {pb.id} are {offered}",
+                    _trigger_at(getattr(pb, "path", None), index, loaded.path),
+                )
+            triggers.append(trigger)
+        resolved[pb.id] = dataclasses.replace(pb, triggers=tuple(triggers))  # type: ignore[type-var]
+    return Routes(
+        {name: [resolved[pb.id] for pb in chosen] for name, chosen in per_source.items()},
+        warnings,
+    )
+
+
+def _trigger_at(path: str | None, index: int, fallback: str) -> Location:
+    """Where a playbook's trigger is written, read again only to say so."""
+    if path is None:
+        return Location(fallback)
+    try:
+        return load_file(path).at(("triggers", index))
+    except IrbookError:
+        return Location(path)
+
+
 def load_config(path: str, *, env: Mapping[str, str] | None = None) -> LoadedConfig:
     """The receiver's configuration from a YAML file; ConfigError (path:line:col) if unusable."""
     try:
@@ -367,8 +557,10 @@ __all__ = [
     "MetricsConfig",
     "RateConfig",
     "ReceiverConfig",
+    "Routes",
     "RunnerConfig",
     "SourceConfig",
     "load_config",
     "parse_config",
+    "route_playbooks",
 ]

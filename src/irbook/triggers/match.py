@@ -1,6 +1,7 @@
 """Trigger matching: does a normalized alert start a playbook?
 
-A trigger names a source and conditions on alert fields, all of which must hold:
+A trigger names a configured source (`source:`, the alert's `source`) and/or a format
+(`format:`, the alert's `format`), and conditions on alert fields, all of which must hold:
 a glob (`UnauthorizedAccess:IAMUser/*`, case-sensitive as finding types are), a list of
 globs (any may match), a plain value (equality), or comparisons ({gte: 7}). A path into
 a list (`resources.type`) holds when any element matches. Alert text is only ever
@@ -73,7 +74,9 @@ def _holds(value: Any, cond: Any) -> bool:
 
 def matches(trigger: Trigger, alert: Alert | Mapping[str, Any]) -> bool:
     data = alert.as_context() if isinstance(alert, Alert) else alert
-    if data.get("source") != trigger.source:
+    if trigger.source is not None and data.get("source") != trigger.source:
+        return False
+    if trigger.format is not None and data.get("format") != trigger.format:
         return False
     for path, cond in trigger.match.items():
         values = _values(data, path.split("."))
