@@ -46,6 +46,7 @@ steps:
 """
 
 CONFIG = """\
+metrics: {public: true}
 sources:
   guardduty-prod:
     format: guardduty
