@@ -244,7 +244,7 @@ def test_ocsf_detection_finding_runs_its_playbook(served: Served) -> None:
         "succeeded",
         "dry-run",
     )
-    assert run["alert_source"] == "ocsf"
+    assert run["alert_source"] == "lake"  # the configured source; its format is ocsf
     assert served.note(str(run["id"])) == "ASIAIOSFODNN7EXAMPLE 111122223333 us-east-1"
 
     finding["class_uid"] = 4001  # a network activity, not a finding
