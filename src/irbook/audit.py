@@ -19,7 +19,6 @@ Event details are stored already redacted; the chain adds no data.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
@@ -190,16 +189,19 @@ def _replay(
     step_id: str | None,
     detail: Any,
 ) -> None:
-    """Apply one event's written columns to the row it wrote."""
+    """Apply one event's written columns to the row it wrote; JSON columns are kept as
+    the text the table holds for them (compared as text, and small)."""
+    from irbook.runs import JSON_COLUMNS, dumps  # irbook.runs imports this module
+
     if not isinstance(detail, dict) or not isinstance(detail.get("set"), dict):
         return
-    written = detail["set"]
     if step_id is None:
-        target = runs.setdefault(run_id, {})
+        target, json_columns = runs.setdefault(run_id, {}), JSON_COLUMNS["runs"]
     else:
-        target = steps.setdefault((run_id, step_id, int(detail.get("item") or 0)), {})
-    for column, value in written.items():
-        target[column] = (value, seq)
+        key = (run_id, step_id, int(detail.get("item") or 0))
+        target, json_columns = steps.setdefault(key, {}), JSON_COLUMNS["steps"]
+    for column, value in detail["set"].items():
+        target[column] = (dumps(value) if column in json_columns else value, seq)
 
 
 def _compare(
@@ -208,7 +210,7 @@ def _compare(
     steps: dict[tuple[str, str, int], _Replayed],
 ) -> str:
     """The earliest disagreement between the tables and the replayed chain, or ""."""
-    from irbook.runs import JSON_COLUMNS, KEY_COLUMNS  # runs imports this module
+    from irbook.runs import JSON_COLUMNS, KEY_COLUMNS
 
     found: list[tuple[float, str]] = []  # (audit seq, problem); rows unknown to it last
     tables: tuple[tuple[str, dict[Any, _Replayed]], ...] = (("runs", runs), ("steps", steps))
@@ -216,10 +218,11 @@ def _compare(
         keys = KEY_COLUMNS[table]
         cursor = db.execute(f"SELECT * FROM {table}")  # noqa: S608 - names are ours
         names = [d[0] for d in cursor.description]
+        at = [names.index(k) for k in keys]
+        columns = [(i, n) for i, n in enumerate(names) if n not in keys]
         seen: set[Any] = set()
         for values in cursor:
-            row = dict(zip(names, values, strict=True))
-            key = row["id"] if table == "runs" else tuple(row[k] for k in keys)
+            key = values[at[0]] if table == "runs" else tuple(values[i] for i in at)
             replayed = chained.get(key)
             if replayed is None:
                 found.append(
@@ -231,23 +234,24 @@ def _compare(
                 )
                 continue
             seen.add(key)
-            first = min(seq for _, seq in replayed.values())
-            for column, stored in row.items():
-                if column in keys:
+            for i, column in columns:
+                stored = values[i]
+                value, seq = replayed.get(column) or (None, 0)
+                if stored == value:
                     continue
-                value, seq = replayed.get(column, (None, first))
-                if column in JSON_COLUMNS[table] and isinstance(stored, str):
-                    with contextlib.suppress(ValueError):  # not JSON: differs as text
-                        stored = json.loads(stored)
-                if stored != value or type(stored) is not type(value):
-                    path, stored, value = _first_difference(column, stored, value)
-                    found.append(
-                        (
-                            seq,
-                            f"{_what(table, key, path)} is {_show(stored)} in the table"
-                            f" but {_show(value)} in the chain (audit seq {seq})",
-                        )
+                seq = seq or min(s for _, s in replayed.values())
+                if column in JSON_COLUMNS[table]:  # compare values, not their spelling
+                    stored, value = _decoded(stored), _decoded(value)
+                    if stored == value:
+                        continue
+                path, stored, value = _first_difference(column, stored, value)
+                found.append(
+                    (
+                        seq,
+                        f"{_what(table, key, path)} is {_show(stored)} in the table"
+                        f" but {_show(value)} in the chain (audit seq {seq})",
                     )
+                )
         for key, replayed in chained.items():
             if key not in seen:
                 first = min(seq for _, seq in replayed.values())
@@ -263,6 +267,15 @@ def _compare(
     found.sort(key=lambda f: f[0])
     more = len(found) - 1
     return found[0][1] + (f" (and {more} more disagreement{'s' * (more > 1)})" if more else "")
+
+
+def _decoded(text: Any) -> Any:
+    if not isinstance(text, str):
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:  # not JSON any more: compared as the text it is
+        return text
 
 
 def _what(table: str, key: Any, column: str = "") -> str:

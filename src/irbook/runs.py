@@ -98,6 +98,9 @@ def _dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value, sort_keys=True, default=str)
 
 
+dumps = _dumps  # how a JSON column's value is spelled in the tables (audit compares it)
+
+
 def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
