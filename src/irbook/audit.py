@@ -71,7 +71,7 @@ class Anchor:
 
     @classmethod
     def parse(cls, text: str) -> Anchor:
-        match = re.fullmatch(r"(?:(\d+):)?([0-9a-f]{64})", text.strip().lower())
+        match = re.fullmatch(r"(?:([1-9]\d*):)?([0-9a-f]{64})", text.strip().lower())
         if match is None:
             raise ValueError(
                 f"--expect-head: {text[:80]!r} is not SEQ:HASH as `irbook audit verify` prints it"
@@ -127,7 +127,10 @@ def _verify(db: sqlite3.Connection, anchors: tuple[Anchor, ...]) -> Verdict:
     )
     runs: dict[str, _Replayed] = {}
     steps: dict[tuple[str, str, int], _Replayed] = {}
-    links: dict[int, str] = {}
+    at_seq = {a.seq for a in anchors if a.seq is not None}
+    bare = {a.hash for a in anchors if a.seq is None}
+    links: dict[int, str] = {}  # the anchored seqs' links
+    seq_of: dict[str, int] = {}  # where the anchored bare hashes are
     prev, count, head = GENESIS, 0, ""
 
     def broken(problem: str) -> Verdict:
@@ -156,8 +159,10 @@ def _verify(db: sqlite3.Connection, anchors: tuple[Anchor, ...]) -> Verdict:
                 "it, or a record before it, was changed or removed"
             )
         prev, count, head = row[7], count + 1, f"{seq}:{row[7]}"
-        if anchors:
+        if seq in at_seq:
             links[seq] = row[7]
+        if row[7] in bare:
+            seq_of[row[7]] = seq
         detail = row[5]
         if detail and '"set": {' in detail:  # cheap test before parsing
             _replay(runs, steps, seq, row[2], row[4], json.loads(detail))
@@ -167,17 +172,17 @@ def _verify(db: sqlite3.Connection, anchors: tuple[Anchor, ...]) -> Verdict:
         return broken(f"{gap} removed: the chain ends at {count} but {written[0]} were written")
 
     verdict = Verdict(True, count, head, runs=len(runs), steps=len(steps))
-    problem = _compare(db, runs, steps)
-    if problem:
-        verdict.ok, verdict.problem, verdict.broken = False, problem, "tables"
-        return verdict
+    # a rewritten chain first: comparing the tables with it would say nothing
     for anchor in anchors:
-        problem = _anchored(anchor, links, count)
+        problem = _anchored(anchor, links, seq_of, count)
         if problem:
             verdict.ok, verdict.problem, verdict.broken = False, problem, "anchor"
             return verdict
-        seq = anchor.seq or next(s for s, h in links.items() if h == anchor.hash)
+        seq = anchor.seq if anchor.seq is not None else seq_of[anchor.hash]
         verdict.after_anchor.append(count - seq)
+    problem = _compare(db, runs, steps)
+    if problem:
+        verdict.ok, verdict.problem, verdict.broken = False, problem, "tables"
     return verdict
 
 
@@ -290,9 +295,9 @@ def _what(table: str, key: Any, column: str = "") -> str:
     return f"step {step} of run {_id(run_id)}"
 
 
-def _anchored(anchor: Anchor, links: dict[int, str], count: int) -> str:
+def _anchored(anchor: Anchor, links: dict[int, str], seq_of: dict[str, int], count: int) -> str:
     if anchor.seq is None:
-        if anchor.hash in links.values():
+        if anchor.hash in seq_of:
             return ""
         return f"the published head {anchor} is not in the chain: it was rewritten or cut short"
     if anchor.seq > count:
