@@ -7,6 +7,11 @@ outputs, approvals and compensations, in one place that works without the Prefec
 
 SQLite in WAL mode under $IRBOOK_HOME; every write is one short transaction, so a
 crashed run leaves a consistent record (the run stays 'running' and says so).
+
+Every write to a run's or a step's row is recorded, in its own transaction, by a chained
+event whose detail carries the columns it wrote under "set" (as stored, read back): the
+first event of a row carries all of them. `irbook audit verify` replays those events and
+compares the result with the tables, so what `irbook runs` prints is covered by the chain.
 """
 
 from __future__ import annotations
@@ -88,9 +93,21 @@ def verdict_text(state: str, message: str | None = None) -> str:
         return f"succeeded with {message}" if message else "succeeded with failed steps"
     return state
 
+# Columns stored as JSON text; an event's "set" holds their decoded values.
+JSON_COLUMNS = {
+    "runs": frozenset({"inputs", "outputs"}),
+    "steps": frozenset(
+        {"params", "planned_calls", "real_calls", "outputs", "compensation", "approval"}
+    ),
+}
+KEY_COLUMNS = {"runs": ("id",), "steps": ("run_id", "step_id", "item")}
+
 
 def _dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value, sort_keys=True, default=str)
+
+
+dumps = _dumps  # how a JSON column's value is spelled in the tables (audit compares it)
 
 
 def _loads(text: str | None) -> Any:
@@ -148,7 +165,8 @@ class RunStore:
                     now,
                 ),
             )
-            self._event(db, run_id, "run-started", None, {"mode": mode, "by": started_by})
+            row = _read_back(db, "runs", (run_id,), None)
+            self._event(db, run_id, "run-started", None, {"set": row})
         return run_id
 
     def create_run_for(
@@ -173,6 +191,8 @@ class RunStore:
     def set_flow_run(self, run_id: str, flow_run_id: str) -> None:
         with self._tx() as db:
             db.execute("UPDATE runs SET flow_run_id = ? WHERE id = ?", (flow_run_id, run_id))
+            row = _read_back(db, "runs", (run_id,), ("flow_run_id",))
+            self._event(db, run_id, "run-flow-run", None, {"set": row})
 
     def finish_run(self, run_id: str, state: str, message: str = "", outputs: Any = None) -> None:
         with self._tx() as db:
@@ -180,7 +200,9 @@ class RunStore:
                 "UPDATE runs SET state = ?, message = ?, outputs = ?, finished_at = ? WHERE id = ?",
                 (state, message, _dumps(outputs), time.time(), run_id),
             )
-            self._event(db, run_id, f"run-{state}", None, {"message": message})
+            written = ("state", "message", "outputs", "finished_at")
+            row = _read_back(db, "runs", (run_id,), written)
+            self._event(db, run_id, f"run-{state}", None, {"set": row})
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         row = self._db().execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -220,20 +242,17 @@ class RunStore:
     # -- steps ------------------------------------------------------------------------
 
     def upsert_step(self, run_id: str, step_id: str, item: int = 0, **fields: Any) -> None:
-        """Create or update a step row; JSON-able fields are stored as JSON."""
-        json_fields = {
-            "params",
-            "planned_calls",
-            "real_calls",
-            "outputs",
-            "compensation",
-            "approval",
-        }
+        """Create or update a step row; JSON-able fields are stored as JSON.
+
+        Each write is chained: `step-<state>` when it sets the state, else `step-updated`
+        (attempts, an approval's record), so no column of the row changes unrecorded.
+        """
+        json_fields = JSON_COLUMNS["steps"]
         values = {k: (_dumps(v) if k in json_fields else v) for k, v in fields.items()}
+        key = (run_id, step_id, item)
         with self._tx() as db:
             exists = db.execute(
-                "SELECT 1 FROM steps WHERE run_id = ? AND step_id = ? AND item = ?",
-                (run_id, step_id, item),
+                "SELECT 1 FROM steps WHERE run_id = ? AND step_id = ? AND item = ?", key
             ).fetchone()
             if exists is None:
                 values.setdefault("state", "pending")
@@ -243,21 +262,20 @@ class RunStore:
                 marks = ", ".join("?" * (3 + len(values)))
                 db.execute(
                     f"INSERT INTO steps ({cols}) VALUES ({marks})",  # noqa: S608 - names are ours
-                    (run_id, step_id, item, *values.values()),
+                    (*key, *values.values()),
                 )
+                row = _read_back(db, "steps", key, None)
             elif values:
                 sets = ", ".join(f"{k} = ?" for k in values)
                 db.execute(
                     f"UPDATE steps SET {sets} WHERE run_id = ? AND step_id = ? AND item = ?",  # noqa: S608
-                    (*values.values(), run_id, step_id, item),
+                    (*values.values(), *key),
                 )
-            if "state" in fields:
-                detail: dict[str, Any] = {"item": item, "reason": fields.get("reason")}
-                # the audit log keeps what was called on whose authority, not just states
-                for key in ("action", "real_calls", "approval", "compensation"):
-                    if fields.get(key) is not None:
-                        detail[key] = fields[key]
-                self._event(db, run_id, f"step-{fields['state']}", step_id, detail)
+                row = _read_back(db, "steps", key, tuple(values))
+            else:
+                return
+            kind = f"step-{fields['state']}" if "state" in fields else "step-updated"
+            self._event(db, run_id, kind, step_id, {"item": item, "set": row})
 
     def steps(self, run_id: str) -> list[dict[str, Any]]:
         rows = (
@@ -272,14 +290,7 @@ class RunStore:
         out = []
         for row in rows:
             item = dict(row)
-            for key in (
-                "params",
-                "planned_calls",
-                "real_calls",
-                "outputs",
-                "compensation",
-                "approval",
-            ):
+            for key in JSON_COLUMNS["steps"]:
                 item[key] = _loads(item[key])
             out.append(item)
         return out
@@ -318,3 +329,22 @@ class RunStore:
             item["detail"] = _loads(item["detail"])
             out.append(item)
         return out
+
+
+def _read_back(
+    db: sqlite3.Connection, table: str, key: tuple[Any, ...], columns: tuple[str, ...] | None
+) -> dict[str, Any]:
+    """The columns just written, as the table now holds them (None: the whole row but its
+    key), JSON decoded: what the chained event records, so a replay matches the row exactly
+    whatever SQLite's type affinity made of a value."""
+    names = KEY_COLUMNS[table]
+    where = " AND ".join(f"{n} = ?" for n in names)
+    cursor = db.execute(
+        f"SELECT {', '.join(columns) if columns else '*'} FROM {table} WHERE {where}",  # noqa: S608 - names are ours
+        key,
+    )
+    values = cursor.fetchone()
+    row = {d[0]: v for d, v in zip(cursor.description, values, strict=True)}
+    for name in names:
+        row.pop(name, None)
+    return {k: (_loads(v) if k in JSON_COLUMNS[table] else v) for k, v in row.items()}

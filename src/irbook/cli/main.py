@@ -114,6 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("audit", help="check the run record's audit chain (audit verify)")
     p.add_argument("verb", choices=("verify",), metavar="verify")
     p.add_argument("path", nargs="?", metavar="PATH", help="default: $IRBOOK_HOME/irbook.db")
+    p.add_argument(
+        "--expect-head",
+        action="append",
+        default=[],
+        metavar="SEQ:HASH",
+        help="a head printed earlier and kept elsewhere: fail unless the chain still holds it"
+        " (repeatable)",
+    )
     p.set_defaults(handler="irbook.cli.commands:cmd_audit")
 
     p = sub.add_parser("sandbox", help="a local fake AWS seeded with an AI deployment, for demos")
