@@ -93,6 +93,7 @@ def verdict_text(state: str, message: str | None = None) -> str:
         return f"succeeded with {message}" if message else "succeeded with failed steps"
     return state
 
+
 # Columns stored as JSON text; an event's "set" holds their decoded values.
 JSON_COLUMNS = {
     "runs": frozenset({"inputs", "outputs"}),
