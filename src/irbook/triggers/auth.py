@@ -404,6 +404,19 @@ class SlackVerifier(Verifier):
         )
 
 
+def _token_verified(
+    scheme: str, headers: Mapping[str, str], delivery_header: str | None, index: int
+) -> Verified:
+    """A matched static secret: replays are told apart by the sender's delivery id, if any."""
+    delivery_id = _delivery_id(headers, delivery_header)
+    return Verified(
+        scheme=scheme,
+        delivery_id=delivery_id,
+        replay_key=None if delivery_id is None else "id:" + delivery_id,
+        key_index=index,
+    )
+
+
 class _TokenVerifier(Verifier):
     """A static shared token; compared as SHA-256 digests so length does not leak."""
 
@@ -431,13 +444,7 @@ class _TokenVerifier(Verifier):
         index = _match(self._digests, [offered])
         if index is None:
             raise AuthError("bad-token")
-        delivery_id = _delivery_id(headers, self.delivery_header)
-        return Verified(
-            scheme=self.scheme,
-            delivery_id=delivery_id,
-            replay_key=None if delivery_id is None else "id:" + delivery_id,
-            key_index=index,
-        )
+        return _token_verified(self.scheme, headers, self.delivery_header, index)
 
 
 class BearerVerifier(_TokenVerifier):
@@ -508,13 +515,7 @@ class BasicVerifier(Verifier):
         index = _match(self._digests, [offered])
         if not user_ok or index is None:
             raise AuthError("bad-token")
-        delivery_id = _delivery_id(headers, self.delivery_header)
-        return Verified(
-            scheme=self.scheme,
-            delivery_id=delivery_id,
-            replay_key=None if delivery_id is None else "id:" + delivery_id,
-            key_index=index,
-        )
+        return _token_verified(self.scheme, headers, self.delivery_header, index)
 
 
 class UrlTokenVerifier(_TokenVerifier):
