@@ -271,7 +271,10 @@ class Engine:
             action.func(ActionContext(run=self.run_info(step), clients=self.spec.clients), params)
         except Exception as exc:  # the card is a courtesy; the run goes on
             self.spec.store.event(
-                self.spec.run_id, "slack-card-failed", step_id, error=str(exc)[:200]
+                self.spec.run_id,
+                "slack-card-failed",
+                step_id,
+                error=redact(str(exc), self.spec.secrets)[:200],
             )
 
     # -- scheduling ---------------------------------------------------------------------
@@ -534,7 +537,10 @@ class Engine:
             )
         except Exception as exc:  # Slack down: `irbook approve` and the prompt still work
             self.spec.store.event(
-                self.spec.run_id, "slack-request-failed", step.id, error=str(exc)[:200]
+                self.spec.run_id,
+                "slack-request-failed",
+                step.id,
+                error=redact(str(exc), self.spec.secrets)[:200],
             )
             return {}
         out = result.model_dump(mode="json")
