@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import textwrap
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from irbook.loader import load_playbook
 from irbook.model import Alert
-from irbook.plan import PlanError, build_plan, execution_order, render_text
+from irbook.plan import PlanError, build_plan, execution_order, redact, render_text
 from irbook.registry import REGISTRY, ActionContext, PlannedCall, RunInfo, action
 
 # --- a test-only fake mutating action with a compensation ---------------------------
@@ -219,6 +220,43 @@ def test_secrets_are_redacted_everywhere(tmp_path: Path) -> None:
     assert "tok-123" not in dumped
     assert "token=***" in text
     assert plan.as_dict()["inputs"]["webhook_token"] == "***"
+
+
+SECRET = 's3cr"et\\é-42'
+
+
+@pytest.mark.parametrize(
+    "quoted",
+    [
+        SECRET,
+        json.dumps(SECRET),
+        json.dumps(SECRET, ensure_ascii=False),
+        repr(SECRET),
+        repr(SECRET + "'"),
+        ascii(SECRET),
+        repr(SECRET.encode()),
+        json.dumps(repr(SECRET)),
+        repr(json.dumps(SECRET)),
+        urllib.parse.quote(SECRET, safe=""),
+    ],
+    ids=[
+        "raw",
+        "json",
+        "json-utf8",
+        "repr",
+        "repr-both-quotes",
+        "ascii",
+        "bytes",
+        "json-of-repr",
+        "repr-of-json",
+        "percent",
+    ],
+)
+def test_redact_finds_the_secret_however_it_was_quoted(quoted: str) -> None:
+    message = {"error": [f"lookup of {quoted} failed"]}
+    shown = redact(message, [SECRET])
+    assert "42" not in json.dumps(shown), shown
+    assert shown["error"][0].startswith("lookup of ") and "***" in shown["error"][0]
 
 
 def test_alert_text_stays_data_in_the_plan(tmp_path: Path) -> None:

@@ -25,8 +25,11 @@ EXIT_PASSED, EXIT_FAILED = 0, 1
 
 
 def run_drill(loaded: LoadedScenario) -> DrillResult:
-    """Run one scenario to its end and judge it; needs the Prefect API (ensure_api)."""
-    from irbook.plan import build_plan
+    """Run one scenario to its end and judge it; needs the Prefect API (ensure_api).
+
+    The result is redacted of the run's secret inputs: the scenario's injects and notes
+    are free text, and a facilitator may well paste a secret into one."""
+    from irbook.plan import build_plan, redact
     from irbook.registry import REGISTRY, NoClients
     from irbook.runs import RunStore
     from irbook_flows.engine import RunSpec
@@ -67,7 +70,7 @@ def run_drill(loaded: LoadedScenario) -> DrillResult:
     ends += [s.approval.decided_at for s in steps if s.approval is not None]
     url = ui_url()
     alert = loaded.alert
-    return DrillResult(
+    result = DrillResult(
         scenario_path=loaded.path,
         scenario_id=drill.metadata.id,
         title=drill.metadata.title or drill.metadata.id,
@@ -103,6 +106,8 @@ def run_drill(loaded: LoadedScenario) -> DrillResult:
         ],
         started_at=wall,
     )
+    redacted: DrillResult = redact(result, plan.secrets)
+    return redacted
 
 
 def _when(seconds: float | None) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,8 +94,50 @@ _SPECS_LOCK = threading.Lock()
 
 
 def register_spec(spec: RunSpec) -> None:
+    spec.store.protect(spec.run_id, spec.secrets)
     with _SPECS_LOCK:
         _SPECS[spec.run_id] = spec
+
+
+def secrets_of(run_id: str) -> list[str]:
+    """The run's secret values, or none when the run is not in this process."""
+    with _SPECS_LOCK:
+        spec = _SPECS.get(run_id)
+    return spec.secrets if spec is not None else []
+
+
+def scrubbed(exc: Exception, secrets: list[str]) -> Exception | None:
+    """The exception to hand Prefect instead of `exc` when `exc` quotes a secret, else None.
+
+    Prefect keeps a failed task's exception text in its state message and logs its
+    traceback (chained exceptions included) to the API, so what leaves a task must be
+    redacted already. The replacement has the same message redacted: an ActionFailed
+    keeps its type, a timeout stays a TimeoutError (Prefect times it out, `_outcome`
+    says so), anything else becomes an ActionFailed that names the original type.
+    """
+    if not secrets:
+        return None
+    told = "".join(traceback.format_exception(exc))
+    if redact(told, secrets) == told:
+        return None
+    if isinstance(exc, ActionFailed):
+        return ActionFailed(redact(exc.message, secrets), exc.location)
+    message = redact(str(exc), secrets)
+    if isinstance(exc, TimeoutError):
+        return TimeoutError(message)
+    return ActionFailed(f"{type(exc).__name__}: {message}")
+
+
+def run_scrubbed(run_id: str, body: Callable[[], Any]) -> Any:
+    """Run a task or flow body; an exception that quotes a secret leaves it redacted,
+    raised outside the handler so the original is not chained to it."""
+    try:
+        return body()
+    except Exception as exc:
+        clean = scrubbed(exc, secrets_of(run_id))
+        if clean is None:
+            raise
+    raise clean
 
 
 def drop_spec(run_id: str) -> None:
@@ -228,7 +271,10 @@ class Engine:
             action.func(ActionContext(run=self.run_info(step), clients=self.spec.clients), params)
         except Exception as exc:  # the card is a courtesy; the run goes on
             self.spec.store.event(
-                self.spec.run_id, "slack-card-failed", step_id, error=str(exc)[:200]
+                self.spec.run_id,
+                "slack-card-failed",
+                step_id,
+                error=redact(str(exc), self.spec.secrets)[:200],
             )
 
     # -- scheduling ---------------------------------------------------------------------
@@ -491,7 +537,10 @@ class Engine:
             )
         except Exception as exc:  # Slack down: `irbook approve` and the prompt still work
             self.spec.store.event(
-                self.spec.run_id, "slack-request-failed", step.id, error=str(exc)[:200]
+                self.spec.run_id,
+                "slack-request-failed",
+                step.id,
+                error=redact(str(exc), self.spec.secrets)[:200],
             )
             return {}
         out = result.model_dump(mode="json")
@@ -622,7 +671,13 @@ def run_info(spec: RunSpec, step_id: str) -> RunInfo:
 
 
 def run_step(run_id: str, step_id: str, index: int, params: dict[str, Any]) -> dict[str, Any]:
-    """The body of a step's task: dry-run planning, or the real action."""
+    """The body of a step's task: dry-run planning, or the real action. Its exceptions
+    reach Prefect's database, so one quoting a secret is redacted first."""
+    result: dict[str, Any] = run_scrubbed(run_id, lambda: _run_step(run_id, step_id, index, params))
+    return result
+
+
+def _run_step(run_id: str, step_id: str, index: int, params: dict[str, Any]) -> dict[str, Any]:
     spec = spec_for(run_id)
     step = spec.playbook.step(step_id)
     action = REGISTRY.get(step.action)

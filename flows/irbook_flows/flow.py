@@ -36,6 +36,7 @@ from irbook_flows.engine import (
     RunSpec,
     drop_spec,
     register_spec,
+    run_scrubbed,
     run_step,
     spec_for,
 )
@@ -68,7 +69,15 @@ def step_task(run_id: str, step_id: str, index: int, params: dict[str, Any]) -> 
 def undo_task(
     run_id: str, action_key: str, params: dict[str, Any], dry_run: bool
 ) -> dict[str, Any]:
-    """Run one compensation; in a dry run, only its planned calls."""
+    """Run one compensation; in a dry run, only its planned calls. An error quoting a
+    secret of the run is redacted before Prefect records it."""
+    return cast(
+        "dict[str, Any]",
+        run_scrubbed(run_id, lambda: _undo(run_id, action_key, params, dry_run)),
+    )
+
+
+def _undo(run_id: str, action_key: str, params: dict[str, Any], dry_run: bool) -> dict[str, Any]:
     action = REGISTRY.get(action_key)
     model = action.params.model_validate(params)
     info = RunInfo(run_id=run_id, dry_run=dry_run)
@@ -118,7 +127,8 @@ def _flow_run_name() -> str:
     prefix = "DRY RUN " if spec.dry_run else ""
     if spec.drill is not None:
         prefix = f"DRILL {spec.drill.scenario_id} · "
-    return f"{prefix}{spec.playbook.metadata.id} · {where[:60]} · {run_id}"
+    name = f"{prefix}{spec.playbook.metadata.id} · {where[:60]} · {run_id}"
+    return str(redact(name, spec.secrets))
 
 
 def _pause(spec: RunSpec) -> Any:
@@ -192,6 +202,11 @@ def _wait_any(futures: list[PrefectFuture[Any]]) -> PrefectFuture[Any]:
     log_prints=False,
 )
 def playbook_flow(run_id: str) -> Any:
+    # Prefect logs a flow's exception with its traceback: redacted, as a task's is.
+    return run_scrubbed(run_id, lambda: _playbook(run_id))
+
+
+def _playbook(run_id: str) -> Any:
     spec = spec_for(run_id)
     context = FlowRunContext.get()
     if context is not None and context.flow_run is not None:

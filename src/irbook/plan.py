@@ -8,6 +8,8 @@ tabletop drills follow the same branches; a live run makes the same calls.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import heapq
 import json
@@ -15,6 +17,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import quote, quote_plus
 
 from pydantic import BaseModel, ValidationError
 
@@ -253,19 +256,69 @@ def _step_dict(step: PlannedStep) -> dict[str, Any]:
     return out
 
 
-def redact(value: Any, secrets: list[str]) -> Any:
-    """Replace every occurrence of a secret value in strings, recursively."""
+def secret_forms(secret: str) -> list[str]:
+    """The ways a secret is written once something quotes it: as is, inside a JSON string
+    (quotes and backslashes escaped, non-ASCII as \\u00e9 or kept), inside a Python repr
+    of either quote style or an ascii(), inside a bytes repr, percent-encoded; and the
+    JSON and repr of each of those, for a message that quotes a quoted value."""
+    if not secret:
+        return []
+
+    def once(text: str) -> set[str]:
+        out = {
+            text,
+            json.dumps(text)[1:-1],
+            json.dumps(text, ensure_ascii=False)[1:-1],
+            repr(text + "'\"")[1:-4],  # '...' quoting: \' escaped, " kept
+            ascii(text + "'\"")[1:-4],
+        }
+        if '"' not in text:  # "..." quoting: ' kept
+            out.add(repr(text + "'")[1:-2])
+        return out
+
+    found = set()
+    for form in once(secret):
+        found |= once(form)
+    found.add(repr(secret.encode("utf-8") + b"'\"")[2:-4])
+    found.add(quote(secret, safe=""))
+    found.add(quote_plus(secret, safe=""))
+    return sorted(found, key=len, reverse=True)  # longest first: a form may hold another
+
+
+@functools.lru_cache(maxsize=64)
+def _secret_pattern(secrets: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One pattern per set of secrets (one run's): built once, one scan per string."""
+    forms = sorted({f for s in secrets for f in secret_forms(s)}, key=len, reverse=True)
+    return re.compile("|".join(map(re.escape, forms))) if forms else None
+
+
+def redact(value: Any, secrets: list[str] | tuple[str, ...]) -> Any:
+    """Replace every occurrence of a secret value, in any form `secret_forms` lists, in
+    strings, recursively (dicts, lists, tuples, dataclasses)."""
     if not secrets:
         return value
-    if isinstance(value, str):
-        for secret in secrets:
-            if secret and secret in value:
-                value = value.replace(secret, REDACTED)
+    pattern = _secret_pattern(tuple(secrets))
+    if pattern is None:
         return value
+    return _redact(value, pattern)
+
+
+def _redact(value: Any, pattern: re.Pattern[str]) -> Any:
+    if isinstance(value, str):
+        return pattern.sub(REDACTED, value)
     if isinstance(value, dict):
-        return {k: redact(v, secrets) for k, v in value.items()}
+        return {k: _redact(v, pattern) for k, v in value.items()}
     if isinstance(value, list):
-        return [redact(v, secrets) for v in value]
+        return [_redact(v, pattern) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_redact(v, pattern) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {
+            f.name: _redact(getattr(value, f.name), pattern)
+            for f in dataclasses.fields(value)
+            if f.init
+        }
+        return dataclasses.replace(value, **changes)
     return value
 
 

@@ -122,6 +122,22 @@ class RunStore:
         self.path = path or str(home() / "irbook.db")
         self._database = Database(self.path)
         self._db().executescript(SCHEMA + audit.SCHEMA)
+        self._secrets: dict[str, tuple[str, ...]] = {}
+
+    def protect(self, run_id: str, secrets: list[str]) -> None:
+        """Redact these secret values from everything written for this run from now on
+        (steps, events and so the audit chain, the final message and outputs): a step's
+        reason or an action's error may quote a secret however it was passed along."""
+        if secrets:
+            self._secrets[run_id] = tuple(secrets)
+
+    def _clean(self, run_id: str, value: Any) -> Any:
+        secrets = self._secrets.get(run_id)
+        if not secrets:
+            return value
+        from irbook.plan import redact
+
+        return redact(value, secrets)
 
     def _db(self) -> sqlite3.Connection:
         return self._database.conn()
@@ -196,6 +212,7 @@ class RunStore:
             self._event(db, run_id, "run-flow-run", None, {"set": row})
 
     def finish_run(self, run_id: str, state: str, message: str = "", outputs: Any = None) -> None:
+        message, outputs = self._clean(run_id, (message, outputs))
         with self._tx() as db:
             db.execute(
                 "UPDATE runs SET state = ?, message = ?, outputs = ?, finished_at = ? WHERE id = ?",
@@ -248,6 +265,7 @@ class RunStore:
         Each write is chained: `step-<state>` when it sets the state, else `step-updated`
         (attempts, an approval's record), so no column of the row changes unrecorded.
         """
+        fields = self._clean(run_id, fields)
         json_fields = JSON_COLUMNS["steps"]
         values = {k: (_dumps(v) if k in json_fields else v) for k, v in fields.items()}
         key = (run_id, step_id, item)
@@ -310,6 +328,7 @@ class RunStore:
         step_id: str | None,
         detail: dict[str, Any],
     ) -> None:
+        detail = self._clean(run_id, detail)
         cursor = db.execute(
             "INSERT INTO events (run_id, at, kind, step_id, detail) VALUES (?, ?, ?, ?, ?)",
             (run_id, time.time(), kind, step_id, _dumps(detail)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import defaultdict
@@ -92,6 +93,22 @@ def _register() -> None:
         except Exception as exc:
             raise ActionFailed(f"sts: {type(exc).__name__}: {exc}") from None
         return Result(name=params.name)
+
+    @action(
+        "rt.lookup",
+        effect="read",
+        permissions=("rt:Lookup",),
+        planner=lambda p: [PlannedCall("rt", "Lookup", {"Name": p.name})],
+        simulate=_sim,
+    )
+    def lookup(ctx: ActionContext, params: Params) -> Result:
+        """Fails quoting its parameter the ways libraries do: repr (a KeyError chained
+        under the error) and JSON, as an API's error body would."""
+        try:
+            raise KeyError(params.name)
+        except KeyError as exc:
+            body = json.dumps({"error": f"unknown key {params.name}"})
+            raise ValueError(f"lookup of {params.name!r} failed: {body}") from exc
 
 
 _register()
