@@ -658,6 +658,10 @@ def _plan_step(
         except IrbookError as exc:
             iteration.error = exc.message
             break
+        except Exception as exc:  # an action's planner bug: this step fails, with the
+            # action named and the text redacted like every other error in the plan
+            iteration.error = f"{spec.key}: planning failed: {type(exc).__name__}: {exc}"
+            break
         iteration.result = result.model_dump(mode="json")
         if spec.compensation is not None:
             iteration.compensation = {

@@ -94,6 +94,20 @@ def _register() -> None:
             raise ActionFailed(f"sts: {type(exc).__name__}: {exc}") from None
         return Result(name=params.name)
 
+    def _bad_plan(p: Params) -> list[PlannedCall]:
+        raise ValueError(f"no plan for {p.name!r}")  # a planner bug quoting its parameter
+
+    @action(
+        "rt.badplan",
+        effect="read",
+        permissions=("rt:Lookup",),
+        planner=_bad_plan,
+        simulate=_sim,
+    )
+    def badplan(ctx: ActionContext, params: Params) -> Result:
+        """An action whose planner raises: the plan says the step fails, never more."""
+        return Result(name=params.name)
+
     @action(
         "rt.lookup",
         effect="read",

@@ -209,3 +209,22 @@ def test_a_drill_report_redacts_the_secret_in_inject_texts(
     path = prefect_db(tmp_path_factory)
     wait_for_prefect(path, flow_run_of(home))
     assert leaks(dump(path), secret) == []
+
+
+def test_a_planner_bug_quoting_a_secret_is_a_failing_step_not_an_internal_error(
+    tmp_path: Path,
+) -> None:
+    secret = make_secret()
+    book = tmp_path / "badplan.yaml"
+    book.write_text(
+        "apiVersion: irbook/v1\nkind: Playbook\n"
+        "metadata: {id: badplan, title: A planner that raises}\n"
+        "inputs:\n  token: {type: string, required: true, secret: true}\n"
+        "steps:\n  - id: look\n    action: rt.badplan\n"
+        '    with: {name: "${{ inputs.token }}"}\n'
+    )
+    done = cli("plan", str(book), "--param", f"token={secret}")
+    out = done.stdout + done.stderr
+    assert "internal error" not in out and "Traceback" not in out
+    assert "rt.badplan: planning failed: ValueError: no plan for '***'" in out, out
+    assert leaks(out, secret) == []
