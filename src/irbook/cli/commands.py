@@ -39,10 +39,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for diag in report.diagnostics:
             print(diag)
         errors, warnings = len(report.errors), len(report.warnings)
-        status = "ok" if not errors else "failed"
+        strict_fail = bool(args.strict and warnings)
+        status = "ok" if not errors and not strict_fail else "failed"
+        why = " (--strict: warnings fail)" if strict_fail else ""
         print(
             f"{status}: {len(report.files)} file(s), {len(report.valid)} valid, "
-            f"{errors} error(s), {warnings} warning(s)",
+            f"{errors} error(s), {warnings} warning(s){why}",
             file=sys.stderr,
         )
     if not report.files:
@@ -127,7 +129,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    """Exit 0 when the planned run succeeds, 3 when it succeeds with failed steps, 4 when
+    it fails (Plan.exit_status); 1 for a user error, as every command."""
     from irbook import cache
+    from irbook.preflight import env_signature
     from irbook.validate import find_playbook
 
     _no_cache(args)
@@ -153,24 +158,27 @@ def cmd_plan(args: argparse.Namespace) -> int:
                 alert,
                 json.dumps(params, sort_keys=True),
                 args.format,
+                env_signature(),  # the preflight line depends on the configuration
             )
             hit = cache.get("plan", entry)
-            if isinstance(hit, dict):
+            if isinstance(hit, dict) and isinstance(hit.get("exit"), int):
                 sys.stdout.write(hit["stdout"])
                 sys.stderr.write(hit["stderr"])
-                return 0
+                return int(hit["exit"])
     from irbook.loader import load_alert, load_playbook
     from irbook.plan import as_json, build_plan, render_text
+    from irbook.preflight import preflight
 
     item = load_playbook(path)
     plan = build_plan(item.playbook, load_alert(args.alert) if args.alert else None, params)
+    plan.preflight = preflight(plan)
     out = (as_json(plan) if args.format == "json" else render_text(plan)) + "\n"
     err = "".join(f"{warning}\n" for warning in item.warnings)
     sys.stdout.write(out)
     sys.stderr.write(err)
     if entry is not None:
-        cache.put("plan", entry, {"stdout": out, "stderr": err})
-    return 0
+        cache.put("plan", entry, {"stdout": out, "stderr": err, "exit": plan.exit_status})
+    return plan.exit_status
 
 
 def cmd_iam_policy(args: argparse.Namespace) -> int:
