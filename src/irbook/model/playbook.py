@@ -8,7 +8,7 @@ from pydantic import Field, StringConstraints
 
 from irbook.model.base import ID_PATTERN, Strict
 from irbook.model.inputs import InputSpec
-from irbook.model.step import AwsTarget, Step
+from irbook.model.step import Acknowledgement, AwsTarget, Step
 from irbook.model.triggers import Trigger
 
 AtlasId = Annotated[str, StringConstraints(pattern=r"^AML\.T\d{4}(\.\d{3})?$")]
@@ -27,6 +27,8 @@ class Metadata(Strict):
     tags: list[str] = Field(default_factory=list)
     # MITRE ATLAS technique ids: AML.T0012, or a sub-technique AML.T0051.000
     atlas: list[AtlasId] = Field(default_factory=list)
+    # lint warnings accepted for the whole playbook (no-notification, or every step)
+    acknowledge: list[Acknowledgement] = Field(default_factory=list)
 
 
 class Playbook(Strict):

@@ -17,6 +17,19 @@ class Approval(Strict):
     prompt: str = ""
 
 
+class Acknowledgement(Strict):
+    """A lint warning the playbook's authors weighed and accepted: `irbook validate` no
+    longer reports it (nor fails on it with --strict), and the runbook shows the reason."""
+
+    rule: str = Field(
+        pattern=r"^[a-z][a-z0-9-]*$",
+        description="The lint rule's code, as validate prints it: irreversible-without-evidence",
+    )
+    reason: str = Field(
+        min_length=1, description="Why the warning does not apply here; shown in the runbook"
+    )
+
+
 class AwsTarget(Strict):
     """Where AWS calls go: a region and, for other accounts, a role to assume."""
 
@@ -40,6 +53,7 @@ class Step(Strict):
     timeout: Duration | None = None
     on_failure: Literal["abort", "continue"] | None = None  # None: the action's default
     aws: AwsTarget | None = None
+    acknowledge: list[Acknowledgement] = Field(default_factory=list)
 
     @property
     def needs_approval(self) -> bool:
