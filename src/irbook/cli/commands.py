@@ -192,8 +192,17 @@ def cmd_iam_policy(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    if args.expressions:
+        if args.receiver:
+            raise IrbookError("--expressions and --receiver are two pages: give one")
+        from irbook.docs.reference import expressions_reference
+
+        sys.stdout.write(expressions_reference())
+        return 0
     if args.markdown and not args.receiver:
-        raise IrbookError("--markdown goes with --receiver (the playbook schema is JSON only)")
+        raise IrbookError(
+            "--markdown goes with --receiver (the playbook reference is --expressions)"
+        )
     if args.receiver:
         from irbook.triggers.reference import receiver_reference, receiver_schema
 

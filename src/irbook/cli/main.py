@@ -136,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print the JSON Schema of the playbook format")
     p.add_argument("--receiver", action="store_true", help="of irbook serve's --config instead")
     p.add_argument(
+        "--expressions",
+        action="store_true",
+        help="the expressions, alert and field reference in Markdown (docs/expressions.md)",
+    )
+    p.add_argument(
         "--markdown", action="store_true", help="with --receiver: the reference (docs/receiver.md)"
     )
     p.set_defaults(handler="irbook.cli.commands:cmd_schema")
