@@ -79,8 +79,9 @@ def _is_duration(prop: dict[str, Any]) -> bool:
     return prop.get("anyOf") == DURATION_SCHEMA["anyOf"]
 
 
-def _type(prop: dict[str, Any]) -> str:
-    """A property's JSON Schema in a few words: what editors check, as people read it."""
+def schema_type(prop: dict[str, Any], bar: str = " \\| ") -> str:
+    """A property's JSON Schema in a few words: what editors check, as people read it
+    (`bar` separates the choices of an enum: escaped for Markdown tables by default)."""
     if _is_duration(prop):
         return "duration"
     if "$ref" in prop:
@@ -88,15 +89,19 @@ def _type(prop: dict[str, Any]) -> str:
     if "const" in prop:
         return json.dumps(prop["const"])
     if "enum" in prop:
-        return " \\| ".join(json.dumps(v) for v in prop["enum"])
+        return bar.join(json.dumps(v) for v in prop["enum"])
     if "anyOf" in prop:
-        return " or ".join(_type(p) for p in prop["anyOf"])
+        return " or ".join(schema_type(p, bar) for p in prop["anyOf"])
     kind = prop.get("type")
     if kind == "array":
-        return f"list of {_type(prop.get('items', {}))}" if prop.get("items") else "list"
+        return f"list of {schema_type(prop.get('items', {}), bar)}" if prop.get("items") else "list"
     if kind == "object":
         values = prop.get("additionalProperties")
-        return f"map of {_type(values)}" if isinstance(values, dict) and values else "object"
+        return (
+            f"map of {schema_type(values, bar)}"
+            if isinstance(values, dict) and values
+            else "object"
+        )
     if kind == "string" and prop.get("format") == "date-time":
         return "time (ISO-8601)"
     return str(kind) if kind else "any"
@@ -125,7 +130,7 @@ def _fields(model: type[BaseModel], *, with_default: bool = True) -> list[str]:
         shown = info.alias or name
         prop = props[shown]
         text = (info.description or "").replace("|", "\\|")
-        kind = _type(prop)
+        kind = schema_type(prop)
         if with_default:
             rows.append(f"| `{shown}` | {kind} | {_default(info, prop)} | {text} |")
         else:
