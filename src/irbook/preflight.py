@@ -15,10 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 if TYPE_CHECKING:
     from irbook.plan import Plan
@@ -58,8 +55,7 @@ ENV_VARS = (
 _SHOWN = {"AWS_REGION", "AWS_DEFAULT_REGION", "IRBOOK_JIRA_FLAVOR", "JIRA_URL", "AWS_PROFILE"}
 
 
-@dataclass(frozen=True)
-class Check:
+class Check(NamedTuple):  # not a dataclass: dataclasses imports inspect, slow to start
     """One integration a run needs: whether its configuration is there, and for which steps."""
 
     integration: str
@@ -92,16 +88,19 @@ def _set(env: Mapping[str, str], name: str) -> bool:
     return bool(env.get(name, "").strip())
 
 
-def _aws_files(env: Mapping[str, str], home: Path) -> tuple[Path, Path]:
-    creds = env.get("AWS_SHARED_CREDENTIALS_FILE") or str(home / ".aws" / "credentials")
-    config = env.get("AWS_CONFIG_FILE") or str(home / ".aws" / "config")
-    return Path(creds).expanduser(), Path(config).expanduser()
+def _aws_files(env: Mapping[str, str], home: str) -> tuple[str, str]:
+    """~/.aws/credentials and ~/.aws/config, or where AWS_*_FILE put them (os.path, not
+    pathlib: `irbook plan` imports this and is benchmarked for start-up)."""
+    creds = env.get("AWS_SHARED_CREDENTIALS_FILE") or os.path.join(home, ".aws", "credentials")
+    config = env.get("AWS_CONFIG_FILE") or os.path.join(home, ".aws", "config")
+    return os.path.expanduser(creds), os.path.expanduser(config)
 
 
-def _config_region(path: Path, profile: str) -> str | None:
+def _config_region(path: str, profile: str) -> str | None:
     """The region of a profile in ~/.aws/config, read as text (no botocore)."""
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            text = handle.read()
     except OSError:
         return None
     wanted = ("default",) if profile == "default" else (f"profile {profile}", profile)
@@ -117,7 +116,7 @@ def _config_region(path: Path, profile: str) -> str | None:
     return None
 
 
-def check_aws(env: Mapping[str, str], home: Path, regions: set[str]) -> tuple[Status, str]:
+def check_aws(env: Mapping[str, str], home: str, regions: set[str]) -> tuple[Status, str]:
     """The boto3 credential chain, approximated: env keys, a profile, web identity,
     container credentials, the shared files; an instance role cannot be seen offline."""
     creds_file, config_file = _aws_files(env, home)
@@ -132,8 +131,8 @@ def check_aws(env: Mapping[str, str], home: Path, regions: set[str]) -> tuple[St
         source = "container credentials"
     elif _set(env, "AWS_PROFILE") or _set(env, "AWS_DEFAULT_PROFILE"):
         source = f"profile {profile}"
-    elif creds_file.is_file() or config_file.is_file():
-        source = f"{'~/.aws/credentials' if creds_file.is_file() else '~/.aws/config'}"
+    elif os.path.isfile(creds_file) or os.path.isfile(config_file):
+        source = "~/.aws/credentials" if os.path.isfile(creds_file) else "~/.aws/config"
     else:
         source = ""
     region = (
@@ -168,6 +167,8 @@ def check_slack(env: Mapping[str, str]) -> tuple[Status, str]:
 
 def _host_of(url: str) -> str:
     """scheme://host[:port] of a URL: never a user, password, path or query."""
+    from urllib.parse import urlsplit
+
     try:
         parts = urlsplit(url.strip())
         host = parts.hostname or ""
@@ -208,11 +209,11 @@ def check_pagerduty(env: Mapping[str, str], keyed_in_playbook: bool) -> tuple[St
 
 
 def preflight(
-    plan: Plan, env: Mapping[str, str] | None = None, home: Path | None = None
+    plan: Plan, env: Mapping[str, str] | None = None, home: str | None = None
 ) -> list[Check]:
     """The integrations the steps that run in this plan call, each checked."""
     env = os.environ if env is None else env
-    home = Path.home() if home is None else home
+    home = os.path.expanduser("~") if home is None else home
     steps: dict[str, list[str]] = {}
     regions: set[str] = set()
     pd_keyed = True
@@ -266,18 +267,18 @@ def missing_steps(checks: list[Check]) -> list[str]:
     return [step for c in checks if c.status == "missing" for step in c.steps]
 
 
-def env_signature(env: Mapping[str, str] | None = None, home: Path | None = None) -> str:
+def env_signature(env: Mapping[str, str] | None = None, home: str | None = None) -> str:
     """What the preflight depends on, for a cache key: presence of each variable, the
     values it shows, and which AWS files exist. Holds no secret value."""
     env = os.environ if env is None else env
-    home = Path.home() if home is None else home
+    home = os.path.expanduser("~") if home is None else home
     parts = [
         f"{name}={env.get(name, '') if name in _SHOWN else int(_set(env, name))}"
         for name in ENV_VARS
     ]
     creds, config = _aws_files(env, home)
-    parts.append(f"files={int(creds.is_file())}{int(config.is_file())}")
-    if config.is_file():
+    parts.append(f"files={int(os.path.isfile(creds))}{int(os.path.isfile(config))}")
+    if os.path.isfile(config):
         with contextlib.suppress(OSError):
-            parts.append(str(config.stat().st_mtime_ns))
+            parts.append(str(os.stat(config).st_mtime_ns))
     return "\n".join(parts)
