@@ -208,3 +208,24 @@ def test_validate_strict_says_why_it_fails(tmp_path: Path) -> None:
     assert strict.stderr.splitlines()[-1] == (
         "failed: 1 file(s), 1 valid, 0 error(s), 1 warning(s) (--strict: warnings fail)"
     )
+
+
+def test_pagerduty_and_webhook_are_named_too(tmp_path: Path) -> None:
+    path = tmp_path / "page.yaml"
+    path.write_text(
+        "apiVersion: irbook/v1\nkind: Playbook\nmetadata: {id: page, title: Page}\n"
+        "steps:\n  - id: page\n    action: pagerduty.trigger\n"
+        "    with: {summary: leaked key, severity: critical}\n"
+        "  - id: hook\n    action: notify.webhook\n"
+        "    with: {url: 'https://hooks.example.com/T/secret-path', json: {text: hi}}\n"
+    )
+    bare = irbook("plan", str(path), env=clean_env(tmp_path))
+    assert (
+        "Preflight: pagerduty MISSING (set IRBOOK_PAGERDUTY_ROUTING_KEY or the step's "
+        "routing_key); webhook ok (URL in the step)"
+    ) in bare.stdout, bare.stdout + bare.stderr
+    keyed = irbook(
+        "plan", str(path), env=clean_env(tmp_path, IRBOOK_PAGERDUTY_ROUTING_KEY="R" * 32)
+    )
+    assert "Preflight: pagerduty ok (IRBOOK_PAGERDUTY_ROUTING_KEY set)" in keyed.stdout
+    assert "R" * 32 not in keyed.stdout
