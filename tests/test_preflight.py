@@ -132,7 +132,7 @@ def test_aws_preflight_reads_the_credential_chain_offline(tmp_path: Path) -> Non
         "    with: {access_key_id: AKIAABCDEFGHIJKLMNOP, hours: 1}\n"
     )
     bare = irbook("plan", str(path), env=clean_env(tmp_path))
-    assert "aws not checked (no credentials in the environment or ~/.aws" in bare.stdout
+    assert "aws not checked (credentials: none in env or ~/.aws;" in bare.stdout
     aws_dir = tmp_path / "home" / ".aws"
     aws_dir.mkdir(parents=True)
     (aws_dir / "credentials").write_text("[default]\naws_access_key_id = AKIA\n")

@@ -131,8 +131,8 @@ def check_aws(env: Mapping[str, str], home: str, regions: set[str]) -> tuple[Sta
         source = "container credentials"
     elif _set(env, "AWS_PROFILE") or _set(env, "AWS_DEFAULT_PROFILE"):
         source = f"profile {profile}"
-    elif os.path.isfile(creds_file) or os.path.isfile(config_file):
-        source = "~/.aws/credentials" if os.path.isfile(creds_file) else "~/.aws/config"
+    elif os.path.isfile(creds_file):
+        source = "~/.aws/credentials"
     else:
         source = ""
     region = (
@@ -140,16 +140,18 @@ def check_aws(env: Mapping[str, str], home: str, regions: set[str]) -> tuple[Sta
         or env.get("AWS_DEFAULT_REGION", "").strip()
         or _config_region(config_file, profile)
     )
-    where = sorted(regions) or ([region] if region else [])
+    where = sorted(regions | ({region} if region else set()))
     endpoint = ", endpoint $AWS_ENDPOINT_URL" if _set(env, "AWS_ENDPOINT_URL") else ""
     shown = f"region {', '.join(where)}{endpoint}"
     if not where:
         # steps may name their region from the alert: not a certain failure
         shown = f"no default region: set AWS_REGION unless every step names one{endpoint}"
     if not source:
+        # ~/.aws/config alone may name SSO or a credential_process: not knowable offline
+        found = "~/.aws/config only" if os.path.isfile(config_file) else "none in env or ~/.aws"
         return (
             "unchecked",
-            f"no credentials in the environment or ~/.aws; an instance role is not checked "
+            f"credentials: {found}; SSO, processes and instance roles are not checked "
             f"offline; {shown}",
         )
     return ("ok" if where else "unchecked"), f"{source}, {shown}"
