@@ -462,7 +462,7 @@ def test_list_show_schema_actions() -> None:
     assert "steps" in schema["required"]
     actions = irbook("actions")
     assert "core.note" in actions.stdout and "aws.iam.deactivate_access_key" in actions.stdout
-    one = json.loads(irbook("actions", "core.sleep").stdout)
+    one = json.loads(irbook("actions", "core.sleep", "--format", "json").stdout)
     assert one["effect"] == "read" and "duration" in one["params"]["properties"]
 
 

@@ -114,6 +114,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from irbook.cli.commands import _params
     from irbook.loader import load_alert, load_playbook
     from irbook.plan import build_plan, render_text
+    from irbook.preflight import preflight
+    from irbook.preflight import render as render_preflight
     from irbook.registry import REGISTRY
     from irbook.validate import find_playbook
 
@@ -122,12 +124,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     alert = load_alert(args.alert) if args.alert else None
     params = _params(args.param)
     plan = build_plan(playbook, alert, params)  # resolves and checks inputs first
+    # what a live run will need, said before it starts (and in dry runs, which rehearse it)
+    plan.preflight = preflight(plan)
     dry_run = bool(args.dry_run)
     if args.live_reads and not dry_run:
         raise IrbookError("--live-reads only makes sense with --dry-run")
     out = sys.stdout
     if not args.quiet:
         out.write(render_text(plan) + "\n\n")
+    elif plan.preflight:
+        out.write(render_preflight(plan.preflight) + "\n")
     mutating = [s.id for s in plan.steps if s.effect == "mutate" and s.status == "run"]
     if not dry_run and mutating and not args.yes:
         if not sys.stdin.isatty():
@@ -136,6 +142,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 + ", ".join(mutating)
                 + "); confirm in a terminal or pass --yes"
             )
+        missing = [c for c in plan.preflight if c.status == "missing"]
+        if missing:
+            names = ", ".join(f"{c.integration} (steps {', '.join(c.steps)})" for c in missing)
+            out.write(f"not configured here: {names}; the run {plan.live_outcome}\n")
         out.write(f"LIVE run of {playbook.metadata.id}: proceed? [y/N] ")
         out.flush()
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):

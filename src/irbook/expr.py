@@ -504,6 +504,7 @@ def references(node: Node) -> Iterator[Reference]:
 
 
 def _length(value: Any) -> int:
+    """The number of characters of a string, items of a list or keys of an object; 0 for null."""
     if value is None:
         return 0
     if isinstance(value, str | list | dict):
@@ -512,6 +513,8 @@ def _length(value: Any) -> int:
 
 
 def _contains(haystack: Any, needle: Any) -> bool:
+    """Whether a string holds a substring (ignoring case), a list an equal item, or an
+    object a key; false for null. `x in y` is `contains(y, x)`."""
     if haystack is None:
         return False
     if isinstance(haystack, str):
@@ -524,14 +527,17 @@ def _contains(haystack: Any, needle: Any) -> bool:
 
 
 def _startswith(value: Any, prefix: Any) -> bool:
+    """Whether a string starts with the prefix (case matters); false for anything else."""
     return isinstance(value, str) and isinstance(prefix, str) and value.startswith(prefix)
 
 
 def _endswith(value: Any, suffix: Any) -> bool:
+    """Whether a string ends with the suffix (case matters); false for anything else."""
     return isinstance(value, str) and isinstance(suffix, str) and value.endswith(suffix)
 
 
 def _join(values: Any, sep: Any = ",") -> str:
+    """The items of a list as text, separated by `sep` (default `,`); empty for null."""
     if values is None:
         return ""
     if not isinstance(values, list):
@@ -540,6 +546,9 @@ def _join(values: Any, sep: Any = ",") -> str:
 
 
 def _default(value: Any, fallback: Any) -> Any:
+    """The value, or the fallback when it is null or empty text. Reading
+    `steps.X.outputs...` as its first argument also tells the engine a missing output is
+    expected: the step runs even when step X failed or was skipped."""
     return fallback if value is None or value == "" else value
 
 

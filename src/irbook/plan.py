@@ -169,20 +169,46 @@ class Plan:
     steps: list[PlannedStep]
     outputs: dict[str, Any]
     secrets: list[str]
+    # Integration checks (irbook.preflight.Check), filled by the commands that show them:
+    # build_plan stays pure and does not read the environment.
+    preflight: list[Any] = field(default_factory=list)
 
     @property
     def outcome(self) -> str:
         """What the run would end as, in the words of the plan's summary line."""
+        return self._outcome(())
+
+    @property
+    def live_outcome(self) -> str:
+        """The outcome of a live run here, where steps whose integration's configuration
+        is missing (preflight) fail when they call it."""
+        missing = tuple(step for c in self.preflight if c.status == "missing" for step in c.steps)
+        return self._outcome(missing)
+
+    def _outcome(self, failing: tuple[str, ...]) -> str:
         order = [self.playbook.step(s.id) for s in self.steps]
+        state_of = {s.id: PLANNED_STATE[s.status] for s in self.steps}
+        for sid in failing:
+            if state_of.get(sid) == "succeeded":
+                state_of[sid] = "failed"
         state, message = run_verdict(
             order,
-            {s.id: PLANNED_STATE[s.status] for s in self.steps},
+            state_of,
             {s.id: s.reason for s in self.steps},
             {s.id: s.on_failure for s in self.steps},
         )
         if state == "partial":
             return f"succeeds with {message.split(':', 1)[0]}"
         return "succeeds" if state == "succeeded" else "fails"
+
+    @property
+    def exit_status(self) -> int:
+        """`irbook plan`'s exit status: 0 the run succeeds, 3 it succeeds with failed
+        steps (as `irbook run` exits), 4 it fails. 1 stays a user error."""
+        outcome = self.outcome
+        if outcome == "succeeds":
+            return 0
+        return 3 if outcome.startswith("succeeds with") else 4
 
     def step(self, step_id: str) -> PlannedStep:
         for step in self.steps:
@@ -208,6 +234,8 @@ class Plan:
                 for name, value in self.inputs.items()
             },
             "outcome": self.outcome,
+            "preflight": [c.as_dict() for c in self.preflight],
+            "live_outcome": self.live_outcome,
             "steps": [_step_dict(s) for s in self.steps],
             "outputs": self.outputs,
             "summary": self.summary(),
@@ -742,11 +770,22 @@ def render_text(plan: Plan) -> str:
         lines.append("Outputs:")
         for name, value in data["outputs"].items():
             lines.append(f"  {name} = {_short(value) if value is not None else '(none)'}")
+    if plan.preflight:
+        from irbook.preflight import render as render_preflight
+
+        lines.append(render_preflight(plan.preflight))
     s = data["summary"]
+    verdict = f"the run {data['outcome']}."
+    missing = [step for c in plan.preflight if c.status == "missing" for step in c.steps]
+    if missing:
+        # the plan's own verdict holds only once the configuration is there
+        verdict = (
+            f"the run {data['outcome']} once configured; live here it {data['live_outcome']} "
+            f"(missing configuration for: {', '.join(missing)})."
+        )
     lines.append(
         f"Summary: {s['steps']} steps, {s['run']} run, {s['skipped']} skipped, "
-        f"{s['failed']} fail; {s['calls']} API calls; {s['approvals']} approvals; "
-        f"the run {data['outcome']}."
+        f"{s['failed']} fail; {s['calls']} API calls; {s['approvals']} approvals; {verdict}"
     )
     return "\n".join(lines)
 

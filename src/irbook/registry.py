@@ -174,6 +174,9 @@ class ActionSpec:
     summary: str
     module: str
     sensitive: tuple[str, ...] = ()  # parameters shown as *** in plans and run records
+    # Why an irreversible action destroys no evidence a snapshot could keep (lint: then no
+    # snapshot step is asked for before it).
+    no_evidence: str | None = None
 
     def shown(self, params: dict[str, Any]) -> dict[str, Any]:
         """Parameters as plans, run records and reports may show them."""
@@ -339,6 +342,7 @@ def action(
     prefer: str | None = None,
     on_failure: Literal["abort", "continue"] | None = None,
     sensitive: tuple[str, ...] = (),
+    no_evidence: str | None = None,
     registry: Registry | None = None,
 ) -> Callable[[Callable[[ActionContext, Any], Any]], Callable[[ActionContext, Any], Any]]:
     """Declare an action. The function takes `(ctx, params)` and returns its result model."""
@@ -384,6 +388,8 @@ def action(
                 )
         elif compensation is not None or irreversible is not None or undo is not None:
             raise ActionSpecError(f"action {key!r}: only mutating actions have compensations")
+        if no_evidence is not None and irreversible is None:
+            raise ActionSpecError(f"action {key!r}: no_evidence=... is for irreversible actions")
         if undo is not None and compensation is None:
             raise ActionSpecError(f"action {key!r}: undo=... needs compensation=...")
         unknown = [n for n in sensitive if n not in p_model.model_fields]
@@ -412,6 +418,7 @@ def action(
             summary=doc.split("\n\n")[0].replace("\n", " "),
             module=func.__module__,
             sensitive=tuple(sensitive),
+            no_evidence=no_evidence,
         )
         (registry or REGISTRY).add(spec)
         return func

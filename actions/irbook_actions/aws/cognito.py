@@ -36,6 +36,7 @@ class GlobalSignOutResult(AwsResult):
     ],
     simulate=lambda p, run: GlobalSignOutResult(user_pool_id=p.user_pool_id, username=p.username),
     irreversible="revoked refresh tokens cannot be restored; the user signs in again",
+    no_evidence="tokens hold no evidence; the user's sign-ins stay in the pool's event history",
     idempotent=True,
 )
 def global_sign_out(ctx: ActionContext, params: GlobalSignOutParams) -> GlobalSignOutResult:

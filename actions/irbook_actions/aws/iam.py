@@ -444,6 +444,7 @@ def _plan_delete_key(params: AccessKeyParams) -> list[PlannedCall]:
     planner=_plan_delete_key,
     simulate=lambda p, run: _simulate_key(p, "Inactive").model_copy(update={"status": "Deleted"}),
     irreversible="a deleted access key cannot be restored; its user needs a new key",
+    no_evidence="a key holds no evidence; its use stays in CloudTrail",
     prefer="aws.iam.deactivate_access_key",
 )
 def delete_access_key(ctx: ActionContext, params: AccessKeyParams) -> AccessKeyResult:
@@ -829,6 +830,7 @@ class ConsoleLoginResult(AwsResult):
     ],
     simulate=lambda p, run: ConsoleLoginResult(user_name=p.user_name),
     irreversible="the console password is deleted; access needs a new one (iam:CreateLoginProfile)",
+    no_evidence="a password holds no evidence; its sign-ins stay in CloudTrail",
     idempotent=True,
 )
 def disable_console_login(ctx: ActionContext, params: ConsoleLoginParams) -> ConsoleLoginResult:

@@ -116,6 +116,7 @@ def _plan_secret(params: RotateSecretParams) -> list[PlannedCall]:
         status="new value is current" if p.method == "new_value" else "rotation started",
     ),
     irreversible="the old value is compromised; putting it back would reopen the incident",
+    no_evidence="Secrets Manager keeps the old value as version AWSPREVIOUS",
     idempotent=True,
 )
 def rotate_secret(ctx: ActionContext, params: RotateSecretParams) -> RotateSecretResult:
@@ -246,6 +247,7 @@ def _plan_parameter(params: RotateParameterParams) -> list[PlannedCall]:
         name=p.name, version=0, label=_label(run_token(run, "parameter", p.name))
     ),
     irreversible="the old value is compromised; putting it back would reopen the incident",
+    no_evidence="Parameter Store keeps the old value in the parameter's version history",
     idempotent=True,
 )
 def rotate_parameter(ctx: ActionContext, params: RotateParameterParams) -> RotateParameterResult:

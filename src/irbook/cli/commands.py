@@ -39,10 +39,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for diag in report.diagnostics:
             print(diag)
         errors, warnings = len(report.errors), len(report.warnings)
-        status = "ok" if not errors else "failed"
+        strict_fail = bool(args.strict and warnings)
+        status = "ok" if not errors and not strict_fail else "failed"
+        why = " (--strict: warnings fail)" if strict_fail else ""
         print(
             f"{status}: {len(report.files)} file(s), {len(report.valid)} valid, "
-            f"{errors} error(s), {warnings} warning(s)",
+            f"{errors} error(s), {warnings} warning(s){why}",
             file=sys.stderr,
         )
     if not report.files:
@@ -127,7 +129,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    """Exit 0 when the planned run succeeds, 3 when it succeeds with failed steps, 4 when
+    it fails (Plan.exit_status); 1 for a user error, as every command."""
     from irbook import cache
+    from irbook.preflight import env_signature
     from irbook.validate import find_playbook
 
     _no_cache(args)
@@ -153,24 +158,27 @@ def cmd_plan(args: argparse.Namespace) -> int:
                 alert,
                 json.dumps(params, sort_keys=True),
                 args.format,
+                env_signature(),  # the preflight line depends on the configuration
             )
             hit = cache.get("plan", entry)
-            if isinstance(hit, dict):
+            if isinstance(hit, dict) and isinstance(hit.get("exit"), int):
                 sys.stdout.write(hit["stdout"])
                 sys.stderr.write(hit["stderr"])
-                return 0
+                return int(hit["exit"])
     from irbook.loader import load_alert, load_playbook
     from irbook.plan import as_json, build_plan, render_text
+    from irbook.preflight import preflight
 
     item = load_playbook(path)
     plan = build_plan(item.playbook, load_alert(args.alert) if args.alert else None, params)
+    plan.preflight = preflight(plan)
     out = (as_json(plan) if args.format == "json" else render_text(plan)) + "\n"
     err = "".join(f"{warning}\n" for warning in item.warnings)
     sys.stdout.write(out)
     sys.stderr.write(err)
     if entry is not None:
-        cache.put("plan", entry, {"stdout": out, "stderr": err})
-    return 0
+        cache.put("plan", entry, {"stdout": out, "stderr": err, "exit": plan.exit_status})
+    return plan.exit_status
 
 
 def cmd_iam_policy(args: argparse.Namespace) -> int:
@@ -184,8 +192,17 @@ def cmd_iam_policy(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    if args.expressions:
+        if args.receiver:
+            raise IrbookError("--expressions and --receiver are two pages: give one")
+        from irbook.docs.reference import expressions_reference
+
+        sys.stdout.write(expressions_reference())
+        return 0
     if args.markdown and not args.receiver:
-        raise IrbookError("--markdown goes with --receiver (the playbook schema is JSON only)")
+        raise IrbookError(
+            "--markdown goes with --receiver (the playbook reference is --expressions)"
+        )
     if args.receiver:
         from irbook.triggers.reference import receiver_reference, receiver_schema
 
@@ -216,7 +233,12 @@ def cmd_actions(args: argparse.Namespace) -> int:
             "params": spec.params.model_json_schema(),
             "outputs": spec.result.model_json_schema(),
         }
-        print(json.dumps(info, indent=2))
+        if spec.no_evidence is not None:
+            info["no_evidence"] = spec.no_evidence
+        if args.format == "json":
+            print(json.dumps(info, indent=2))
+        else:
+            sys.stdout.write(_describe_action(spec))
         return 0
     specs = list(REGISTRY)
     if args.format == "json":
@@ -226,6 +248,69 @@ def cmd_actions(args: argparse.Namespace) -> int:
         undo = spec.compensation or ("irreversible" if spec.irreversible else "")
         print(f"{spec.key:<44} {spec.effect:<7} {undo:<36} {spec.summary}")
     return 0
+
+
+def _columns(rows: list[tuple[str, ...]]) -> list[str]:
+    """Aligned columns; the last one (a description) runs on."""
+    widths = [max(len(row[i]) for row in rows) + 2 for i in range(len(rows[0]) - 1)]
+    return [
+        "  " + "".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + row[-1]
+        for row in rows
+    ]
+
+
+def _describe_action(spec: Any) -> str:
+    """`irbook actions KEY` for people: what it does, may do, needs and undoes; its
+    parameters and outputs as tables (the JSON Schema is `--format json`)."""
+    from irbook.docs.reference import schema_type
+
+    lines = [f"{spec.key}  [{spec.effect}]", f"  {spec.summary}", ""]
+    if spec.compensation:
+        undo = f"{spec.compensation}"
+    elif spec.irreversible:
+        undo = f"irreversible: {spec.irreversible}"
+    else:
+        undo = "nothing to undo (it changes no resource)"
+    facts = [
+        ("effect", spec.effect),
+        ("idempotent", "yes" if spec.idempotent else "no"),
+        ("on failure", f"{spec.on_failure} (a step may set on_failure)"),
+        ("permissions", ", ".join(spec.permissions) or "none"),
+        ("undo", undo),
+    ]
+    if spec.no_evidence:
+        facts.append(("evidence", f"none to keep first: {spec.no_evidence}"))
+    if spec.prefer:
+        facts.append(("prefer", f"{spec.prefer} (can be undone)"))
+    width = max(len(name) for name, _ in facts)
+    lines += [f"  {name + ':':<{width + 1}} {value}" for name, value in facts]
+    for title, model, with_default in (
+        ("Parameters", spec.params, True),
+        ("Outputs", spec.result, False),
+    ):
+        schema = model.model_json_schema(by_alias=True)
+        props = schema.get("properties", {})
+        required = set(schema.get("required", []))
+        lines += ["", f"{title}:"]
+        if not props:
+            lines.append("  none")
+            continue
+        header: tuple[str, ...] = ("name", "type", "default", "description")
+        if not with_default:
+            header = ("name", "type", "description")
+        rows: list[tuple[str, ...]] = []
+        for name, prop in props.items():
+            text = str(prop.get("description") or "").replace("\n", " ")
+            if name in spec.sensitive:
+                text = (text + " " if text else "") + "(secret: shown as ***)"
+            kind = schema_type(prop, bar=" | ")
+            if with_default:
+                default = "required" if name in required else json.dumps(prop.get("default"))
+                rows.append((name, kind, default, text))
+            else:
+                rows.append((name, kind, text))
+        lines += _columns([header, *rows])
+    return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
 __all__ = ["LoadFailed"]

@@ -47,7 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("playbook", metavar="PLAYBOOK", help="a playbook id or path")
     p.set_defaults(handler="irbook.cli.commands:cmd_show")
 
-    p = sub.add_parser("plan", help="what a run would do for an alert, offline")
+    p = sub.add_parser(
+        "plan",
+        help="what a run would do for an alert, offline",
+        description="What a run would do for an alert, offline. Exit status: 0 the run "
+        "succeeds, 3 it succeeds with failed steps, 4 it fails, 1 a user error.",
+    )
     p.add_argument("playbook", metavar="PLAYBOOK", help="a playbook id or path")
     p.add_argument("--alert", metavar="FILE", help="a normalized alert, JSON or YAML")
     p.add_argument(
@@ -143,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("schema", help="print the JSON Schema of the playbook format")
     p.add_argument("--receiver", action="store_true", help="of irbook serve's --config instead")
+    p.add_argument(
+        "--expressions",
+        action="store_true",
+        help="the expressions, alert and field reference in Markdown (docs/expressions.md)",
+    )
     p.add_argument(
         "--markdown", action="store_true", help="with --receiver: the reference (docs/receiver.md)"
     )

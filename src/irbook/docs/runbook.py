@@ -195,6 +195,8 @@ def _step_section(number: int, step: Step, playbook: Playbook, registry: Registr
     perms = spec.permissions if spec else ()
     out.append(f"- **Permissions:** {codes(perms, 'none')}")
     out.append(f"- **Undo:** {_undo_text(spec, registry)}")
+    for ack in step.acknowledge:
+        out.append(f"- **Lint warning acknowledged:** {code(ack.rule)}: {prose(ack.reason)}")
     out.append("")
     if step.with_:
         out += ["Parameters:", ""]
@@ -423,10 +425,15 @@ def render_runbook(
     out.append("")
 
     out += ["## Lint warnings", ""]
+    acks: list[tuple[str | None, Any]] = [(None, ack) for ack in meta.acknowledge]
+    acks += [(step.id, ack) for step in pb.steps for ack in step.acknowledge]
     if loaded.warnings:
         out += [_warning(w) for w in loaded.warnings]
-    else:
+    elif not acks:
         out.append("None.")
+    for step_id, ack in acks:
+        where = f"step {code(step_id)}" if step_id else "whole playbook"
+        out.append(f"- **acknowledged {code(ack.rule)}** ({where}): {prose(ack.reason)}")
     out.append("")
 
     out += ["## Least-privilege IAM policy", ""]

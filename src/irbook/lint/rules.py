@@ -79,6 +79,8 @@ def irreversible_without_evidence(ctx: _Ctx) -> Iterator[Diagnostic]:
         spec = ctx.specs.get(step.id)
         if spec is None or spec.irreversible is None or spec.evidence:
             continue  # an evidence copy kept under lock is the snapshot, not a risk to it
+        if spec.no_evidence is not None:
+            continue  # it destroys nothing a snapshot could keep (rotate_secret)
         if not any(ctx.specs.get(up) and ctx.specs[up].evidence for up in ctx.upstream[step.id]):
             yield ctx.warn(
                 step,
@@ -87,6 +89,25 @@ def irreversible_without_evidence(ctx: _Ctx) -> Iterator[Diagnostic]:
                 "high",
                 f"step '{step.id}' is irreversible ({spec.irreversible}) and no evidence "
                 "snapshot runs before it: add a snapshot step to its needs",
+            )
+
+
+def approve_on_timeout(ctx: _Ctx) -> Iterator[Diagnostic]:
+    """An approval that approves itself when nobody answers is no gate for a change."""
+    for step in ctx.playbook.steps:
+        spec = ctx.specs.get(step.id)
+        gate = step.approval
+        if spec is None or gate is None or gate.on_timeout != "approve":
+            continue
+        if spec.effect == "mutate" or spec.irreversible is not None:
+            kind = "is irreversible" if spec.irreversible is not None else "changes production"
+            yield ctx.warn(
+                step,
+                "approval",
+                "approve-on-timeout",
+                "high",
+                f"step '{step.id}' {kind} ({spec.key}) and runs unapproved when its approval "
+                f"times out: use on_timeout: reject",
             )
 
 
@@ -138,6 +159,7 @@ def if_always_false(ctx: _Ctx) -> Iterator[Diagnostic]:
 RULES: dict[str, Rule] = {
     "mutate-without-approval": mutate_without_approval,
     "irreversible-without-evidence": irreversible_without_evidence,
+    "approve-on-timeout": approve_on_timeout,
     "prefer-reversible": prefer_gentler,
     "no-notification": no_notification,
     "if-always-false": if_always_false,
@@ -149,4 +171,53 @@ def lint_playbook(playbook: Playbook, source: Source, registry: Registry) -> lis
     out: list[Diagnostic] = []
     for rule in RULES.values():
         out.extend(rule(ctx))
+    out = _acknowledged(ctx, out)
     return sorted(out, key=lambda d: (d.location.line, d.location.col))
+
+
+def _acknowledged(ctx: _Ctx, found: list[Diagnostic]) -> list[Diagnostic]:
+    """Drop the warnings the playbook acknowledges (`acknowledge: [{rule, reason}]` on a
+    step, or in metadata for the whole playbook); an acknowledgement naming an unknown
+    rule, or one with nothing to acknowledge, is a warning itself, so none goes stale."""
+    playbook_wide = {ack.rule for ack in ctx.playbook.metadata.acknowledge}
+    kept: list[Diagnostic] = []
+    used: set[tuple[str | None, str]] = set()
+    for diag in found:
+        step = ctx.steps.get(diag.step) if diag.step else None
+        if step is not None and any(ack.rule == diag.code for ack in step.acknowledge):
+            used.add((step.id, diag.code))
+        elif diag.code in playbook_wide:
+            used.add((None, diag.code))
+        else:
+            kept.append(diag)
+    places: list[tuple[Step | None, int, str]] = [
+        (None, n, ack.rule) for n, ack in enumerate(ctx.playbook.metadata.acknowledge)
+    ]
+    for step in ctx.playbook.steps:
+        places += [(step, n, ack.rule) for n, ack in enumerate(step.acknowledge)]
+    for step, n, rule in places:
+        loc: tuple[str | int, ...] = (
+            ("steps", ctx.index[step.id], "acknowledge", n, "rule")
+            if step is not None
+            else ("metadata", "acknowledge", n, "rule")
+        )
+        where = f"step '{step.id}'" if step is not None else "the playbook"
+        if rule not in RULES:
+            message = f"{where} acknowledges unknown lint rule '{rule}' (rules: {', '.join(RULES)})"
+            code = "unknown-acknowledgement"
+        elif (step.id if step is not None else None, rule) not in used:
+            message = f"{where} acknowledges '{rule}', which finds nothing here: remove it"
+            code = "unused-acknowledgement"
+        else:
+            continue
+        kept.append(
+            Diagnostic(
+                ctx.source.at(loc),
+                message,
+                severity="warning",
+                code=code,
+                level="low",
+                step=step.id if step is not None else None,
+            )
+        )
+    return kept

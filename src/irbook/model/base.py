@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
 
 ID_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$"
 
@@ -47,4 +47,12 @@ def format_duration(seconds: float) -> str:
     return out or "0s"
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+# Editors see what the loader accepts: "15m", "1h30m", "500ms" or a number of seconds.
+DURATION_SCHEMA = {
+    "anyOf": [
+        {"type": "number", "minimum": 0},
+        {"type": "string", "pattern": _DURATION.pattern, "minLength": 1},
+    ],
+    "examples": ["30s", "15m", "1h30m", 90],
+}
+Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(DURATION_SCHEMA)]

@@ -14,14 +14,18 @@ InputType = Literal["string", "integer", "number", "boolean", "list", "object"]
 
 
 class InputSpec(Strict):
-    type: InputType = "string"
-    description: str = ""
-    required: bool = False
-    default: Any = None
-    pattern: str | None = None
-    enum: list[Any] | None = None
-    from_: str | None = Field(default=None, alias="from")
-    secret: bool = False  # redacted from plans, run records and reports
+    type: InputType = Field(default="string", description="The value's type")
+    description: str = Field(default="", description="What the value is, for people")
+    required: bool = Field(default=False, description="A run without it is refused")
+    default: Any = Field(default=None, description="The value when none is given")
+    pattern: str | None = Field(default=None, description="A regular expression it must match")
+    enum: list[Any] | None = Field(default=None, description="The values it may take")
+    from_: str | None = Field(
+        default=None,
+        alias="from",
+        description="Where in the alert to take it from: alert.actor.access_key_id",
+    )
+    secret: bool = Field(default=False, description="Redacted from plans, run records and reports")
 
     @field_validator("pattern")
     @classmethod

@@ -8,7 +8,7 @@ from pydantic import Field, StringConstraints
 
 from irbook.model.base import ID_PATTERN, Strict
 from irbook.model.inputs import InputSpec
-from irbook.model.step import AwsTarget, Step
+from irbook.model.step import Acknowledgement, AwsTarget, Step
 from irbook.model.triggers import Trigger
 
 AtlasId = Annotated[str, StringConstraints(pattern=r"^AML\.T\d{4}(\.\d{3})?$")]
@@ -19,26 +19,51 @@ MAX_STEPS = 500
 
 
 class Metadata(Strict):
-    id: str = Field(pattern=ID_PATTERN)
-    title: str = Field(min_length=1)
-    description: str = ""
-    severity: Literal["low", "medium", "high", "critical"] = "medium"
-    owner: str = ""
-    tags: list[str] = Field(default_factory=list)
-    # MITRE ATLAS technique ids: AML.T0012, or a sub-technique AML.T0051.000
-    atlas: list[AtlasId] = Field(default_factory=list)
+    id: str = Field(
+        pattern=ID_PATTERN, description="Unique across the playbook folders; irbook plan ID"
+    )
+    title: str = Field(min_length=1, description="What the playbook responds to")
+    description: str = Field(default="", description="The situation and the approach")
+    severity: Literal["low", "medium", "high", "critical"] = Field(
+        default="medium", description="Of the incident; expressions read run.severity"
+    )
+    owner: str = Field(default="", description="The team that maintains the playbook")
+    tags: list[str] = Field(default_factory=list, description="Free-form labels")
+    atlas: list[AtlasId] = Field(
+        default_factory=list,
+        description="MITRE ATLAS technique ids: AML.T0012, or a sub-technique AML.T0051.000",
+    )
+    acknowledge: list[Acknowledgement] = Field(
+        default_factory=list,
+        description="Lint warnings accepted for the whole playbook, with reasons",
+    )
 
 
 class Playbook(Strict):
-    api_version: Literal["irbook/v1"] = Field(alias="apiVersion")
-    kind: Literal["Playbook"]
-    metadata: Metadata
-    inputs: dict[InputName, InputSpec] = Field(default_factory=dict)
-    triggers: list[Trigger] = Field(default_factory=list)
-    rollback: Literal["manual", "auto"] = "manual"
-    aws: AwsTarget | None = None
-    steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
-    outputs: dict[InputName, Any] = Field(default_factory=dict)
+    api_version: Literal["irbook/v1"] = Field(
+        alias="apiVersion", description="The format's version: irbook/v1"
+    )
+    kind: Literal["Playbook"] = Field(description="Playbook")
+    metadata: Metadata = Field(description="Who, what and how severe")
+    inputs: dict[InputName, InputSpec] = Field(
+        default_factory=dict, description="Typed values a run takes (--param, the alert)"
+    )
+    triggers: list[Trigger] = Field(
+        default_factory=list, description="Which alerts start it (irbook serve); none: by hand"
+    )
+    rollback: Literal["manual", "auto"] = Field(
+        default="manual",
+        description="After a failed run: undo the changes at once (auto) or on request",
+    )
+    aws: AwsTarget | None = Field(
+        default=None, description="Region and role of every AWS step (a step may override)"
+    )
+    steps: list[Step] = Field(
+        min_length=1, max_length=MAX_STEPS, description="What to do, in dependency order"
+    )
+    outputs: dict[InputName, Any] = Field(
+        default_factory=dict, description="Values the run reports at the end (expressions)"
+    )
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:

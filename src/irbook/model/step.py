@@ -10,36 +10,93 @@ from irbook.model.base import ID_PATTERN, Duration, Strict
 
 
 class Approval(Strict):
-    required: bool = True
-    timeout: Duration = 15 * 60.0
-    on_timeout: Literal["reject", "approve"] = "reject"
-    approvers: list[str] = Field(default_factory=list)  # empty: anyone allowed to approve
-    prompt: str = ""
+    required: bool = Field(
+        default=True, description="Whether the step waits for a decision (false: no gate)"
+    )
+    timeout: Duration = Field(
+        default=15 * 60.0, description="How long to wait for a decision: 30s, 15m, 1h"
+    )
+    on_timeout: Literal["reject", "approve"] = Field(
+        default="reject",
+        description="What happens when nobody decides in time (approve is linted on changes)",
+    )
+    approvers: list[str] = Field(
+        default_factory=list,
+        description="Who may decide (names or Slack user ids); empty: anyone allowed to approve",
+    )
+    prompt: str = Field(default="", description="The question approvers see")
+
+
+class Acknowledgement(Strict):
+    """A lint warning the playbook's authors weighed and accepted: `irbook validate` no
+    longer reports it (nor fails on it with --strict), and the runbook shows the reason."""
+
+    rule: str = Field(
+        pattern=r"^[a-z][a-z0-9-]*$",
+        description="The lint rule's code, as validate prints it: irreversible-without-evidence",
+    )
+    reason: str = Field(
+        min_length=1, description="Why the warning does not apply here; shown in the runbook"
+    )
 
 
 class AwsTarget(Strict):
     """Where AWS calls go: a region and, for other accounts, a role to assume."""
 
-    region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
-    role_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
-    external_id: str | None = None
+    region: str | None = Field(
+        default=None,
+        pattern=r"^[a-z]{2}(-[a-z]+)+-\d$",
+        description="AWS region of the calls (us-east-1); default: AWS_REGION",
+    )
+    role_arn: str | None = Field(
+        default=None,
+        pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$",
+        description="A role to assume first, for another account",
+    )
+    external_id: str | None = Field(
+        default=None, description="The ExternalId the role's trust policy asks for"
+    )
 
 
 class Step(Strict):
-    id: str = Field(pattern=ID_PATTERN)
-    name: str = ""
-    description: str = ""
-    action: str
-    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
-    needs: list[str] = Field(default_factory=list)
-    if_: str | bool | None = Field(default=None, alias="if")
-    for_each: str | list[Any] | None = None
-    approval: Approval | None = None
-    retries: int = Field(default=0, ge=0, le=10)
-    retry_delay: Duration = 2.0
-    timeout: Duration | None = None
-    on_failure: Literal["abort", "continue"] | None = None  # None: the action's default
-    aws: AwsTarget | None = None
+    id: str = Field(
+        pattern=ID_PATTERN, description="Unique in the playbook; expressions read steps.ID"
+    )
+    name: str = Field(default="", description="A short title for runbooks and run records")
+    description: str = Field(default="", description="Why the step is there, for runbooks")
+    action: str = Field(description="The action's key (irbook actions lists them)")
+    with_: dict[str, Any] = Field(
+        default_factory=dict,
+        alias="with",
+        description="The action's parameters; strings may hold ${{ expressions }}",
+    )
+    needs: list[str] = Field(
+        default_factory=list, description="Steps that must end before this one starts"
+    )
+    if_: str | bool | None = Field(
+        default=None, alias="if", description="Run only when this expression is true"
+    )
+    for_each: str | list[Any] | None = Field(
+        default=None, description="Run once per item of this list (an expression); item is it"
+    )
+    approval: Approval | None = Field(
+        default=None, description="A human decision the step waits for before it runs"
+    )
+    retries: int = Field(default=0, ge=0, le=10, description="Attempts after a failed one")
+    retry_delay: Duration = Field(default=2.0, description="Wait between attempts: 2s, 1m")
+    timeout: Duration | None = Field(
+        default=None, description="Give up an attempt after this long: 30s, 5m"
+    )
+    on_failure: Literal["abort", "continue"] | None = Field(
+        default=None,
+        description="abort: the run fails; continue: the run goes on. Default: the action's",
+    )
+    aws: AwsTarget | None = Field(
+        default=None, description="Region and role of this step's AWS calls"
+    )
+    acknowledge: list[Acknowledgement] = Field(
+        default_factory=list, description="Lint warnings accepted for this step, with reasons"
+    )
 
     @property
     def needs_approval(self) -> bool:

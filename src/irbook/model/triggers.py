@@ -36,7 +36,10 @@ class Trigger(Strict):
         description="A format (guardduty): alerts from every source of that format.",
     )
     # field path in the normalized alert -> glob, list of globs, or {gt|gte|lt|lte|eq|ne: n}
-    match: dict[str, Any] = Field(default_factory=dict)
+    match: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Alert field path -> a glob, a list of globs, or {gt|gte|lt|lte|eq|ne: n}",
+    )
 
     @field_validator("match")
     @classmethod
