@@ -18,7 +18,7 @@ import uuid
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from irbook import audit
+from irbook import audit, leases
 from irbook.cache import home
 from irbook.db import Database
 
@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS runs (
     incident_key TEXT,
     flow_run_id TEXT,
     state TEXT NOT NULL,              -- running | succeeded | failed | rejected | cancelled
+                                      -- | crashed | needs-human (see irbook.reaper)
     message TEXT,
     inputs TEXT NOT NULL,             -- JSON, secrets redacted
     outputs TEXT,
@@ -77,7 +78,11 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_run ON events (run_id, seq);
 """
 
-FINAL_RUN_STATES = ("succeeded", "failed", "rejected", "cancelled")
+FINAL_RUN_STATES = ("succeeded", "failed", "rejected", "cancelled", "crashed", "needs-human")
+
+# Added to existing files too (`_migrate`): which process runs a run (irbook.leases).
+_COLUMNS = {"owner": "TEXT"}
+_INDEXES = "CREATE INDEX IF NOT EXISTS runs_running ON runs (owner) WHERE state = 'running';"
 
 
 def _dumps(value: Any) -> str | None:
@@ -95,6 +100,9 @@ class RunStore:
         self.path = path or str(home() / "irbook.db")
         self._database = Database(self.path)
         self._db().executescript(SCHEMA + audit.SCHEMA)
+        self._migrate()
+        #: The owner id stamped on runs this store creates (`hold`); None: not leased.
+        self.owner: str | None = None
 
     def _db(self) -> sqlite3.Connection:
         return self._database.conn()
@@ -123,8 +131,8 @@ class RunStore:
         with self._tx() as db:
             db.execute(
                 "INSERT INTO runs (id, playbook_id, playbook_title, mode, started_by,"
-                " alert_source, alert_id, incident_key, state, inputs, rollback, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+                " alert_source, alert_id, incident_key, state, inputs, rollback, created_at,"
+                " owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
                 (
                     run_id,
                     playbook_id,
@@ -137,6 +145,7 @@ class RunStore:
                     _dumps(inputs),
                     rollback,
                     now,
+                    self.owner,
                 ),
             )
             self._event(db, run_id, "run-started", None, {"mode": mode, "by": started_by})
@@ -309,3 +318,71 @@ class RunStore:
             item["detail"] = _loads(item["detail"])
             out.append(item)
         return out
+
+    # -- ownership (irbook.leases) -------------------------------------------------------
+
+    def _migrate(self) -> None:
+        db = self._db()
+        have = {row["name"] for row in db.execute("PRAGMA table_info(runs)").fetchall()}
+        for name, kind in _COLUMNS.items():
+            if name not in have:
+                try:
+                    db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+                except sqlite3.OperationalError as exc:  # another process added it first
+                    if "duplicate column" not in str(exc):
+                        raise
+        db.executescript(_INDEXES + leases.SCHEMA)
+
+    def hold(self) -> str:
+        """Run runs under this process's lease from now on: the runs this store creates are
+        stamped with its owner id, renewed by a heartbeat, so a reaper can tell them from
+        the runs of a process that died."""
+        self.owner = leases.hold(self.path)
+        return self.owner
+
+    def orphaned_runs(self, now: float | None = None) -> list[dict[str, Any]]:
+        """Runs still 'running' whose owner is gone (`leases.owner_gone`), oldest first."""
+        when = time.time() if now is None else now
+        rows = (
+            self._db()
+            .execute(
+                "SELECT runs.id AS run_id, runs.owner AS id, o.host, o.pid, o.proc_start,"
+                " o.lease_expires FROM runs"
+                " LEFT JOIN run_owners AS o ON o.id = runs.owner"
+                " WHERE runs.state = 'running' AND runs.owner IS NOT NULL"
+                " ORDER BY runs.created_at"
+            )
+            .fetchall()
+        )
+        return [
+            {"run_id": row["run_id"], "owner": row["id"]}
+            for row in rows
+            if leases.owner_gone(row, when)
+        ]
+
+    def take_over(self, run_id: str, owner: str, new_owner: str) -> bool:
+        """Move a running run from a gone owner to `new_owner` (a reaper), if nobody did yet:
+        two reapers never both act on one run, and a reaper that dies half-way leaves the
+        run to the next one."""
+        with self._tx() as db:
+            taken = db.execute(
+                "UPDATE runs SET owner = ? WHERE id = ? AND owner = ? AND state = 'running'",
+                (new_owner, run_id, owner),
+            ).rowcount
+            if taken:
+                self._event(db, run_id, "owner-lost", None, {"owner": owner, "by": new_owner})
+        return bool(taken)
+
+    def runs_in_state(self, state: str, limit: int = 1_000) -> list[dict[str, Any]]:
+        """Runs in one state, newest first (`irbook runs` lists every run needing a human)."""
+        rows = (
+            self._db()
+            .execute(
+                "SELECT id, playbook_id, mode, started_by, state, message, created_at,"
+                " alert_source, alert_id FROM runs WHERE state = ?"
+                " ORDER BY created_at DESC LIMIT ?",
+                (state, limit),
+            )
+            .fetchall()
+        )
+        return [dict(r) for r in rows]
