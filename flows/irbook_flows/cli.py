@@ -30,6 +30,8 @@ STATE_MARK = {
     "skipped": "-",
     "rejected": "⊘",
     "cancelled": "⊘",
+    "crashed": "☠",
+    "needs-human": "!",
 }
 
 
@@ -158,6 +160,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         clients = LiveClients()
     REGISTRY.load_all()
     store = RunStore()
+    store.hold()  # a lease: `irbook runs` can tell this run from one whose process died
     started_by = args.started_by or f"cli:{_user()}"
     run_id = store.create_run_for(plan, dry_run=dry_run, started_by=started_by)
     label = "DRY RUN" if dry_run else "LIVE"
@@ -275,6 +278,8 @@ def _when(ts: float | None) -> str:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     store = _store()
+    # Runs whose process died are settled first, so none is listed as running for ever.
+    reaped = _reaper(store, None).reap()
     if args.action == "show":
         if not args.run_id:
             raise IrbookError("irbook runs show needs a RUN_ID")
@@ -290,6 +295,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
             print(f"  alert: {record['alert_source']} {record['alert_id']}")
         if record["message"]:
             print(f"  {record['message']}")
+        crashes = [e["detail"] for e in store.events(record["id"]) if e["kind"] == "crashed"]
+        if crashes and crashes[-1].get("in_flight"):
+            print(f"  in flight when it crashed: {', '.join(crashes[-1]['in_flight'])}")
         print(f"  inputs: {json.dumps(record['inputs'], sort_keys=True)}")
         for step in steps:
             label = step["step_id"] + (f"[{step['item']}]" if step["item"] else "")
@@ -305,14 +313,21 @@ def cmd_runs(args: argparse.Namespace) -> int:
                 print(f"      undo: {step['compensation']['action']}")
         return 0
     rows = store.recent_runs(args.limit)
+    human = store.runs_in_state("needs-human")
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return 0
+    for item in reaped:
+        print(f"run {item.run_id} {item.state}: {item.message}", file=sys.stderr)
     for row in rows:
         print(
-            f"{row['id']}  {_when(row['created_at'])}  {row['mode']:<7}  {row['state']:<9}  "
+            f"{row['id']}  {_when(row['created_at'])}  {row['mode']:<7}  {row['state']:<11}  "
             f"{row['playbook_id']}  {row['started_by']}"
         )
+    if human:
+        print(f"\n{len(human)} run(s) need a human (see: irbook runs show RUN_ID):")
+        for row in human:
+            print(f"  {row['id']}  {row['playbook_id']}  {row['message']}")
     return 0
 
 
@@ -382,61 +397,13 @@ def slack_interactions_from_env() -> Any:
     )
 
 
-def webhook_starter(slack_channel: str | None) -> Any:
-    """Start a run for an accepted alert, in this process (no polling delay).
-
-    The run record is created first with the run id the queue assigned, so a run id
-    that exists already raises sqlite3.IntegrityError: the dispatcher reads that as
-    "already started", which is what makes a restarted receiver start nothing twice.
-    """
-    from irbook.loader import load_playbook
-    from irbook.plan import build_plan
-    from irbook.registry import NoClients
-    from irbook.runs import RunStore
-    from irbook.triggers.dispatch import StartRequest
-    from irbook_actions.clients import LiveClients
-    from irbook_flows.engine import RunSpec
-    from irbook_flows.flow import execute
-
-    store = RunStore()
-
-    def start(request: StartRequest) -> str:
-        playbook = load_playbook(request.playbook_path).playbook
-        plan = build_plan(playbook, request.alert, {})
-        dry_run = request.mode != "live"
-        store.create_run_for(
-            plan, dry_run=dry_run, started_by=f"webhook:{request.source}", run_id=request.run_id
-        )
-        spec = RunSpec(
-            run_id=request.run_id,
-            playbook=playbook,
-            alert=request.alert,
-            inputs=plan.inputs,
-            dry_run=dry_run,
-            started_by=f"webhook:{request.source}",
-            store=store,
-            clients=NoClients() if dry_run else LiveClients(),
-            secrets=plan.secrets,
-            slack_channel=None if dry_run else slack_channel,
-        )
-        thread = threading.Thread(
-            target=execute,
-            args=(spec, [f"source:{request.source}"]),
-            daemon=True,
-            name=f"run-{request.run_id}",
-        )
-        thread.start()
-        return request.run_id
-
-    return start
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from irbook_flows.server import ensure_api
 
     ensure_api()
+    from irbook import leases
     from irbook.registry import REGISTRY
     from irbook.runs import RunStore
     from irbook.triggers.app import WebhookReceiver, create_app
@@ -446,6 +413,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     quiet_console()
     REGISTRY.load_all()
     hooks = None
+    reaper = None
     if args.config:
         loaded = load_config(args.config)
         for warning in loaded.warnings:
@@ -457,13 +425,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return record is not None and record["state"] == "running"
 
         runner = loaded.config.runner
+        embedded = None
         if runner.type == "deployments":
             from irbook_flows.deploy import deployments_starter
 
             starter = deployments_starter(runner)
         else:
-            starter = webhook_starter(os.environ.get("IRBOOK_SLACK_APPROVAL_CHANNEL"))
-        hooks = WebhookReceiver(loaded, starter, run_active=run_active)
+            from irbook_flows.embedded import EmbeddedStarter
+
+            starter = embedded = EmbeddedStarter(
+                os.environ.get("IRBOOK_SLACK_APPROVAL_CHANNEL"), retry_delays=runner.retry_delays
+            )
+        hooks = WebhookReceiver(
+            loaded,
+            starter,
+            run_active=run_active,
+            running=embedded.running if embedded is not None else None,
+        )
+        if embedded is not None:
+            embedded.on_finished = hooks.dispatcher.notify
+        reaper = _reaper(store, hooks.queue)
+        _report_reaped(reaper.reap())  # before any new alert: the dead are settled first
+        reaper.start(leases.lease_seconds() / 3, _report_reaped)
         if runner.type == "deployments":
             from irbook_flows.deploy import check_deployments
 
@@ -477,9 +460,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
         state = "on, runs in this process"
         if runner.type == "deployments":
             state = f"on, runs through deployments {runner.prefix}-<playbook>"
-    print(f"irbook receiver on {where} (webhooks: {state})")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    print(f"irbook receiver on {where} (webhooks: {state})", flush=True)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    finally:
+        if reaper is not None:
+            reaper.stop()
     return 0
+
+
+def _reaper(store: Any, queue: Any) -> Any:
+    """The reaper of crashed runs in `store`; their alerts are started again through
+    `queue` (an AlertQueue), or through one opened on first need when None."""
+    from irbook.reaper import Reaper
+    from irbook.triggers.queue import AlertQueue, new_run_id
+
+    def restart(run_id: str, new_id: str, max_restarts: int) -> tuple[str, str]:
+        nonlocal queue
+        if queue is None:
+            queue = AlertQueue(store.path)
+        outcome: tuple[str, str] = queue.restart_run(run_id, new_id, max_restarts)
+        return outcome
+
+    return Reaper(store, restart=restart, new_run_id=new_run_id)
+
+
+def _report_reaped(reaped: list[Any]) -> None:
+    for item in reaped:
+        print(f"irbook: run {item.run_id} {item.state}: {item.message}", file=sys.stderr)
 
 
 __all__ = ["cmd_approve", "cmd_rollback", "cmd_run", "cmd_runs", "cmd_serve"]
