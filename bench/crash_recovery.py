@@ -195,11 +195,14 @@ def post(url: str, source: str, alert_id: str, timeout: float = 10.0) -> dict[st
 
 
 def query(db: Path, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    """Rows of a read of the store; none while it (or its folder) does not exist yet."""
+    if not db.exists():
+        return []
     conn = sqlite3.connect(db, timeout=30)
     conn.row_factory = sqlite3.Row
     try:
         return list(conn.execute(sql, args).fetchall())
-    except sqlite3.OperationalError:  # not created yet
+    except sqlite3.OperationalError:  # a table not created yet
         return []
     finally:
         conn.close()
@@ -310,7 +313,8 @@ def count(db: Path, answered: dict[str, str], effects: Path) -> dict[str, Any]:
         "left_running": states.get("running", 0),
         "needing_human": human,
         "runs_by_state": states,
-        "restarted": sum(int(r["restarts"] or 0) for r in rows.values()),
+        # r.keys(): `in` on a sqlite3.Row looks at values; an old store has no restarts
+        "restarted": sum(int(r["restarts"]) for r in rows.values() if "restarts" in r.keys()),  # noqa: SIM118
     }
 
 

@@ -8,6 +8,7 @@ for Prefect, and the core package never imports this one.
 from __future__ import annotations
 
 import argparse
+import functools
 import getpass
 import json
 import os
@@ -445,8 +446,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if embedded is not None:
             embedded.on_finished = hooks.dispatcher.notify
         reaper = _reaper(store, hooks.queue)
-        _report_reaped(reaper.reap())  # before any new alert: the dead are settled first
-        reaper.start(leases.lease_seconds() / 3, _report_reaped)
+        settle = functools.partial(_settle_reaped, store)
+        settle(reaper.reap())  # before any new alert: the dead are settled first
+        reaper.start(leases.lease_seconds() / 3, settle)
         if runner.type == "deployments":
             from irbook_flows.deploy import check_deployments
 
@@ -485,9 +487,26 @@ def _reaper(store: Any, queue: Any) -> Any:
     return Reaper(store, restart=restart, new_run_id=new_run_id)
 
 
-def _report_reaped(reaped: list[Any]) -> None:
+def _settle_reaped(store: Any, reaped: list[Any]) -> None:
+    """Say what the reaper did, and mark the crashed runs' flow runs Crashed in Prefect
+    (they would show as Running there for ever)."""
     for item in reaped:
         print(f"irbook: run {item.run_id} {item.state}: {item.message}", file=sys.stderr)
+        flow_run_id = (store.run(item.run_id) or {}).get("flow_run_id")
+        if not flow_run_id:
+            continue
+        try:
+            from uuid import UUID
+
+            from prefect.client.orchestration import get_client
+            from prefect.states import Crashed
+
+            with get_client(sync_client=True) as client:
+                client.set_flow_run_state(
+                    UUID(flow_run_id), Crashed(message=item.message[:500]), force=True
+                )
+        except Exception as exc:  # the record says it; Prefect's view is a courtesy
+            print(f"irbook: could not mark flow run {flow_run_id} crashed: {exc}", file=sys.stderr)
 
 
 __all__ = ["cmd_approve", "cmd_rollback", "cmd_run", "cmd_runs", "cmd_serve"]

@@ -37,6 +37,7 @@ SIDE_EFFECTS = ("mutate", "notify")
 NOT_BEGUN = ("pending", "skipped")
 IN_FLIGHT = ("running", "awaiting-approval")
 MAX_RESTARTS = 2
+PRUNE_AFTER = 7 * 86_400  # owners gone this long, with no run left running, are forgotten
 
 #: (crashed run id, new run id, max restarts) -> (outcome, run id): AlertQueue.restart_run
 Restart = Callable[[str, str, int], tuple[str, str]]
@@ -87,21 +88,32 @@ class Reaper:
         self.max_restarts = max_restarts
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._pruned = False
 
     def reap(self) -> list[Reaped]:
         """Settle every orphan found now; returns what became of each."""
-        me = self.store.hold()
-        done = []
-        for orphan in self.store.orphaned_runs():
-            if not self.store.take_over(orphan["run_id"], orphan["owner"], me):
-                continue  # another reaper has it
+        if not self._pruned:
+            self._pruned = True
             try:
-                done.append(self._settle(orphan["run_id"], orphan["owner"]))
-            except Exception:  # left running under our lease: the next pass retries
+                self.store.prune_owners(time.time() - PRUNE_AFTER)
+            except Exception:  # housekeeping only
+                log.exception("could not prune old run owners")
+        orphans = self.store.orphaned_runs()
+        if not orphans:
+            return []
+        me = self.store.hold()  # a reaper killed half-way is reaped in turn
+        done = []
+        for orphan in orphans:
+            try:
+                reaped = self._settle(orphan["run_id"], orphan["owner"], me)
+            except Exception:  # the next pass tries again
                 log.exception("could not settle crashed run %s", orphan["run_id"])
+                continue
+            if reaped is not None:
+                done.append(reaped)
         return done
 
-    def _settle(self, run_id: str, owner: str) -> Reaped:
+    def _settle(self, run_id: str, owner: str, me: str) -> Reaped | None:
         record = self.store.run(run_id) or {}
         steps = self.store.steps(run_id)
         begun, last = judge(record, steps)
@@ -119,6 +131,8 @@ class Reaper:
             state, message = "crashed", died
             if self.restart is not None and self.new_run_id is not None:
                 outcome, run = self.restart(run_id, self.new_run_id(), self.max_restarts)
+                if outcome == "pending":
+                    return None  # the dispatcher holds the row; it will say 'started'
                 if outcome == "restarted":
                     restarted_as = run
                     message = f"{died}; its alert was started again as run {run}"
@@ -128,6 +142,8 @@ class Reaper:
                         f"{died}; its alert's runs crashed {self.max_restarts + 1} times,"
                         " so it is not started again automatically"
                     )
+        if not self.store.take_over(run_id, owner, me):
+            return None  # another reaper settled it
         self.store.event(
             run_id,
             "crashed",

@@ -386,3 +386,15 @@ class RunStore:
             .fetchall()
         )
         return [dict(r) for r in rows]
+
+    def prune_owners(self, expired_before: float) -> int:
+        """Forget owners whose lease ended before `expired_before` and who have no run left
+        running (every `irbook run` and `irbook runs` registers one)."""
+        with self._tx() as db:
+            return int(
+                db.execute(
+                    "DELETE FROM run_owners WHERE lease_expires < ? AND id NOT IN"
+                    " (SELECT owner FROM runs WHERE state = 'running' AND owner IS NOT NULL)",
+                    (expired_before,),
+                ).rowcount
+            )

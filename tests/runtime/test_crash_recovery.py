@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 
@@ -71,6 +73,14 @@ def step_running(db: Path, alert_id: str, step: str) -> bool:
     return bool(rows)
 
 
+def prefect_state(flow_run_id: str) -> str:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(UUID(flow_run_id)).state
+    return state.type.value if state is not None else ""
+
+
 def irbook(tmp_path: Path, *args: str) -> str:
     done = subprocess.run(
         [str(Path(sys.executable).with_name("irbook")), *args],
@@ -117,6 +127,7 @@ def test_runs_of_a_killed_receiver_are_restarted_or_handed_to_a_human(
     assert old["state"] == "crashed"
     assert f"started again as run {new_r1['id']}" in old["message"]
     assert "last step: wait" in old["message"]
+    assert until(lambda: prefect_state(old["flow_run_id"]) == "CRASHED", timeout=30)
     # m-1: handed to a human, and its mutating step not run a second time.
     human = runs[crashed_m1["id"]]
     assert human["state"] == "needs-human"
@@ -229,3 +240,66 @@ def test_alerts_beyond_the_run_limit_wait_queued_and_all_run(
         most = max(most, now)
     assert most <= 2
     assert query(db, "SELECT COUNT(*) FROM webhook_alerts WHERE status = 'started'")[0][0] == 7
+
+
+CLI_PLAYBOOK = """\
+apiVersion: irbook/v1
+kind: Playbook
+metadata: {id: slow-look, title: Look slowly}
+steps:
+  - {id: look, action: core.note, with: {text: looking}}
+  - {id: wait, action: core.sleep, needs: [look], with: {duration: 5m}}
+"""
+
+
+def test_irbook_runs_marks_a_killed_cli_run_crashed_and_leaves_a_live_one(
+    tmp_path: Path,
+) -> None:
+    book = tmp_path / "slow-look.yaml"
+    book.write_text(CLI_PLAYBOOK)
+    db = tmp_path / "home" / "irbook.db"
+    env = environment(tmp_path)
+    procs = [
+        subprocess.Popen(
+            [str(Path(sys.executable).with_name("irbook")), "run", str(book), "--yes", "--plain"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(2)
+    ]
+    try:
+
+        def waiting() -> list[str]:
+            rows = query(
+                db,
+                "SELECT run_id FROM steps WHERE step_id = 'wait' AND state = 'running'"
+                " ORDER BY started_at",
+            )
+            return [r[0] for r in rows] if len(rows) == 2 else []
+
+        runs = until(waiting)
+        assert runs, "the two CLI runs never got to their wait"
+        killed, alive = procs
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(timeout=30)
+        states: dict[str, str] = {}
+
+        def settled() -> bool:
+            irbook(tmp_path, "runs")
+            states.update({r[0]: r[1] for r in query(db, "SELECT id, state FROM runs")})
+            return "crashed" in states.values()
+
+        assert until(settled, timeout=60), states
+        assert sorted(states.values()) == ["crashed", "running"]
+        dead = next(run for run, state in states.items() if state == "crashed")
+        shown = irbook(tmp_path, "runs", "show", dead)
+        assert "last step: wait (running)" in shown
+        assert "in flight when it crashed: wait" in shown
+        assert alive.poll() is None
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(timeout=30)

@@ -815,19 +815,24 @@ class AlertQueue:
         the dispatcher starts it like any queued row. Returns (outcome, run id):
         ('restarted', new id); ('restarted', the id given before) when an earlier reaper
         had restarted it already; ('exhausted', run_id) after `max_restarts`; ('none',
-        run_id) when no alert row started this run (a CLI run, a drill).
+        run_id) when no alert row started this run (a CLI run, a drill); ('pending',
+        run_id) while the row is queued or starting (after a restart, a dispatcher is about
+        to be refused this run id and mark the row started: its mark must not land on the
+        new run, so the reaper asks again later).
         """
 
         def work(db: sqlite3.Connection, batch: _Batch) -> tuple[str, str]:
             batch.latest.clear()
             row = db.execute(
-                "SELECT id, restarts FROM webhook_alerts WHERE run_id = ?", (run_id,)
+                "SELECT id, restarts, status FROM webhook_alerts WHERE run_id = ?", (run_id,)
             ).fetchone()
             if row is None:
                 again = db.execute(
                     "SELECT run_id FROM webhook_alerts WHERE restarted_from = ?", (run_id,)
                 ).fetchone()
                 return ("restarted", str(again[0])) if again else ("none", run_id)
+            if row[2] in PENDING:
+                return ("pending", run_id)
             if int(row[1]) >= max_restarts:
                 return ("exhausted", run_id)
             db.execute(
