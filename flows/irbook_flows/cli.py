@@ -12,6 +12,7 @@ import functools
 import getpass
 import json
 import os
+import sqlite3
 import sys
 import threading
 import time
@@ -280,7 +281,11 @@ def _when(ts: float | None) -> str:
 def cmd_runs(args: argparse.Namespace) -> int:
     store = _store()
     # Runs whose process died are settled first, so none is listed as running for ever.
-    reaped = _reaper(store, None).reap()
+    reaped: list[Any] = []
+    try:
+        reaped = _reaper(store, None).reap()
+    except sqlite3.Error as exc:  # a read-only or busy file: list what is there
+        print(f"irbook: warning: could not settle crashed runs: {exc}", file=sys.stderr)
     if args.action == "show":
         if not args.run_id:
             raise IrbookError("irbook runs show needs a RUN_ID")
@@ -477,11 +482,11 @@ def _reaper(store: Any, queue: Any) -> Any:
     from irbook.reaper import Reaper
     from irbook.triggers.queue import AlertQueue, new_run_id
 
-    def restart(run_id: str, new_id: str, max_restarts: int) -> tuple[str, str]:
+    def restart(run_id: str, new_id: str, max_restarts: int, counted: bool) -> tuple[str, str]:
         nonlocal queue
         if queue is None:
             queue = AlertQueue(store.path)
-        outcome: tuple[str, str] = queue.restart_run(run_id, new_id, max_restarts)
+        outcome: tuple[str, str] = queue.restart_run(run_id, new_id, max_restarts, counted=counted)
         return outcome
 
     return Reaper(store, restart=restart, new_run_id=new_run_id)

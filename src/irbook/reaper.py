@@ -4,17 +4,19 @@
 before it lists. A run is an orphan when its owner is gone (irbook.leases: lease expired
 and process not alive, never a guess from the run's age). For each orphan the reaper:
 
-1. takes the run over (compare-and-set on its owner, so two reapers never both act, and
-   a reaper killed half-way leaves the run to the next one);
-2. looks at its steps: in a live run, a step that mutates or notifies which had begun
+1. looks at its steps: in a live run, a step that mutates or notifies which had begun
    (running, waiting, or done) means something outside irbook may have changed, and
    running the playbook again could do it twice. The run becomes `needs-human`, with the
    step(s) in flight, and is never re-run automatically;
-3. otherwise, when a queued alert started it, the alert is started again as a new run in
-   the same queue row (`AlertQueue.restart_run`): repeats of the alert attach to the new
-   run, and the crashed one says which run replaced it. At most `max_restarts` times: an
-   alert whose runs keep dying (one that kills its process?) goes to a human instead;
-4. marks the run `crashed` (or `needs-human`) with an event naming the last step known.
+2. otherwise, when a queued alert started it, the alert is started again as a new run in
+   the same queue row (`AlertQueue.restart_run`, atomic and idempotent: a second reaper
+   gets the same new run): repeats of the alert attach to the new run, and the crashed
+   one says which run replaced it. At most `max_restarts` times: an alert whose runs keep
+   dying while they run (one that kills its process?) goes to a human instead; a crash
+   before any step began is not counted. A row the dispatcher still has in hand (queued
+   or starting again after a restart) is left for the next pass;
+3. takes the run over (compare-and-set on its owner: two reapers never both settle it)
+   and marks it `crashed` (or `needs-human`) with an event naming the last step known.
 
 A dry run mutates and notifies nothing (its calls are simulated), so it is always
 restarted.
@@ -39,8 +41,9 @@ IN_FLIGHT = ("running", "awaiting-approval")
 MAX_RESTARTS = 2
 PRUNE_AFTER = 7 * 86_400  # owners gone this long, with no run left running, are forgotten
 
-#: (crashed run id, new run id, max restarts) -> (outcome, run id): AlertQueue.restart_run
-Restart = Callable[[str, str, int], tuple[str, str]]
+#: (crashed run id, new run id, max restarts, counted) -> (outcome, run id):
+#: AlertQueue.restart_run
+Restart = Callable[[str, str, int, bool], tuple[str, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +133,10 @@ class Reaper:
         else:
             state, message = "crashed", died
             if self.restart is not None and self.new_run_id is not None:
-                outcome, run = self.restart(run_id, self.new_run_id(), self.max_restarts)
+                # Only a crash while the run's steps ran counts towards the bound.
+                outcome, run = self.restart(
+                    run_id, self.new_run_id(), self.max_restarts, last is not None
+                )
                 if outcome == "pending":
                     return None  # the dispatcher holds the row; it will say 'started'
                 if outcome == "restarted":
@@ -139,8 +145,8 @@ class Reaper:
                 elif outcome == "exhausted":
                     state = "needs-human"
                     message = (
-                        f"{died}; its alert's runs crashed {self.max_restarts + 1} times,"
-                        " so it is not started again automatically"
+                        f"{died}; its alert's runs crashed {self.max_restarts + 1} times"
+                        " while running, so it is not started again automatically"
                     )
         if not self.store.take_over(run_id, owner, me):
             return None  # another reaper settled it

@@ -807,7 +807,9 @@ class AlertQueue:
 
         self.write(work, durable=False)
 
-    def restart_run(self, run_id: str, new_run_id: str, max_restarts: int) -> tuple[str, str]:
+    def restart_run(
+        self, run_id: str, new_run_id: str, max_restarts: int, *, counted: bool = True
+    ) -> tuple[str, str]:
         """Start the alert of a crashed run again, under `new_run_id`, in the same row.
 
         The row keeps its count and first-seen time and now names the new run, so repeats
@@ -819,6 +821,9 @@ class AlertQueue:
         run_id) while the row is queued or starting (after a restart, a dispatcher is about
         to be refused this run id and mark the row started: its mark must not land on the
         new run, so the reaper asks again later).
+
+        `counted=False`: a crash before any step of the run began does not count towards
+        `max_restarts` (the process died for other reasons than this alert's run).
         """
 
         def work(db: sqlite3.Connection, batch: _Batch) -> tuple[str, str]:
@@ -833,13 +838,13 @@ class AlertQueue:
                 return ("restarted", str(again[0])) if again else ("none", run_id)
             if row[2] in PENDING:
                 return ("pending", run_id)
-            if int(row[1]) >= max_restarts:
+            if counted and int(row[1]) >= max_restarts:
                 return ("exhausted", run_id)
             db.execute(
                 "UPDATE webhook_alerts SET run_id = ?, restarted_from = ?, status = 'queued',"
                 " attempts = 0, not_before = 0, error = NULL, started_ref = NULL,"
-                " started_at = NULL, restarts = restarts + 1 WHERE id = ?",
-                (new_run_id, run_id, row[0]),
+                " started_at = NULL, restarts = restarts + ? WHERE id = ?",
+                (new_run_id, run_id, int(counted), row[0]),
             )
             batch.queued += 1  # the dispatcher is told after the commit
             return ("restarted", new_run_id)
