@@ -313,8 +313,9 @@ def count(db: Path, answered: dict[str, str], effects: Path) -> dict[str, Any]:
         "left_running": states.get("running", 0),
         "needing_human": human,
         "runs_by_state": states,
-        # r.keys(): `in` on a sqlite3.Row looks at values; an old store has no restarts
-        "restarted": sum(int(r["restarts"]) for r in rows.values() if "restarts" in r.keys()),  # noqa: SIM118
+        "restarted": sum(
+            r["state"] == "crashed" and "started again" in (r["message"] or "") for r in runs
+        ),
     }
 
 
@@ -370,7 +371,7 @@ def main() -> int:
             f"    started twice  {report['started_twice']} {report['started_twice_alerts'] or ''}"
         )
         print(f"    left running   {report['left_running']}")
-        print(f"    restarted      {report['restarted']} (alerts started again after a crash)")
+        print(f"    restarted      {report['restarted']} (crashed runs whose alert started again)")
         print(f"    runs by state  {json.dumps(report['runs_by_state'], sort_keys=True)}")
         print(f"    needing a human {len(report['needing_human'])}:")
         for item in report["needing_human"]:
