@@ -8,9 +8,11 @@ for Prefect, and the core package never imports this one.
 from __future__ import annotations
 
 import argparse
+import functools
 import getpass
 import json
 import os
+import sqlite3
 import sys
 import threading
 import time
@@ -33,6 +35,8 @@ STATE_MARK = {
     "skipped": "-",
     "rejected": "⊘",
     "cancelled": "⊘",
+    "crashed": "☠",
+    "needs-human": "!",
 }
 
 
@@ -171,6 +175,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         clients = LiveClients()
     REGISTRY.load_all()
     store = RunStore()
+    store.hold()  # a lease: `irbook runs` can tell this run from one whose process died
     started_by = args.started_by or f"cli:{_user()}"
     run_id = store.create_run_for(plan, dry_run=dry_run, started_by=started_by)
     label = "DRY RUN" if dry_run else "LIVE"
@@ -289,6 +294,12 @@ def _when(ts: float | None) -> str:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     store = _store()
+    # Runs whose process died are settled first, so none is listed as running for ever.
+    reaped: list[Any] = []
+    try:
+        reaped = _reaper(store, None).reap()
+    except sqlite3.Error as exc:  # a read-only or busy file: list what is there
+        print(f"irbook: warning: could not settle crashed runs: {exc}", file=sys.stderr)
     if args.action == "show":
         if not args.run_id:
             raise IrbookError("irbook runs show needs a RUN_ID")
@@ -305,6 +316,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
             print(f"  alert: {record['alert_source']} {record['alert_id']}")
         if record["message"] and record["state"] != "partial":
             print(f"  {record['message']}")
+        crashes = [e["detail"] for e in store.events(record["id"]) if e["kind"] == "crashed"]
+        if crashes and crashes[-1].get("in_flight"):
+            print(f"  in flight when it crashed: {', '.join(crashes[-1]['in_flight'])}")
         print(f"  inputs: {json.dumps(record['inputs'], sort_keys=True)}")
         for step in steps:
             label = step["step_id"] + (f"[{step['item']}]" if step["item"] else "")
@@ -322,14 +336,21 @@ def cmd_runs(args: argparse.Namespace) -> int:
     rows = store.recent_runs(args.limit)
     for row in rows:
         row["verdict"] = verdict_text(row["state"], row.get("message"))
+    human = store.runs_in_state("needs-human")
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return 0
+    for item in reaped:
+        print(f"run {item.run_id} {item.state}: {item.message}", file=sys.stderr)
     for row in rows:
         print(
             f"{row['id']}  {_when(row['created_at'])}  {row['mode']:<7}  "
-            f"{row['verdict'].split(':', 1)[0]:<9}  {row['playbook_id']}  {row['started_by']}"
+            f"{row['verdict'].split(':', 1)[0]:<11}  {row['playbook_id']}  {row['started_by']}"
         )
+    if human:
+        print(f"\n{len(human)} run(s) need a human (see: irbook runs show RUN_ID):")
+        for row in human:
+            print(f"  {row['id']}  {row['playbook_id']}  {row['message']}")
     return 0
 
 
@@ -399,55 +420,6 @@ def slack_interactions_from_env() -> Any:
     )
 
 
-def webhook_starter(slack_channel: str | None) -> Any:
-    """Start a run for an accepted alert, in this process (no polling delay).
-
-    The run record is created first with the run id the queue assigned, so a run id
-    that exists already raises sqlite3.IntegrityError: the dispatcher reads that as
-    "already started", which is what makes a restarted receiver start nothing twice.
-    """
-    from irbook.loader import load_playbook
-    from irbook.plan import build_plan
-    from irbook.registry import NoClients
-    from irbook.runs import RunStore
-    from irbook.triggers.dispatch import StartRequest
-    from irbook_actions.clients import LiveClients
-    from irbook_flows.engine import RunSpec
-    from irbook_flows.flow import execute
-
-    store = RunStore()
-
-    def start(request: StartRequest) -> str:
-        playbook = load_playbook(request.playbook_path).playbook
-        plan = build_plan(playbook, request.alert, {})
-        dry_run = request.mode != "live"
-        store.create_run_for(
-            plan, dry_run=dry_run, started_by=f"webhook:{request.source}", run_id=request.run_id
-        )
-        spec = RunSpec(
-            run_id=request.run_id,
-            playbook=playbook,
-            alert=request.alert,
-            inputs=plan.inputs,
-            dry_run=dry_run,
-            started_by=f"webhook:{request.source}",
-            store=store,
-            clients=NoClients() if dry_run else LiveClients(),
-            secrets=plan.secrets,
-            slack_channel=None if dry_run else slack_channel,
-        )
-        thread = threading.Thread(
-            target=execute,
-            args=(spec, [f"source:{request.source}"]),
-            daemon=True,
-            name=f"run-{request.run_id}",
-        )
-        thread.start()
-        return request.run_id
-
-    return start
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -467,6 +439,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from irbook_flows.server import ensure_api
 
     ensure_api()
+    from irbook import leases
     from irbook.registry import REGISTRY
     from irbook.runs import RunStore
     from irbook_flows.flow import quiet_console
@@ -474,6 +447,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     quiet_console()
     REGISTRY.load_all()
     hooks = None
+    reaper = None
     if loaded is not None:
         store = RunStore()
 
@@ -482,13 +456,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return record is not None and record["state"] == "running"
 
         runner = loaded.config.runner
+        embedded = None
         if runner.type == "deployments":
             from irbook_flows.deploy import deployments_starter
 
             starter = deployments_starter(runner)
         else:
-            starter = webhook_starter(os.environ.get("IRBOOK_SLACK_APPROVAL_CHANNEL"))
-        hooks = WebhookReceiver(loaded, starter, run_active=run_active, playbooks=playbooks)
+            from irbook_flows.embedded import EmbeddedStarter
+
+            starter = embedded = EmbeddedStarter(
+                os.environ.get("IRBOOK_SLACK_APPROVAL_CHANNEL"), retry_delays=runner.retry_delays
+            )
+        hooks = WebhookReceiver(
+            loaded,
+            starter,
+            run_active=run_active,
+            running=embedded.running if embedded is not None else None,
+            playbooks=playbooks,
+        )
+        if embedded is not None:
+            embedded.on_finished = hooks.dispatcher.notify
+        reaper = _reaper(store, hooks.queue)
+        settle = functools.partial(_settle_reaped, store)
+        settle(reaper.reap())  # before any new alert: the dead are settled first
+        reaper.start(leases.lease_seconds() / 3, settle)
         if runner.type == "deployments":
             from irbook_flows.deploy import check_deployments
 
@@ -502,9 +493,51 @@ def cmd_serve(args: argparse.Namespace) -> int:
         state = "on, runs in this process"
         if runner.type == "deployments":
             state = f"on, runs through deployments {runner.prefix}-<playbook>"
-    print(f"irbook receiver on {where} (webhooks: {state})")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    print(f"irbook receiver on {where} (webhooks: {state})", flush=True)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    finally:
+        if reaper is not None:
+            reaper.stop()
     return 0
+
+
+def _reaper(store: Any, queue: Any) -> Any:
+    """The reaper of crashed runs in `store`; their alerts are started again through
+    `queue` (an AlertQueue), or through one opened on first need when None."""
+    from irbook.reaper import Reaper
+    from irbook.triggers.queue import AlertQueue, new_run_id
+
+    def restart(run_id: str, new_id: str, max_restarts: int, counted: bool) -> tuple[str, str]:
+        nonlocal queue
+        if queue is None:
+            queue = AlertQueue(store.path)
+        outcome: tuple[str, str] = queue.restart_run(run_id, new_id, max_restarts, counted=counted)
+        return outcome
+
+    return Reaper(store, restart=restart, new_run_id=new_run_id)
+
+
+def _settle_reaped(store: Any, reaped: list[Any]) -> None:
+    """Say what the reaper did, and mark the crashed runs' flow runs Crashed in Prefect
+    (they would show as Running there for ever)."""
+    for item in reaped:
+        print(f"irbook: run {item.run_id} {item.state}: {item.message}", file=sys.stderr)
+        flow_run_id = (store.run(item.run_id) or {}).get("flow_run_id")
+        if not flow_run_id:
+            continue
+        try:
+            from uuid import UUID
+
+            from prefect.client.orchestration import get_client
+            from prefect.states import Crashed
+
+            with get_client(sync_client=True) as client:
+                client.set_flow_run_state(
+                    UUID(flow_run_id), Crashed(message=item.message[:500]), force=True
+                )
+        except Exception as exc:  # the record says it; Prefect's view is a courtesy
+            print(f"irbook: could not mark flow run {flow_run_id} crashed: {exc}", file=sys.stderr)
 
 
 __all__ = ["cmd_approve", "cmd_rollback", "cmd_run", "cmd_runs", "cmd_serve"]

@@ -113,6 +113,7 @@ def run_deployed(
     plan = build_plan(playbook, alert_obj, {})
     dry_run = mode != "live"
     store = RunStore()
+    store.hold()  # a worker killed mid-run leaves a run the receiver's reaper settles
     started_by = f"webhook:{source}"
     try:
         store.create_run_for(plan, dry_run=dry_run, started_by=started_by, run_id=run_id)

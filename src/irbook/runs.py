@@ -23,7 +23,7 @@ import uuid
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from irbook import audit
+from irbook import audit, leases
 from irbook.cache import home
 from irbook.db import Database
 
@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS runs (
     incident_key TEXT,
     flow_run_id TEXT,
     state TEXT NOT NULL,              -- running | succeeded | partial | failed | rejected
-                                      -- | cancelled
+                                      -- | cancelled | crashed | needs-human (irbook.reaper)
     message TEXT,
     inputs TEXT NOT NULL,             -- JSON, secrets redacted
     outputs TEXT,
@@ -84,7 +84,15 @@ CREATE INDEX IF NOT EXISTS events_run ON events (run_id, seq);
 """
 
 # partial: succeeded with failed steps (on_failure: continue); said so wherever shown.
-FINAL_RUN_STATES = ("succeeded", "partial", "failed", "rejected", "cancelled")
+FINAL_RUN_STATES = (
+    "succeeded",
+    "partial",
+    "failed",
+    "rejected",
+    "cancelled",
+    "crashed",
+    "needs-human",
+)
 
 
 def verdict_text(state: str, message: str | None = None) -> str:
@@ -102,6 +110,10 @@ JSON_COLUMNS = {
     ),
 }
 KEY_COLUMNS = {"runs": ("id",), "steps": ("run_id", "step_id", "item")}
+
+# Added to existing files too (`_migrate`): which process runs a run (irbook.leases).
+_COLUMNS = {"owner": "TEXT"}
+_INDEXES = "CREATE INDEX IF NOT EXISTS runs_running ON runs (owner) WHERE state = 'running';"
 
 
 def _dumps(value: Any) -> str | None:
@@ -138,6 +150,9 @@ class RunStore:
         from irbook.plan import redact
 
         return redact(value, secrets)
+        self._migrate()
+        #: The owner id stamped on runs this store creates (`hold`); None: not leased.
+        self.owner: str | None = None
 
     def _db(self) -> sqlite3.Connection:
         return self._database.conn()
@@ -166,8 +181,8 @@ class RunStore:
         with self._tx() as db:
             db.execute(
                 "INSERT INTO runs (id, playbook_id, playbook_title, mode, started_by,"
-                " alert_source, alert_id, incident_key, state, inputs, rollback, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+                " alert_source, alert_id, incident_key, state, inputs, rollback, created_at,"
+                " owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
                 (
                     run_id,
                     playbook_id,
@@ -180,6 +195,7 @@ class RunStore:
                     _dumps(inputs),
                     rollback,
                     now,
+                    self.owner,
                 ),
             )
             row = _read_back(db, "runs", (run_id,), None)
@@ -349,6 +365,89 @@ class RunStore:
             item["detail"] = _loads(item["detail"])
             out.append(item)
         return out
+
+    # -- ownership (irbook.leases) -------------------------------------------------------
+
+    def _migrate(self) -> None:
+        db = self._db()
+        have = {row["name"] for row in db.execute("PRAGMA table_info(runs)").fetchall()}
+        for name, kind in _COLUMNS.items():
+            if name not in have:
+                try:
+                    db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+                except sqlite3.OperationalError as exc:  # another process added it first
+                    if "duplicate column" not in str(exc):
+                        raise
+        db.executescript(_INDEXES + leases.SCHEMA)
+
+    def hold(self) -> str:
+        """Run runs under this process's lease from now on: the runs this store creates are
+        stamped with its owner id, renewed by a heartbeat, so a reaper can tell them from
+        the runs of a process that died."""
+        self.owner = leases.hold(self.path)
+        return self.owner
+
+    def orphaned_runs(self, now: float | None = None) -> list[dict[str, Any]]:
+        """Runs still 'running' whose owner is gone (`leases.owner_gone`), oldest first."""
+        when = time.time() if now is None else now
+        rows = (
+            self._db()
+            .execute(
+                "SELECT runs.id AS run_id, runs.owner AS id, o.host, o.pid, o.proc_start,"
+                " o.lease_expires FROM runs"
+                " LEFT JOIN run_owners AS o ON o.id = runs.owner"
+                " WHERE runs.state = 'running' AND runs.owner IS NOT NULL"
+                " ORDER BY runs.created_at"
+            )
+            .fetchall()
+        )
+        return [
+            {"run_id": row["run_id"], "owner": row["id"]}
+            for row in rows
+            if leases.owner_gone(row, when)
+        ]
+
+    def take_over(self, run_id: str, owner: str, new_owner: str) -> bool:
+        """Move a running run from a gone owner to `new_owner` (a reaper), if nobody did yet:
+        two reapers never both act on one run, and a reaper that dies half-way leaves the
+        run to the next one."""
+        with self._tx() as db:
+            taken = db.execute(
+                "UPDATE runs SET owner = ? WHERE id = ? AND owner = ? AND state = 'running'",
+                (new_owner, run_id, owner),
+            ).rowcount
+            if taken:  # the owner column is chained like every column `runs show` reads
+                row = _read_back(db, "runs", (run_id,), ("owner",))
+                self._event(
+                    db, run_id, "owner-lost", None, {"owner": owner, "by": new_owner, "set": row}
+                )
+        return bool(taken)
+
+    def runs_in_state(self, state: str, limit: int = 1_000) -> list[dict[str, Any]]:
+        """Runs in one state, newest first (`irbook runs` lists every run needing a human)."""
+        rows = (
+            self._db()
+            .execute(
+                "SELECT id, playbook_id, mode, started_by, state, message, created_at,"
+                " alert_source, alert_id FROM runs WHERE state = ?"
+                " ORDER BY created_at DESC LIMIT ?",
+                (state, limit),
+            )
+            .fetchall()
+        )
+        return [dict(r) for r in rows]
+
+    def prune_owners(self, expired_before: float) -> int:
+        """Forget owners whose lease ended before `expired_before` and who have no run left
+        running (every `irbook run` and `irbook runs` registers one)."""
+        with self._tx() as db:
+            return int(
+                db.execute(
+                    "DELETE FROM run_owners WHERE lease_expires < ? AND id NOT IN"
+                    " (SELECT owner FROM runs WHERE state = 'running' AND owner IS NOT NULL)",
+                    (expired_before,),
+                ).rowcount
+            )
 
 
 def _read_back(

@@ -263,6 +263,7 @@ class WebhookReceiver:
         run_active: Callable[[str], bool] | None = None,
         poll_interval: float = 0.5,
         dispatch: bool = True,
+        running: Callable[[], int] | None = None,
     ) -> None:
         from irbook.source import default_playbook_dirs
 
@@ -306,6 +307,8 @@ class WebhookReceiver:
             poll_interval=poll_interval,
             on_started=self._started,
             on_failed=self._failed,
+            run_limit=config.config.runner.max_concurrent_runs if running else None,
+            running=running,
         )
         self.queue.on_queued = self.dispatcher.notify
 

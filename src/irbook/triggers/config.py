@@ -196,6 +196,11 @@ class RunnerConfig(_Model):
     `embedded` runs the flow in the receiver's process (no polling delay). `deployments`
     creates a flow run of the deployment `<prefix>-<playbook id>` that `irbook deploy`
     registered, with an idempotency key, for a process worker polling `pool` to run.
+
+    Embedded only: at most `max_concurrent_runs` runs at once (more alerts wait in the
+    store, queued, never dropped: 8 suits two cores and a local Prefect server), and a
+    flow run Prefect fails to create is tried again after each of `retry_delays`, then
+    the run is marked failed.
     """
 
     type: Literal["embedded", "deployments"] = Field(
@@ -207,6 +212,25 @@ class RunnerConfig(_Model):
     pool: str | None = Field(
         default=None, min_length=1, max_length=100, description="deployments: the work pool."
     )
+    max_concurrent_runs: int = Field(
+        default=8,
+        ge=1,
+        le=1_000,
+        description="embedded: at most this many runs at once; more alerts wait queued.",
+    )
+    retry_delays: list[Duration] = Field(
+        default=[2.0, 10.0, 30.0],
+        max_length=10,
+        description="embedded: when Prefect fails to create a flow run, try again after"
+        " each of these, then mark the run failed.",
+    )
+
+    @field_validator("retry_delays")
+    @classmethod
+    def _delays(cls, value: list[float]) -> list[float]:
+        if any(delay < 0 or delay > 3_600 for delay in value):
+            raise ValueError("each delay must be between 0s and 1h")
+        return value
 
     @field_validator("prefix")
     @classmethod
@@ -219,6 +243,12 @@ class RunnerConfig(_Model):
     def _deployments_only(self) -> RunnerConfig:
         if self.type == "embedded" and (self.pool is not None or self.prefix != "irbook"):
             raise ValueError("prefix and pool only apply to type: deployments")
+        embedded_only = {"max_concurrent_runs", "retry_delays"} & self.model_fields_set
+        if self.type == "deployments" and embedded_only:
+            raise ValueError(
+                f"{', '.join(sorted(embedded_only))} only apply to type: embedded"
+                " (a work pool's concurrency limit bounds deployed runs)"
+            )
         return self
 
 

@@ -78,6 +78,10 @@ class Dispatcher:
     it runs, the queue hands it new rows as they are committed, up to `prefetch` held
     (`AlertQueue.handoff`), so those need no claim at all. Rows held when the dispatcher
     stops go back to the queue; after a crash, `recover` does it.
+
+    `run_limit` bounds the runs going on at once, as `running()` counts them (the embedded
+    starter's runs in this process): beyond it rows stay in the store, queued, and are
+    started as runs end (call `notify` then). Without `running`, only starts are bounded.
     """
 
     def __init__(
@@ -91,9 +95,15 @@ class Dispatcher:
         on_started: Callable[[StartRequest], None] | None = None,
         on_failed: Callable[[StartRequest, str], None] | None = None,
         prefetch: int = 64,
+        run_limit: int | None = None,
+        running: Callable[[], int] | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
+        if run_limit is not None and run_limit < 1:
+            raise ValueError("run_limit must be at least 1")
+        self.run_limit = run_limit
+        self.running = running
         self.prefetch = max(prefetch, workers)
         self.queue = queue
         self.start_run = start_run
@@ -191,6 +201,14 @@ class Dispatcher:
         if free == 0:
             # Every worker is busy; one finishing will wake us.
             return 0
+        if self.run_limit is not None and self.running is not None:
+            # Starts under way become runs: count them against the limit too.
+            room = max(0, self.run_limit - self.running() - self.busy)
+            for _ in range(free - min(free, room)):
+                self._slots.release()
+            free = min(free, room)
+            if free == 0:  # a run ending wakes us (notify), or the next poll
+                return 0
         try:
             if not self._held:
                 self._held.extend(self.queue.claim(max(free, self.prefetch)))

@@ -87,6 +87,12 @@ CREATE TABLE IF NOT EXISTS webhook_dead_letters (
 
 PENDING = ("queued", "starting")
 
+# Added to existing files too (`_migrate`): restarts after a crash (irbook.reaper).
+_RESTART_COLUMNS = {
+    "restarts": "INTEGER NOT NULL DEFAULT 0",  # runs started again after their owner died
+    "restarted_from": "TEXT",  # the crashed run the current run_id replaced
+}
+
 
 @dataclass(frozen=True, slots=True)
 class QueueItem:
@@ -307,6 +313,7 @@ class AlertQueue:
         # Readers' connections. Writes go through the writer's own connection, below.
         self._database = Database(self.path, synchronous="FULL", timeout=60)
         self._db().executescript(SCHEMA)
+        self._migrate()
         self._cond = threading.Condition(threading.Lock())
         self._pending: deque[_Job] = deque()
         self._writer: threading.Thread | None = None
@@ -799,6 +806,66 @@ class AlertQueue:
             )
 
         self.write(work, durable=False)
+
+    def restart_run(
+        self, run_id: str, new_run_id: str, max_restarts: int, *, counted: bool = True
+    ) -> tuple[str, str]:
+        """Start the alert of a crashed run again, under `new_run_id`, in the same row.
+
+        The row keeps its count and first-seen time and now names the new run, so repeats
+        of the alert attach to the run that will handle it, never to the crashed one, and
+        the dispatcher starts it like any queued row. Returns (outcome, run id):
+        ('restarted', new id); ('restarted', the id given before) when an earlier reaper
+        had restarted it already; ('exhausted', run_id) after `max_restarts`; ('none',
+        run_id) when no alert row started this run (a CLI run, a drill); ('pending',
+        run_id) while the row is queued or starting (after a restart, a dispatcher is about
+        to be refused this run id and mark the row started: its mark must not land on the
+        new run, so the reaper asks again later).
+
+        `counted=False`: a crash before any step of the run began does not count towards
+        `max_restarts` (the process died for other reasons than this alert's run).
+        """
+
+        def work(db: sqlite3.Connection, batch: _Batch) -> tuple[str, str]:
+            batch.latest.clear()
+            row = db.execute(
+                "SELECT id, restarts, status FROM webhook_alerts WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            if row is None:
+                again = db.execute(
+                    "SELECT run_id FROM webhook_alerts WHERE restarted_from = ?", (run_id,)
+                ).fetchone()
+                return ("restarted", str(again[0])) if again else ("none", run_id)
+            if row[2] in PENDING:
+                return ("pending", run_id)
+            if counted and int(row[1]) >= max_restarts:
+                return ("exhausted", run_id)
+            db.execute(
+                "UPDATE webhook_alerts SET run_id = ?, restarted_from = ?, status = 'queued',"
+                " attempts = 0, not_before = 0, error = NULL, started_ref = NULL,"
+                " started_at = NULL, restarts = restarts + ? WHERE id = ?",
+                (new_run_id, run_id, int(counted), row[0]),
+            )
+            batch.queued += 1  # the dispatcher is told after the commit
+            return ("restarted", new_run_id)
+
+        outcome: tuple[str, str] = self.write(work)
+        return outcome
+
+    def _migrate(self) -> None:
+        db = self._db()
+        have = {r["name"] for r in db.execute("PRAGMA table_info(webhook_alerts)").fetchall()}
+        for name, kind in _RESTART_COLUMNS.items():
+            if name not in have:
+                try:
+                    db.execute(f"ALTER TABLE webhook_alerts ADD COLUMN {name} {kind}")
+                except sqlite3.OperationalError as exc:  # another process added it first
+                    if "duplicate column" not in str(exc):
+                        raise
+        db.execute(
+            "CREATE INDEX IF NOT EXISTS webhook_alerts_restarted ON webhook_alerts"
+            " (restarted_from) WHERE restarted_from IS NOT NULL"
+        )
 
     def mark_retry(self, row_id: str, error: str, not_before: float) -> None:
         self._update(
