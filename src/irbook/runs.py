@@ -135,6 +135,9 @@ class RunStore:
         self._database = Database(self.path)
         self._db().executescript(SCHEMA + audit.SCHEMA)
         self._secrets: dict[str, tuple[str, ...]] = {}
+        self._migrate()
+        #: The owner id stamped on runs this store creates (`hold`); None: not leased.
+        self.owner: str | None = None
 
     def protect(self, run_id: str, secrets: list[str]) -> None:
         """Redact these secret values from everything written for this run from now on
@@ -150,9 +153,6 @@ class RunStore:
         from irbook.plan import redact
 
         return redact(value, secrets)
-        self._migrate()
-        #: The owner id stamped on runs this store creates (`hold`); None: not leased.
-        self.owner: str | None = None
 
     def _db(self) -> sqlite3.Connection:
         return self._database.conn()
