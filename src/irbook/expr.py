@@ -543,6 +543,22 @@ def _default(value: Any, fallback: Any) -> Any:
     return fallback if value is None or value == "" else value
 
 
+def _where(values: Any, field: Any) -> list[Any]:
+    """The objects of a list whose `field` is set (not null, not empty): for_each over
+    alert resources that may lack an ARN, say, runs only on those that have one."""
+    if values is None:
+        return []
+    if not isinstance(values, list):
+        raise ExprError(f"where() needs a list, got {type_name(values)}")
+    if not isinstance(field, str):
+        raise ExprError(f"where() needs a field name, got {type_name(field)}")
+    kept = []
+    for item in values:
+        if isinstance(item, dict) and item.get(field) not in (None, ""):
+            kept.append(item)
+    return kept
+
+
 FUNCTIONS: dict[str, tuple[Callable[..., Any], tuple[int, int]]] = {
     "contains": (_contains, (2, 2)),
     "startswith": (_startswith, (2, 2)),
@@ -550,6 +566,7 @@ FUNCTIONS: dict[str, tuple[Callable[..., Any], tuple[int, int]]] = {
     "length": (_length, (1, 1)),
     "join": (_join, (1, 2)),
     "default": (_default, (2, 2)),
+    "where": (_where, (2, 2)),
 }
 
 

@@ -116,7 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", nargs="?", metavar="PATH", help="default: $IRBOOK_HOME/irbook.db")
     p.set_defaults(handler="irbook.cli.commands:cmd_audit")
 
-    p = sub.add_parser("sandbox", help="a local fake AWS seeded with an AI deployment, for demos")
+    p = sub.add_parser("server", help="stop the local Prefect server irbook started (server stop)")
+    p.add_argument("verb", choices=("stop",), metavar="stop")
+    p.set_defaults(handler="irbook_flows.server:cmd_server")
+
+    p = sub.add_parser("sandbox", help="a local fake AWS, Slack and Jira for demos")
     p.add_argument("--port", type=int, default=0, help="default: a free port")
     p.add_argument("--region", default="us-east-1")
     p.add_argument("--once", action="store_true", help="seed, print, stop (for scripts)")
