@@ -8,6 +8,7 @@ with boto3, from the fake Jira and Slack through the sandbox's own output.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -161,9 +162,82 @@ def test_the_readme_demo_runs_every_step_of_the_worked_example_green(
     real = [c["call"] for c in steps["revoke"]["real_calls"]]
     assert planned == real, (planned, real)
 
+    # the policy `irbook iam-policy` scopes to this alert allows every call the run made
+    policy = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f'. "$IRBOOK_HOME/sandbox/env.sh" && {ROOT}/.venv/bin/irbook iam-policy '
+            'leaked-model-key --alert "$IRBOOK_SANDBOX_ALERT" --param endpoint_name=fraud-scoring '
+            "--param evidence_bucket=irbook-sandbox-evidence",
+        ],
+        cwd=ROOT,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert policy.returncode == 0, policy.stderr
+    statements = json.loads(policy.stdout)["Statement"]
+    calls = [
+        c
+        for s in steps.values()
+        for c in s["real_calls"]
+        if not c["call"].startswith(("jira:", "slack:"))
+    ]
+    assert len(calls) > 10
+    for call in calls:
+        for action, resource in authorized(call, user):
+            assert any(
+                action in st["Action"]
+                and any(
+                    fnmatch.fnmatchcase(resource, pattern)
+                    for pattern in (
+                        [st["Resource"]] if isinstance(st["Resource"], str) else st["Resource"]
+                    )
+                )
+                for st in statements
+            ), (action, resource, call)
+
     os.killpg(sandbox_proc.pid, signal.SIGINT)
     said, _ = sandbox_proc.communicate(timeout=30)
     assert f"[sandbox jira] {ticket} created" in said, said
     assert f"[sandbox slack] chat.postMessage #ir: Key {key_id} deactivated (ticket {ticket})" in (
         said
     ), said
+
+
+S3_ACTIONS = {
+    "HeadObject": "GetObject",
+    "ListObjectsV2": "ListBucket",
+    "GetObjectLockConfiguration": "GetBucketObjectLockConfiguration",
+    "DeleteBucketTagging": "PutBucketTagging",
+}
+
+
+def authorized(call: dict[str, Any], user: str) -> list[tuple[str, str]]:
+    """The IAM actions and resource ARNs AWS checks for one recorded call (the ones this
+    playbook makes; a call no rule knows is checked against Resource "*")."""
+    service, operation = call["call"].split(":", 1)
+    params = call.get("params") or {}
+    account, region = "123456789012", "us-east-1"
+    if service == "iam":
+        name = params.get("UserName", user)  # GetAccessKeyLastUsed: the key's owner
+        return [(call["call"], f"arn:aws:iam::{account}:user/{name}")]
+    if service == "s3":
+        bucket = f"arn:aws:s3:::{params.get('Bucket')}"
+        obj = f"{bucket}/{params['Key']}" if "Key" in params else bucket
+        if operation == "CopyObject":
+            source = params["CopySource"]
+            source = source if isinstance(source, str) else f"{source['Bucket']}/{source['Key']}"
+            return [("s3:GetObject", f"arn:aws:s3:::{source}"), ("s3:PutObject", obj)]
+        action = S3_ACTIONS.get(operation, operation)
+        bucket_level = "Bucket" in action or action in ("ListBucket", "CreateBucket")
+        return [(f"s3:{action}", bucket if bucket_level else obj)]
+    if service == "sagemaker":
+        kinds = {"DescribeEndpoint": "endpoint", "DescribeEndpointConfig": "endpoint-config"}
+        kind = kinds.get(operation, "model")
+        name = next(iter(v for k, v in params.items() if k.endswith("Name")), "?")
+        return [(call["call"], f"arn:aws:sagemaker:{region}:{account}:{kind}/{name}")]
+    return [(call["call"], "*")]

@@ -129,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("iam-policy", help="the least-privilege IAM policy a playbook needs")
     p.add_argument("playbook", metavar="PLAYBOOK", help="a playbook id or path")
     p.add_argument("--no-rollback", action="store_true", help="leave out what compensations need")
+    p.add_argument("--alert", metavar="FILE", help="scope resources to this alert's (and inputs')")
+    p.add_argument(
+        "--param", action="append", default=[], metavar="K=V", help="with --alert: set an input"
+    )
     p.set_defaults(handler="irbook.cli.commands:cmd_iam_policy")
 
     p = sub.add_parser("docs", help="write a Markdown runbook per playbook (or --check them)")
