@@ -101,7 +101,8 @@ def test_example_header_triggers_inputs_and_policy() -> None:
     assert "| `evidence_bucket` | string | default `ir-evidence` |" in inputs
     policy = _section(text, "## Least-privilege IAM policy")
     assert '"iam:UpdateAccessKey"' in policy
-    assert '"Sid": "IrbookRollbackEc2"' in policy
+    assert '"Sid": "IrbookRollbackEc2AnyResource"' in policy
+    assert '"Resource": "arn:*:iam::*:user/*"' in policy
     assert "None." in _section(text, "## Lint warnings")
 
 
