@@ -23,7 +23,9 @@ from irbook.errors import IrbookError
 
 
 def _say(line: str) -> None:
-    print(line, flush=True)
+    """What the fake Slack and Jira received, on the terminal: text from alerts, so no
+    control characters (a crafted title could otherwise drive the terminal)."""
+    print("".join(c if c.isprintable() else " " for c in line), flush=True)
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
