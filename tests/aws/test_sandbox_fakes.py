@@ -24,6 +24,8 @@ def served() -> Iterator[tuple[str, dict[str, str]]]:
     created = sandbox.seed(url)
     server.app.events.extend(sandbox.cloudtrail_events(created, time.time()))
     yield url, created
+    # moto's state is per process: leave none for the next test's server
+    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"))
     server.stop()
 
 
