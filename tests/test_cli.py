@@ -495,7 +495,11 @@ def test_iam_policy_grants_exactly_what_the_playbook_s_actions_declare() -> None
     policy = json.loads(done.stdout)
     assert policy["Version"] == "2012-10-17"
     granted = {a for s in policy["Statement"] for a in s["Action"]}
-    assert all(s["Effect"] == "Allow" and s["Resource"] == "*" for s in policy["Statement"])
+    assert all(s["Effect"] == "Allow" for s in policy["Statement"])
+    # Resource "*" only where the Sid says why (tests/test_iam_policy.py checks the ARNs)
+    assert all(
+        s["Sid"].endswith("AnyResource") for s in policy["Statement"] if s["Resource"] == "*"
+    )
     assert all(s["Sid"].isalnum() for s in policy["Statement"])  # valid policy syntax
     book = load_playbook(str(ROOT / "playbooks" / "leaked-model-key.yaml")).playbook
     wanted: set[str] = set()

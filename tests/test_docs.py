@@ -81,7 +81,7 @@ def test_example_steps_in_execution_order_with_their_details() -> None:
     assert "**Runs only if:** `${{ inputs.endpoint_name != '' }}`" in snapshot
     assert "**irreversible**: evidence copies are kept under S3 Object Lock" in snapshot
     tag = text[text.index("### 5.") : text.index("### 6.")]
-    assert "**Once for each item of:** `${{ alert.resources }}`" in tag
+    assert "**Once for each item of:** `${{ where(alert.resources, 'arn') }}`" in tag
 
 
 def test_example_header_triggers_inputs_and_policy() -> None:
@@ -101,7 +101,8 @@ def test_example_header_triggers_inputs_and_policy() -> None:
     assert "| `evidence_bucket` | string | default `ir-evidence` |" in inputs
     policy = _section(text, "## Least-privilege IAM policy")
     assert '"iam:UpdateAccessKey"' in policy
-    assert '"Sid": "IrbookRollbackEc2"' in policy
+    assert '"Sid": "IrbookRollbackEc2AnyResource"' in policy
+    assert '"Resource": "arn:*:iam::*:user/*"' in policy
     assert "None." in _section(text, "## Lint warnings")
 
 

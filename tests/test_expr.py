@@ -353,3 +353,19 @@ def test_random_deep_shapes_never_crash(text: str) -> None:
     with contextlib.suppress(expr.ExprError):
         expr.evaluate(node, CTX)
     expr.constant_value(node)
+
+
+def test_where_keeps_the_objects_whose_field_is_set() -> None:
+    from irbook.expr import ExprError, evaluate, parse
+
+    resources = [
+        {"type": "AwsIamAccessKey", "arn": None},
+        {"type": "AwsS3Bucket", "arn": "arn:aws:s3:::models"},
+        {"type": "AwsEc2Instance", "arn": ""},
+        "not an object",
+    ]
+    got = evaluate(parse("where(alert.resources, 'arn')"), {"alert": {"resources": resources}})
+    assert got == [{"type": "AwsS3Bucket", "arn": "arn:aws:s3:::models"}]
+    assert evaluate(parse("where(alert.missing, 'arn')"), {"alert": {}}) == []
+    with pytest.raises(ExprError, match="where\\(\\) needs a list"):
+        evaluate(parse("where(alert.title, 'arn')"), {"alert": {"title": "x"}})

@@ -31,3 +31,12 @@ def test_sandbox_once_prints_a_usable_environment() -> None:
     assert exports["AWS_ACCESS_KEY_ID"] == "testing"
     assert "#   endpoint_name = fraud-scoring" in done.stdout
     assert "#   access_key_id = AKIA" in done.stdout
+    # boto3 reads AWS_DEFAULT_REGION, not AWS_REGION: a user's own check needs both
+    assert exports["AWS_DEFAULT_REGION"] == exports["AWS_REGION"] == "us-east-1"
+    # the fake Slack and Jira, on the same local port, with the sandbox's own credentials
+    base = exports["AWS_ENDPOINT_URL"]
+    assert exports["IRBOOK_SLACK_BASE_URL"].startswith(base + "/")
+    assert exports["JIRA_URL"].startswith(base + "/")
+    assert "sandbox" in exports["SLACK_BOT_TOKEN"] and "sandbox" in exports["JIRA_EMAIL"]
+    assert exports["JIRA_API_TOKEN"]
+    assert done.stdout.startswith("# irbook sandbox: a fake AWS, Slack and Jira")

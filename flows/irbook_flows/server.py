@@ -6,10 +6,13 @@ first time it needs one, with its state under $IRBOOK_HOME/prefect, and reuses i
 then on. PREFECT_API_URL set by the user always wins.
 
 Call `ensure_api()` before importing prefect: Prefect reads its settings at import.
+It keeps running after the command that started it, so that the next command finds it;
+`irbook server stop` stops it (`stop_server`).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import fcntl
 import json
@@ -25,6 +28,7 @@ from irbook.cache import home
 from irbook.errors import IrbookError
 
 START_TIMEOUT = 90.0
+STOP_TIMEOUT = 30.0
 
 
 def prefect_home() -> Path:
@@ -129,3 +133,66 @@ def ui_url() -> str | None:
     if api.endswith("/api"):
         return api[: -len("/api")]
     return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: not ours to stop
+    try:  # a zombie has exited; only its parent's wait is missing
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _is_prefect_server(pid: int) -> bool:
+    """Whether `pid` still is the server irbook started, not a process that reused its
+    pid after a reboot; without /proc, whether it answers is all there is to go on."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True
+    return b"prefect" in b" ".join(argv) and b"server" in argv
+
+
+def stop_server() -> str:
+    """Stop the local Prefect server irbook started; one line saying what happened."""
+    base = prefect_home()
+    state_file = base / "server.json"
+    if not state_file.exists():
+        return f"no local Prefect server was started by irbook (no {state_file})"
+    base.mkdir(parents=True, exist_ok=True)
+    with open(base / "server.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # not while another command starts it
+        try:
+            state = json.loads(state_file.read_text())
+            pid, url = int(state["pid"]), str(state["url"])
+        except (OSError, ValueError, KeyError, TypeError):
+            state_file.unlink(missing_ok=True)
+            return f"removed an unreadable {state_file}; no server to stop"
+        if not _alive(pid) or not _is_prefect_server(pid):
+            state_file.unlink(missing_ok=True)
+            return f"the local Prefect server (pid {pid}) was not running"
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)  # its own session: the server and its workers
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while _alive(pid) and time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)  # reap it when this process started it
+            time.sleep(0.2)
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        state_file.unlink(missing_ok=True)
+        return f"stopped the local Prefect server at {url} (pid {pid})"
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    """`irbook server stop`: irbook's own local server only; a PREFECT_API_URL is yours."""
+    print(stop_server())
+    if os.environ.get("PREFECT_API_URL"):
+        print("PREFECT_API_URL is set: that server is not irbook's and was left alone")
+    return 0

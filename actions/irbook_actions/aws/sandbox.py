@@ -215,3 +215,118 @@ def _seed(client: Any, region: str) -> dict[str, str]:
     cognito.admin_create_user(UserPoolId=pool["Id"], Username="analyst@example.com")
     out.update(user_pool_id=pool["Id"], cognito_username="analyst@example.com")
     return out
+
+
+# --- what happened: the leaked key's CloudTrail history and GuardDuty's finding ----------
+
+ACCOUNT = "123456789012"  # moto's default account
+ATTACKER_IP = "198.51.100.23"  # TEST-NET-2: documentation addresses, never routed
+SERVICE_IP = "10.20.1.15"
+SEEDED = "seeded by irbook sandbox: not a real event"
+
+
+def cloudtrail_events(created: dict[str, str], now: float) -> list[dict[str, Any]]:
+    """CloudTrail events of the seeded key over the last hours, in LookupEvents' shape:
+    the service's own calls from inside the VPC, then the leaked key from outside.
+    Each is marked as the sandbox's (EventId, user agent, additionalEventData)."""
+    key, user, region = created["access_key_id"], created["user_name"], created["region"]
+    script = [  # (minutes ago, event, source, from, read-only)
+        (300, "InvokeEndpoint", "sagemaker.amazonaws.com", SERVICE_IP, True),
+        (240, "InvokeEndpoint", "sagemaker.amazonaws.com", SERVICE_IP, True),
+        (95, "GetCallerIdentity", "sts.amazonaws.com", ATTACKER_IP, True),
+        (90, "ListEndpoints", "sagemaker.amazonaws.com", ATTACKER_IP, True),
+        (88, "DescribeEndpoint", "sagemaker.amazonaws.com", ATTACKER_IP, True),
+        (80, "ListBuckets", "s3.amazonaws.com", ATTACKER_IP, True),
+        (75, "CreateUser", "iam.amazonaws.com", ATTACKER_IP, False),
+        *(
+            (70 - i * 5, "InvokeEndpoint", "sagemaker.amazonaws.com", ATTACKER_IP, True)
+            for i in range(8)
+        ),
+    ]
+    events: list[dict[str, Any]] = []
+    for number, (minutes, name, source, ip, read_only) in enumerate(script, start=1):
+        when = now - minutes * 60
+        agent = "irbook-sandbox/seeded-event" + (" (from outside AWS)" if ip == ATTACKER_IP else "")
+        detail: dict[str, Any] = {
+            "eventVersion": "1.09",
+            "userIdentity": {"type": "IAMUser", "userName": user, "accessKeyId": key},
+            "eventName": name,
+            "eventSource": source,
+            "awsRegion": region,
+            "sourceIPAddress": ip,
+            "userAgent": agent,
+            "additionalEventData": {"irbookSandbox": SEEDED},
+        }
+        if name == "CreateUser":
+            detail["errorCode"] = "AccessDenied"
+        events.append(
+            {
+                "EventId": f"sandbox-{number:04d}",
+                "EventName": name,
+                "ReadOnly": "true" if read_only else "false",
+                "AccessKeyId": key,
+                "EventTime": when,
+                "EventSource": source,
+                "Username": user,
+                "Resources": [],
+                "CloudTrailEvent": json.dumps(detail),
+            }
+        )
+    return events
+
+
+def guardduty_finding(created: dict[str, str], when: str) -> dict[str, Any]:
+    """The GuardDuty finding (as EventBridge delivers it) of the seeded key used from
+    outside AWS against the model bucket: what `irbook serve` would receive. Its title
+    says it comes from the sandbox."""
+    region, key, user = created["region"], created["access_key_id"], created["user_name"]
+    finding = "0sandbox0leaked0key0finding0001"
+    return {
+        "version": "0",
+        "id": "11111111-2222-3333-4444-555555555555",
+        "detail-type": "GuardDuty Finding",
+        "source": "aws.guardduty",
+        "account": ACCOUNT,
+        "time": when,
+        "region": region,
+        "detail": {
+            "schemaVersion": "2.0",
+            "accountId": ACCOUNT,
+            "region": region,
+            "partition": "aws",
+            "id": finding,
+            "arn": f"arn:aws:guardduty:{region}:{ACCOUNT}:detector/sandbox/finding/{finding}",
+            "type": "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS",
+            "title": f"(irbook sandbox) Credentials of {user} used from external IP address.",
+            "description": (
+                f"Seeded by irbook sandbox: access key {key} of {user} was used from "
+                f"{ATTACKER_IP} to read {MODEL_BUCKET} and invoke the {ENDPOINT} endpoint."
+            ),
+            "severity": 8,
+            "createdAt": when,
+            "updatedAt": when,
+            "resource": {
+                "resourceType": "AccessKey",
+                "accessKeyDetails": {
+                    "accessKeyId": key,
+                    "principalId": "AIDASANDBOXEXAMPLE01",
+                    "userName": user,
+                    "userType": "IAMUser",
+                },
+                "s3BucketDetails": [
+                    {"name": MODEL_BUCKET, "arn": f"arn:aws:s3:::{MODEL_BUCKET}", "type": "Source"}
+                ],
+            },
+            "service": {
+                "serviceName": "guardduty",
+                "action": {
+                    "actionType": "AWS_API_CALL",
+                    "awsApiCallAction": {
+                        "api": "GetObject",
+                        "serviceName": "s3.amazonaws.com",
+                        "remoteIpDetails": {"ipAddressV4": ATTACKER_IP},
+                    },
+                },
+            },
+        },
+    }

@@ -182,12 +182,20 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_iam_policy(args: argparse.Namespace) -> int:
-    from irbook.iam import policy_for
-    from irbook.loader import load_playbook
+    from irbook.iam import policy_with_notes
+    from irbook.loader import load_alert, load_playbook
     from irbook.validate import find_playbook
 
     item = load_playbook(find_playbook(args.playbook))
-    print(json.dumps(policy_for(item.playbook, rollback=not args.no_rollback), indent=2))
+    alert = load_alert(args.alert) if args.alert else None
+    if args.param and alert is None:
+        raise IrbookError("--param scopes the policy together with --alert (give both)")
+    policy, notes = policy_with_notes(
+        item.playbook, rollback=not args.no_rollback, alert=alert, params=_params(args.param)
+    )
+    print(json.dumps(policy, indent=2))
+    for note in notes:  # JSON has no comments: why a statement keeps Resource "*"
+        print(f"note: {note}", file=sys.stderr)
     return 0
 
 

@@ -129,7 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler="irbook.cli.commands:cmd_audit")
 
-    p = sub.add_parser("sandbox", help="a local fake AWS seeded with an AI deployment, for demos")
+    p = sub.add_parser("server", help="stop the local Prefect server irbook started (server stop)")
+    p.add_argument("verb", choices=("stop",), metavar="stop")
+    p.set_defaults(handler="irbook_flows.server:cmd_server")
+
+    p = sub.add_parser("sandbox", help="a local fake AWS, Slack and Jira for demos")
     p.add_argument("--port", type=int, default=0, help="default: a free port")
     p.add_argument("--region", default="us-east-1")
     p.add_argument("--once", action="store_true", help="seed, print, stop (for scripts)")
@@ -138,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("iam-policy", help="the least-privilege IAM policy a playbook needs")
     p.add_argument("playbook", metavar="PLAYBOOK", help="a playbook id or path")
     p.add_argument("--no-rollback", action="store_true", help="leave out what compensations need")
+    p.add_argument("--alert", metavar="FILE", help="scope resources to this alert's (and inputs')")
+    p.add_argument(
+        "--param", action="append", default=[], metavar="K=V", help="with --alert: set an input"
+    )
     p.set_defaults(handler="irbook.cli.commands:cmd_iam_policy")
 
     p = sub.add_parser("docs", help="write a Markdown runbook per playbook (or --check them)")

@@ -440,7 +440,10 @@ def render_runbook(
     out.append(
         "The AWS permissions of every step, and (in the `IrbookRollback` statements) "
         "those its compensations need. Permissions of other services (Slack, Jira) "
-        "are listed with their steps."
+        "are listed with their steps. Resources are the ARN patterns the playbook names "
+        "(`irbook iam-policy PLAYBOOK --alert FILE` scopes them to one alert's); "
+        '`"Resource": "*"` stays where the Sid ends in `ApiNeedsAnyResource` (the API '
+        "has no resource-level permissions) or `AnyResource` (known only when the step runs)."
     )
     out.append("")
     out += ["```json", json.dumps(policy_for(pb, registry), indent=2), "```"]

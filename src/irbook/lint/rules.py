@@ -156,6 +156,70 @@ def if_always_false(ctx: _Ctx) -> Iterator[Diagnostic]:
             )
 
 
+# Fields of an alert resource that normalizers leave empty when the source has none
+# (GuardDuty names an access key by id, with no ARN).
+OPTIONAL_RESOURCE_FIELDS = ("arn", "name", "region")
+
+
+def _resource_filter(for_each: object) -> tuple[str, ...] | None:
+    """The fields a `for_each` over alert.resources guarantees: () for the plain list,
+    ('arn',) for `where(alert.resources, 'arn')`; None when it is not over them."""
+    if not (isinstance(for_each, str) and expr.is_template(for_each)):
+        return None
+    whole = expr.parse_template(for_each).whole
+    kept: tuple[str, ...] = ()
+    if (
+        isinstance(whole, expr.Call)
+        and whole.func == "where"
+        and len(whole.args) == 2
+        and isinstance(whole.args[1], expr.Literal)
+        and isinstance(whole.args[1].value, str)
+    ):
+        kept = (whole.args[1].value,)
+        whole = whole.args[0]
+    if whole is None or isinstance(whole, expr.Call):
+        return None
+    paths = [r.path for r in expr.references(whole)]
+    return kept if paths == [("alert", "resources")] else None
+
+
+def _item_fields(value: object) -> set[str]:
+    """The `item.<field>` names the templates in a step's `with` read."""
+    fields: set[str] = set()
+    todo = [value]
+    while todo:
+        cur = todo.pop()
+        if isinstance(cur, dict):
+            todo.extend(cur.values())
+        elif isinstance(cur, list):
+            todo.extend(cur)
+        elif isinstance(cur, str) and expr.is_template(cur):
+            for node, _ in expr.parse_template(cur).expressions:
+                for ref in expr.references(node):
+                    if len(ref.path) >= 2 and ref.path[0] == "item":
+                        fields.add(ref.path[1])
+    return fields
+
+
+def optional_resource_field(ctx: _Ctx) -> Iterator[Diagnostic]:
+    for step in ctx.playbook.steps:
+        kept = _resource_filter(step.for_each)
+        if kept is None:
+            continue
+        for field in sorted(_item_fields(step.with_) & set(OPTIONAL_RESOURCE_FIELDS)):
+            if field in kept:
+                continue
+            yield ctx.warn(
+                step,
+                "for_each",
+                "optional-resource-field",
+                "medium",
+                f"step '{step.id}' reads item.{field} of every alert resource, but a resource "
+                f"may have no {field} (GuardDuty's access keys have no ARN): "
+                f"for_each: ${{{{ where(alert.resources, '{field}') }}}}",
+            )
+
+
 RULES: dict[str, Rule] = {
     "mutate-without-approval": mutate_without_approval,
     "irreversible-without-evidence": irreversible_without_evidence,
@@ -163,6 +227,7 @@ RULES: dict[str, Rule] = {
     "prefer-reversible": prefer_gentler,
     "no-notification": no_notification,
     "if-always-false": if_always_false,
+    "optional-resource-field": optional_resource_field,
 }
 
 
