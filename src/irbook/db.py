@@ -64,3 +64,20 @@ class Database:
         for db in connections:
             db.close()
         self._local = threading.local()
+
+
+def add_columns(db: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
+    """Add the columns a newer irbook keeps to a file an older one wrote (name -> type).
+
+    Several processes may open an old file at once: a column another one added first is
+    not an error.
+    """
+    have = {row[1] for row in db.execute(f"PRAGMA table_info({table})").fetchall()}
+    for name, kind in columns.items():
+        if name in have:
+            continue
+        try:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+        except sqlite3.OperationalError as exc:
+            if "duplicate column" not in str(exc):
+                raise

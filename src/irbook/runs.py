@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from irbook import audit, leases
 from irbook.cache import home
-from irbook.db import Database
+from irbook.db import Database, add_columns
 
 if TYPE_CHECKING:
     from irbook.plan import Plan
@@ -370,14 +370,7 @@ class RunStore:
 
     def _migrate(self) -> None:
         db = self._db()
-        have = {row["name"] for row in db.execute("PRAGMA table_info(runs)").fetchall()}
-        for name, kind in _COLUMNS.items():
-            if name not in have:
-                try:
-                    db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
-                except sqlite3.OperationalError as exc:  # another process added it first
-                    if "duplicate column" not in str(exc):
-                        raise
+        add_columns(db, "runs", _COLUMNS)
         db.executescript(_INDEXES + leases.SCHEMA)
 
     def hold(self) -> str:

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from irbook.cache import home
-from irbook.db import Database
+from irbook.db import Database, add_columns
 from irbook.model.alert import Alert
 
 log = logging.getLogger("irbook.webhooks")
@@ -854,14 +854,7 @@ class AlertQueue:
 
     def _migrate(self) -> None:
         db = self._db()
-        have = {r["name"] for r in db.execute("PRAGMA table_info(webhook_alerts)").fetchall()}
-        for name, kind in _RESTART_COLUMNS.items():
-            if name not in have:
-                try:
-                    db.execute(f"ALTER TABLE webhook_alerts ADD COLUMN {name} {kind}")
-                except sqlite3.OperationalError as exc:  # another process added it first
-                    if "duplicate column" not in str(exc):
-                        raise
+        add_columns(db, "webhook_alerts", _RESTART_COLUMNS)
         db.execute(
             "CREATE INDEX IF NOT EXISTS webhook_alerts_restarted ON webhook_alerts"
             " (restarted_from) WHERE restarted_from IS NOT NULL"
