@@ -145,6 +145,9 @@ def test_runs_of_a_killed_receiver_are_restarted_or_handed_to_a_human(
     shown = irbook(tmp_path, "runs", "show", crashed_m1["id"])
     assert "needs-human" in shown
     assert "in flight when it crashed: act" in shown
+    # what the reaper wrote (owners taken over, crashed and needs-human) is in the chain
+    verified = irbook(tmp_path, "audit", "verify")
+    assert "audit chain intact" in verified, verified  # and irbook() checked exit 0
 
 
 def test_crash_bench_under_load_loses_nothing_and_starts_nothing_twice(
