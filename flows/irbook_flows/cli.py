@@ -314,6 +314,12 @@ def cmd_approve(args: argparse.Namespace) -> int:
     step = waiting[0]["step_id"]
     if args.step and args.step != step:
         raise IrbookError(f"run {run_id} is waiting for step '{step}', not '{args.step}'")
+    pid, alive = _cli_process(store, run_id)
+    if pid is not None and not alive:  # Prefect would take the answer and nothing act on it
+        raise IrbookError(
+            f"run {run_id} was started by `irbook run` (pid {pid}), which is gone; nothing "
+            f"would act on an approval: end it with irbook cancel {run_id}"
+        )
     from irbook_flows.server import ensure_api
 
     ensure_api()
@@ -331,7 +337,10 @@ def cmd_approve(args: argparse.Namespace) -> int:
             break
         except NotPausedError:
             if time.monotonic() > deadline:
-                raise IrbookError(f"run {run_id} is not paused in Prefect") from None
+                raise IrbookError(
+                    f"run {run_id} is not paused in Prefect (if its process is gone: "
+                    f"irbook cancel {run_id})"
+                ) from None
             time.sleep(0.5)
         except FlowPauseTimeout:
             raise IrbookError(f"the approval for step '{step}' timed out already") from None
@@ -527,18 +536,21 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failures else EXIT_OK
 
 
-def _cli_process(store: Any, run_id: str) -> int | None:
-    """The pid of the `irbook run` still executing run_id on this host, if any."""
+def _cli_process(store: Any, run_id: str) -> tuple[int | None, bool]:
+    """(pid, alive) of the `irbook run` that executes run_id on this host; (None, False)
+    when the run did not start here (a receiver, a deployment, another host)."""
     rows = [e for e in store.events(run_id) if e["kind"] == "cli-process"]
     if not rows or rows[-1]["detail"].get("host") != socket.gethostname():
-        return None
+        return None, False
     pid = int(rows[-1]["detail"]["pid"])
-    try:  # the pid may have been reused since: only an irbook process is signalled
+    try:  # the pid may have been reused since: only an irbook process counts
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            cmdline = handle.read()
-    except OSError:
-        return None
-    return pid if b"irbook" in cmdline and pid != os.getpid() else None
+            alive = b"irbook" in handle.read()
+    except FileNotFoundError:
+        alive = False
+    except OSError:  # no /proc here: cannot tell
+        return None, False
+    return pid, alive and pid != os.getpid()
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -559,8 +571,8 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     store.event(run_id, "cancel-requested", None, by=who, comment=args.comment or "")
     message = f"cancelled by {who}" + (f": {args.comment}" if args.comment else "")
     cancel_run(store, run_id, message)
-    pid = _cli_process(store, run_id)
-    if pid is not None:
+    pid, alive = _cli_process(store, run_id)
+    if pid is not None and alive:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGTERM)
     print(f"cancelled run {run_id} as {who}")

@@ -281,6 +281,11 @@ def test_irbook_cancel_ends_a_run_whose_process_was_killed(tmp_path: Path) -> No
     proc.kill()  # SIGKILL: nothing in the process can clean up
     proc.communicate(timeout=30)
     assert store().run(run_id)["state"] == "running"
+    stuck = cli("approve", run_id)  # what the on-call tried first: it points at the way out
+    assert stuck.returncode == 1
+    assert stuck.stderr.strip().endswith(
+        f"which is gone; nothing would act on an approval: end it with irbook cancel {run_id}"
+    )
 
     done = cli("cancel", run_id, "--by", "alice", "--comment", "false positive")
     assert done.returncode == 0, done.stderr
