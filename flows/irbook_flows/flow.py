@@ -147,12 +147,22 @@ def _pause(spec: RunSpec) -> Any:
                 key=key,
             )
         except FlowPauseTimeout:
-            return Decision(False, "", "", "timeout")
+            answer = None
         finally:
             stop.set()
+        record = spec.store.run(spec.run_id) or {}
+        if record.get("state") == "cancelled":  # `irbook cancel` while paused: act on nothing
+            raise RunCancelled(f"run {spec.run_id} was cancelled while waiting for approval")
+        if answer is None:
+            return Decision(False, "", "", "timeout")
         return Decision(bool(answer.approved), answer.approver, answer.comment, "human")
 
     return pause
+
+
+class RunCancelled(Exception):
+    """Raised in a run's flow when `irbook cancel` ended it elsewhere: nothing more runs,
+    and the record keeps saying cancelled."""
 
 
 def resume(spec_or_flow_run: RunSpec | str, decision: Decision) -> None:

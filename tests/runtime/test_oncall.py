@@ -324,6 +324,35 @@ def test_cancel_stops_the_irbook_run_still_waiting(tmp_path: Path) -> None:
     assert rows.get("act", {}).get("state") != "succeeded"  # the gated step never ran
 
 
+def test_cancel_of_a_run_in_a_receiver_acts_on_nothing_after(tmp_path: Path) -> None:
+    """A run in `irbook serve`'s process has no `irbook run` to signal: once cancelled,
+    its approval timeout (on_timeout: approve) must not start the gated change."""
+    import threading
+
+    from tests.runtime import actions
+    from tests.runtime.test_runs import run
+
+    actions.reset()
+    steps = """
+    - id: gate
+      action: core.approval
+      with: {prompt: go?}
+      approval: {timeout: 4s, on_timeout: approve}
+    - {id: act, action: rt.change, needs: [gate], with: {name: act}}
+    """
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(run(write(tmp_path, steps))))
+    thread.start()
+    run_id, _ = wait_for_step(tmp_path, "awaiting-approval")
+    assert cli("cancel", run_id).returncode == 0
+    thread.join(timeout=120)
+    outcome, _store = result[0]
+    assert outcome.state == "cancelled"
+    assert actions.CALLS == []
+    assert store().run(run_id)["state"] == "cancelled"
+    assert steps_by_id(store(), run_id).get("act", {}).get("state") != "succeeded"
+
+
 def test_a_closed_stdout_does_not_stop_the_response(tmp_path: Path) -> None:
     steps = """
     - {id: deny, action: rt.change, with: {name: deny}}
