@@ -396,7 +396,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         if args.format == "json":
             events = store.events(run_id)
             data = {"run": record, "steps": steps, "events": events}
-            data["rollback"], data["waiting"] = rollback, waiting
+            data["rolled_back"], data["waiting"] = rollback, waiting
             print(json.dumps(data, indent=2))
             return 0
         said = state_text(record["state"], record["message"], rollback, waiting)
@@ -446,14 +446,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
     rollbacks, waiting = store.rollbacks(ids), store.waiting_approvals(ids)
     for row in rows:
         row["verdict"] = verdict_text(row["state"], row.get("message"))
-        row["rollback"] = rollbacks.get(row["id"])
+        row["rolled_back"] = rollbacks.get(row["id"])
         row["waiting"] = waiting.get(row["id"])
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return 0
     for row in rows:
         said = state_text(
-            row["state"], row.get("message"), row["rollback"], row["waiting"], short=True
+            row["state"], row.get("message"), row["rolled_back"], row["waiting"], short=True
         )
         print(
             f"{row['id']}  {_when(row['created_at'])}  {row['mode']:<7}  "

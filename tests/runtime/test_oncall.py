@@ -116,7 +116,7 @@ def test_a_rollback_is_recorded_shown_and_not_repeated_unless_forced(tmp_path: P
     assert "  rollback: rolled back by cli:" in shown.stdout
     assert "(1 undone, 0 skipped)" in shown.stdout
     as_json = json.loads(cli("runs", "show", run_id, "--format", "json").stdout)
-    assert as_json["rollback"]["outcome"] == "rolled back"
+    assert as_json["rolled_back"]["outcome"] == "rolled back"
     assert as_json["run"]["state"] == "failed"  # the run's own verdict stays
 
     again = cli("rollback", run_id, "--yes")
