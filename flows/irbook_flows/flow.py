@@ -394,7 +394,7 @@ def roll_back_run(
             tally.skipped += 1
             text = f"{detail.get('action')} skipped: {detail.get('reason')}"
         else:
-            tally.failures.append(str(detail.get("error")))
+            tally.failures.append(f"{event['step_id']}: {detail.get('error')}")
             text = f"failed: {detail.get('error')}"
         out.write(f"  {marks[event['kind']]} {event['step_id']}: {text}\n")
     if not state.is_completed() and not tally.failures:
@@ -412,7 +412,8 @@ def rollback_summary(tally: UndoTally, dry_run: bool) -> str:
     if tally.skipped:
         counts += f", {tally.skipped} skipped (nothing to undo)"
     if tally.failures:
-        return f"rollback failed: {len(tally.failures)} failed, {counts}: {tally.failures[0]}"
+        said = rollback_outcome(tally.undone, tally.skipped, len(tally.failures))
+        return f"{said}: {counts}, {len(tally.failures)} failed ({tally.failures[0]})"
     if not tally.undone:
         return f"rollback changed nothing: {counts}"
     return f"{'DRY RUN ' if dry_run else ''}rollback done: {counts}"

@@ -238,6 +238,36 @@ def test_a_rollback_that_changes_nothing_does_not_say_done(tmp_path: Path, moto:
     assert key_status(client, old) == "Inactive"
 
 
+def test_a_partial_rollback_says_so(tmp_path: Path, moto: str) -> None:
+    client = iam(moto)
+    client.create_user(UserName="svc-model")
+    keys = [client.create_access_key(UserName="svc-model")["AccessKey"] for _ in range(2)]
+    first, second = (k["AccessKeyId"] for k in keys)
+    steps = f"""
+    - id: first
+      action: aws.iam.deactivate_access_key
+      with: {{access_key_id: {first}, user_name: svc-model}}
+    - id: second
+      action: aws.iam.deactivate_access_key
+      needs: [first]
+      with: {{access_key_id: {second}, user_name: svc-model}}
+    """
+    done = cli("run", str(write(tmp_path, steps)), "--yes", "--plain", "--quiet")
+    run_id = run_id_of(done.stdout)
+    client.delete_access_key(UserName="svc-model", AccessKeyId=second)  # gone meanwhile
+    rolled = cli("rollback", run_id, "--yes")
+    assert rolled.returncode == 1, rolled.stdout + rolled.stderr
+    assert "✗ second: failed: " in rolled.stdout
+    assert (
+        f"partially rolled back: 1 undone, 1 failed (second: error: access key {second} not found"
+        in rolled.stdout
+    )
+    assert key_status(client, first) == "Active"
+    assert "succeeded, partially rolled back" in runs_line(run_id)
+    again = cli("rollback", run_id, "--yes")
+    assert "was partially rolled back already" in again.stderr
+
+
 # --- run states people can act on ----------------------------------------------------
 
 
