@@ -45,7 +45,7 @@ class Output(Protocol):
     def flush(self) -> None: ...
 
 
-def first_line(text: str, limit: int = 160) -> str:
+def first_line(text: str, limit: int = 200) -> str:
     """A failure text as one readable line: an API's 500 page stays whole in the record
     (`irbook runs show RUN_ID --format json`) but is cut here."""
     lines = text.strip().splitlines()
@@ -116,7 +116,7 @@ class StepTable:
 
     def event(self, kind: str, step: str, state: str, detail: str) -> None:
         with self.lock:
-            detail = first_line(detail, 100)
+            detail = first_line(detail)
             if kind == "undo":
                 self._line(f"  undo {step}: {state} {detail}")
                 return
