@@ -449,3 +449,24 @@ def test_a_missing_or_foreign_file_is_one_line(tmp_path: Path) -> None:
     done = verify(junk)
     assert done.returncode == 1 and "not an irbook run record" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_cancelled_run_stays_cancelled_when_its_engine_ends_later(tmp_path: Path) -> None:
+    """`irbook cancel` can land while a step still runs; the engine's own end comes after
+    and must not turn the run back into 'succeeded'. What happened is in the chain."""
+    path = tmp_path / "irbook.db"
+    store = RunStore(str(path))
+    run = store.create_run(
+        playbook_id="pb",
+        playbook_title="PB",
+        mode="live",
+        started_by="cli:alice",
+        inputs={},
+        rollback="manual",
+    )
+    store.finish_run(run, "cancelled", "cancelled by cli:bob")
+    store.finish_run(run, "succeeded", "")
+    assert (store.run(run) or {})["state"] == "cancelled"
+    assert [e["kind"] for e in store.events(run)][-1] == "run-end-after-cancel"
+    done = verify(path)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -8,21 +8,25 @@ for Prefect, and the core package never imports this one.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import getpass
 import json
 import os
+import signal
+import socket
 import sqlite3
 import sys
 import threading
 import time
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from irbook.errors import IrbookError
 from irbook.runs import verdict_text
 
 EXIT_OK, EXIT_FAILED, EXIT_REJECTED, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a killed command
 # A run's exit status from its final state: each verdict its own.
 EXIT_FOR_STATE = {"succeeded": EXIT_OK, "partial": EXIT_PARTIAL, "rejected": EXIT_REJECTED}
 
@@ -40,6 +44,60 @@ STATE_MARK = {
 }
 
 
+class Output(Protocol):
+    def write(self, text: str, /) -> int: ...
+    def flush(self) -> None: ...
+
+
+def first_line(text: str, limit: int = 200) -> str:
+    """A failure text as one readable line: an API's 500 page stays whole in the record
+    (`irbook runs show RUN_ID --format json`) but is cut here."""
+    lines = text.strip().splitlines()
+    line = lines[0] if lines else ""
+    more = len(lines) > 1 or len(line) > limit
+    return line[: limit - 1] + "…" if more else line
+
+
+class Terminal:
+    """stdout for a run: a closed pipe (`irbook run ... | head`) ends the display, never
+    the run; the incident response goes on and its record says how it ended."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.broken = False
+
+    def isatty(self) -> bool:
+        try:
+            return self.out.isatty()
+        except (OSError, ValueError):
+            return False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                self.out.write(text)
+            except (OSError, ValueError):
+                self._closed()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self.out.flush()
+            except (OSError, ValueError):
+                self._closed()
+
+    def _closed(self) -> None:
+        self.broken = True
+        # what is still buffered must not fail again at exit: send it nowhere
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.out.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
 def _user() -> str:
     try:
         return getpass.getuser()
@@ -50,7 +108,7 @@ def _user() -> str:
 class StepTable:
     """The live view of a run: redrawn in place on a terminal, one line per change otherwise."""
 
-    def __init__(self, steps: list[str], out: TextIO, live: bool) -> None:
+    def __init__(self, steps: list[str], out: Output, live: bool) -> None:
         self.steps = steps
         self.state = dict.fromkeys(steps, "pending")
         self.detail = dict.fromkeys(steps, "")
@@ -62,6 +120,7 @@ class StepTable:
 
     def event(self, kind: str, step: str, state: str, detail: str) -> None:
         with self.lock:
+            detail = first_line(detail)
             if kind == "undo":
                 self._line(f"  undo {step}: {state} {detail}")
                 return
@@ -94,7 +153,7 @@ class StepTable:
         self.drawn = len(self.steps)
 
 
-def _terminal_prompt(out: TextIO) -> Any:
+def _terminal_prompt(out: Output) -> Any:
     def ask(run_id: str, step: Any, info: dict[str, Any]) -> Any:
         from irbook_flows.engine import Decision
 
@@ -133,7 +192,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     dry_run = bool(args.dry_run)
     if args.live_reads and not dry_run:
         raise IrbookError("--live-reads only makes sense with --dry-run")
-    out = sys.stdout
+    out = Terminal(sys.stdout)
     if not args.quiet:
         out.write(render_text(plan) + "\n\n")
     elif plan.preflight:
@@ -161,7 +220,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     ensure_api()
     from irbook.runs import RunStore
     from irbook_flows.engine import RunSpec
-    from irbook_flows.flow import execute, quiet_console
+    from irbook_flows.flow import Terminated, execute, quiet_console
 
     quiet_console()
     clients: Any
@@ -180,6 +239,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_id = store.create_run_for(plan, dry_run=dry_run, started_by=started_by)
     label = "DRY RUN" if dry_run else "LIVE"
     out.write(f"{label} run {run_id} of {playbook.metadata.id}\n")
+    # where the run executes, so that `irbook cancel` can stop this process too
+    store.event(run_id, "cli-process", None, pid=os.getpid(), host=socket.gethostname())
     table = StepTable([s.id for s in plan.steps], out, live=out.isatty() and not args.plain)
     interactive = sys.stdin.isatty() and (not dry_run or args.ask_approvals)
     # Slack buttons for live runs only: a dry run makes no network call
@@ -200,18 +261,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         prompt_approval=_terminal_prompt(out) if interactive else None,
         slack_channel=slack_channel,
     )
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, terminate)  # a killed run ends like Ctrl-C, recorded
     try:
         outcome = execute(spec)
-    except KeyboardInterrupt:
-        out.write(f"\ncancelled: run {run_id} is marked cancelled\n")
+    except KeyboardInterrupt as exc:
+        how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+        out.write(f"\ncancelled ({how}): run {run_id} is marked cancelled\n")
         out.flush()
-        sys.stderr.flush()
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
         # A step's thread may sit in a long call (a sleep, a hung API): the record and
         # Prefect already say cancelled, so leave now instead of joining it at exit.
-        os._exit(EXIT_INTERRUPTED)
-    out.write(f"\n{label} run {run_id}: {verdict_text(outcome.state, outcome.message)}")
-    shown = outcome.message and outcome.state != "partial"
-    out.write(f" ({outcome.message})\n" if shown else "\n")
+        os._exit(EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED)
+    message = first_line(outcome.message) if outcome.message else ""
+    out.write(f"\n{label} run {run_id}: {verdict_text(outcome.state, message)}")
+    shown = message and outcome.state != "partial"
+    out.write(f" ({message})\n" if shown else "\n")
     if outcome.outputs:
         for name, value in outcome.outputs.items():
             out.write(f"  {name} = {value}\n")
@@ -260,6 +329,12 @@ def cmd_approve(args: argparse.Namespace) -> int:
     step = waiting[0]["step_id"]
     if args.step and args.step != step:
         raise IrbookError(f"run {run_id} is waiting for step '{step}', not '{args.step}'")
+    pid, alive = _cli_process(store, run_id)
+    if pid is not None and not alive:  # Prefect would take the answer and nothing act on it
+        raise IrbookError(
+            f"run {run_id} was started by `irbook run` (pid {pid}), which is gone; nothing "
+            f"would act on an approval: end it with irbook cancel {run_id}"
+        )
     from irbook_flows.server import ensure_api
 
     ensure_api()
@@ -277,7 +352,10 @@ def cmd_approve(args: argparse.Namespace) -> int:
             break
         except NotPausedError:
             if time.monotonic() > deadline:
-                raise IrbookError(f"run {run_id} is not paused in Prefect") from None
+                raise IrbookError(
+                    f"run {run_id} is not paused in Prefect (if its process is gone: "
+                    f"irbook cancel {run_id})"
+                ) from None
             time.sleep(0.5)
         except FlowPauseTimeout:
             raise IrbookError(f"the approval for step '{step}' timed out already") from None
@@ -292,6 +370,34 @@ def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+def _since(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%H:%M:%SZ") if ts else "?"
+
+
+def state_text(
+    state: str,
+    message: str | None,
+    rollback: dict[str, Any] | None = None,
+    waiting: dict[str, Any] | None = None,
+    *,
+    short: bool = False,
+) -> str:
+    """A run's state as the on-call acts on it: a verdict, what a rollback did to it, or
+    the approval it waits on (step, since when, timeout)."""
+    if state == "running" and waiting:
+        timeout = f", timeout {waiting['timeout']}" if waiting.get("timeout") else ""
+        return (
+            f"waiting for approval ({waiting['step']} since {_since(waiting.get('since'))}"
+            f"{timeout})"
+        )
+    said = verdict_text(state, first_line(message) if message else message)
+    if short:  # a list's column: the verdict without its reasons
+        said = said.split(":", 1)[0]
+    if rollback:
+        said += f", {rollback['outcome']}"
+    return said
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     store = _store()
     # Runs whose process died are settled first, so none is listed as running for ever.
@@ -304,26 +410,50 @@ def cmd_runs(args: argparse.Namespace) -> int:
         if not args.run_id:
             raise IrbookError("irbook runs show needs a RUN_ID")
         record = _find(store, args.run_id)
-        steps = store.steps(record["id"])
+        run_id = record["id"]
+        steps = store.steps(run_id)
+        rollback = store.rollbacks([run_id]).get(run_id)
+        waiting = store.waiting_approvals([run_id]).get(run_id)
         if args.format == "json":
-            events = store.events(record["id"])
-            print(json.dumps({"run": record, "steps": steps, "events": events}, indent=2))
+            events = store.events(run_id)
+            data = {"run": record, "steps": steps, "events": events}
+            data["rolled_back"], data["waiting"] = rollback, waiting
+            print(json.dumps(data, indent=2))
             return 0
-        said = verdict_text(record["state"], record["message"])
-        print(f"run {record['id']}: {record['playbook_id']} ({record['mode']}) {said}")
+        said = state_text(record["state"], record["message"], rollback, waiting)
+        print(f"run {run_id}: {record['playbook_id']} ({record['mode']}) {said}")
         print(f"  started by {record['started_by']} at {_when(record['created_at'])}")
         if record["alert_id"]:
             print(f"  alert: {record['alert_source']} {record['alert_id']}")
         if record["message"] and record["state"] != "partial":
-            print(f"  {record['message']}")
+            print(f"  {first_line(record['message'])}")
         crashes = [e["detail"] for e in store.events(record["id"]) if e["kind"] == "crashed"]
         if crashes and crashes[-1].get("in_flight"):
             print(f"  in flight when it crashed: {', '.join(crashes[-1]['in_flight'])}")
+        if waiting:
+            then = f", then {waiting['on_timeout']}" if waiting.get("on_timeout") else ""
+            print(
+                f"  waiting for approval of step '{waiting['step']}' since "
+                f"{_when(waiting.get('since'))} (timeout {waiting.get('timeout')}{then}): "
+                f"irbook approve {run_id} [--reject]"
+            )
+        if rollback:
+            counts = f"{rollback.get('undone', 0)} undone, {rollback.get('skipped', 0)} skipped"
+            if rollback.get("failed"):
+                counts += f", {rollback['failed']} failed"
+            print(
+                f"  rollback: {rollback['outcome']} by {rollback.get('by')} at "
+                f"{_when(rollback.get('at'))} ({counts})"
+            )
         print(f"  inputs: {json.dumps(record['inputs'], sort_keys=True)}")
+        cut = False
         for step in steps:
             label = step["step_id"] + (f"[{step['item']}]" if step["item"] else "")
-            reason = f" ({step['reason']})" if step["reason"] else ""
-            print(f"  {label}: {step['action']} {step['state']}{reason}")
+            reason = first_line(step["reason"]) if step["reason"] else ""
+            cut = cut or reason != (step["reason"] or "").strip()
+            print(
+                f"  {label}: {step['action']} {step['state']}" + (f" ({reason})" if reason else "")
+            )
             for call in step["real_calls"] or step["planned_calls"] or []:
                 kind = "call" if step["real_calls"] else "planned"
                 print(f"      {kind} {call['call']}")
@@ -332,10 +462,16 @@ def cmd_runs(args: argparse.Namespace) -> int:
                 print(f"      approval: {a['decision']} by {a['by']} ({a['how']})")
             if step["compensation"]:
                 print(f"      undo: {step['compensation']['action']}")
+        if cut:
+            print(f"  (texts cut to one line; in full: irbook runs show {run_id} --format json)")
         return 0
     rows = store.recent_runs(args.limit)
+    ids = [row["id"] for row in rows]
+    rollbacks, waiting = store.rollbacks(ids), store.waiting_approvals(ids)
     for row in rows:
         row["verdict"] = verdict_text(row["state"], row.get("message"))
+        row["rolled_back"] = rollbacks.get(row["id"])
+        row["waiting"] = waiting.get(row["id"])
     human = store.runs_in_state("needs-human")
     if args.format == "json":
         print(json.dumps(rows, indent=2))
@@ -343,9 +479,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
     for item in reaped:
         print(f"run {item.run_id} {item.state}: {item.message}", file=sys.stderr)
     for row in rows:
+        said = state_text(
+            row["state"], row.get("message"), row["rolled_back"], row["waiting"], short=True
+        )
         print(
             f"{row['id']}  {_when(row['created_at'])}  {row['mode']:<7}  "
-            f"{row['verdict'].split(':', 1)[0]:<11}  {row['playbook_id']}  {row['started_by']}"
+            f"{said:<11}  {row['playbook_id']}  {row['started_by']}"
         )
     if human:
         print(f"\n{len(human)} run(s) need a human (see: irbook runs show RUN_ID):")
@@ -354,25 +493,121 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _undo_calls(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """The calls a compensation will make, from its action's planner (as `irbook plan`)."""
+    from irbook.registry import REGISTRY
+
+    action = REGISTRY.get(entry["action"])
+    return [c.as_dict() for c in action.plan(action.params.model_validate(entry["with"]))]
+
+
 def cmd_rollback(args: argparse.Namespace) -> int:
+    from irbook.plan import _short
+    from irbook.registry import REGISTRY
+
     store = _store()
     record = _find(store, args.run_id)
-    steps = [
-        s for s in store.steps(record["id"]) if s["state"] == "succeeded" and s["compensation"]
-    ]
+    run_id = record["id"]
+    if record["state"] == "running":
+        raise IrbookError(f"run {run_id} is still running; end it first (irbook cancel {run_id})")
+    dry_run = bool(args.dry_run)
+    earlier = store.rollbacks([run_id]).get(run_id)
+    if earlier and not dry_run and not args.force:
+        raise IrbookError(
+            f"run {run_id} was {earlier['outcome']} already, by {earlier.get('by')} at "
+            f"{_when(earlier.get('at'))}; pass --force to run its compensations again"
+        )
+    steps = [s for s in store.steps(run_id) if s["state"] == "succeeded" and s["compensation"]]
     steps.sort(key=lambda s: s["finished_at"] or 0, reverse=True)
     if not steps:
-        print(f"run {record['id']}: nothing to roll back")
+        print(f"run {run_id}: nothing to roll back")
         return 0
+    from irbook_flows.flow import skip_reason
+
+    REGISTRY.load_all()
+    plan = [{"step": s["step_id"], "item": s["item"], **s["compensation"]} for s in steps]
+    out = Terminal(sys.stdout)
+    out.write(f"Rollback plan for run {run_id} ({record['playbook_id']}), newest first:\n")
+    to_change = []
+    for n, entry in enumerate(plan, 1):
+        label = entry["step"] + (f"[{entry['item']}]" if entry["item"] else "")
+        why = skip_reason(entry)
+        status = f"skipped: {why}" if why else "runs"
+        out.write(f"  {n}. undo {label}  {entry['action']}  {status}\n")
+        if why:
+            continue
+        to_change.append(label)
+        out.write(f"       with {_short(entry['with'], 100)}\n")
+        for call in _undo_calls(entry):
+            out.write(f"       call {call['call']} {_short(call['params'], 100)}\n")
+    if earlier:
+        out.write(f"  (run {run_id} was {earlier['outcome']} already)\n")
+    out.write("\n")
+    if not dry_run and to_change and not args.yes:
+        if not sys.stdin.isatty():
+            raise IrbookError(
+                "this rollback changes production (undoes: "
+                + ", ".join(to_change)
+                + "); confirm in a terminal or pass --yes"
+            )
+        out.write(f"LIVE rollback of run {run_id}: proceed? [y/N] ")
+        out.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            out.write("not rolled back\n")
+            return EXIT_FAILED
     from irbook_flows.server import ensure_api
 
     ensure_api()
     from irbook_flows.flow import quiet_console, roll_back_run
 
     quiet_console()
-    plan = [{"step": s["step_id"], "item": s["item"], **s["compensation"]} for s in steps]
-    failures = roll_back_run(record, plan, dry_run=bool(args.dry_run), out=sys.stdout, store=store)
+    failures = roll_back_run(
+        record, plan, dry_run=dry_run, out=out, store=store, by=f"cli:{_user()}"
+    )
     return EXIT_FAILED if failures else EXIT_OK
+
+
+def _cli_process(store: Any, run_id: str) -> tuple[int | None, bool]:
+    """(pid, alive) of the `irbook run` that executes run_id on this host; (None, False)
+    when the run did not start here (a receiver, a deployment, another host)."""
+    rows = [e for e in store.events(run_id) if e["kind"] == "cli-process"]
+    if not rows or rows[-1]["detail"].get("host") != socket.gethostname():
+        return None, False
+    pid = int(rows[-1]["detail"]["pid"])
+    try:  # the pid may have been reused since: only an irbook process counts
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            alive = b"irbook" in handle.read()
+    except FileNotFoundError:
+        alive = False
+    except OSError:  # no /proc here: cannot tell
+        return None, False
+    return pid, alive and pid != os.getpid()
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """End a run wherever it is: waiting for approval, running, or orphaned by a killed
+    `irbook run`. The record, the audit chain and the Prefect flow run say cancelled."""
+    store = _store()
+    record = _find(store, args.run_id)
+    run_id = record["id"]
+    if record["state"] != "running":
+        said = verdict_text(record["state"], record["message"])
+        raise IrbookError(f"run {run_id} is {first_line(said)} already; nothing to cancel")
+    from irbook_flows.server import ensure_api
+
+    ensure_api()
+    from irbook_flows.flow import cancel_run
+
+    who = args.by or f"cli:{_user()}"
+    store.event(run_id, "cancel-requested", None, by=who, comment=args.comment or "")
+    message = f"cancelled by {who}" + (f": {args.comment}" if args.comment else "")
+    cancel_run(store, run_id, message)
+    pid, alive = _cli_process(store, run_id)
+    if pid is not None and alive:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+    print(f"cancelled run {run_id} as {who}")
+    return 0
 
 
 def slack_interactions_from_env() -> Any:
@@ -540,4 +775,4 @@ def _settle_reaped(store: Any, reaped: list[Any]) -> None:
             print(f"irbook: could not mark flow run {flow_run_id} crashed: {exc}", file=sys.stderr)
 
 
-__all__ = ["cmd_approve", "cmd_rollback", "cmd_run", "cmd_runs", "cmd_serve"]
+__all__ = ["cmd_approve", "cmd_cancel", "cmd_rollback", "cmd_run", "cmd_runs", "cmd_serve"]

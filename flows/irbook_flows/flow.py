@@ -9,7 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 from uuid import UUID
 
@@ -28,7 +28,7 @@ from prefect.utilities.annotations import quote
 from irbook.model import Step
 from irbook.plan import redact
 from irbook.registry import REGISTRY, ActionContext, RunInfo
-from irbook.runs import RunStore, verdict_text
+from irbook.runs import RunStore, rollback_outcome, verdict_text
 from irbook_flows.engine import (
     MAX_WORKERS,
     Decision,
@@ -157,12 +157,22 @@ def _pause(spec: RunSpec) -> Any:
                 key=key,
             )
         except FlowPauseTimeout:
-            return Decision(False, "", "", "timeout")
+            answer = None
         finally:
             stop.set()
+        record = spec.store.run(spec.run_id) or {}
+        if record.get("state") == "cancelled":  # `irbook cancel` while paused: act on nothing
+            raise RunCancelled(f"run {spec.run_id} was cancelled while waiting for approval")
+        if answer is None:
+            return Decision(False, "", "", "timeout")
         return Decision(bool(answer.approved), answer.approver, answer.comment, "human")
 
     return pause
+
+
+class RunCancelled(Exception):
+    """Raised in a run's flow when `irbook cancel` ended it elsewhere: nothing more runs,
+    and the record keeps saying cancelled."""
 
 
 def resume(spec_or_flow_run: RunSpec | str, decision: Decision) -> None:
@@ -246,13 +256,41 @@ def _playbook(run_id: str) -> Any:
     return Failed(message=shown, name="Rejected" if state == "rejected" else "Failed")
 
 
+@dataclass
+class UndoTally:
+    """What a rollback did: compensations that changed something, found nothing to undo,
+    or failed (each failure as "undo:<step>: <error>")."""
+
+    undone: int = 0
+    skipped: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+def skip_reason(entry: dict[str, Any]) -> str:
+    """Why a compensation has nothing to undo, known before it runs ("" if it has work).
+
+    The forward action says so in the compensation's parameters (`skip`), for example
+    a key that was already inactive before the run deactivated it."""
+    why = entry.get("with", {}).get("skip")
+    return str(why) if why else ""
+
+
 def _undo_all(
     run_id: str, plan: list[dict[str, Any]], dry_run: bool, on_event: Any, store: RunStore
-) -> list[str]:
+) -> UndoTally:
     """Run compensations newest first; one failure does not stop the others."""
-    failures = []
+    tally = UndoTally()
     for entry in plan:
         label = f"undo:{entry['step']}" + (f"[{entry['item']}]" if entry["item"] else "")
+        why = skip_reason(entry)
+        if why:  # nothing was changed by the step, so nothing is called to undo it
+            tally.skipped += 1
+            store.event(
+                run_id, "compensation-skipped", entry["step"], action=entry["action"], reason=why
+            )
+            if on_event is not None:
+                on_event("undo", entry["step"], "skipped", why)
+            continue
         try:
             undo = undo_task.with_options(task_run_name=label)
             state = cast(
@@ -267,11 +305,27 @@ def _undo_all(
             )
             result = state.result()
         except Exception as exc:  # ActionFailed or the API's error: recorded, not raised
-            failures.append(f"{label}: {exc}")
+            tally.failures.append(f"{label}: {exc}")
             store.event(run_id, "compensation-failed", entry["step"], error=str(exc))
             if on_event is not None:
                 on_event("undo", entry["step"], "failed", str(exc))
             continue
+        if (result.get("outputs") or {}).get("already_done") and not dry_run:
+            # it ran and found the change undone already (by hand, or an earlier rollback)
+            why = f"{entry['action']} found nothing to change"
+            tally.skipped += 1
+            store.event(
+                run_id,
+                "compensation-skipped",
+                entry["step"],
+                action=entry["action"],
+                reason=why,
+                calls=result.get("calls"),
+            )
+            if on_event is not None:
+                on_event("undo", entry["step"], "skipped", why)
+            continue
+        tally.undone += 1
         store.event(
             run_id,
             "compensated",
@@ -282,19 +336,37 @@ def _undo_all(
         )
         if on_event is not None:
             on_event("undo", entry["step"], "succeeded", entry["action"])
-    return failures
+    return tally
+
+
+def record_rollback(store: RunStore, run_id: str, tally: UndoTally, by: str) -> str:
+    """Put a live rollback in the run's record (and so in the audit chain)."""
+    outcome = rollback_outcome(tally.undone, tally.skipped, len(tally.failures))
+    store.event(
+        run_id,
+        "rollback",
+        None,
+        outcome=outcome,
+        by=by,
+        undone=tally.undone,
+        skipped=tally.skipped,
+        failed=len(tally.failures),
+    )
+    return outcome
 
 
 def _roll_back(spec: RunSpec, plan: list[dict[str, Any]]) -> None:
-    _undo_all(spec.run_id, plan, spec.dry_run, spec.on_event, spec.store)
+    tally = _undo_all(spec.run_id, plan, spec.dry_run, spec.on_event, spec.store)
+    if not spec.dry_run:
+        record_rollback(spec.store, spec.run_id, tally, "auto")
 
 
 @flow(name="irbook-rollback", persist_result=False, validate_parameters=False, log_prints=False)
 def rollback_flow(run_id: str, plan: list[dict[str, Any]], dry_run: bool, store_path: str) -> Any:
-    failures = _undo_all(run_id, plan, dry_run, None, RunStore(store_path))
-    if failures:
-        return Failed(message=f"{len(failures)} compensation(s) failed: {failures[0]}")
-    return Completed(message=f"{len(plan)} compensation(s) ran")
+    tally = _undo_all(run_id, plan, dry_run, None, RunStore(store_path))
+    if tally.failures:
+        return Failed(message=f"{len(tally.failures)} compensation(s) failed: {tally.failures[0]}")
+    return Completed(message=f"{tally.undone} compensation(s) ran, {tally.skipped} skipped")
 
 
 def roll_back_run(
@@ -304,12 +376,18 @@ def roll_back_run(
     dry_run: bool,
     out: Any,
     store: RunStore | None = None,
+    by: str = "",
 ) -> list[str]:
-    """`irbook rollback`: undo a finished run's mutating steps, newest first."""
+    """`irbook rollback`: undo a finished run's mutating steps, newest first.
+
+    A live rollback is recorded on the run ("rollback" event: rolled back, partially
+    rolled back or rollback failed), which `irbook runs` shows beside the run's verdict."""
     store = store or RunStore()
     run_id = str(record["id"])
     mode = "DRY RUN " if dry_run else ""
     out.write(f"{mode}rollback of run {run_id} ({len(plan)} compensations, newest first)\n")
+    seen = store.events(run_id)
+    after = seen[-1]["seq"] if seen else 0
     with tags(
         "irbook", "rollback", f"playbook:{record['playbook_id']}", "dry-run" if dry_run else "live"
     ):
@@ -318,15 +396,47 @@ def roll_back_run(
             "State[Any]",
             named(run_id, cast(Any, quote(plan)), dry_run, store.path, return_state=True),
         )
-    kinds = ("compensated", "compensation-failed")
-    events = [e for e in store.events(run_id) if e["kind"] in kinds]
-    for event in events[-len(plan) :]:
-        mark = "✓" if event["kind"] == "compensated" else "✗"
-        detail = event["detail"].get("action") or event["detail"].get("error")
-        out.write(f"  {mark} {event['step_id']}: {detail}\n")
-    failed = [] if state.is_completed() else [state.message or "rollback failed"]
-    out.write(("rollback failed: " + failed[0] + "\n") if failed else "rollback done\n")
-    return failed
+    marks = {"compensated": "✓", "compensation-skipped": "-", "compensation-failed": "✗"}
+    tally = UndoTally()
+    for event in store.events(run_id, after=after):
+        if event["kind"] not in marks:
+            continue
+        detail = event["detail"]
+        if event["kind"] == "compensated":
+            tally.undone += 1
+            text = str(detail.get("action"))
+        elif event["kind"] == "compensation-skipped":
+            tally.skipped += 1
+            text = f"{detail.get('action')} skipped: {detail.get('reason')}"
+        else:
+            tally.failures.append(f"{event['step_id']}: {detail.get('error')}")
+            text = f"failed: {detail.get('error')}"
+        out.write(f"  {marks[event['kind']]} {event['step_id']}: {text}\n")
+    if not state.is_completed() and not tally.failures:
+        tally.failures.append(state.message or "rollback failed")
+    if not dry_run:
+        record_rollback(store, run_id, tally, by or "unknown")
+    out.write(rollback_summary(tally, dry_run) + "\n")
+    return tally.failures
+
+
+def rollback_summary(tally: UndoTally, dry_run: bool) -> str:
+    """The last line of a rollback: what changed, what had nothing to undo, what failed."""
+    verb = "would undo" if dry_run else "undone"
+    counts = f"{tally.undone} {verb}"
+    if tally.skipped:
+        counts += f", {tally.skipped} skipped (nothing to undo)"
+    if tally.failures:
+        said = rollback_outcome(tally.undone, tally.skipped, len(tally.failures))
+        return f"{said}: {counts}, {len(tally.failures)} failed ({tally.failures[0]})"
+    if not tally.undone:
+        return f"rollback changed nothing: {counts}"
+    return f"{'DRY RUN ' if dry_run else ''}rollback done: {counts}"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C so the run ends the same way: a
+    killed `irbook run` must not leave its record `running` forever."""
 
 
 def execute(spec: RunSpec, extra_tags: list[str] | None = None) -> Outcome:
@@ -338,8 +448,9 @@ def execute(spec: RunSpec, extra_tags: list[str] | None = None) -> Outcome:
     try:
         with tags(*labels):
             state = cast("State[Any]", playbook_flow(spec.run_id, return_state=True))
-    except KeyboardInterrupt:
-        _cancel(spec)
+    except KeyboardInterrupt as exc:
+        how = "cancelled by SIGTERM" if isinstance(exc, Terminated) else "cancelled with Ctrl-C"
+        cancel_run(spec.store, spec.run_id, how)
         raise
     finally:
         drop_spec(spec.run_id)
@@ -359,9 +470,10 @@ def execute(spec: RunSpec, extra_tags: list[str] | None = None) -> Outcome:
     )
 
 
-def _cancel(spec: RunSpec) -> None:
-    """Ctrl-C: mark the Prefect flow run and the record cancelled, nothing left running."""
-    record = spec.store.run(spec.run_id) or {}
+def cancel_run(store: RunStore, run_id: str, message: str) -> None:
+    """End a run wherever it is: its Prefect flow run and its record say cancelled, and
+    no step is left running or waiting. Ctrl-C, SIGTERM and `irbook cancel` share this."""
+    record = store.run(run_id) or {}
     flow_run_id = record.get("flow_run_id")
     if flow_run_id:
         try:
@@ -369,15 +481,13 @@ def _cancel(spec: RunSpec) -> None:
             from prefect.states import Cancelled
 
             with get_client(sync_client=True) as client:
-                client.set_flow_run_state(
-                    UUID(flow_run_id), Cancelled(message="cancelled with Ctrl-C"), force=True
-                )
+                client.set_flow_run_state(UUID(flow_run_id), Cancelled(message=message), force=True)
         except Exception as exc:  # the API may be gone; the record still says what happened
-            spec.store.event(spec.run_id, "cancel-api-failed", None, error=str(exc))
-    for row in spec.store.steps(spec.run_id):
+            store.event(run_id, "cancel-api-failed", None, error=str(exc))
+    for row in store.steps(run_id):
         if row["state"] in ("running", "pending", "awaiting-approval"):
-            spec.store.upsert_step(
-                spec.run_id,
+            store.upsert_step(
+                run_id,
                 row["step_id"],
                 row["item"],
                 state="cancelled",
@@ -385,4 +495,4 @@ def _cancel(spec: RunSpec) -> None:
                 finished_at=time.time(),
             )
     if record.get("state") == "running":
-        spec.store.finish_run(spec.run_id, "cancelled", "cancelled with Ctrl-C")
+        store.finish_run(run_id, "cancelled", message)

@@ -115,6 +115,17 @@ KEY_COLUMNS = {"runs": ("id",), "steps": ("run_id", "step_id", "item")}
 _COLUMNS = {"owner": "TEXT"}
 _INDEXES = "CREATE INDEX IF NOT EXISTS runs_running ON runs (owner) WHERE state = 'running';"
 
+# What `irbook rollback` (or an auto rollback) left the run's effects in; shown beside the
+# run's own verdict ("failed, rolled back") so neither hides the other.
+ROLLBACK_OUTCOMES = ("rolled back", "partially rolled back", "rollback failed")
+
+
+def rollback_outcome(undone: int, skipped: int, failed: int) -> str:
+    """A rollback's result in words: every compensation done or skipped, some, or none."""
+    if not failed:
+        return "rolled back"
+    return "partially rolled back" if undone + skipped else "rollback failed"
+
 
 def _dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value, sort_keys=True, default=str)
@@ -228,8 +239,14 @@ class RunStore:
             self._event(db, run_id, "run-flow-run", None, {"set": row})
 
     def finish_run(self, run_id: str, state: str, message: str = "", outputs: Any = None) -> None:
+        """Record how a run ended. A cancelled run stays cancelled: `irbook cancel` may land
+        while a step is still running, and the engine's own end must not overwrite it."""
         message, outputs = self._clean(run_id, (message, outputs))
         with self._tx() as db:
+            now = db.execute("SELECT state FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if now is not None and now[0] == "cancelled" and state != "cancelled":
+                self._event(db, run_id, "run-end-after-cancel", None, {"would_be": state})
+                return
             db.execute(
                 "UPDATE runs SET state = ?, message = ?, outputs = ?, finished_at = ? WHERE id = ?",
                 (state, message, _dumps(outputs), time.time(), run_id),
@@ -272,6 +289,56 @@ class RunStore:
             .fetchall()
         )
         return [dict(r) for r in rows]
+
+    def rollbacks(self, run_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The latest live rollback of each run, from the audit-chained "rollback" events:
+        {run_id: {"outcome", "by", "at", "undone", "skipped", "failed"}}."""
+        if not run_ids:
+            return {}
+        marks = ", ".join("?" * len(run_ids))
+        rows = (
+            self._db()
+            .execute(
+                f"SELECT run_id, at, detail FROM events WHERE kind = 'rollback'"  # noqa: S608
+                f" AND run_id IN ({marks}) ORDER BY seq",
+                tuple(run_ids),
+            )
+            .fetchall()
+        )
+        out: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            out[row["run_id"]] = {**(_loads(row["detail"]) or {}), "at": row["at"]}
+        return out
+
+    def waiting_approvals(self, run_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Running runs that wait on a person: {run_id: {"step", "since", "timeout",
+        "on_timeout"}}, since = when the step started waiting."""
+        if not run_ids:
+            return {}
+        marks = ", ".join("?" * len(run_ids))
+        db = self._db()
+        query = (
+            "SELECT s.run_id, s.step_id, s.approval FROM steps s"  # noqa: S608 - placeholders
+            " JOIN runs r ON r.id = s.run_id"
+            " WHERE r.state = 'running' AND s.state = 'awaiting-approval'"
+            f" AND s.run_id IN ({marks})"
+        )
+        rows = db.execute(query, tuple(run_ids)).fetchall()
+        out: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            since = db.execute(
+                "SELECT MAX(at) AS at FROM events WHERE run_id = ? AND step_id = ?"
+                " AND kind = 'step-awaiting-approval'",
+                (row["run_id"], row["step_id"]),
+            ).fetchone()
+            approval = _loads(row["approval"]) or {}
+            out[row["run_id"]] = {
+                "step": row["step_id"],
+                "since": since["at"] if since is not None else None,
+                "timeout": approval.get("timeout"),
+                "on_timeout": approval.get("on_timeout"),
+            }
+        return out
 
     # -- steps ------------------------------------------------------------------------
 

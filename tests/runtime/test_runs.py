@@ -273,7 +273,7 @@ def test_manual_rollback_records_the_plan_and_rollback_runs_it_later(tmp_path: P
     assert actions.CALLS == ["change:one"]  # a dry rollback changes nothing
     assert roll_back_run(record, plan, dry_run=False, out=Out()) == []
     assert actions.CALLS == ["change:one", "undo:one"]
-    assert "rollback done\n" in lines
+    assert "rollback done: 1 undone\n" in lines
 
 
 # --- through the real CLI -------------------------------------------------------------

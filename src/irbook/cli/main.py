@@ -99,7 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rollback", help="run the compensations of a run, newest first")
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("--dry-run", action="store_true", help="show the calls, change nothing")
+    p.add_argument("--yes", action="store_true", help="do not ask before a live rollback")
+    p.add_argument("--force", action="store_true", help="roll back again a rolled back run")
     p.set_defaults(handler="irbook_flows.cli:cmd_rollback")
+
+    p = sub.add_parser("cancel", help="end a run wherever it is (and its Prefect flow run)")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--by", metavar="NAME", help="who cancels (default: cli:$USER)")
+    p.add_argument("--comment", metavar="TEXT")
+    p.set_defaults(handler="irbook_flows.cli:cmd_cancel")
 
     p = sub.add_parser("serve", help="the HTTP receiver: SIEM webhooks and Slack approvals")
     p.add_argument("--host", default="127.0.0.1")
