@@ -62,6 +62,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true", help="ignore cached results")
     p.set_defaults(handler="irbook.cli.commands:cmd_plan")
 
+    p = sub.add_parser(
+        "match",
+        help="which playbooks a raw vendor payload would start, offline",
+        description="Normalize a raw payload as the receiver would and show the playbooks its"
+        " triggers start, and the near misses. Exit status: 0 a playbook matched, 1 none did"
+        " (or a user error).",
+    )
+    p.add_argument("file", metavar="FILE", help="the payload as the vendor posts it (JSON)")
+    p.add_argument(
+        "--from",
+        dest="from_",
+        required=True,
+        metavar="FORMAT",
+        help="the payload's format (guardduty), or with --config a configured source",
+    )
+    p.add_argument("--config", metavar="RECEIVER.yaml", help="irbook serve's configuration")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(handler="irbook.cli.match:cmd_match")
+
     p = sub.add_parser("run", help="run a playbook as a Prefect flow (live or --dry-run)")
     p.add_argument("playbook", metavar="PLAYBOOK", help="a playbook id or path")
     p.add_argument("--alert", metavar="FILE", help="a normalized alert, JSON or YAML")

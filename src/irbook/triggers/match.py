@@ -11,7 +11,9 @@ compared, never interpreted.
 from __future__ import annotations
 
 import fnmatch
+import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from irbook.model import Alert, Playbook, Trigger
@@ -72,17 +74,50 @@ def _holds(value: Any, cond: Any) -> bool:
     return _number(value) is not None and _number(value) == _number(cond)
 
 
-def matches(trigger: Trigger, alert: Alert | Mapping[str, Any]) -> bool:
+@dataclass(frozen=True)
+class Miss:
+    """The first condition of a trigger an alert failed: `source`, `format` or a field
+    path, what the trigger expected and what the alert holds there (`irbook match`)."""
+
+    condition: str
+    expected: Any
+    actual: list[Any]
+
+    def near(self) -> bool:
+        """Whether the trigger named this alert's origin and only its conditions failed."""
+        return self.condition not in ("source", "format")
+
+    def __str__(self) -> str:
+        expected = json.dumps(self.expected, default=str)
+        if not self.actual:
+            return f"{self.condition}: expected {expected}, the alert has no such field"
+        shown = self.actual[0] if len(self.actual) == 1 else self.actual[:5]
+        actual = json.dumps(shown, default=str)
+        if len(actual) > 200:
+            actual = actual[:197] + "..."
+        return f"{self.condition}: expected {expected}, got {actual}"
+
+
+def first_miss(trigger: Trigger, alert: Alert | Mapping[str, Any]) -> Miss | None:
+    """None when the alert matches the trigger, else the first condition that failed.
+
+    `matches` is this function's verdict, so the receiver and `irbook match` cannot
+    disagree on why an alert started nothing.
+    """
     data = alert.as_context() if isinstance(alert, Alert) else alert
     if trigger.source is not None and data.get("source") != trigger.source:
-        return False
+        return Miss("source", trigger.source, [data.get("source")])
     if trigger.format is not None and data.get("format") != trigger.format:
-        return False
+        return Miss("format", trigger.format, [data.get("format")])
     for path, cond in trigger.match.items():
         values = _values(data, path.split("."))
         if not any(_holds(v, cond) for v in values):
-            return False
-    return True
+            return Miss(path, cond, values)
+    return None
+
+
+def matches(trigger: Trigger, alert: Alert | Mapping[str, Any]) -> bool:
+    return first_miss(trigger, alert) is None
 
 
 def matching_playbooks(playbooks: Iterable[Playbook], alert: Alert) -> list[Playbook]:
