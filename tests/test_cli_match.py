@@ -172,3 +172,39 @@ def test_match_imports_neither_prefect_nor_boto3() -> None:
     )
     assert "match: leaked-model-key" in done.stdout, done.stdout + done.stderr
     assert "HEAVY []" in done.stdout, done.stdout + done.stderr
+
+
+def test_a_resolved_alert_starts_nothing_as_in_the_receiver(tmp_path: Path) -> None:
+    text = (ROOT / "playbooks" / "leaked-model-key.yaml").read_text()
+    text = text.replace(
+        "  - format: guardduty    # any configured source of format guardduty\n"
+        "    match:\n"
+        '      type: "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.*"\n'
+        "      severity: {gte: 7}\n",
+        "  - format: alertmanager\n    match:\n      type: ModelEndpointTokenSpike\n",
+    )
+    assert "format: alertmanager" in text
+    (tmp_path / "spike.yaml").write_text(text)
+    done = irbook(
+        "match", str(PAYLOADS / "alertmanager_group.json"), "--from", "alertmanager",
+        "--format", "json", env={"IRBOOK_PLAYBOOKS": str(tmp_path)},
+    )  # fmt: skip
+    no_traceback(done)
+    assert done.returncode == 0, done.stderr
+    firing, resolved = json.loads(done.stdout)["alerts"]
+    assert firing["matches"] == [{"playbook": "leaked-model-key", "trigger": 0}]
+    assert "resolved" not in firing
+    assert resolved["resolved"] is True
+    assert resolved["matches"] == []
+
+
+def test_a_sample_finding_is_marked_as_the_receiver_treats_it() -> None:
+    done = irbook("match", str(PAYLOADS / "guardduty_sample.json"), "--from", "guardduty")
+    assert "sample finding: the receiver would start a dry run only" in done.stdout
+    out = json.loads(
+        irbook(
+            "match", str(PAYLOADS / "guardduty_sample.json"), "--from", "guardduty",
+            "--format", "json",
+        ).stdout
+    )  # fmt: skip
+    assert out["sample"] is True
