@@ -208,3 +208,25 @@ def test_a_sample_finding_is_marked_as_the_receiver_treats_it() -> None:
         ).stdout
     )  # fmt: skip
     assert out["sample"] is True
+
+
+def test_config_warns_as_serve_does_of_a_format_written_as_source(tmp_path: Path) -> None:
+    books = tmp_path / "books"
+    books.mkdir()
+    text = (ROOT / "playbooks" / "leaked-model-key.yaml").read_text()
+    text = text.replace(
+        "  - format: guardduty    # any configured source of format guardduty",
+        "  - source: guardduty",
+    )
+    (books / "old.yaml").write_text(text)
+    config = tmp_path / "receiver.yaml"
+    config.write_text(
+        f"playbooks: [{books}]\nsources:\n  gd-prod:\n    format: guardduty\n"
+        "    auth: {scheme: bearer, token_env: IRBOOK_MATCH_TEST_UNSET}\n"
+    )
+    done = irbook("match", str(EXFIL), "--from", "guardduty", "--config", str(config))
+    no_traceback(done)
+    assert done.returncode == 0, done.stderr
+    assert "match: leaked-model-key (trigger 0)" in done.stdout
+    assert done.stderr.startswith("irbook: warning: playbook leaked-model-key triggers[0]:")
+    assert "(deprecated: write format: guardduty" in done.stderr

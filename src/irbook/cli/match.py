@@ -9,8 +9,10 @@ that source, the same matcher), so a payload that starts nothing here starts not
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -61,8 +63,10 @@ def _origin(args: argparse.Namespace) -> tuple[str, Mapping[str, Any] | None, st
     wanted: str = args.from_
     if args.config is None:
         if wanted not in NORMALIZERS:
+            close = difflib.get_close_matches(wanted, list(NORMALIZERS), n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
             raise IrbookError(
-                f"--from {wanted}: unknown format (known: {', '.join(sorted(NORMALIZERS))})"
+                f"--from {wanted}: unknown format; {hint}(known: {', '.join(sorted(NORMALIZERS))})"
             )
         return wanted, None, wanted, load_playbooks(default_playbook_dirs())
     loaded = load_config(args.config, env=_OfflineEnv(os.environ))
@@ -84,6 +88,8 @@ def _origin(args: argparse.Namespace) -> tuple[str, Mapping[str, Any] | None, st
     src = sources[name]
     playbooks = load_playbooks(loaded.config.playbooks or default_playbook_dirs())
     routes = route_playbooks(loaded, playbooks)
+    for warning in [*loaded.warnings, *routes.warnings]:  # as `irbook serve` says at start-up
+        print(f"irbook: warning: {warning}", file=sys.stderr)
     return (
         src.config.format,
         src.config.options,
@@ -155,6 +161,10 @@ def cmd_match(args: argparse.Namespace) -> int:
         alerts = NORMALIZERS[fmt](payload, options)
     except NormalizeError as exc:  # the receiver's 422, with the same path and reason
         raise IrbookError(f"{args.file}: {exc.path}: {exc.reason} (format {fmt})") from None
+    except (RecursionError, ValueError, TypeError) as exc:  # the receiver's 422 for a slip
+        raise IrbookError(
+            f"{args.file}: $: payload could not be normalized ({type(exc).__name__}, format {fmt})"
+        ) from None
     results = []
     for alert in alerts:
         alert.source, alert.format = origin, fmt
