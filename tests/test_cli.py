@@ -33,7 +33,9 @@ def no_traceback(done: subprocess.CompletedProcess[str]) -> None:
 
 
 def test_help_for_every_command() -> None:
-    for command in ("", "validate", "list", "show", "plan", "schema", "actions"):
+    every = ("", "validate", "list", "show", "plan", "match", "run", "approve", "runs")
+    every += ("rollback", "cancel", "serve", "drill", "deploy", "audit", "server", "sandbox")
+    for command in (*every, "iam-policy", "docs", "schema", "actions"):
         done = irbook(*([command] if command else []), "--help")
         assert done.returncode == 0, done.stderr
         assert "usage: irbook" in done.stdout
