@@ -56,6 +56,12 @@ def test_data_file_has_the_fields_and_no_duplicates() -> None:
     by_id = {t["id"]: t for t in data["techniques"]}
     assert by_id["AML.T0012"]["name"] == "Valid Accounts"
     assert by_id["AML.T0040"]["name"] == "ML Model Inference API Access"
+    assert by_id["AML.T0051.000"] == {  # LLM techniques: ATLAS 4.5 or later
+        "id": "AML.T0051.000",
+        "name": "Direct",
+        "parent": "AML.T0051",
+        "tactics": by_id["AML.T0051"]["tactics"],
+    }
 
 
 def test_unknown_atlas_id_is_a_located_error_with_a_hint(tmp_path: Path) -> None:
@@ -71,7 +77,7 @@ def test_unknown_atlas_id_is_a_located_error_with_a_hint(tmp_path: Path) -> None
     assert done.returncode == 1, done.stdout + done.stderr
     col = atlas_line.index("AML.T0041.000") + 1
     assert done.stdout.splitlines()[0] == (
-        f"{book}:6:{col}: error: unknown MITRE ATLAS technique 'AML.T0041.000' (ATLAS 4.0.0)"
+        f"{book}:6:{col}: error: unknown MITRE ATLAS technique 'AML.T0041.000' (ATLAS 4.5.2)"
         " (did you mean 'AML.T0041', Physical Environment Access?)"
     )
     assert "Traceback" not in done.stderr
