@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from irbook.atlas import DATA_PATH
 from irbook.docs.coverage import render_coverage
 from irbook.loader import load_playbook
@@ -149,3 +151,20 @@ def test_docs_check_reports_a_stale_coverage_page(tmp_path: Path) -> None:
     done = irbook("docs", "--check", "--out", str(out))
     assert done.returncode == 1
     assert done.stdout == f"{out / 'atlas.md'}: out of date\n"
+
+
+def test_changed_atlas_data_invalidates_cached_validations(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The validate cache keys on the code that judges; the ATLAS list judges too."""
+    from irbook import cache
+
+    monkeypatch.setattr(cache, "_fingerprint", None)
+    before = cache.fingerprint()
+    st = os.stat(DATA_PATH)
+    try:
+        os.utime(DATA_PATH, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+        monkeypatch.setattr(cache, "_fingerprint", None)
+        assert cache.fingerprint() != before
+    finally:
+        os.utime(DATA_PATH, ns=(st.st_atime_ns, st.st_mtime_ns))
