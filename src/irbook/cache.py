@@ -4,8 +4,9 @@ Validation and planning are pure functions of the files' bytes, the arguments an
 code that judges them. Their results are kept under `$IRBOOK_HOME/cache`, keyed by a
 hash of all of those, so that re-validating an unchanged tree does not pay pydantic's
 start-up (about 50 ms of model building) again. The code fingerprint covers every
-Python file of irbook and of every installed action package (path, size, mtime), so
-editing code, installing a plugin or upgrading irbook invalidates every entry.
+Python and JSON file (code, and data such as the ATLAS list) of irbook and of every
+installed action package (path, size, mtime), so editing code, installing a plugin or
+upgrading irbook invalidates every entry.
 
 Set IRBOOK_NO_CACHE=1 (or pass --no-cache) to bypass it. Entries are written
 atomically; an unreadable entry is a miss, never an error.
@@ -73,7 +74,7 @@ def fingerprint() -> str:
             for folder, dirs, files in os.walk(top):
                 dirs.sort()
                 for name in sorted(files):
-                    if name.endswith(".py"):
+                    if name.endswith((".py", ".json")):  # .json: data such as ATLAS
                         path = os.path.join(folder, name)
                         st = os.stat(path)
                         digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())

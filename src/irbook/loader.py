@@ -8,6 +8,7 @@ refer to inputs and upstream steps, `needs` has no cycles).
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from collections.abc import Iterable, Iterator
@@ -24,6 +25,8 @@ from irbook.model.playbook import MAX_STEPS
 from irbook.registry import REGISTRY, ActionSpec, Registry, unknown_action_message
 from irbook.source import Path, Source, default_playbook_dirs, load_file, playbook_files
 from irbook.validate import duplicate_id, find_playbook
+
+_ATLAS_ID = re.compile(r"AML\.T\d{4}(\.\d{3})?")
 
 
 @dataclass
@@ -531,11 +534,26 @@ def _lenient_step(raw: Any) -> Step | None:
             return None
 
 
+def _check_atlas(checker: _Checker, ids: list[Any]) -> None:
+    """Each well-formed `metadata.atlas` id must be in the shipped ATLAS list (a typo
+    would otherwise put a playbook under the wrong technique, or none, in the coverage
+    page); malformed ids are the structure check's to report."""
+    from irbook.atlas import atlas
+
+    known = atlas()
+    for n, value in enumerate(ids):
+        if isinstance(value, str) and _ATLAS_ID.fullmatch(value) and value not in known.techniques:
+            checker.error(("metadata", "atlas", n), known.unknown_message(value))
+
+
 def check_playbook(
     raw: dict[str, Any], source: Source, registry: Registry, model: Playbook | None
 ) -> list[Diagnostic]:
     """Meaning checks, run on whichever parts of the document are structurally valid."""
     checker = _Checker(source, registry)
+    meta = raw.get("metadata")
+    if isinstance(meta, dict) and isinstance(meta.get("atlas"), list) and meta["atlas"]:
+        _check_atlas(checker, meta["atlas"])
     raw_steps: list[Any] = raw["steps"] if isinstance(raw.get("steps"), list) else []
     if len(raw_steps) > MAX_STEPS:
         return []  # the structure check reports it; graph checks would be quadratic

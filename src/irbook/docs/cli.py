@@ -94,6 +94,10 @@ def cmd_docs(args: argparse.Namespace) -> int:
         )
         for item in items
     ]
+    if not args.playbook:  # the coverage page needs every playbook, not one
+        from irbook.docs.coverage import COVERAGE_NAME, render_coverage
+
+        rendered.append((os.path.join(out_dir, COVERAGE_NAME), render_coverage(items)))
     if args.check:
         stale: list[str] = []
         for path, text in rendered:

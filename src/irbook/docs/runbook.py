@@ -278,6 +278,14 @@ def _warning(diag: Diagnostic) -> str:
 # --- the runbook ------------------------------------------------------------------------
 
 
+def _atlas_labels(ids: list[str]) -> str:
+    """`AML.T0012 Valid Accounts, ...`: the names, so a reader need not look the ids up."""
+    from irbook.atlas import atlas
+
+    known = atlas()
+    return ", ".join(prose(known.label(i), line_start=False) for i in ids)
+
+
 def render_runbook(
     loaded: Loaded, registry: Registry = REGISTRY, drills: Iterable[tuple[str, str]] = ()
 ) -> str:
@@ -300,7 +308,7 @@ def render_runbook(
         ("Playbook", code(meta.id)),
         ("Severity", meta.severity),
         ("Owner", prose(meta.owner) if meta.owner else "not set"),
-        ("MITRE ATLAS", ", ".join(meta.atlas) if meta.atlas else "none"),
+        ("MITRE ATLAS", _atlas_labels(meta.atlas) if meta.atlas else "none"),
         ("Tags", codes(meta.tags)),
         ("Rollback", f"{pb.rollback}"),
     ]
