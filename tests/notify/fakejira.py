@@ -24,11 +24,11 @@ import base64
 import json
 import re
 import threading
-import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote
+
+from tests.notify.fakeslack import Answer, Recorded, RecordingServer
 
 EMAIL = "irbook@example.test"
 API_TOKEN = "jira-api-token-fake"
@@ -45,30 +45,11 @@ TRANSITIONS = (
 )
 
 
-@dataclass
-class Request:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body or b"null")
-
+class Request(Recorded):
     @property
     def call(self) -> str:
         """As irbook names the call in plans and run records: `jira:POST /rest/api/3/issue`."""
         return f"jira:{self.method} {self.path}"
-
-
-@dataclass
-class Answer:
-    status: int
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0
 
 
 @dataclass
@@ -82,7 +63,10 @@ class Issue:
     links: list[dict[str, Any]] = field(default_factory=list)
 
 
-class FakeJira:
+class FakeJira(RecordingServer):
+    content_type = "application/json;charset=UTF-8"
+    record_type = Request
+
     def __init__(
         self,
         flavor: str = "cloud",
@@ -105,54 +89,7 @@ class FakeJira:
         self._scripted: list[Answer] = []
         self._lock = threading.Lock()
         self._ids = 10000
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                parts = urlsplit(self.path)
-                record = Request(
-                    method=self.command,
-                    path=parts.path,
-                    query=parse_qs(parts.query),
-                    headers={k.lower(): v for k, v in self.headers.items()},
-                    body=body,
-                )
-                answer = owner._answer(record)
-                if answer.delay:
-                    time.sleep(answer.delay)  # a Jira that hangs
-                try:
-                    self.send_response(answer.status)
-                    headers = {"Content-Type": "application/json;charset=UTF-8", **answer.headers}
-                    for name, value in headers.items():
-                        self.send_header(name, value)
-                    self.send_header("Content-Length", str(len(answer.body)))
-                    self.end_headers()
-                    self.wfile.write(answer.body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up waiting, as a timeout test wants
-
-            do_GET = do_POST = do_PUT = do_DELETE = _handle
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), daemon=True
-        )
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        super().__init__()
 
     # -- scripting and seeding ----------------------------------------------------------
 

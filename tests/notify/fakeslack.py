@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -51,14 +52,17 @@ class Answer:
     status: int
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds before answering: a service that hangs
 
 
-class FakeSlack:
+class RecordingServer:
+    """A threaded local HTTP server that records each request and answers it with
+    `_answer(record)`: the plumbing of every fake service in these tests."""
+
+    content_type = "application/json; charset=utf-8"
+    record_type: type[Recorded] = Recorded
+
     def __init__(self) -> None:
-        self.requests: list[Recorded] = []
-        self._scripted: list[Answer] = []
-        self._lock = threading.Lock()
-        self._ts = 0
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -66,7 +70,7 @@ class FakeSlack:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 parts = urlsplit(self.path)
-                record = Recorded(
+                record = owner.record_type(
                     method=self.command,
                     path=parts.path,
                     query=parse_qs(parts.query),
@@ -74,13 +78,18 @@ class FakeSlack:
                     body=body,
                 )
                 answer = owner._answer(record)
-                self.send_response(answer.status)
-                headers = {"Content-Type": "application/json; charset=utf-8", **answer.headers}
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(answer.body)))
-                self.end_headers()
-                self.wfile.write(answer.body)
+                if answer.delay:
+                    time.sleep(answer.delay)
+                try:
+                    self.send_response(answer.status)
+                    headers = {"Content-Type": owner.content_type, **answer.headers}
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(answer.body)))
+                    self.end_headers()
+                    self.wfile.write(answer.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up waiting, as a timeout test wants
 
             do_GET = do_POST = do_PUT = do_DELETE = _handle
 
@@ -94,18 +103,30 @@ class FakeSlack:
         )
         self._thread.start()
 
+    def _answer(self, record: Any) -> Answer:
+        raise NotImplementedError
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_port}"
-
-    @property
-    def api_url(self) -> str:
-        return self.url + "/api/"
 
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+class FakeSlack(RecordingServer):
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self._scripted: list[Answer] = []
+        self._lock = threading.Lock()
+        self._ts = 0
+        super().__init__()
+
+    @property
+    def api_url(self) -> str:
+        return self.url + "/api/"
 
     # -- scripting ----------------------------------------------------------------------
 
