@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TextIO
 
 from irbook.errors import IrbookError
-from irbook.runs import verdict_text
+from irbook.runs import verdict_line, verdict_text
 
 EXIT_OK, EXIT_FAILED, EXIT_REJECTED, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a killed command
@@ -278,9 +278,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         # Prefect already say cancelled, so leave now instead of joining it at exit.
         os._exit(EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED)
     message = first_line(outcome.message) if outcome.message else ""
-    out.write(f"\n{label} run {run_id}: {verdict_text(outcome.state, message)}")
-    shown = message and outcome.state != "partial"
-    out.write(f" ({message})\n" if shown else "\n")
+    out.write(f"\n{label} run {run_id}: {verdict_line(outcome.state, message)}\n")
     if outcome.outputs:
         for name, value in outcome.outputs.items():
             out.write(f"  {name} = {value}\n")
@@ -472,10 +470,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
         row["verdict"] = verdict_text(row["state"], row.get("message"))
         row["rolled_back"] = rollbacks.get(row["id"])
         row["waiting"] = waiting.get(row["id"])
-    human = store.runs_in_state("needs-human")
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return 0
+    human = store.runs_in_state("needs-human")
     for item in reaped:
         print(f"run {item.run_id} {item.state}: {item.message}", file=sys.stderr)
     for row in rows:

@@ -19,7 +19,7 @@ from irbook.drill.result import DrillResult, StepRecord
 from irbook.drill.scenario import LoadedScenario, load_scenario, param_text
 from irbook.errors import IrbookError
 from irbook.model.base import format_duration
-from irbook.runs import verdict_text
+from irbook.runs import verdict_line
 
 EXIT_PASSED, EXIT_FAILED = 0, 1
 
@@ -119,8 +119,7 @@ def summary(result: DrillResult) -> str:
     verdict = "PASSED" if result.passed else "FAILED"
     lines = [
         f"DRILL {result.scenario_id}: {verdict} — playbook {result.playbook_id} "
-        f"{verdict_text(result.outcome, result.message)}"
-        + (f" ({result.message})" if result.message and result.outcome != "partial" else ""),
+        f"{verdict_line(result.outcome, result.message)}",
     ]
     width = max((len(s.id) for s in result.steps), default=4)
     for step in result.steps:

@@ -28,7 +28,7 @@ from prefect.utilities.annotations import quote
 from irbook.model import Step
 from irbook.plan import redact
 from irbook.registry import REGISTRY, ActionContext, RunInfo
-from irbook.runs import RunStore, rollback_outcome, verdict_text
+from irbook.runs import RunStore, rollback_outcome, verdict_line, verdict_text
 from irbook_flows.engine import (
     MAX_WORKERS,
     Decision,
@@ -248,7 +248,7 @@ def _playbook(run_id: str) -> Any:
     shown = redact(message, spec.secrets)
     spec.store.finish_run(run_id, state, shown, engine.run_outputs())
     said = verdict_text(state, shown)
-    engine.close_card(said + (f" ({shown})" if shown and state != "partial" else ""))
+    engine.close_card(verdict_line(state, shown))
     if state == "succeeded":
         return Completed(message="playbook succeeded")
     if state == "partial":

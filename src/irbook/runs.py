@@ -102,6 +102,13 @@ def verdict_text(state: str, message: str | None = None) -> str:
     return state
 
 
+def verdict_line(state: str, message: str | None = None) -> str:
+    """The verdict with its reason: "failed (step 'x' failed: ...)"; a partial run's
+    reason is part of its verdict already ("succeeded with 1 failed step: x")."""
+    said = verdict_text(state, message)
+    return f"{said} ({message})" if message and state != "partial" else said
+
+
 # Columns stored as JSON text; an event's "set" holds their decoded values.
 JSON_COLUMNS = {
     "runs": frozenset({"inputs", "outputs"}),
@@ -400,6 +407,7 @@ class RunStore:
     # -- events -----------------------------------------------------------------------
 
     def event(self, run_id: str, kind: str, step_id: str | None = None, **detail: Any) -> None:
+        detail = self._clean(run_id, detail)
         with self._tx() as db:
             self._event(db, run_id, kind, step_id, detail)
 
@@ -411,7 +419,8 @@ class RunStore:
         step_id: str | None,
         detail: dict[str, Any],
     ) -> None:
-        detail = self._clean(run_id, detail)
+        """Append one chained event. Its detail is clean already: the rows read back were
+        redacted when written, and `event()` redacts what callers pass."""
         cursor = db.execute(
             "INSERT INTO events (run_id, at, kind, step_id, detail) VALUES (?, ?, ?, ?, ?)",
             (run_id, time.time(), kind, step_id, _dumps(detail)),
