@@ -27,6 +27,7 @@ from irbook.drill.clock import DrillController
 from irbook.model import Alert, Playbook, Step
 from irbook.model.base import format_duration
 from irbook.plan import (
+    FINAL_STEP_STATES,
     execution_order,
     incident_key,
     redact,
@@ -47,7 +48,7 @@ from irbook.registry import (
 )
 from irbook.runs import RunStore
 
-FINAL = {"succeeded", "failed", "skipped", "rejected", "cancelled"}
+FINAL = frozenset(FINAL_STEP_STATES)
 MAX_WORKERS = 8
 
 EventSink = Callable[[str, str, str, str], None]  # kind, step id, state, detail

@@ -21,12 +21,12 @@ from irbook import expr
 from irbook.errors import Diagnostic, IrbookError, LoadFailed, Location
 from irbook.model import Alert, Playbook, Step
 from irbook.model.base import parse_duration
-from irbook.model.playbook import MAX_STEPS
+from irbook.model.playbook import ATLAS_ID_PATTERN, MAX_STEPS
 from irbook.registry import REGISTRY, ActionSpec, Registry, unknown_action_message
 from irbook.source import Path, Source, default_playbook_dirs, load_file, playbook_files
 from irbook.validate import duplicate_id, find_playbook
 
-_ATLAS_ID = re.compile(r"AML\.T\d{4}(\.\d{3})?")
+_ATLAS_ID = re.compile(ATLAS_ID_PATTERN)
 
 
 @dataclass

@@ -182,8 +182,9 @@ class Plan:
     def live_outcome(self) -> str:
         """The outcome of a live run here, where steps whose integration's configuration
         is missing (preflight) fail when they call it."""
-        missing = tuple(step for c in self.preflight if c.status == "missing" for step in c.steps)
-        return self._outcome(missing)
+        from irbook.preflight import missing_steps
+
+        return self._outcome(tuple(missing_steps(self.preflight)))
 
     def _outcome(self, failing: tuple[str, ...]) -> str:
         order = [self.playbook.step(s.id) for s in self.steps]
@@ -770,13 +771,15 @@ def render_text(plan: Plan) -> str:
         lines.append("Outputs:")
         for name, value in data["outputs"].items():
             lines.append(f"  {name} = {_short(value) if value is not None else '(none)'}")
+    missing: list[str] = []
     if plan.preflight:
+        from irbook.preflight import missing_steps
         from irbook.preflight import render as render_preflight
 
         lines.append(render_preflight(plan.preflight))
+        missing = missing_steps(plan.preflight)
     s = data["summary"]
     verdict = f"the run {data['outcome']}."
-    missing = [step for c in plan.preflight if c.status == "missing" for step in c.steps]
     if missing:
         # the plan's own verdict holds only once the configuration is there
         verdict = (

@@ -11,7 +11,8 @@ from irbook.model.inputs import InputSpec
 from irbook.model.step import Acknowledgement, AwsTarget, Step
 from irbook.model.triggers import Trigger
 
-AtlasId = Annotated[str, StringConstraints(pattern=r"^AML\.T\d{4}(\.\d{3})?$")]
+ATLAS_ID_PATTERN = r"AML\.T\d{4}(\.\d{3})?"  # a technique or sub-technique id
+AtlasId = Annotated[str, StringConstraints(pattern=f"^{ATLAS_ID_PATTERN}$")]
 InputName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
 

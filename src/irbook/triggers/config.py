@@ -66,7 +66,7 @@ _ENV_SETTINGS: dict[str, tuple[str, bool]] = {
     "password_env": ("password", False),
     "passwords_env": ("passwords", True),
 }
-_INLINE_SECRETS = ("secret", "secrets", "token", "tokens", "password", "passwords")
+_INLINE_SECRETS = tuple(setting for setting, _ in _ENV_SETTINGS.values())
 
 
 class _Model(BaseModel):

@@ -20,6 +20,7 @@ from pydantic.fields import FieldInfo
 
 from irbook.triggers.auth import SCHEMES, VERIFIERS
 from irbook.triggers.config import (
+    _ENV_SETTINGS,
     AuthSettings,
     RateConfig,
     ReceiverConfig,
@@ -28,14 +29,7 @@ from irbook.triggers.config import (
 )
 
 # `*_env` settings the configuration resolves into the verifier setting they name.
-_ENV_OF = {
-    "secret": "secret_env",
-    "secrets": "secrets_env",
-    "token": "token_env",
-    "tokens": "tokens_env",
-    "password": "password_env",
-    "passwords": "passwords_env",
-}
+_ENV_OF = {setting: env for env, (setting, _) in _ENV_SETTINGS.items()}
 
 
 def receiver_schema() -> dict[str, Any]:

@@ -226,6 +226,12 @@ def default_severity(options: Mapping[str, Any], words: Mapping[str, float]) -> 
     return float(value), None
 
 
+def set_severity(draft: Draft, found: Severity) -> None:
+    """Put a severity found (score, label or None) on the alert being built."""
+    draft.severity, label = found
+    draft.severity_label = label or ""
+
+
 def settle_severity(
     draft: Draft, default: Severity | None, looked: list[Node], *, mappable: bool = True
 ) -> None:
@@ -236,8 +242,7 @@ def settle_severity(
         return
     if default is None:
         raise missing_severity(looked, mappable=mappable)
-    draft.severity, label = default
-    draft.severity_label = label or ""
+    set_severity(draft, default)
 
 
 def configured_severity(fields: Mapping[str, FieldSpec], root: Node, bare: Node) -> list[Node]:
@@ -328,8 +333,7 @@ def apply_fields(
     if "severity" in fields:
         found = severity_of(lookup(fields, "severity", root, bare), mapping, scale)
         if found is not None:
-            draft.severity, label = found
-            draft.severity_label = label or ""
+            set_severity(draft, found)
             found_severity = True
     label_text = text("severity_label")
     if label_text is not None:

@@ -32,6 +32,7 @@ from irbook.triggers.normalizers._options import (
     Severity,
     default_severity,
     read_options,
+    set_severity,
     settle_severity,
     severity_map,
     severity_of,
@@ -88,8 +89,7 @@ def _alert(
     except NormalizeError:
         found = None  # label values are free text; an unmapped word is not a bad post
     if found is not None:
-        draft.severity, label = found
-        draft.severity_label = label or ""
+        set_severity(draft, found)
     else:
         settle_severity(draft, default, [labels.get("severity")])
     instance = labels.get("instance").text()

@@ -51,6 +51,7 @@ from irbook.triggers.normalizers._options import (
     field_map,
     lookup,
     read_options,
+    set_severity,
     settle_severity,
     severity_map,
     severity_of,
@@ -103,8 +104,7 @@ def normalize(payload: Any, options: Mapping[str, Any] | None = None) -> list[Al
     )
     found = _severity(root, words)
     if found is not None:
-        draft.severity, label = found
-        draft.severity_label = label or ""
+        set_severity(draft, found)
     _tags(draft, root.get("tags"))
     _attributes(draft, root.get("security_signal_attributes"))
     host = root.get("hostname").text()

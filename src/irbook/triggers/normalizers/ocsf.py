@@ -43,6 +43,7 @@ from irbook.triggers.normalizers._options import (
     Severity,
     default_severity,
     read_options,
+    set_severity,
     settle_severity,
     severity_map,
     severity_of,
@@ -135,8 +136,7 @@ def _finding(
     if found is None:
         settle_severity(draft, default, [f.get("severity_id"), f.get("severity")])
     else:
-        draft.severity, label = found
-        draft.severity_label = label or ""
+        set_severity(draft, found)
     _actor(draft, f)
     for r in f.get("resources").items():
         _resource(draft, r)

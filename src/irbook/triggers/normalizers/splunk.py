@@ -38,6 +38,7 @@ from irbook.triggers.normalizers._options import (
     field_map,
     lookup,
     read_options,
+    set_severity,
     settle_severity,
     severity_map,
     severity_of,
@@ -89,8 +90,7 @@ def normalize(payload: Any, options: Mapping[str, Any] | None = None) -> list[Al
         for key in ("severity", "urgency"):
             found = _cim_severity(result.get(key), words)
             if found is not None:
-                draft.severity, label = found
-                draft.severity_label = label or ""
+                set_severity(draft, found)
                 break
     dest = result.get("dest").first_text()
     if dest:
