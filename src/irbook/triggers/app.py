@@ -65,7 +65,14 @@ from irbook.triggers.limits import (
 from irbook.triggers.match import matches
 from irbook.triggers.normalizers import NORMALIZERS, NormalizeError, is_resolved, is_sample
 from irbook.triggers.normalizers._base import plain_json_body, vouched
-from irbook.triggers.queue import PENDING, AlertQueue, Enqueued, QueueItem, alert_key
+from irbook.triggers.queue import (
+    AlertQueue,
+    Enqueued,
+    QueueItem,
+    alert_key,
+    in_window,
+    latest_rows,
+)
 from irbook.triggers.slack import SlackInteractions
 
 log = logging.getLogger("irbook.webhooks")
@@ -463,23 +470,11 @@ class WebhookReceiver:
         """
         if not step.items:
             return False
-        keys = {alert_key(item.source, item.playbook_id, item.alert.id) for item in step.items}
-        db = self._reader()
-        rows = db.execute(
-            "SELECT alert_key, status, first_seen FROM webhook_alerts"
-            " WHERE alert_key IN (SELECT value FROM json_each(?)) AND status != 'failed'",
-            (json.dumps(sorted(keys)),),
-        ).fetchall()
-        latest: dict[str, tuple[float, str]] = {}
-        for key, status, first_seen in rows:
-            if key not in latest or float(first_seen) > latest[key][0]:
-                latest[key] = (float(first_seen), str(status))
-        for item, window in zip(step.items, step.windows, strict=True):
-            row = latest.get(alert_key(item.source, item.playbook_id, item.alert.id))
-            if row is None:
-                return False
-            first_seen, status = row
-            if status not in PENDING and not step.now < first_seen + window:
+        keys = [alert_key(item.source, item.playbook_id, item.alert.id) for item in step.items]
+        latest = latest_rows(self._reader(), keys)
+        for key, window in zip(keys, step.windows, strict=True):
+            row = latest.get(key)
+            if row is None or not in_window(row, window, step.now):
                 return False
         return True
 

@@ -33,7 +33,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -134,6 +134,31 @@ class QueuedAlert:
     mode: str
     alert: Alert
     attempts: int
+
+
+def latest_rows(db: sqlite3.Connection, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The newest row of each alert key that is not failed: what a new alert with that
+    key attaches to. The writer reads it in its transaction, the receiver to admit
+    duplicates over the rate limit."""
+    cursor = db.execute(
+        "SELECT id, alert_key, run_id, mode, status, count, first_seen FROM webhook_alerts"
+        " WHERE alert_key IN (SELECT value FROM json_each(?)) AND status != 'failed'",
+        (json.dumps(sorted(set(keys))),),
+    )
+    names = [d[0] for d in cursor.description]
+    latest: dict[str, dict[str, Any]] = {}
+    for values in cursor:
+        row = dict(zip(names, values, strict=True))
+        current = latest.get(row["alert_key"])
+        if current is None or float(row["first_seen"]) > float(current["first_seen"]):
+            latest[row["alert_key"]] = row
+    return latest
+
+
+def in_window(row: Mapping[str, Any], window: float, now: float) -> bool:
+    """A stored row a repeat attaches to without asking about its run: still waiting or
+    starting, or first seen within the dedup window."""
+    return row["status"] in PENDING or now < float(row["first_seen"]) + window
 
 
 def alert_key(source: str, playbook_id: str, alert_id: str) -> str:
@@ -560,16 +585,8 @@ class AlertQueue:
         wanted = sorted(
             {key for spec in specs for _, _, key, _ in spec.items if key not in batch.latest}  # type: ignore[union-attr]
         )
-        if wanted:
-            found = db.execute(
-                "SELECT id, alert_key, run_id, mode, status, count, first_seen FROM webhook_alerts"
-                " WHERE alert_key IN (SELECT value FROM json_each(?)) AND status != 'failed'",
-                (json.dumps(wanted),),
-            ).fetchall()
-            for row in found:
-                current = batch.latest.get(row["alert_key"])
-                if current is None or float(row["first_seen"]) > float(current["first_seen"]):
-                    batch.latest[row["alert_key"]] = dict(row)
+        if wanted:  # none of these keys is in batch.latest yet
+            batch.latest.update(latest_rows(db, wanted))
         inserts: list[tuple[Any, ...]] = []
         for job in jobs:
             spec = job.work
@@ -670,7 +687,7 @@ class AlertQueue:
         )
 
     def _attaches(self, row: Mapping[str, Any], window: float, now: float) -> bool:
-        if row["status"] in PENDING or now < float(row["first_seen"]) + window:
+        if in_window(row, window, now):
             return True
         if self.run_active is None:
             return False
