@@ -459,11 +459,13 @@ class Reference(NamedTuple):
     offset: int
 
 
-def references(node: Node) -> Iterator[Reference]:
+def references(node: Node, *, fallbacks: bool = True) -> Iterator[Reference]:
     """Every context path an expression reads, as far as it is known statically.
 
     A work list rather than recursion: the order is the recursive one (left to right,
-    a chain's dynamic indexes before its base), the stack use is not.
+    a chain's dynamic indexes before its base), the stack use is not. With
+    `fallbacks=False` the first argument of `default(...)` is left out: a value the
+    author expects may be absent, which the run does not need.
     """
     todo: list[Node | Reference] = [node]  # a Reference is queued to keep its place
     while todo:
@@ -495,7 +497,8 @@ def references(node: Node) -> Iterator[Reference]:
         elif isinstance(item, Binary):
             todo.extend((item.right, item.left))
         elif isinstance(item, Call):
-            todo.extend(reversed(item.args))
+            args = item.args if fallbacks or item.func != "default" else item.args[1:]
+            todo.extend(reversed(args))
         elif isinstance(item, ListNode):
             todo.extend(reversed(item.items))
 

@@ -356,56 +356,32 @@ def output_reads(step: Step) -> frozenset[str]:
 
     Every `steps.<id>...` its `if`, `for_each` and `with` read, except `steps.<id>.status`
     and the first argument of `default(...)`, where the author has said what to use when
-    the value is absent. Walked with an explicit stack: no recursion per operand.
+    the value is absent.
     """
     found: set[str] = set()
-    stack: list[expr.Node] = []
-    for _, text in _template_strings((step.if_, step.for_each, step.with_)):
+    for text in _template_strings((step.if_, step.for_each, step.with_)):
         try:
             template = expr.parse_template(text)
         except expr.ExprError:
             continue  # the loader reports it; nothing is read
-        stack.extend(node for node, _ in template.expressions)
-    while stack:
-        node = stack.pop()
-        if isinstance(node, expr.Attr | expr.Index):
-            path: list[str] = []
-            cur: expr.Node = node
-            while isinstance(cur, expr.Attr | expr.Index):
-                if isinstance(cur, expr.Attr):
-                    path.append(cur.name)
-                else:
-                    stack.append(cur.index)
-                    key = cur.index.value if isinstance(cur.index, expr.Literal) else None
-                    path.append(key if isinstance(key, str) else "")
-                cur = cur.target
-            path.reverse()
-            if isinstance(cur, expr.Name) and cur.name == "steps" and path and path[0]:
-                if len(path) < 2 or path[1] != "status":
-                    found.add(path[0])
-            else:
-                stack.append(cur)
-        elif isinstance(node, expr.Call):
-            args = node.args[1:] if node.func == "default" else node.args
-            stack.extend(args)
-        elif isinstance(node, expr.Unary):
-            stack.append(node.operand)
-        elif isinstance(node, expr.Binary):
-            stack.extend((node.left, node.right))
-        elif isinstance(node, expr.ListNode):
-            stack.extend(node.items)
+        for node, _ in template.expressions:
+            for ref in expr.references(node, fallbacks=False):
+                path = ref.path
+                if path[0] == "steps" and len(path) > 1 and path[2:3] != ("status",):
+                    found.add(path[1])
     found.discard(step.id)
     return frozenset(found)
 
 
-def _template_strings(value: Any) -> list[tuple[int, str]]:
-    out: list[tuple[int, str]] = []
+def _template_strings(value: Any) -> list[str]:
+    """Every string holding an expression, anywhere in a step's nested values."""
+    out: list[str] = []
     stack = [value]
     while stack:
         cur = stack.pop()
         if isinstance(cur, str):
             if expr.OPEN in cur:
-                out.append((len(out), cur))
+                out.append(cur)
         elif isinstance(cur, dict):
             stack.extend(cur.values())
         elif isinstance(cur, list | tuple):
