@@ -176,7 +176,7 @@ class Plan:
     @property
     def outcome(self) -> str:
         """What the run would end as, in the words of the plan's summary line."""
-        return self._outcome(())
+        return _outcome_words(self._verdict(()))
 
     @property
     def live_outcome(self) -> str:
@@ -184,32 +184,29 @@ class Plan:
         is missing (preflight) fail when they call it."""
         from irbook.preflight import missing_steps
 
-        return self._outcome(tuple(missing_steps(self.preflight)))
+        return _outcome_words(self._verdict(tuple(missing_steps(self.preflight))))
 
-    def _outcome(self, failing: tuple[str, ...]) -> str:
-        order = [self.playbook.step(s.id) for s in self.steps]
+    def _verdict(self, failing: tuple[str, ...]) -> tuple[str, list[str]]:
+        """The run's end state as `run_verdict` says it, and the steps that would fail."""
+        written = {s.id: s for s in self.playbook.steps}
         state_of = {s.id: PLANNED_STATE[s.status] for s in self.steps}
         for sid in failing:
             if state_of.get(sid) == "succeeded":
                 state_of[sid] = "failed"
-        state, message = run_verdict(
-            order,
+        state, _ = run_verdict(
+            [written[s.id] for s in self.steps],
             state_of,
             {s.id: s.reason for s in self.steps},
             {s.id: s.on_failure for s in self.steps},
         )
-        if state == "partial":
-            return f"succeeds with {message.split(':', 1)[0]}"
-        return "succeeds" if state == "succeeded" else "fails"
+        return state, [sid for sid, st in state_of.items() if st == "failed"]
 
     @property
     def exit_status(self) -> int:
         """`irbook plan`'s exit status: 0 the run succeeds, 3 it succeeds with failed
         steps (as `irbook run` exits), 4 it fails. 1 stays a user error."""
-        outcome = self.outcome
-        if outcome == "succeeds":
-            return 0
-        return 3 if outcome.startswith("succeeds with") else 4
+        state, _ = self._verdict(())
+        return {"succeeded": 0, "partial": 3}.get(state, 4)
 
     def step(self, step_id: str) -> PlannedStep:
         for step in self.steps:
@@ -451,6 +448,15 @@ def run_verdict(
 
 
 FINAL_STEP_STATES = ("succeeded", "failed", "skipped", "rejected", "cancelled")
+
+
+def _outcome_words(verdict: tuple[str, list[str]]) -> str:
+    """A plan's verdict as its summary line says it: succeeds, succeeds with N failed
+    steps, or fails."""
+    state, failed = verdict
+    if state == "partial":
+        return f"succeeds with {failed_steps_message(failed).split(':', 1)[0]}"
+    return "succeeds" if state == "succeeded" else "fails"
 
 
 def failed_steps_message(failed: list[str]) -> str:

@@ -176,9 +176,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     err = "".join(f"{warning}\n" for warning in item.warnings)
     sys.stdout.write(out)
     sys.stderr.write(err)
+    status = plan.exit_status
     if entry is not None:
-        cache.put("plan", entry, {"stdout": out, "stderr": err, "exit": plan.exit_status})
-    return plan.exit_status
+        cache.put("plan", entry, {"stdout": out, "stderr": err, "exit": status})
+    return status
 
 
 def cmd_iam_policy(args: argparse.Namespace) -> int:
