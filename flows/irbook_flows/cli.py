@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TextIO
 
 from irbook.errors import IrbookError
-from irbook.runs import verdict_line, verdict_text
+from irbook.runs import step_label, verdict_line, verdict_text
 
 EXIT_OK, EXIT_FAILED, EXIT_REJECTED, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a killed command
@@ -446,7 +446,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(f"  inputs: {json.dumps(record['inputs'], sort_keys=True)}")
         cut = False
         for step in steps:
-            label = step["step_id"] + (f"[{step['item']}]" if step["item"] else "")
+            label = step_label(step["step_id"], step["item"])
             reason = first_line(step["reason"]) if step["reason"] else ""
             cut = cut or reason != (step["reason"] or "").strip()
             print(
@@ -528,7 +528,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     out.write(f"Rollback plan for run {run_id} ({record['playbook_id']}), newest first:\n")
     to_change = []
     for n, entry in enumerate(plan, 1):
-        label = entry["step"] + (f"[{entry['item']}]" if entry["item"] else "")
+        label = step_label(entry["step"], entry["item"])
         why = skip_reason(entry)
         status = f"skipped: {why}" if why else "runs"
         out.write(f"  {n}. undo {label}  {entry['action']}  {status}\n")

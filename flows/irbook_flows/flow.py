@@ -28,7 +28,7 @@ from prefect.utilities.annotations import quote
 from irbook.model import Step
 from irbook.plan import redact
 from irbook.registry import REGISTRY, ActionContext, RunInfo
-from irbook.runs import RunStore, rollback_outcome, verdict_line, verdict_text
+from irbook.runs import RunStore, rollback_outcome, step_label, verdict_line, verdict_text
 from irbook_flows.engine import (
     MAX_WORKERS,
     Decision,
@@ -281,7 +281,7 @@ def _undo_all(
     """Run compensations newest first; one failure does not stop the others."""
     tally = UndoTally()
     for entry in plan:
-        label = f"undo:{entry['step']}" + (f"[{entry['item']}]" if entry["item"] else "")
+        label = "undo:" + step_label(entry["step"], entry["item"])
         why = skip_reason(entry)
         if why:  # nothing was changed by the step, so nothing is called to undo it
             tally.skipped += 1

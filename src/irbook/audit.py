@@ -288,7 +288,9 @@ def _what(table: str, key: Any, column: str = "") -> str:
     if table == "runs":
         return f"run {_id(key)}" + (f": runs.{column}" if column else "")
     run_id, step_id, item = key
-    label = str(step_id) + (f"[{item}]" if item else "")
+    from irbook.runs import step_label  # irbook.runs imports this module
+
+    label = step_label(step_id, item)
     step = f"'{label}'" if _id(label) == label else _id(label)
     if column:
         return f"run {_id(run_id)}: steps.{column} of step {step}"

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from irbook.runs import RunStore
+from irbook.runs import RunStore, step_label
 
 log = logging.getLogger("irbook.runs")
 
@@ -56,7 +56,7 @@ class Reaped:
 
 
 def _label(step: dict[str, Any]) -> str:
-    return str(step["step_id"]) + (f"[{step['item']}]" if step["item"] else "")
+    return step_label(step["step_id"], step["item"])
 
 
 def judge(record: dict[str, Any], steps: list[dict[str, Any]]) -> tuple[list[str], str | None]:

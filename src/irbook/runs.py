@@ -102,6 +102,11 @@ def verdict_text(state: str, message: str | None = None) -> str:
     return state
 
 
+def step_label(step_id: Any, item: Any) -> str:
+    """A step as people read it: `tag`, or `tag[2]` for a for_each item after the first."""
+    return str(step_id) + (f"[{item}]" if item else "")
+
+
 def verdict_line(state: str, message: str | None = None) -> str:
     """The verdict with its reason: "failed (step 'x' failed: ...)"; a partial run's
     reason is part of its verdict already ("succeeded with 1 failed step: x")."""
