@@ -2,6 +2,8 @@
 run against a local fake cloud (moto's server, seeded as `irbook sandbox` seeds it, plus
 the fake Jira and Slack), configured only through the environment variables users set.
 
+PagerDuty is a second fake server that records the events posted to it.
+
 A live run is started with `irbook run ID --alert FILE --yes --plain`; its approval gates
 are answered with `irbook approve RUN_ID` from another process, as the README's demo does.
 The alert file is what the receiver hands a run: `irbook match`'s normalized alert of the
@@ -31,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 IRBOOK = Path(sys.executable).with_name("irbook")  # the console script users run
 DRILLS = ROOT / "runbooks" / "drills"
 SLACK_TOKEN = "xoxb-library-fake-bot-token"
+ROUTING_KEY = "pd-library-routing-key-0123456789"
 _FOREIGN = ("JIRA_", "SLACK_", "AWS_", "IRBOOK_JIRA", "IRBOOK_SLACK", "IRBOOK_PAGERDUTY")
 
 
@@ -72,10 +75,19 @@ def alert_file(payload: dict[str, Any], fmt: str, folder: Path) -> Path:
 
 
 class Cloud:
-    """A seeded moto server and the fake Jira and Slack, with the environment naming them."""
+    """A seeded moto server, the fake Jira, Slack and PagerDuty, and the environment naming
+    them."""
 
-    def __init__(self, url: str, seeded: dict[str, str], jira: FakeJira, slack: FakeSlack):
-        self.url, self.seeded, self.jira, self.slack = url, seeded, jira, slack
+    def __init__(
+        self,
+        url: str,
+        seeded: dict[str, str],
+        jira: FakeJira,
+        slack: FakeSlack,
+        pagerduty: FakeSlack,
+    ) -> None:
+        self.url, self.seeded, self.jira = url, seeded, jira
+        self.slack, self.pagerduty = slack, pagerduty
         self.env = {
             "AWS_ENDPOINT_URL": url,
             "AWS_ACCESS_KEY_ID": "testing",
@@ -87,7 +99,13 @@ class Cloud:
             "JIRA_API_TOKEN": API_TOKEN,
             "SLACK_BOT_TOKEN": SLACK_TOKEN,
             "IRBOOK_SLACK_BASE_URL": slack.api_url,
+            "IRBOOK_PAGERDUTY_URL": f"{pagerduty.url}/v2/enqueue",
+            "IRBOOK_PAGERDUTY_ROUTING_KEY": ROUTING_KEY,
         }
+
+    def pages(self) -> list[dict[str, Any]]:
+        """The PagerDuty events the runs posted."""
+        return [r.json for r in self.pagerduty.requests if r.path == "/v2/enqueue"]
 
     def boto(self, service: str) -> Any:
         import boto3
@@ -118,12 +136,16 @@ def cloud(
     url = f"http://{host}:{port}"
     # moto's state is per process, shared by every server in it: start from nothing
     urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"))
-    jira, slack = FakeJira("cloud"), FakeSlack()
+    jira, slack, pagerduty = FakeJira("cloud"), FakeSlack(), FakeSlack()
+    pagerduty.answer_next(
+        202, {"status": "success", "message": "Event processed", "dedup_key": "pd-library-1"}
+    )
     try:
-        yield Cloud(url, seed(url), jira, slack)
+        yield Cloud(url, seed(url), jira, slack, pagerduty)
     finally:
         jira.close()
         slack.close()
+        pagerduty.close()
         server.stop()
 
 
