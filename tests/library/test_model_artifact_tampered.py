@@ -59,6 +59,10 @@ def test_live_run_preserves_first_and_drains_the_endpoint_only_after_approval(
 ) -> None:
     seeded = cloud.seeded
     payload = finding(ml_endpoint=seeded["endpoint_name"], ml_model_prefix="fraud-scoring/")
+    # instance-role credentials: the normalizer lists the key and the instance before the
+    # bucket, and the steps must still find the bucket by its tags
+    keys = payload["detail"]["resource"]["accessKeyDetails"]
+    keys["principalId"] = "AROAJQABLZS4A7QSWZKDT:i-0a1b2c3d4e5f67890"
     [bucket] = payload["detail"]["resource"]["s3BucketDetails"]
     bucket.update(name=seeded["model_bucket"], arn=f"arn:aws:s3:::{seeded['model_bucket']}")
     alert = alert_file(payload, "guardduty", tmp_path)
