@@ -369,3 +369,17 @@ def test_where_keeps_the_objects_whose_field_is_set() -> None:
     assert evaluate(parse("where(alert.missing, 'arn')"), {"alert": {}}) == []
     with pytest.raises(ExprError, match="where\\(\\) needs a list"):
         evaluate(parse("where(alert.title, 'arn')"), {"alert": {"title": "x"}})
+
+
+def test_where_counts_an_empty_object_or_list_as_not_set() -> None:
+    """Normalizers give every resource a tags object: where(.., 'tags') keeps the tagged."""
+    from irbook.expr import evaluate, parse
+
+    resources = [
+        {"type": "AwsIamAccessKey", "tags": {}},
+        {"type": "AwsEc2Instance", "tags": {}, "names": []},
+        {"type": "AwsS3Bucket", "tags": {"ml_endpoint": "fraud-scoring"}, "names": ["m"]},
+    ]
+    context = {"alert": {"resources": resources}}
+    assert evaluate(parse("where(alert.resources, 'tags')"), context) == [resources[2]]
+    assert evaluate(parse("where(alert.resources, 'names')"), context) == [resources[2]]

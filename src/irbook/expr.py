@@ -599,8 +599,10 @@ def _default(value: Any, fallback: Any) -> Any:
 
 
 def _where(values: Any, field: Any) -> list[Any]:
-    """The objects of a list whose `field` is set (not null, not empty): for_each over
-    alert resources that may lack an ARN, say, runs only on those that have one."""
+    """The objects of a list whose `field` is set (not null, not empty text, list or
+    object): for_each over alert resources that may lack an ARN, say, runs only on those
+    that have one; over `'tags'`, only on the tagged ones (normalizers give every
+    resource a tags object, empty when the source names none)."""
     if values is None:
         return []
     if not isinstance(values, list):
@@ -609,7 +611,7 @@ def _where(values: Any, field: Any) -> list[Any]:
         raise ExprError(f"where() needs a field name, got {type_name(field)}")
     kept = []
     for item in values:
-        if isinstance(item, dict) and item.get(field) not in (None, ""):
+        if isinstance(item, dict) and item.get(field) not in (None, "", [], {}):
             kept.append(item)
     return kept
 
