@@ -158,6 +158,7 @@ def _pause(spec: RunSpec) -> Any:
             )
         except FlowPauseTimeout:
             answer = None
+            _running_again()  # else the run's next approval cannot pause it
         finally:
             stop.set()
         record = spec.store.run(spec.run_id) or {}
@@ -168,6 +169,20 @@ def _pause(spec: RunSpec) -> Any:
         return Decision(bool(answer.approved), answer.approver, answer.comment, "human")
 
     return pause
+
+
+def _running_again() -> None:
+    """Put a flow run whose pause timed out back to Running. Prefect leaves it Paused, so
+    the next `pause_flow_run` of the same run (a second approval) fails with "Cannot pause
+    flows that are not currently running"."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Running
+
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(context.flow_run.id, Running(), force=True)
 
 
 class RunCancelled(Exception):

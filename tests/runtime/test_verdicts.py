@@ -159,3 +159,36 @@ def test_plan_predicts_the_failed_steps(tmp_path: Path) -> None:
     assert dry.returncode == 3, dry.stdout + dry.stderr
     assert "DRY RUN run" in dry.stdout
     assert ": succeeded with 1 failed step: soft" in dry.stdout, dry.stdout
+
+
+TWO_GATES = """\
+apiVersion: irbook/v1
+kind: Playbook
+metadata: {id: two-gates, title: Two approvals nobody answers}
+steps:
+  - id: first
+    action: core.note
+    with: {text: one}
+    approval: {required: true, timeout: 1s, on_timeout: reject}
+  - id: second
+    action: core.note
+    with: {text: two}
+    approval: {required: true, timeout: 1s, on_timeout: reject}
+"""
+
+
+def test_a_second_approval_after_a_timed_out_one_still_asks(tmp_path: Path) -> None:
+    """Prefect leaves a flow run Paused after its pause timed out, so the run's next
+    approval could not pause it and the run died with a traceback."""
+    book = tmp_path / "two-gates.yaml"
+    book.write_text(TWO_GATES)
+    done = irbook("run", str(book), "--yes", "--plain", env=dict(os.environ))
+    out = done.stdout + done.stderr
+    assert "Traceback" not in out, out
+    assert done.returncode == 2, out  # rejected
+    run_id = out.split("LIVE run ", 1)[1].split()[0]
+    shown = irbook("runs", "show", run_id, "--format", "json", env=dict(os.environ))
+    steps = {s["step_id"]: s for s in json.loads(shown.stdout)["steps"]}
+    for step in ("first", "second"):
+        assert steps[step]["state"] == "rejected", steps[step]
+        assert steps[step]["approval"]["how"] == "timeout"
