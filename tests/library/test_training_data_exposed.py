@@ -11,8 +11,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.library.live_cloud import DRILLS, Cloud, LiveRun, alert_file, irbook, match
 from tests.library.live_cloud import cloud as cloud
 from tests.runtime.conftest import prefect_api as prefect_api
@@ -143,7 +141,8 @@ def test_a_bucket_without_personal_data_gets_no_breach_clock(
     assert "not started" in _text(cloud.jira.issues["SEC-1"].comments)
 
 
-@pytest.mark.skip(reason="the drill is written once drills read raw payloads (branch status)")
-def test_the_drill_passes() -> None:
-    done = irbook("drill", str(DRILLS / "training-data-exposed-public-bucket.yaml"))
+def test_the_drill_passes_from_the_raw_finding() -> None:
+    done = irbook("drill", str(DRILLS / "training-data-public-bucket.yaml"))
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "PASSED" in done.stdout
+    assert "breach-clock  failed" in done.stdout  # the Jira outage the team must notice
