@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from tests.library.live_cloud import DRILLS, Cloud, LiveRun, alert_file, irbook, match
-from tests.library.live_cloud import cloud as cloud
-from tests.runtime.conftest import prefect_api as prefect_api
 
 PROWLER = DRILLS / "alerts" / "securityhub-prowler-secret-in-logs.json"
 CI_SCAN = Path(__file__).parent / "fixtures" / "securityhub-ci-secret-scan-aws-key.json"
@@ -82,6 +80,7 @@ def test_live_run_rotates_the_tagged_secret_only_after_approval(
         "rotate-secret": "succeeded",
         "rotate-parameter": "skipped",  # the log group's tags name no parameter
         "report": "succeeded",
+        "page-if-not-contained": "skipped",
     }
     assert _secret(cloud) != leaked
     assert _key_status(cloud) == "Active"
@@ -114,8 +113,13 @@ def test_live_run_deactivates_an_aws_key_at_once_and_a_rejected_rotation_changes
     assert states["deactivate-key"] == "succeeded"
     assert states["rotate-parameter"] == "rejected"
     assert states["rotate-secret"] == "skipped"
+    assert states["page-if-not-contained"] == "succeeded"
     assert _key_status(cloud) == "Inactive"
     assert _parameter(cloud) == leaked
+    # on-call is paged that the leaked value still works
+    [page] = [r for r in cloud.slack.requests if r.path == "/v2/enqueue"]
+    assert page.json["payload"]["severity"] == "critical"
+    assert "NOT contained" in page.json["payload"]["summary"]
 
 
 def test_live_run_rotates_the_tagged_parameter_once_approved(cloud: Cloud, tmp_path: Path) -> None:

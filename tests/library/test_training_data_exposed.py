@@ -8,12 +8,11 @@ ticket that states GDPR's 72-hour deadline counted from the alert; the drill pas
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from tests.library.live_cloud import DRILLS, Cloud, LiveRun, alert_file, irbook, match
-from tests.library.live_cloud import cloud as cloud
-from tests.runtime.conftest import prefect_api as prefect_api
 
 FIXTURE = DRILLS / "alerts" / "guardduty-s3-anonymous-access.json"
 BUCKET = "acme-llm-training-data"
@@ -94,9 +93,11 @@ def test_live_run_closes_the_bucket_keeps_evidence_and_starts_the_breach_clock(
     with LiveRun("training-data-exposed", alert, cloud, f"evidence_bucket={evidence}") as run:
         code, out = run.finish()
     assert code == 0, out
-    assert run.states() == dict.fromkeys(
-        ("ticket", "breach-clock", "close", "preserve", "report"), "succeeded"
-    )
+    assert run.states() == {
+        **dict.fromkeys(("ticket", "breach-clock", "close", "preserve", "report"), "succeeded"),
+        "page-if-still-open": "skipped",  # closed: nobody is paged
+    }
+    assert not [r for r in cloud.slack.requests if r.path == "/v2/enqueue"]
 
     # the bucket is closed: all four settings on, the policy kept (it is only overridden)
     assert _block(cloud) == ALL_ON
@@ -145,4 +146,12 @@ def test_the_drill_passes_from_the_raw_finding() -> None:
     done = irbook("drill", str(DRILLS / "training-data-public-bucket.yaml"))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "PASSED" in done.stdout
-    assert "breach-clock  failed" in done.stdout  # the Jira outage the team must notice
+    # the Jira outage the team must notice
+    assert re.search(r"^  breach-clock +failed", done.stdout, re.M)
+
+
+def test_the_failure_drill_pages_when_the_bucket_cannot_be_closed() -> None:
+    done = irbook("drill", str(DRILLS / "training-data-close-denied.yaml"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"^  page-if-still-open +succeeded", done.stdout, re.M)
+    assert "ran: failure()" in done.stdout
