@@ -458,7 +458,8 @@ def test_a_deep_chain_in_alert_data_stays_data(tmp_path: Path) -> None:
 def test_list_show_schema_actions() -> None:
     listing = irbook("list")
     assert listing.returncode == 0
-    assert listing.stdout.startswith("leaked-model-key")
+    ids = [line.split()[0] for line in listing.stdout.splitlines()]
+    assert "leaked-model-key" in ids and ids == sorted(ids)
     show = irbook("show", "leaked-model-key")
     assert show.returncode == 0
     assert "revoke: aws.iam.deactivate_access_key [mutate] (approval)" in show.stdout
