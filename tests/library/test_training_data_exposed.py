@@ -155,3 +155,16 @@ def test_the_failure_drill_pages_when_the_bucket_cannot_be_closed() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert re.search(r"^  page-if-still-open +succeeded", done.stdout, re.M)
     assert "ran: failure()" in done.stdout
+
+
+def test_iam_policy_scopes_block_public_access_to_the_findings_bucket(tmp_path: Path) -> None:
+    alert = alert_file(json.loads(FIXTURE.read_text()), "guardduty", tmp_path)
+    done = irbook("iam-policy", "training-data-exposed", "--alert", str(alert))
+    assert done.returncode == 0, done.stderr
+    statements = json.loads(done.stdout)["Statement"]
+    [close] = [s for s in statements if "s3:PutBucketPublicAccessBlock" in s["Action"]]
+    assert close["Resource"] == f"arn:aws:s3:::{BUCKET}"
+    assert sorted(close["Action"]) == [
+        "s3:GetBucketPublicAccessBlock",
+        "s3:PutBucketPublicAccessBlock",
+    ]
