@@ -135,10 +135,11 @@ def test_coverage_page_is_current_and_groups_by_tactic() -> None:
 
     initial = text[text.index("### Initial Access (AML.TA0004)") :]
     initial = initial[: initial.index("\n### ")]
-    assert (
-        "| AML.T0012 Valid Accounts | [Leaked access key used against a model endpoint]"
-        "(leaked-model-key.md) |" in initial
-    )
+    [valid] = [
+        row for row in initial.splitlines() if row.startswith("| AML.T0012 Valid Accounts |")
+    ]
+    # other playbooks may map the technique too: this one is listed in its row
+    assert "[Leaked access key used against a model endpoint](leaked-model-key.md)" in valid
     assert "| AML.T0010 ML Supply Chain Compromise | none |" in initial
 
 

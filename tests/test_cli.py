@@ -137,7 +137,10 @@ def test_validate_gives_the_same_answer_cached_or_not(tmp_path: Path, cache: str
 def test_validate_checks_drill_scenarios_too() -> None:
     done = irbook("validate", "playbooks/", "runbooks/drills/")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "ok: 2 file(s), 2 valid, 0 error(s)" in done.stderr
+    shipped = len(
+        [*(ROOT / "playbooks").glob("*.yaml"), *(ROOT / "runbooks/drills").glob("*.yaml")]
+    )
+    assert f"ok: {shipped} file(s), {shipped} valid, 0 error(s)" in done.stderr
 
 
 @pytest.mark.parametrize("name", ["unknown-playbook", "structure", "alert-file-missing"])
@@ -455,7 +458,8 @@ def test_a_deep_chain_in_alert_data_stays_data(tmp_path: Path) -> None:
 def test_list_show_schema_actions() -> None:
     listing = irbook("list")
     assert listing.returncode == 0
-    assert listing.stdout.startswith("leaked-model-key")
+    ids = [line.split()[0] for line in listing.stdout.splitlines()]
+    assert "leaked-model-key" in ids and ids == sorted(ids)
     show = irbook("show", "leaked-model-key")
     assert show.returncode == 0
     assert "revoke: aws.iam.deactivate_access_key [mutate] (approval)" in show.stdout

@@ -383,3 +383,25 @@ def test_where_counts_an_empty_object_or_list_as_not_set() -> None:
     context = {"alert": {"resources": resources}}
     assert evaluate(parse("where(alert.resources, 'tags')"), context) == [resources[2]]
     assert evaluate(parse("where(alert.resources, 'names')"), context) == [resources[2]]
+
+
+@pytest.mark.parametrize(
+    ("time", "hours", "expected"),
+    [
+        ("2026-11-27T22:41:07Z", 72, "2026-11-30T22:41:07Z"),  # GDPR's breach clock
+        ("2026-11-27T22:41:07.520Z", 1.5, "2026-11-28T00:11:07Z"),
+        ("2026-11-27T23:41:07+01:00", 24, "2026-11-28T22:41:07Z"),  # any offset, out in UTC
+        ("2026-11-27T22:41:07", 1, "2026-11-27T23:41:07Z"),  # no offset: taken as UTC
+        (None, 72, None),  # an alert without a time
+        ("not a time", 72, None),
+        ("9999-12-31T23:00:00Z", 72, None),  # past the calendar
+    ],
+)
+def test_add_hours_gives_utc_time_text(time: Any, hours: float, expected: Any) -> None:
+    assert expr.render("${{ add_hours(t, h) }}", {"t": time, "h": hours}) == expected
+
+
+@pytest.mark.parametrize("hours", ["72", True, None])
+def test_add_hours_needs_a_number(hours: Any) -> None:
+    with pytest.raises(expr.ExprError, match="add_hours"):
+        expr.render("${{ add_hours('2026-11-27T22:41:07Z', h) }}", {"h": hours})

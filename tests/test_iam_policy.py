@@ -146,3 +146,30 @@ def test_param_without_alert_is_one_clear_line() -> None:
     assert done.stderr.strip().splitlines() == [
         "irbook: error: --param scopes the policy together with --alert (give both)"
     ]
+
+
+def test_block_public_access_is_scoped_to_the_bucket_the_alert_names(tmp_path: Path) -> None:
+    """Get and Put (which also authorises the undo's Delete) on that bucket only."""
+    playbook = tmp_path / "close-bucket.yaml"
+    playbook.write_text(
+        """apiVersion: irbook/v1
+kind: Playbook
+metadata: {id: close-bucket, title: Close a bucket, severity: high}
+rollback: manual
+steps:
+  - id: close
+    action: aws.s3.block_public_access
+    with: {bucket: "${{ where(alert.resources, 'arn')[0].name }}"}
+""",
+        encoding="utf-8",
+    )
+    wide = json.loads(irbook("iam-policy", str(playbook)).stdout)
+    perms = ("s3:GetBucketPublicAccessBlock", "s3:PutBucketPublicAccessBlock")
+    for perm in perms:
+        assert resources_of(wide, perm) == ["arn:*:s3:::*"]
+    done = irbook("iam-policy", str(playbook), "--alert", str(guardduty_alert(tmp_path)))
+    assert done.returncode == 0, done.stderr
+    policy = json.loads(done.stdout)
+    for perm in perms:
+        assert resources_of(policy, perm) == ["arn:aws:s3:::models"]
+    assert arn_shape_errors(all_resources(policy)) == []

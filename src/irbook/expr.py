@@ -616,6 +616,27 @@ def _where(values: Any, field: Any) -> list[Any]:
     return kept
 
 
+def _add_hours(time: Any, hours: Any) -> str | None:
+    """The ISO-8601 time (UTC) some hours after another, such as a notification deadline
+    72 hours after `alert.time`; null for null or unreadable time text."""
+    import datetime as dt
+
+    if isinstance(hours, bool) or not isinstance(hours, int | float):
+        raise ExprError(f"add_hours() needs a number of hours, got {type_name(hours)}")
+    if time is None:
+        return None
+    if not isinstance(time, str):
+        raise ExprError(f"add_hours() needs time text, got {type_name(time)}")
+    try:
+        moment = dt.datetime.fromisoformat(time.replace("Z", "+00:00"))
+        later = moment + dt.timedelta(hours=hours)
+    except (ValueError, OverflowError):
+        return None
+    if later.tzinfo is None:
+        later = later.replace(tzinfo=dt.UTC)
+    return later.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _success() -> bool:
     """In a step's `if` only: true when no step upstream of it (its `needs`, and theirs)
     failed or was rejected. The default: a step whose `if` calls neither `failure()` nor
@@ -638,6 +659,7 @@ def _always() -> bool:
 
 
 FUNCTIONS: dict[str, tuple[Callable[..., Any], tuple[int, int]]] = {
+    "add_hours": (_add_hours, (2, 2)),
     "contains": (_contains, (2, 2)),
     "startswith": (_startswith, (2, 2)),
     "endswith": (_endswith, (2, 2)),

@@ -82,6 +82,12 @@ EVIDENCE_BUCKET_PERMISSIONS = frozenset(
 EVIDENCE_OBJECT_PERMISSIONS = frozenset(
     {"s3:PutObject", "s3:PutObjectRetention", "s3:PutObjectTagging"}
 )
+# Block Public Access of the bucket the step names (DeletePublicAccessBlock is authorised
+# as s3:PutBucketPublicAccessBlock), on the bucket's ARN
+PUBLIC_ACCESS_ACTIONS = frozenset({"aws.s3.block_public_access", "aws.s3.restore_public_access"})
+PUBLIC_ACCESS_PERMISSIONS = frozenset(
+    {"s3:GetBucketPublicAccessBlock", "s3:PutBucketPublicAccessBlock"}
+)
 TAG_ACTIONS = frozenset({"aws.tag_resource", "aws.untag_resource"})
 # Tagging permissions that take the tagged resource's own ARN, by the ARN's service and
 # resource type (None: any type of that service).
@@ -204,6 +210,8 @@ def _resources(perm: str, key: str, params: Known, where: _Where) -> list[str] |
     ):
         bucket = where.arn("s3", _named(params.get("evidence_bucket"), _BUCKET), regional=False)
         return [bucket] if perm in EVIDENCE_BUCKET_PERMISSIONS else [f"{bucket}/*"]
+    if key in PUBLIC_ACCESS_ACTIONS and perm in PUBLIC_ACCESS_PERMISSIONS:
+        return [where.arn("s3", _named(params.get("bucket"), _BUCKET), regional=False)]
     if key == "aws.sagemaker.snapshot_model" and perm.startswith("sagemaker:Describe"):
         if perm == "sagemaker:DescribeEndpoint":
             name = _named(params.get("endpoint_name"), _ENDPOINT)

@@ -146,6 +146,26 @@ def _preserve(aws: RecordingClients, ctx: ActionContext) -> dict[str, Any]:
     return {"bucket": "prompt-logs", "prefix": "2026/11/", "evidence_bucket": "evidence-locker"}
 
 
+def _public_bucket(aws: RecordingClients, ctx: ActionContext) -> dict[str, Any]:
+    """A training-data bucket with half its block turned off, as a misconfiguration leaves it."""
+    s3 = aws.aws("s3")
+    s3.create_bucket(Bucket="training-data")
+    s3.put_public_access_block(
+        Bucket="training-data",
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": False,
+            "RestrictPublicBuckets": False,
+        },
+    )
+    return {"bucket": "training-data"}
+
+
+def _public_access(aws: RecordingClients, p: dict[str, Any]) -> Any:
+    return world.public_access_block(aws, p["bucket"])
+
+
 def _function(aws: RecordingClients, ctx: ActionContext) -> dict[str, Any]:
     name = world.function(aws)
     aws.aws("lambda").put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=7)
@@ -329,6 +349,15 @@ SCENARIOS: dict[str, Scenario] = {
         {"bucket": "ghost-bucket", "prefix": "x/", "evidence_bucket": "evidence-locker"},
         "s3://ghost-bucket/x/",
     ),
+    "aws.s3.block_public_access": Scenario(
+        _public_bucket, _public_access, {"bucket": "ghost-bucket"}, "S3 bucket ghost-bucket"
+    ),
+    "aws.s3.restore_public_access": Scenario(
+        after("aws.s3.block_public_access", _public_bucket),
+        _public_access,
+        {"bucket": "ghost-bucket"},
+        "S3 bucket ghost-bucket",
+    ),
     "aws.lambda.block_invocations": Scenario(
         _function, _function_state, {"function_name": "ghost-fn"}, "Lambda function ghost-fn"
     ),
@@ -496,6 +525,19 @@ EXAMPLES: dict[str, list[dict[str, Any]]] = {
     ],
     "aws.s3.preserve_objects": [
         {"bucket": "prompt-logs", "prefix": "2026/", "evidence_bucket": "ir-evidence"}
+    ],
+    "aws.s3.block_public_access": [{"bucket": "training-data"}],
+    "aws.s3.restore_public_access": [
+        {"bucket": "training-data"},
+        {
+            "bucket": "training-data",
+            "previous": {
+                "block_public_acls": True,
+                "ignore_public_acls": True,
+                "block_public_policy": False,
+                "restrict_public_buckets": False,
+            },
+        },
     ],
     "aws.lambda.block_invocations": [{"function_name": "prompt-router"}],
     "aws.lambda.restore_invocations": [

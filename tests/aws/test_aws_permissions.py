@@ -34,6 +34,9 @@ IAM_ACTIONS: dict[str, tuple[str, ...]] = {
     "s3:PutBucketTagging": ("s3:PutBucketTagging",),
     "s3:DeleteBucketTagging": ("s3:PutBucketTagging",),
     "s3:CreateBucket": ("s3:CreateBucket",),
+    "s3:GetPublicAccessBlock": ("s3:GetBucketPublicAccessBlock",),
+    "s3:PutPublicAccessBlock": ("s3:PutBucketPublicAccessBlock",),
+    "s3:DeletePublicAccessBlock": ("s3:PutBucketPublicAccessBlock",),
 }
 
 _MODELS = botocore.session.get_session()

@@ -157,3 +157,55 @@ def test_global_sign_out_revokes_refresh_tokens(
     )
     assert result.status == "signed out"
     assert world.refresh_works(clients, user) is False
+
+
+def test_a_bucket_without_a_block_gets_none_back(
+    clients: RecordingClients, ctx: ActionContext
+) -> None:
+    """The undo deletes the block it added rather than leaving four settings the bucket
+    never had (which would break whatever relied on its public access)."""
+    clients.aws("s3").create_bucket(Bucket="training-data")
+    params = {"bucket": "training-data"}
+    result, calls = run(ctx, "aws.s3.block_public_access", **params)
+    assert_honest("aws.s3.block_public_access", params, calls)
+    assert world.public_access_block(clients, "training-data") == {
+        "BlockPublicAcls": True,
+        "IgnorePublicAcls": True,
+        "BlockPublicPolicy": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert result.previous_configuration is None
+    undo_with = {"bucket": "training-data"}
+    restored, calls = run(ctx, "aws.s3.restore_public_access", **undo_with)
+    assert_honest("aws.s3.restore_public_access", undo_with, calls)
+    assert [c.name for c in calls] == ["s3:GetPublicAccessBlock", "s3:DeletePublicAccessBlock"]
+    assert world.public_access_block(clients, "training-data") is None
+    assert restored.already_done is False
+
+
+def test_a_fully_blocked_bucket_is_left_alone_and_stays_blocked(
+    clients: RecordingClients, ctx: ActionContext
+) -> None:
+    s3 = clients.aws("s3")
+    s3.create_bucket(Bucket="training-data")
+    every = {
+        "BlockPublicAcls": True,
+        "IgnorePublicAcls": True,
+        "BlockPublicPolicy": True,
+        "RestrictPublicBuckets": True,
+    }
+    s3.put_public_access_block(Bucket="training-data", PublicAccessBlockConfiguration=every)
+    params = {"bucket": "training-data"}
+    result, calls = run(ctx, "aws.s3.block_public_access", **params)
+    assert result.already_done is True
+    assert [c.name for c in calls] == ["s3:GetPublicAccessBlock"]
+    undo(ctx, "aws.s3.block_public_access", params, result)
+    assert world.public_access_block(clients, "training-data") == every
+
+
+def test_restore_public_access_takes_all_four_settings_or_none() -> None:
+    with pytest.raises(ValidationError, match="restrict_public_buckets"):
+        model(
+            "aws.s3.restore_public_access",
+            {"bucket": "training-data", "previous": {"block_public_acls": True}},
+        )

@@ -58,6 +58,19 @@ def model_bucket(aws: RecordingClients, bucket: str = "models-bucket") -> str:
     return bucket
 
 
+def public_access_block(aws: RecordingClients, bucket: str) -> dict[str, bool] | None:
+    """A bucket's Block Public Access settings as S3 reports them; None when it has none."""
+    from botocore.exceptions import ClientError
+
+    try:
+        answer = aws.aws("s3").get_public_access_block(Bucket=bucket)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "NoSuchPublicAccessBlockConfiguration":
+            return None
+        raise
+    return dict(answer["PublicAccessBlockConfiguration"])
+
+
 def evidence_bucket(aws: RecordingClients, name: str = "evidence-locker") -> str:
     """The usual case: the security team prepared an Object Lock bucket in advance."""
     aws.aws("s3").create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)

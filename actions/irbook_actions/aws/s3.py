@@ -1,6 +1,9 @@
-"""Preserve any S3 prefix as evidence: training data, prompt logs, model outputs."""
+"""S3: preserve any prefix as evidence (training data, prompt logs, model outputs), and
+close a bucket to the public with Block Public Access, keeping what it had for the undo."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from pydantic import Field, model_validator
 
@@ -10,6 +13,8 @@ from irbook_actions.aws._base import (
     RUN_ID,
     S3_BUCKET,
     AwsParams,
+    AwsResult,
+    call,
     from_call,
     if_set,
     permissions,
@@ -125,3 +130,204 @@ def preserve_objects(ctx: ActionContext, params: PreserveParams) -> PreserveResu
         notes=[],
     )
     return PreserveResult(**result.model_dump(), bucket=params.bucket, prefix=params.prefix)
+
+
+# --- public access ---------------------------------------------------------------------------
+
+_ABSENT_BLOCK = ("NoSuchPublicAccessBlockConfiguration",)
+
+
+class PublicAccessBlock(AwsParams):
+    """A bucket's four Block Public Access settings, as S3 names them (in snake case)."""
+
+    block_public_acls: bool = Field(description="reject requests that add public ACLs")
+    ignore_public_acls: bool = Field(description="ignore every public ACL on the bucket")
+    block_public_policy: bool = Field(description="reject bucket policies that grant public access")
+    restrict_public_buckets: bool = Field(
+        description="only AWS principals and the owner's account may use a public policy"
+    )
+
+    def as_aws(self) -> dict[str, bool]:
+        return {
+            "BlockPublicAcls": self.block_public_acls,
+            "IgnorePublicAcls": self.ignore_public_acls,
+            "BlockPublicPolicy": self.block_public_policy,
+            "RestrictPublicBuckets": self.restrict_public_buckets,
+        }
+
+    @classmethod
+    def from_aws(cls, answer: dict[str, Any]) -> PublicAccessBlock:
+        return cls(
+            block_public_acls=bool(answer.get("BlockPublicAcls", False)),
+            ignore_public_acls=bool(answer.get("IgnorePublicAcls", False)),
+            block_public_policy=bool(answer.get("BlockPublicPolicy", False)),
+            restrict_public_buckets=bool(answer.get("RestrictPublicBuckets", False)),
+        )
+
+
+ALL_BLOCKED = PublicAccessBlock(
+    block_public_acls=True,
+    ignore_public_acls=True,
+    block_public_policy=True,
+    restrict_public_buckets=True,
+)
+
+
+class BucketParams(AwsParams):
+    bucket: str = Field(
+        pattern=S3_BUCKET, description="the bucket whose Block Public Access settings change"
+    )
+
+
+class RestorePublicAccessParams(BucketParams):
+    previous: PublicAccessBlock | None = Field(
+        None,
+        description="the bucket's earlier Block Public Access settings; none deletes the "
+        "bucket's block (it had none)",
+    )
+
+
+class PublicAccessResult(AwsResult):
+    bucket: str
+    configuration: PublicAccessBlock | None = Field(
+        description="the bucket's settings after the step; none when it has no block"
+    )
+    previous_configuration: PublicAccessBlock | None = Field(
+        None, description="the settings before the step; none when the bucket had no block"
+    )
+
+
+def _current_block(ctx: ActionContext, bucket: str) -> tuple[Any, PublicAccessBlock | None]:
+    s3 = ctx.aws("s3")
+    answer = call(
+        s3, "GetPublicAccessBlock", f"S3 bucket {bucket}", absent=_ABSENT_BLOCK, Bucket=bucket
+    )
+    if answer is None:
+        return s3, None
+    return s3, PublicAccessBlock.from_aws(answer.get("PublicAccessBlockConfiguration", {}))
+
+
+def _get_block(params: BucketParams) -> PlannedCall:
+    return PlannedCall(
+        "s3",
+        "GetPublicAccessBlock",
+        {"Bucket": params.bucket},
+        note="records the current settings for the undo (none when the bucket has no block)",
+    )
+
+
+def _put_block(bucket: str, wanted: PublicAccessBlock, note: str = "") -> PlannedCall:
+    return PlannedCall(
+        "s3",
+        "PutPublicAccessBlock",
+        {"Bucket": bucket, "PublicAccessBlockConfiguration": wanted.as_aws()},
+        note=note,
+    )
+
+
+def _undo_block(params: BucketParams, result: PublicAccessResult | None) -> dict[str, Any]:
+    """Back to exactly what the bucket had; a dry run (no result) restores to 'no block'."""
+    previous = None if result is None else result.previous_configuration
+    return {
+        "bucket": params.bucket,
+        **({"previous": previous.model_dump()} if previous is not None else {}),
+    }
+
+
+@action(
+    "aws.s3.block_public_access",
+    effect="mutate",
+    permissions=permissions(
+        "aws.s3.block_public_access",
+        ["s3:GetBucketPublicAccessBlock", "s3:PutBucketPublicAccessBlock"],
+    ),
+    planner=lambda p: [
+        _get_block(p),
+        _put_block(p.bucket, ALL_BLOCKED, note="skipped when all four are already on"),
+    ],
+    simulate=lambda p, run: PublicAccessResult(bucket=p.bucket, configuration=ALL_BLOCKED),
+    compensation="aws.s3.restore_public_access",
+    undo=_undo_block,
+    idempotent=True,
+)
+def block_public_access(ctx: ActionContext, params: BucketParams) -> PublicAccessResult:
+    """Turn on all four Block Public Access settings of a bucket, which overrides any
+    public ACL or bucket policy at once without changing or losing either."""
+    s3, previous = _current_block(ctx, params.bucket)
+    result = PublicAccessResult(
+        bucket=params.bucket, configuration=ALL_BLOCKED, previous_configuration=previous
+    )
+    if previous == ALL_BLOCKED:
+        return result.model_copy(update={"already_done": True})
+    what = f"S3 bucket {params.bucket}"
+    call(
+        s3,
+        "PutPublicAccessBlock",
+        what,
+        Bucket=params.bucket,
+        PublicAccessBlockConfiguration=ALL_BLOCKED.as_aws(),
+    )
+    ctx.note(f"{what}: Block Public Access {_describe(previous)} -> all on")
+    return result
+
+
+def _describe(block: PublicAccessBlock | None) -> str:
+    if block is None:
+        return "none"
+    on = [name for name, value in block.model_dump().items() if value]
+    return ", ".join(on) + " on" if on else "all off"
+
+
+def _plan_restore_block(params: RestorePublicAccessParams) -> list[PlannedCall]:
+    if params.previous is None:
+        change = PlannedCall(
+            "s3",
+            "DeletePublicAccessBlock",
+            {"Bucket": params.bucket},
+            note="the bucket had no block before; skipped when it has none",
+        )
+    else:
+        change = _put_block(params.bucket, params.previous, note="skipped when already equal")
+    return [_get_block(params), change]
+
+
+@action(
+    "aws.s3.restore_public_access",
+    effect="mutate",
+    permissions=permissions(
+        "aws.s3.restore_public_access",
+        # DeletePublicAccessBlock is authorised as s3:PutBucketPublicAccessBlock
+        ["s3:GetBucketPublicAccessBlock", "s3:PutBucketPublicAccessBlock"],
+    ),
+    planner=_plan_restore_block,
+    simulate=lambda p, run: PublicAccessResult(
+        bucket=p.bucket, configuration=p.previous, previous_configuration=ALL_BLOCKED
+    ),
+    compensation="aws.s3.block_public_access",
+    undo=lambda p, r: {"bucket": p.bucket},
+    idempotent=True,
+)
+def restore_public_access(
+    ctx: ActionContext, params: RestorePublicAccessParams
+) -> PublicAccessResult:
+    """Put back a bucket's earlier Block Public Access settings, or delete its block when
+    it had none, so the bucket is exactly as exposed as before the step."""
+    s3, current = _current_block(ctx, params.bucket)
+    result = PublicAccessResult(
+        bucket=params.bucket, configuration=params.previous, previous_configuration=current
+    )
+    if current == params.previous:
+        return result.model_copy(update={"already_done": True})
+    what = f"S3 bucket {params.bucket}"
+    if params.previous is None:
+        call(s3, "DeletePublicAccessBlock", what, Bucket=params.bucket)
+    else:
+        call(
+            s3,
+            "PutPublicAccessBlock",
+            what,
+            Bucket=params.bucket,
+            PublicAccessBlockConfiguration=params.previous.as_aws(),
+        )
+    ctx.note(f"{what}: Block Public Access {_describe(current)} -> {_describe(params.previous)}")
+    return result
