@@ -26,6 +26,7 @@ from irbook.triggers.queue import AlertQueue, QueueItem
 from tests.receiver._support import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
+PREFECT = str(Path(sys.executable).with_name("prefect"))
 
 PLAYBOOK = """\
 apiVersion: irbook/v1
@@ -122,8 +123,12 @@ def client() -> Any:
     return get_client(sync_client=True)
 
 
+def _deployed_books() -> Path:
+    return Path(os.environ["IRBOOK_PLAYBOOKS"])
+
+
 def test_deploy_registers_a_deployment_per_playbook(deployed: str) -> None:
-    from irbook_flows.deploy import ENTRYPOINT, full_name
+    from irbook_flows.deploy import ENTRYPOINT, full_name, playbook_digest
 
     with client() as api:
         pool = api.read_work_pool(deployed)
@@ -134,8 +139,11 @@ def test_deploy_registers_a_deployment_per_playbook(deployed: str) -> None:
             assert deployment.work_pool_name == deployed
             assert deployment.entrypoint == ENTRYPOINT
             assert deployment.pull_steps in (None, [])  # imported from the installed package
-            env = (deployment.job_variables or {})["env"]
-            assert env["IRBOOK_PLAYBOOKS"] == os.environ["IRBOOK_PLAYBOOKS"]
+            # nothing of the deploying machine: each worker's environment supplies paths,
+            # home, credentials; the playbook's digest lets a worker refuse a stale copy
+            variables = json.dumps(deployment.job_variables or {})
+            assert "IRBOOK_" not in variables and str(_deployed_books()) not in variables
+            assert deployment.version == playbook_digest(str(_deployed_books() / f"{pid}.yaml"))
             assert f"playbook:{pid}" in deployment.tags
     # deploying again updates in place: still one deployment per playbook
     from irbook.cli.main import main
@@ -224,6 +232,10 @@ def test_a_worker_runs_the_deployed_flow_once(deployed: str) -> None:
     start = deployments_starter(RunnerConfig(type="deployments", pool=deployed))
     req = request("finding-worker", user_name="bob")
     flow_run_id = start(req)
+    # known from the moment the flow run exists, before any worker has it
+    queued = RunStore().run(req.run_id)
+    assert queued is not None and queued["state"] == "queued", queued
+    assert queued["flow_run_id"] == flow_run_id and queued["started_by"] == "webhook:gd"
     worker = subprocess.run(
         [
             str(Path(sys.executable).with_name("prefect")),
@@ -255,6 +267,72 @@ def test_a_worker_runs_the_deployed_flow_once(deployed: str) -> None:
     assert steps["gate"]["approval"]["how"] == "simulated"
     # a second delivery of the same flow run (a retried flow run) refuses to run it again
     assert run_deployed(**flow_run.parameters) is None
+
+
+def _run_worker(pool: str, **env: str) -> str:
+    worker = subprocess.run(
+        [PREFECT, "worker", "start", "--pool", pool, "--run-once", "--type", "process"],
+        cwd=ROOT,
+        env={**os.environ, "PREFECT_LOGGING_LEVEL": "INFO", **env},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return worker.stdout + worker.stderr
+
+
+def test_a_queued_run_cancelled_from_the_cli_never_runs(deployed: str) -> None:
+    from irbook_flows.deploy import deployments_starter
+
+    start = deployments_starter(RunnerConfig(type="deployments", pool=deployed))
+    req = request("finding-cancel", user_name="carol")
+    flow_run_id = start(req)
+    cancel = subprocess.run(
+        [sys.executable, "-m", "irbook.cli.main", "cancel", req.run_id, "--by", "oncall"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert cancel.returncode == 0, cancel.stderr
+    assert f"cancelled run {req.run_id}" in cancel.stdout
+    record = RunStore().run(req.run_id)
+    assert record is not None and record["state"] == "cancelled", record
+    output = _run_worker(deployed)
+    with client() as api:
+        flow_run = api.read_flow_run(uuid.UUID(flow_run_id))
+    assert flow_run.state is not None and flow_run.state.is_cancelled(), output[-3000:]
+    assert RunStore().steps(req.run_id) == []  # no step ran
+    # a flow run that slips through anyway (cancelled after a worker took it) refuses
+    from irbook_flows.deploy import Refused, run_deployed
+
+    with pytest.raises(Refused, match="cancelled before a worker started it"):
+        run_deployed(**flow_run.parameters)
+
+
+def test_a_worker_with_another_copy_of_the_playbook_refuses_the_run(
+    deployed: str, tmp_path: Path
+) -> None:
+    from irbook_flows.deploy import deployments_starter
+
+    start = deployments_starter(RunnerConfig(type="deployments", pool=deployed))
+    req = request("finding-stale", user_name="dave")
+    flow_run_id = start(req)
+    # this worker has its own playbook folder, where dep-note was edited since the deploy
+    books = tmp_path / "worker-books"
+    books.mkdir()
+    edited = PLAYBOOK.replace("Contain?", "Contain now?")
+    (books / "dep-note.yaml").write_text(edited)
+    output = _run_worker(deployed, IRBOOK_PLAYBOOKS=str(books))
+    with client() as api:
+        flow_run = api.read_flow_run(uuid.UUID(flow_run_id))
+    assert flow_run.state is not None and flow_run.state.is_failed(), output[-3000:]
+    record = RunStore().run(req.run_id)
+    assert record is not None and record["state"] == "failed", output[-3000:]
+    assert "is not the deployed one" in record["message"]
+    assert "run irbook deploy again" in record["message"]
+    assert RunStore().steps(req.run_id) == []
 
 
 def _queue_one(queue: AlertQueue, req: StartRequest) -> StartRequest:
