@@ -410,6 +410,73 @@ def ensure_pool(client: Any, pool: str) -> bool:
     return False
 
 
+# A worker killed between claiming a flow run (Pending) and starting it (Running) leaves it
+# Pending for good: no other worker takes a Pending run. Prefect's own answer is a
+# proactive automation (the absence of an expected event): a flow run of irbook's that is
+# Pending and neither runs nor ends within STUCK_AFTER is put back to Scheduled, where any
+# live worker takes it. A slow start that then runs anyway cannot run the steps twice: the
+# run record is claimed once (`RunStore.claim_queued`).
+STUCK_AFTER = 90.0
+RESCHEDULE_AUTOMATION = "irbook: reschedule runs a lost worker claimed"
+_STARTED_OR_ENDED = (
+    "Running",
+    "Completed",
+    "Failed",
+    "Cancelled",
+    "Cancelling",
+    "Crashed",
+    "Scheduled",
+    "Paused",
+)
+
+
+def reschedule_automation(stuck_after: float = STUCK_AFTER) -> Any:
+    """The automation `irbook deploy` keeps: irbook's Pending flow runs that a worker
+    never started go back to Scheduled after `stuck_after` seconds (at least 10)."""
+    from datetime import timedelta
+
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+
+    return AutomationCore(
+        name=RESCHEDULE_AUTOMATION,
+        description=(
+            "A flow run of an irbook deployment stayed Pending (claimed by a worker that"
+            f" did not start it) for {stuck_after:g} s: put it back to Scheduled so that a"
+            " live worker runs it. Kept by irbook deploy."
+        ),
+        trigger=EventTrigger(
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            match_related={"prefect.resource.id": "prefect.tag.irbook"},
+            after={"prefect.flow-run.Pending"},
+            expect={f"prefect.flow-run.{name}" for name in _STARTED_OR_ENDED},
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=max(10.0, stuck_after)),
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.SCHEDULED,
+                name="Rescheduled",
+                message=(
+                    f"no worker started this run within {stuck_after:g} s of claiming it"
+                    " (a lost worker); rescheduled by irbook's automation"
+                ),
+                force=True,
+            )
+        ],
+    )
+
+
+def ensure_automations(client: Any, stuck_after: float = STUCK_AFTER) -> None:
+    """Create or replace irbook's automations on the Prefect server (idempotent)."""
+    for existing in client.read_automations_by_name(RESCHEDULE_AUTOMATION):
+        client.delete_automation(existing.id)
+    client.create_automation(reschedule_automation(stuck_after))
+
+
 def register(pool: str, prefix: str = DEFAULT_PREFIX) -> list[tuple[str, str]]:
     """Ensure the pool and one deployment per playbook; (playbook id, deployment id).
 
@@ -427,6 +494,7 @@ def register(pool: str, prefix: str = DEFAULT_PREFIX) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     with get_client(sync_client=True) as client:
         ensure_pool(client, pool)
+        ensure_automations(client, _stuck_after())
     for playbook, path in playbooks:
         pid = playbook.metadata.id
         deployment = flow_obj.to_deployment(
@@ -442,6 +510,20 @@ def register(pool: str, prefix: str = DEFAULT_PREFIX) -> list[tuple[str, str]]:
         deployment_id = deployment.apply(work_pool_name=pool)
         out.append((pid, str(deployment_id)))
     return out
+
+
+def _stuck_after() -> float:
+    """IRBOOK_STUCK_AFTER: seconds a claimed flow run may take to start (default 90)."""
+    raw = os.environ.get("IRBOOK_STUCK_AFTER", "")
+    if not raw:
+        return STUCK_AFTER
+    try:
+        value = float(raw)
+    except ValueError:
+        raise IrbookError(f"IRBOOK_STUCK_AFTER must be a number of seconds, not {raw!r}") from None
+    if value < 10:
+        raise IrbookError("IRBOOK_STUCK_AFTER must be at least 10 (Prefect's minimum)")
+    return value
 
 
 def _api_reachable(url: str) -> None:
@@ -486,6 +568,7 @@ __all__ = [
     "DEFAULT_PREFIX",
     "ENTRYPOINT",
     "FLOW_NAME",
+    "RESCHEDULE_AUTOMATION",
     "check_deployments",
     "cmd_deploy",
     "deployment_name",

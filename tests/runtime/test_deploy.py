@@ -27,6 +27,14 @@ from tests.receiver._support import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFECT = str(Path(sys.executable).with_name("prefect"))
+STUCK = "IRBOOK_STUCK_AFTER"
+# Makes the flow-run processes a worker spawns hang before they start the flow (the
+# worker itself is unaffected): a worker killed then has claimed runs it never started.
+HANG = """\
+import sys, time
+if "prefect.engine" in sys.orig_argv:
+    time.sleep(600)
+"""
 
 PLAYBOOK = """\
 apiVersion: irbook/v1
@@ -72,8 +80,9 @@ def _deployed(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     (books / "dep-note.yaml").write_text(PLAYBOOK)
     (books / "dep-secret.yaml").write_text(SECRET_PLAYBOOK)
     home = tmp_path_factory.mktemp("deploy-home")
-    saved = {k: os.environ.get(k) for k in ("IRBOOK_PLAYBOOKS", "IRBOOK_HOME")}
-    os.environ.update(IRBOOK_PLAYBOOKS=str(books), IRBOOK_HOME=str(home))
+    saved = {k: os.environ.get(k) for k in ("IRBOOK_PLAYBOOKS", "IRBOOK_HOME", STUCK)}
+    # a lost worker's claimed runs are rescheduled after 10 s here (Prefect's minimum)
+    os.environ.update(IRBOOK_PLAYBOOKS=str(books), IRBOOK_HOME=str(home), **{STUCK: "10"})
     pool = f"irbook-test-{uuid.uuid4().hex[:8]}"
     from irbook.cli.main import main
 
@@ -93,6 +102,7 @@ def deployed(_deployed: Deployed, monkeypatch: pytest.MonkeyPatch) -> str:
     """The pool; this test sees the playbooks and the home the deployments were made with."""
     monkeypatch.setenv("IRBOOK_PLAYBOOKS", str(_deployed.books))
     monkeypatch.setenv("IRBOOK_HOME", str(_deployed.home))
+    monkeypatch.setenv(STUCK, "10")
     return _deployed.pool
 
 
@@ -333,6 +343,54 @@ def test_a_worker_with_another_copy_of_the_playbook_refuses_the_run(
     assert "is not the deployed one" in record["message"]
     assert "run irbook deploy again" in record["message"]
     assert RunStore().steps(req.run_id) == []
+
+
+def _state(flow_run_id: str) -> str:
+    with client() as api:
+        state = api.read_flow_run(uuid.UUID(flow_run_id)).state
+    return "" if state is None else str(state.type.value)
+
+
+def test_a_run_claimed_by_a_killed_worker_is_run_by_another(deployed: str, tmp_path: Path) -> None:
+    """#20.1: SIGKILL a worker (and its children) after it claimed a flow run and before
+    the run started. Prefect's automation that irbook deploy keeps puts the run back to
+    Scheduled, and another worker runs it; the alert is not absorbed by a dead flow run."""
+    import signal
+
+    from irbook_flows.deploy import RESCHEDULE_AUTOMATION, deployments_starter
+
+    with client() as api:
+        (automation,) = api.read_automations_by_name(RESCHEDULE_AUTOMATION)
+        assert automation.trigger.within.total_seconds() == 10  # type: ignore[union-attr]
+    start = deployments_starter(RunnerConfig(type="deployments", pool=deployed))
+    req = request("finding-lost-worker", user_name="erin")
+    flow_run_id = start(req)
+    hang = tmp_path / "hang"
+    hang.mkdir()
+    (hang / "sitecustomize.py").write_text(HANG)
+    doomed = subprocess.Popen(
+        [PREFECT, "worker", "start", "--pool", deployed, "--type", "process"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(hang)},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        assert wait_for(lambda: _state(flow_run_id) == "PENDING", 90, 0.5)
+    finally:
+        os.killpg(doomed.pid, signal.SIGKILL)  # the worker and the flow run it spawned
+        doomed.wait(30)
+    record = RunStore().run(req.run_id)
+    assert record is not None and record["state"] == "queued"
+    # Prefect's proactive automation notices the run that never started
+    assert wait_for(lambda: _state(flow_run_id) == "SCHEDULED", 90, 0.5), _state(flow_run_id)
+    output = _run_worker(deployed)
+    assert _state(flow_run_id) == "COMPLETED", output[-3000:]
+    record = RunStore().run(req.run_id)
+    assert record is not None and record["state"] == "succeeded", output[-3000:]
+    assert [s["step_id"] for s in RunStore().steps(req.run_id)] == ["note", "gate"]
 
 
 def _queue_one(queue: AlertQueue, req: StartRequest) -> StartRequest:
