@@ -726,7 +726,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     counted(request, error)
 
             hooks.dispatcher.on_failed = failed
-        reaper = _reaper(store, hooks.queue)
+        reaper = _reaper(store, hooks.queue, workers=runner.type == "deployments")
         settle = functools.partial(_settle_reaped, store)
         settle(reaper.reap())  # before any new alert: the dead are settled first
         reaper.start(leases.lease_seconds() / 3, settle)
@@ -752,9 +752,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reaper(store: Any, queue: Any) -> Any:
+def _flow_run_end(flow_run_id: str) -> tuple[str, str] | None:
+    """(state name, message) of a flow run that has ended in Prefect, else None; a flow
+    run Prefect no longer has counts as ended (deleted)."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            flow_run = client.read_flow_run(UUID(flow_run_id))
+        except ObjectNotFound:
+            return "Deleted", "Prefect has no such flow run any more"
+    state = flow_run.state
+    if state is None or not state.is_final():
+        return None
+    return state.name or state.type.value, (state.message or "")[:300]
+
+
+def _reaper(store: Any, queue: Any, *, workers: bool = False) -> Any:
     """The reaper of crashed runs in `store`; their alerts are started again through
-    `queue` (an AlertQueue), or through one opened on first need when None."""
+    `queue` (an AlertQueue), or through one opened on first need when None. With
+    `workers` (runner: deployments) it also settles queued runs whose flow run ended
+    before a worker started it."""
     from irbook.reaper import Reaper
     from irbook.triggers.queue import AlertQueue, new_run_id
 
@@ -765,7 +786,12 @@ def _reaper(store: Any, queue: Any) -> Any:
         outcome: tuple[str, str] = queue.restart_run(run_id, new_id, max_restarts, counted=counted)
         return outcome
 
-    return Reaper(store, restart=restart, new_run_id=new_run_id)
+    return Reaper(
+        store,
+        restart=restart,
+        new_run_id=new_run_id,
+        flow_run_end=_flow_run_end if workers else None,
+    )
 
 
 def _settle_reaped(store: Any, reaped: list[Any]) -> None:
@@ -774,7 +800,7 @@ def _settle_reaped(store: Any, reaped: list[Any]) -> None:
     for item in reaped:
         print(f"irbook: run {item.run_id} {item.state}: {item.message}", file=sys.stderr)
         flow_run_id = (store.run(item.run_id) or {}).get("flow_run_id")
-        if not flow_run_id:
+        if not flow_run_id or item.flow_run_ended:
             continue
         try:
             from uuid import UUID

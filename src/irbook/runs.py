@@ -276,20 +276,34 @@ class RunStore:
             now = db.execute("SELECT state FROM runs WHERE id = ?", (run_id,)).fetchone()
         return "missing" if now is None else str(now[0])
 
-    def fail_queued(self, run_id: str, message: str) -> bool:
-        """End a run that never started (its flow run could not be created, or a worker
-        refused it); True if it was queued. A run that started keeps its own end."""
+    def fail_queued(self, run_id: str, message: str, state: str = "failed") -> bool:
+        """End a run that never started (its flow run could not be created, a worker
+        refused it, or it ended before any worker started it: `crashed`); True if it was
+        queued. A run that started keeps its own end."""
         with self._tx() as db:
             ended = db.execute(
-                "UPDATE runs SET state = 'failed', message = ?, finished_at = ?"
+                "UPDATE runs SET state = ?, message = ?, finished_at = ?"
                 " WHERE id = ? AND state = 'queued'",
-                (message, time.time(), run_id),
+                (state, message, time.time(), run_id),
             ).rowcount
             if ended:
                 written = ("state", "message", "finished_at")
                 row = _read_back(db, "runs", (run_id,), written)
-                self._event(db, run_id, "run-failed", None, {"set": row})
+                self._event(db, run_id, f"run-{state}", None, {"set": row})
         return bool(ended)
+
+    def queued_runs(self, before: float) -> list[dict[str, Any]]:
+        """Runs queued since before `before` whose flow run exists, oldest first."""
+        rows = (
+            self._db()
+            .execute(
+                "SELECT id, flow_run_id FROM runs WHERE state = 'queued'"
+                " AND flow_run_id IS NOT NULL AND created_at < ? ORDER BY created_at",
+                (before,),
+            )
+            .fetchall()
+        )
+        return [dict(r) for r in rows]
 
     def set_flow_run(self, run_id: str, flow_run_id: str) -> None:
         with self._tx() as db:

@@ -393,6 +393,50 @@ def test_a_run_claimed_by_a_killed_worker_is_run_by_another(deployed: str, tmp_p
     assert [s["step_id"] for s in RunStore().steps(req.run_id)] == ["note", "gate"]
 
 
+CRASH = """\
+import os, sys
+if "prefect.engine" in sys.orig_argv:
+    os._exit(3)
+"""
+
+
+def test_a_queued_run_whose_flow_run_crashed_before_starting_is_started_again(
+    deployed: str, tmp_path: Path
+) -> None:
+    """A flow-run process that dies before the flow begins: the worker marks the flow run
+    Crashed, and the receiver's reaper settles the queued record (crashed, no step began)
+    and starts its alert again under a new run id, instead of answering 'duplicate' to
+    every retry of an alert no run will handle."""
+    from irbook_flows.cli import _reaper
+    from irbook_flows.deploy import deployments_starter
+
+    start = deployments_starter(RunnerConfig(type="deployments", pool=deployed))
+    queue = AlertQueue()
+    req = _queue_one(queue, request("finding-crash-before-start", user_name="frank"))
+    flow_run_id = start(req)
+    (row,) = queue.rows(run_id=req.run_id)
+    queue.mark_started(row["id"], flow_run_id)  # as the receiver's dispatcher does
+    crash = tmp_path / "crash"
+    crash.mkdir()
+    (crash / "sitecustomize.py").write_text(CRASH)
+    output = _run_worker(deployed, PYTHONPATH=str(crash))
+    assert _state(flow_run_id) == "CRASHED", output[-3000:]
+    reaper = _reaper(RunStore(), queue, workers=True)
+    found: list[Any] = []
+    assert wait_for(lambda: bool(found.extend(reaper.reap()) or found), 60, 1.0)
+    (reaped,) = found
+    assert reaped.run_id == req.run_id and reaped.state == "crashed"
+    assert reaped.restarted_as is not None
+    record = RunStore().run(req.run_id)
+    assert record is not None and record["state"] == "crashed"
+    assert "ended Crashed before any worker started it" in record["message"]
+    assert f"started again as run {reaped.restarted_as}" in record["message"]
+    (row,) = queue.rows(run_id=reaped.restarted_as)
+    assert row["status"] == "queued" and row["restarted_from"] == req.run_id
+    assert reaper.reap() == []  # settled once
+    queue.close()
+
+
 def _queue_one(queue: AlertQueue, req: StartRequest) -> StartRequest:
     """Enqueue req's alert; the request as the dispatcher will build it (queue's run id)."""
     item = QueueItem(req.source, req.alert, req.playbook_id, req.playbook_path, "dry-run")
