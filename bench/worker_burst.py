@@ -158,13 +158,17 @@ def prefect_breakdown(posted: dict[str, float], rows: dict[str, dict[str, Any]])
     return {k: round(statistics.median(v), 2) for k, v in parts.items() if v}
 
 
-def worker_shares(logs: list[Path], rows: dict[str, dict[str, Any]]) -> list[int]:
-    ids = {str(r["flow_run_id"]) for r in rows.values()}
-    shares = []
-    for log in logs:
-        text = log.read_text(errors="replace")
-        shares.append(sum(flow_run in text for flow_run in ids))
-    return shares
+def worker_shares(rows: dict[str, dict[str, Any]]) -> dict[str, int]:
+    """Runs per worker, from the label Prefect's workers give the flow runs they take."""
+    from prefect.client.orchestration import get_client
+
+    shares: dict[str, int] = {}
+    with get_client(sync_client=True) as client:
+        for row in rows.values():
+            flow_run = client.read_flow_run(uuid.UUID(row["flow_run_id"]))
+            name = str((flow_run.labels or {}).get("prefect.worker.name", "?"))
+            shares[name] = shares.get(name, 0) + 1
+    return dict(sorted(shares.items()))
 
 
 def main() -> int:
@@ -173,6 +177,12 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--limit", type=int, default=10, help="flow runs per worker at once")
     parser.add_argument("--query-seconds", type=float, default=2.0)
+    parser.add_argument(
+        "--worker",
+        choices=("irbook", "process"),
+        default="irbook",
+        help="irbook worker (runs on threads) or prefect's process worker (a process per run)",
+    )
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -192,7 +202,11 @@ def main() -> int:
 
     env["PREFECT_API_URL"] = ensure_api()
     db = home / "irbook.db"
-    report: dict[str, Any] = {"alerts": args.alerts, "workers": args.workers}
+    report: dict[str, Any] = {
+        "alerts": args.alerts,
+        "workers": args.workers,
+        "worker": args.worker,
+    }
     workers: list[subprocess.Popen[bytes]] = []
     logs: list[Path] = []
     try:
@@ -222,11 +236,15 @@ def main() -> int:
             with open(log, "wb") as out:
                 workers.append(
                     subprocess.Popen(
-                        [
-                            str(Path(sys.executable).with_name("prefect")),
-                            *("worker", "start", "--pool", pool, "--type", "process"),
-                            *("--limit", str(args.limit), "--name", f"bench-{i}"),
-                        ],
+                        (
+                            [str(Path(sys.executable).with_name("irbook")), "worker"]
+                            if args.worker == "irbook"
+                            else [
+                                str(Path(sys.executable).with_name("prefect")),
+                                *("worker", "start", "--type", "process"),
+                            ]
+                        )
+                        + ["--pool", pool, "--limit", str(args.limit), "--name", f"bench-{i}"],
                         env=worker_env,
                         stdin=subprocess.DEVNULL,
                         stdout=out,
@@ -243,7 +261,7 @@ def main() -> int:
             rows = first_steps(db, posted, args.timeout)
             report["deployments"] = summary(posted, rows)
             report["breakdown"] = prefect_breakdown(posted, rows)
-            report["worker_shares"] = worker_shares(logs, rows)
+            report["worker_shares"] = worker_shares(rows)
         finally:
             deployed.stop()
     finally:
@@ -265,7 +283,8 @@ def main() -> int:
         print(f"    embedded      median {emb['median_s']} s, all {emb['all_s']} s")
         print(
             f"    deployments   median {dep['median_s']} s, all {dep['all_s']} s"
-            f" ({args.workers} workers, --limit {args.limit}, poll {args.query_seconds:g} s)"
+            f" ({args.workers} {args.worker} workers, --limit {args.limit},"
+            f" poll {args.query_seconds:g} s)"
         )
         print(
             f"    ratio         median {report.get('ratio_median')}x,"

@@ -188,12 +188,28 @@ def run_deployed(
     return execute(spec, [f"source:{source}", "deployment"])
 
 
-@functools.cache
-def _deployed_flow() -> Any:
-    from prefect import flow, runtime
+def prefect_state(run_id: str, state: str, message: str, prefix: str = "") -> Any:
+    """The Prefect state a deployed flow run ends in for a run's verdict."""
     from prefect.states import Cancelled, Completed, Failed
 
     from irbook.runs import verdict_text
+
+    if state == "succeeded":
+        return Completed(message=f"{prefix}run {run_id} succeeded"[:500])
+    if state == "partial":
+        said = verdict_text(state, message)
+        return Completed(message=f"{prefix}run {run_id} {said}"[:500], name="Partial")
+    if state == "cancelled":
+        return Cancelled(message=f"{prefix}run {run_id} cancelled: {message}"[:500])
+    return Failed(message=f"{prefix}run {run_id} {state}: {message}"[:500])
+
+
+@functools.cache
+def _deployed_flow() -> Any:
+    from prefect import flow, runtime
+    from prefect.states import Cancelled, Failed
+
+    from irbook.runs import RunStore
 
     @flow(
         name=FLOW_NAME,
@@ -213,13 +229,15 @@ def _deployed_flow() -> Any:
         except Refused as exc:
             return Cancelled(message=str(exc)) if exc.cancelled else Failed(message=str(exc))
         if outcome is None:
-            return Failed(message=f"run {run_id} exists already; not started a second time")
-        if outcome.state == "succeeded":
-            return Completed(message=f"run {run_id} succeeded")
-        if outcome.state == "partial":
-            said = verdict_text(outcome.state, outcome.message)
-            return Completed(message=f"run {run_id} {said}"[:500], name="Partial")
-        return Failed(message=f"run {run_id} {outcome.state}: {outcome.message}"[:500])
+            # A second delivery of this flow run (rescheduled from a worker that seemed
+            # lost): the run was not started twice; the flow run says how the run stands.
+            record = RunStore().run(run_id) or {}
+            state = str(record.get("state"))
+            twice = f"run {run_id} was started by an earlier delivery, not twice"
+            if state in ("running", "queued"):
+                return Cancelled(message=f"{twice}; it is {state} there")
+            return prefect_state(run_id, state, record.get("message") or "", f"{twice}; ")
+        return prefect_state(run_id, outcome.state, outcome.message)
 
     return deployed_playbook
 
@@ -263,15 +281,19 @@ def _prefect_reason(exc: Exception) -> str:
 def deployments_starter(runner: RunnerConfig, store: RunStore | None = None) -> StartRun:
     """Start each run as a flow run of its playbook's deployment, at most once.
 
-    `timeout=0` returns as soon as the flow run exists (Scheduled); a worker polling the
-    deployment's pool runs it. The idempotency key makes a repeated call return the flow
-    run it created the first time. Before the flow run exists the run is recorded
-    `queued` in `store` (the receiver's), so its id is known from the moment the alert is
-    accepted; a worker claims that record. Prefect failures are raised as `StartFailed`, which the
-    dispatcher retries with backoff; a run that would put a secret into the flow run's
-    parameters is refused (`StartRefused`), which no retry can change.
+    The flow run is created Scheduled, as `run_deployment(timeout=0)` does, and a worker
+    polling the deployment's pool runs it; each deployment's id is looked up once, so a
+    run costs one API call (bench/worker_burst.py measures the path). The idempotency key
+    makes a repeated call return the flow run it created the first time. Before the flow
+    run exists the run is recorded `queued` in `store` (the receiver's), so its id is
+    known from the moment the alert is accepted; a worker claims that record. Prefect
+    failures are raised as `StartFailed`, which the dispatcher retries with backoff; a run
+    that would put a secret into the flow run's parameters is refused (`StartRefused`),
+    which no retry can change.
     """
-    from prefect.deployments import run_deployment
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+    from prefect.states import Scheduled
 
     from irbook.loader import load_playbook
     from irbook.plan import build_plan
@@ -283,6 +305,24 @@ def deployments_starter(runner: RunnerConfig, store: RunStore | None = None) -> 
 
     prefix = runner.prefix
     runs = store if store is not None else RunStore()
+    deployment_ids: dict[str, Any] = {}
+
+    def create_flow_run(name: str, request: StartRequest) -> FlowRun:
+        with get_client(sync_client=True) as api:
+            if name not in deployment_ids:
+                deployment_ids[name] = api.read_deployment_by_name(name).id
+            try:
+                flow_run: FlowRun = api.create_flow_run_from_deployment(
+                    deployment_ids[name],
+                    parameters=flow_parameters(request),
+                    state=Scheduled(),
+                    idempotency_key=idempotency_key(request),
+                    tags=["irbook", f"source:{request.source}", request.mode],
+                )
+            except ObjectNotFound:  # deleted, or deployed again under a new id
+                deployment_ids.pop(name, None)
+                raise
+        return flow_run
 
     def record_queued(playbook: Playbook, request: StartRequest) -> None:
         try:
@@ -315,14 +355,7 @@ def deployments_starter(runner: RunnerConfig, store: RunStore | None = None) -> 
         record_queued(playbook, request)
         name = full_name(request.playbook_id, prefix)
         try:
-            flow_run: FlowRun = run_deployment(  # type: ignore[assignment]  # sync here
-                name=name,
-                parameters=flow_parameters(request),
-                idempotency_key=idempotency_key(request),
-                timeout=0,
-                as_subflow=False,
-                tags=["irbook", f"source:{request.source}", request.mode],
-            )
+            flow_run = create_flow_run(name, request)
         except Exception as exc:  # httpx, the API's status errors, ObjectNotFound...
             raise StartFailed(f"deployment {name}: {_prefect_reason(exc)}") from exc
         runs.set_flow_run(request.run_id, str(flow_run.id))

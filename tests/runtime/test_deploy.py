@@ -27,6 +27,7 @@ from tests.receiver._support import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFECT = str(Path(sys.executable).with_name("prefect"))
+IRBOOK = str(Path(sys.executable).with_name("irbook"))
 STUCK = "IRBOOK_STUCK_AFTER"
 # Makes the flow-run processes a worker spawns hang before they start the flow (the
 # worker itself is unaffected): a worker killed then has claimed runs it never started.
@@ -80,9 +81,8 @@ def _deployed(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     (books / "dep-note.yaml").write_text(PLAYBOOK)
     (books / "dep-secret.yaml").write_text(SECRET_PLAYBOOK)
     home = tmp_path_factory.mktemp("deploy-home")
-    saved = {k: os.environ.get(k) for k in ("IRBOOK_PLAYBOOKS", "IRBOOK_HOME", STUCK)}
-    # a lost worker's claimed runs are rescheduled after 10 s here (Prefect's minimum)
-    os.environ.update(IRBOOK_PLAYBOOKS=str(books), IRBOOK_HOME=str(home), **{STUCK: "10"})
+    saved = {k: os.environ.get(k) for k in ("IRBOOK_PLAYBOOKS", "IRBOOK_HOME")}
+    os.environ.update(IRBOOK_PLAYBOOKS=str(books), IRBOOK_HOME=str(home))
     pool = f"irbook-test-{uuid.uuid4().hex[:8]}"
     from irbook.cli.main import main
 
@@ -102,7 +102,6 @@ def deployed(_deployed: Deployed, monkeypatch: pytest.MonkeyPatch) -> str:
     """The pool; this test sees the playbooks and the home the deployments were made with."""
     monkeypatch.setenv("IRBOOK_PLAYBOOKS", str(_deployed.books))
     monkeypatch.setenv("IRBOOK_HOME", str(_deployed.home))
-    monkeypatch.setenv(STUCK, "10")
     return _deployed.pool
 
 
@@ -355,13 +354,39 @@ def test_a_run_claimed_by_a_killed_worker_is_run_by_another(deployed: str, tmp_p
     """#20.1: SIGKILL a worker (and its children) after it claimed a flow run and before
     the run started. Prefect's automation that irbook deploy keeps puts the run back to
     Scheduled, and another worker runs it; the alert is not absorbed by a dead flow run."""
+    from irbook_flows.deploy import RESCHEDULE_AUTOMATION
+
+    def deploy(**env: str) -> None:
+        done = subprocess.run(
+            [IRBOOK, "deploy", "--pool", deployed],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+
+    def within() -> float:
+        with client() as api:
+            (automation,) = api.read_automations_by_name(RESCHEDULE_AUTOMATION)
+            return automation.trigger.within.total_seconds()  # type: ignore[union-attr]
+
+    assert within() == 90  # the default
+    deploy(**{STUCK: "10"})  # Prefect's minimum, so that the test is quick
+    assert within() == 10
+    try:
+        _lost_worker_run_is_run_by_another(deployed, tmp_path)
+    finally:
+        deploy()
+    assert within() == 90
+
+
+def _lost_worker_run_is_run_by_another(deployed: str, tmp_path: Path) -> None:
     import signal
 
-    from irbook_flows.deploy import RESCHEDULE_AUTOMATION, deployments_starter
+    from irbook_flows.deploy import deployments_starter
 
-    with client() as api:
-        (automation,) = api.read_automations_by_name(RESCHEDULE_AUTOMATION)
-        assert automation.trigger.within.total_seconds() == 10  # type: ignore[union-attr]
     start = deployments_starter(RunnerConfig(type="deployments", pool=deployed))
     req = request("finding-lost-worker", user_name="erin")
     flow_run_id = start(req)
@@ -435,6 +460,64 @@ def test_a_queued_run_whose_flow_run_crashed_before_starting_is_started_again(
     assert row["status"] == "queued" and row["restarted_from"] == req.run_id
     assert reaper.reap() == []  # settled once
     queue.close()
+
+
+def test_irbook_worker_runs_flow_runs_on_its_threads_and_shares_a_burst(deployed: str) -> None:
+    """`irbook worker` (a Prefect worker whose infrastructure is its own threads) runs the
+    deployed flow runs through the same claim and engine; two of them split a burst."""
+    import signal
+
+    from irbook_flows.deploy import deployments_starter
+
+    start = deployments_starter(RunnerConfig(type="deployments", pool=deployed))
+    requests = [request(f"finding-thread-{i}", user_name="gail") for i in range(6)]
+    flow_run_ids = [start(req) for req in requests]
+    workers = [
+        subprocess.Popen(
+            [IRBOOK, "worker", "--pool", deployed, "--limit", "3", "--name", f"thread-worker-{i}"],
+            cwd=ROOT,
+            env={**os.environ, "PREFECT_WORKER_QUERY_SECONDS": "1"},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        for i in range(2)
+    ]
+    try:
+
+        def done() -> bool:
+            records = [RunStore().run(req.run_id) for req in requests]
+            if not all(r is not None and r["state"] == "succeeded" for r in records):
+                return False
+            return all(_state(flow_run_id) == "COMPLETED" for flow_run_id in flow_run_ids)
+
+        assert wait_for(done, 120, 0.5), [RunStore().run(r.run_id) for r in requests]
+    finally:
+        for worker in workers:
+            os.killpg(worker.pid, signal.SIGTERM)
+        output = b"".join(w.communicate(timeout=60)[0] or b"" for w in workers).decode()
+    assert "Traceback" not in output, output[-3000:]
+    names = []
+    with client() as api:
+        for flow_run_id in flow_run_ids:
+            flow_run = api.read_flow_run(uuid.UUID(flow_run_id))
+            assert flow_run.state is not None and flow_run.state.is_completed()
+            names.append(flow_run.labels["prefect.worker.name"])
+    assert set(names) <= {"thread-worker-0", "thread-worker-1"}
+    for req in requests:  # each run's steps ran once
+        assert [s["step_id"] for s in RunStore().steps(req.run_id)] == ["note", "gate"]
+
+
+def test_irbook_worker_errors_are_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "irbook.cli.main", "worker", "--limit", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == "irbook: error: --limit must be at least 1"
 
 
 def _queue_one(queue: AlertQueue, req: StartRequest) -> StartRequest:
