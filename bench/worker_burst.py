@@ -158,15 +158,20 @@ def prefect_breakdown(posted: dict[str, float], rows: dict[str, dict[str, Any]])
     return {k: round(statistics.median(v), 2) for k, v in parts.items() if v}
 
 
-def worker_shares(rows: dict[str, dict[str, Any]]) -> dict[str, int]:
-    """Runs per worker, from the label Prefect's workers give the flow runs they take."""
-    from prefect.client.orchestration import get_client
-
+def worker_shares(
+    db: Path, rows: dict[str, dict[str, Any]], workers: dict[int, str]
+) -> dict[str, int]:
+    """Runs per worker: the process that owned each run (its lease). An irbook worker runs
+    them itself; under a process worker each run has a process of its own."""
+    run_ids = {r["run_id"] for r in rows.values()}
+    owners = query(
+        db,
+        "SELECT runs.id, run_owners.pid FROM runs JOIN run_owners ON run_owners.id = runs.owner",
+    )
     shares: dict[str, int] = {}
-    with get_client(sync_client=True) as client:
-        for row in rows.values():
-            flow_run = client.read_flow_run(uuid.UUID(row["flow_run_id"]))
-            name = str((flow_run.labels or {}).get("prefect.worker.name", "?"))
+    for owner in owners:
+        if owner["id"] in run_ids:
+            name = workers.get(int(owner["pid"]), "a process of its own")
             shares[name] = shares.get(name, 0) + 1
     return dict(sorted(shares.items()))
 
@@ -208,7 +213,6 @@ def main() -> int:
         "worker": args.worker,
     }
     workers: list[subprocess.Popen[bytes]] = []
-    logs: list[Path] = []
     try:
         runner = "{type: embedded, max_concurrent_runs: 64}"
         embedded = Serve(work, workspace(work, "embedded", runner), env)
@@ -232,7 +236,6 @@ def main() -> int:
         worker_env = {**env, "PREFECT_WORKER_QUERY_SECONDS": str(args.query_seconds)}
         for i in range(args.workers):
             log = work / f"worker-{i}.log"
-            logs.append(log)
             with open(log, "wb") as out:
                 workers.append(
                     subprocess.Popen(
@@ -261,7 +264,8 @@ def main() -> int:
             rows = first_steps(db, posted, args.timeout)
             report["deployments"] = summary(posted, rows)
             report["breakdown"] = prefect_breakdown(posted, rows)
-            report["worker_shares"] = worker_shares(rows)
+            names = {proc.pid: f"bench-{i}" for i, proc in enumerate(workers)}
+            report["worker_shares"] = worker_shares(db, rows, names)
         finally:
             deployed.stop()
     finally:
