@@ -31,6 +31,7 @@ EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a killed command
 EXIT_FOR_STATE = {"succeeded": EXIT_OK, "partial": EXIT_PARTIAL, "rejected": EXIT_REJECTED}
 
 STATE_MARK = {
+    "queued": "·",
     "pending": "·",
     "running": "…",
     "awaiting-approval": "?",
@@ -319,6 +320,11 @@ def cmd_approve(args: argparse.Namespace) -> int:
     store = _store()
     record = _find(store, args.run_id)
     run_id = record["id"]
+    if record["state"] == "queued":
+        raise IrbookError(
+            f"run {run_id} is queued: no worker has started it yet, so no step waits for an"
+            " approval; approve once it asks (irbook runs show " + run_id + ")"
+        )
     if record["state"] != "running":
         raise IrbookError(f"run {run_id} is {record['state']}, not waiting for an approval")
     waiting = [s for s in store.steps(run_id) if s["state"] == "awaiting-approval"]
@@ -506,8 +512,10 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     store = _store()
     record = _find(store, args.run_id)
     run_id = record["id"]
-    if record["state"] == "running":
-        raise IrbookError(f"run {run_id} is still running; end it first (irbook cancel {run_id})")
+    if record["state"] in ("running", "queued"):
+        raise IrbookError(
+            f"run {run_id} is still {record['state']}; end it first (irbook cancel {run_id})"
+        )
     dry_run = bool(args.dry_run)
     earlier = store.rollbacks([run_id]).get(run_id)
     if earlier and not dry_run and not args.force:
@@ -588,7 +596,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     store = _store()
     record = _find(store, args.run_id)
     run_id = record["id"]
-    if record["state"] != "running":
+    if record["state"] not in ("running", "queued"):
         said = verdict_text(record["state"], record["message"])
         raise IrbookError(f"run {run_id} is {first_line(said)} already; nothing to cancel")
     from irbook_flows.server import ensure_api
@@ -686,14 +694,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         def run_active(run_id: str) -> bool:
             record = store.run(run_id)
-            return record is not None and record["state"] == "running"
+            return record is not None and record["state"] in ("running", "queued")
 
         runner = loaded.config.runner
         embedded = None
         if runner.type == "deployments":
             from irbook_flows.deploy import deployments_starter
 
-            starter = deployments_starter(runner)
+            starter = deployments_starter(runner, store)
         else:
             from irbook_flows.embedded import EmbeddedStarter
 
@@ -709,7 +717,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         if embedded is not None:
             embedded.on_finished = hooks.dispatcher.notify
-        reaper = _reaper(store, hooks.queue)
+        else:  # a run recorded queued whose flow run could not be created says so
+            counted = hooks.dispatcher.on_failed
+
+            def failed(request: Any, error: str) -> None:
+                store.fail_queued(request.run_id, f"not started: {error}")
+                if counted is not None:
+                    counted(request, error)
+
+            hooks.dispatcher.on_failed = failed
+        reaper = _reaper(store, hooks.queue, workers=runner.type == "deployments")
         settle = functools.partial(_settle_reaped, store)
         settle(reaper.reap())  # before any new alert: the dead are settled first
         reaper.start(leases.lease_seconds() / 3, settle)
@@ -735,9 +752,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reaper(store: Any, queue: Any) -> Any:
+def _flow_run_end(flow_run_id: str) -> tuple[str, str] | None:
+    """(state name, message) of a flow run that has ended in Prefect, else None; a flow
+    run Prefect no longer has counts as ended (deleted)."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            flow_run = client.read_flow_run(UUID(flow_run_id))
+        except ObjectNotFound:
+            return "Deleted", "Prefect has no such flow run any more"
+    state = flow_run.state
+    if state is None or not state.is_final():
+        return None
+    return state.name or state.type.value, (state.message or "")[:300]
+
+
+def _reaper(store: Any, queue: Any, *, workers: bool = False) -> Any:
     """The reaper of crashed runs in `store`; their alerts are started again through
-    `queue` (an AlertQueue), or through one opened on first need when None."""
+    `queue` (an AlertQueue), or through one opened on first need when None. With
+    `workers` (runner: deployments) it also settles queued runs whose flow run ended
+    before a worker started it."""
     from irbook.reaper import Reaper
     from irbook.triggers.queue import AlertQueue, new_run_id
 
@@ -748,7 +786,12 @@ def _reaper(store: Any, queue: Any) -> Any:
         outcome: tuple[str, str] = queue.restart_run(run_id, new_id, max_restarts, counted=counted)
         return outcome
 
-    return Reaper(store, restart=restart, new_run_id=new_run_id)
+    return Reaper(
+        store,
+        restart=restart,
+        new_run_id=new_run_id,
+        flow_run_end=_flow_run_end if workers else None,
+    )
 
 
 def _settle_reaped(store: Any, reaped: list[Any]) -> None:
@@ -757,7 +800,7 @@ def _settle_reaped(store: Any, reaped: list[Any]) -> None:
     for item in reaped:
         print(f"irbook: run {item.run_id} {item.state}: {item.message}", file=sys.stderr)
         flow_run_id = (store.run(item.run_id) or {}).get("flow_run_id")
-        if not flow_run_id:
+        if not flow_run_id or item.flow_run_ended:
             continue
         try:
             from uuid import UUID

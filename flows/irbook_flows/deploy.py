@@ -13,6 +13,14 @@ from its own environment (or Prefect Secret blocks read by the actions' clients)
 from parameters. A playbook with a secret input taken from the alert is refused by the
 starter: the alert is a parameter, and parameters are kept in Prefect's database.
 
+A run is recorded `queued` when the receiver creates its flow run, so the run id the
+webhook answered with can be looked up, cancelled and approved later at once; the worker
+claims that record (`RunStore.claim_queued`) and never starts a cancelled or an already
+started run. A deployment carries only what is the same on every machine: the playbook
+id, and the playbook's content digest as the deployment's version, so a worker whose copy
+of the playbook differs refuses the run instead of running other steps than were
+deployed. Paths, credentials and the database come from each worker's own environment.
+
 Like flow.py, the flow itself needs Prefect's settings to be final before Prefect is
 imported, so it is built on first access (`irbook_flows.deploy.deployed_playbook`):
 importing this module for `irbook deploy` does not import Prefect.
@@ -33,6 +41,7 @@ from irbook.model.base import ID_PATTERN
 
 if TYPE_CHECKING:
     from irbook.model import Playbook
+    from irbook.runs import RunStore
     from irbook.triggers.config import RunnerConfig
     from irbook.triggers.dispatch import StartRequest, StartRun
     from irbook_flows.flow import Outcome
@@ -65,6 +74,15 @@ def idempotency_key(request: StartRequest) -> str:
     return f"irbook/{request.alert_key}/{request.run_id}"
 
 
+def playbook_digest(path: str) -> str:
+    """The content digest a deployment is registered with (its version) and a worker checks
+    its own copy of the playbook against: SHA-256 of the file's bytes, 16 hex digits."""
+    import hashlib
+
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()[:16]
+
+
 def flow_parameters(request: StartRequest) -> dict[str, Any]:
     """The deployed flow's parameters for a request: nothing secret, all JSON."""
     return {
@@ -88,12 +106,28 @@ def _find_playbook(playbook_id: str) -> str:
     return find_playbook(playbook_id)
 
 
-def run_deployed(
-    playbook_id: str, alert: dict[str, Any], mode: str, run_id: str, source: str
-) -> Outcome | None:
-    """Create the run record under `run_id` and execute the run; None if it exists already.
+class Refused(Exception):
+    """The worker will not run this flow run; the message says why (and the record too)."""
 
-    The same steps as the receiver's in-process starter and the same engine
+    def __init__(self, message: str, *, cancelled: bool = False) -> None:
+        super().__init__(message)
+        self.cancelled = cancelled
+
+
+def run_deployed(
+    playbook_id: str,
+    alert: dict[str, Any],
+    mode: str,
+    run_id: str,
+    source: str,
+    deployed_digest: str | None = None,
+) -> Outcome | None:
+    """Start the run recorded under `run_id` and execute it; None if it started before.
+
+    The receiver recorded the run `queued`; this claims it (or creates it, for a flow run
+    started some other way). A cancelled run, or a playbook here that is not the one that
+    was deployed (`deployed_digest`), raises `Refused` and the record says why. The same
+    steps as the receiver's in-process starter and the same engine
     (`irbook_flows.flow.execute`); only the process differs.
     """
     from irbook.loader import load_playbook
@@ -107,17 +141,37 @@ def run_deployed(
 
     if mode not in MODES:
         raise IrbookError(f"mode must be live or dry-run, not {mode!r}")
+    store = RunStore()
+    store.hold()  # a worker killed mid-run leaves a run the receiver's reaper settles
+    try:
+        path = _find_playbook(playbook_id)
+    except IrbookError as exc:
+        message = f"this worker cannot start it: {exc} (set IRBOOK_PLAYBOOKS in its environment)"
+        store.fail_queued(run_id, message)
+        raise Refused(message) from None
+    if deployed_digest and playbook_digest(path) != deployed_digest:
+        message = (
+            f"this worker's copy of playbook {playbook_id} ({path}, digest"
+            f" {playbook_digest(path)}) is not the deployed one (digest {deployed_digest}):"
+            " sync the worker's playbooks and run irbook deploy again"
+        )
+        store.fail_queued(run_id, message)
+        raise Refused(message)
     REGISTRY.load_all()
-    playbook = load_playbook(_find_playbook(playbook_id)).playbook
+    playbook = load_playbook(path).playbook
     alert_obj = Alert.model_validate(alert)
     plan = build_plan(playbook, alert_obj, {})
     dry_run = mode != "live"
-    store = RunStore()
-    store.hold()  # a worker killed mid-run leaves a run the receiver's reaper settles
     started_by = f"webhook:{source}"
-    try:
-        store.create_run_for(plan, dry_run=dry_run, started_by=started_by, run_id=run_id)
-    except sqlite3.IntegrityError:
+    now = store.claim_queued(run_id)
+    if now == "missing":
+        try:
+            store.create_run_for(plan, dry_run=dry_run, started_by=started_by, run_id=run_id)
+        except sqlite3.IntegrityError:
+            return None  # created meanwhile by a second delivery of this flow run
+    elif now == "cancelled":
+        raise Refused(f"run {run_id} was cancelled before a worker started it", cancelled=True)
+    elif now is not None:
         return None  # started before (a retried flow run): never run the steps twice
     spec = RunSpec(
         run_id=run_id,
@@ -134,12 +188,28 @@ def run_deployed(
     return execute(spec, [f"source:{source}", "deployment"])
 
 
-@functools.cache
-def _deployed_flow() -> Any:
-    from prefect import flow
-    from prefect.states import Completed, Failed
+def prefect_state(run_id: str, state: str, message: str, prefix: str = "") -> Any:
+    """The Prefect state a deployed flow run ends in for a run's verdict."""
+    from prefect.states import Cancelled, Completed, Failed
 
     from irbook.runs import verdict_text
+
+    if state == "succeeded":
+        return Completed(message=f"{prefix}run {run_id} succeeded"[:500])
+    if state == "partial":
+        said = verdict_text(state, message)
+        return Completed(message=f"{prefix}run {run_id} {said}"[:500], name="Partial")
+    if state == "cancelled":
+        return Cancelled(message=f"{prefix}run {run_id} cancelled: {message}"[:500])
+    return Failed(message=f"{prefix}run {run_id} {state}: {message}"[:500])
+
+
+@functools.cache
+def _deployed_flow() -> Any:
+    from prefect import flow, runtime
+    from prefect.states import Cancelled, Failed
+
+    from irbook.runs import RunStore
 
     @flow(
         name=FLOW_NAME,
@@ -152,15 +222,22 @@ def _deployed_flow() -> Any:
         playbook_id: str, alert: dict[str, Any], mode: str, run_id: str, source: str
     ) -> Any:
         """Run one playbook for one alert (a flow run of `irbook deploy`'s deployments)."""
-        outcome = run_deployed(playbook_id, alert, mode, run_id, source)
+        try:
+            outcome = run_deployed(
+                playbook_id, alert, mode, run_id, source, runtime.deployment.version
+            )
+        except Refused as exc:
+            return Cancelled(message=str(exc)) if exc.cancelled else Failed(message=str(exc))
         if outcome is None:
-            return Failed(message=f"run {run_id} exists already; not started a second time")
-        if outcome.state == "succeeded":
-            return Completed(message=f"run {run_id} succeeded")
-        if outcome.state == "partial":
-            said = verdict_text(outcome.state, outcome.message)
-            return Completed(message=f"run {run_id} {said}"[:500], name="Partial")
-        return Failed(message=f"run {run_id} {outcome.state}: {outcome.message}"[:500])
+            # A second delivery of this flow run (rescheduled from a worker that seemed
+            # lost): the run was not started twice; the flow run says how the run stands.
+            record = RunStore().run(run_id) or {}
+            state = str(record.get("state"))
+            twice = f"run {run_id} was started by an earlier delivery, not twice"
+            if state in ("running", "queued"):
+                return Cancelled(message=f"{twice}; it is {state} there")
+            return prefect_state(run_id, state, record.get("message") or "", f"{twice}; ")
+        return prefect_state(run_id, outcome.state, outcome.message)
 
     return deployed_playbook
 
@@ -201,24 +278,70 @@ def _prefect_reason(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text}"[:300]
 
 
-def deployments_starter(runner: RunnerConfig) -> StartRun:
+def deployments_starter(runner: RunnerConfig, store: RunStore | None = None) -> StartRun:
     """Start each run as a flow run of its playbook's deployment, at most once.
 
-    `timeout=0` returns as soon as the flow run exists (Scheduled); a worker polling the
-    deployment's pool runs it. The idempotency key makes a repeated call return the flow
-    run it created the first time. Prefect failures are raised as `StartFailed`, which the
-    dispatcher retries with backoff; a run that would put a secret into the flow run's
-    parameters is refused (`StartRefused`), which no retry can change.
+    The flow run is created Scheduled, as `run_deployment(timeout=0)` does, and a worker
+    polling the deployment's pool runs it; each deployment's id is looked up once, so a
+    run costs one API call (bench/worker_burst.py measures the path). The idempotency key
+    makes a repeated call return the flow run it created the first time. Before the flow
+    run exists the run is recorded `queued` in `store` (the receiver's), so its id is
+    known from the moment the alert is accepted; a worker claims that record. Prefect
+    failures are raised as `StartFailed`, which the dispatcher retries with backoff; a run
+    that would put a secret into the flow run's parameters is refused (`StartRefused`),
+    which no retry can change.
     """
-    from prefect.deployments import run_deployment
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+    from prefect.states import Scheduled
 
     from irbook.loader import load_playbook
-    from irbook.triggers.dispatch import StartFailed, StartRefused
+    from irbook.plan import build_plan
+    from irbook.runs import RunStore
+    from irbook.triggers.dispatch import AlreadyStarted, StartFailed, StartRefused
 
     if TYPE_CHECKING:
         from prefect.client.schemas.objects import FlowRun
 
     prefix = runner.prefix
+    runs = store if store is not None else RunStore()
+    deployment_ids: dict[str, Any] = {}
+
+    def create_flow_run(name: str, request: StartRequest) -> FlowRun:
+        with get_client(sync_client=True) as api:
+            if name not in deployment_ids:
+                deployment_ids[name] = api.read_deployment_by_name(name).id
+            try:
+                flow_run: FlowRun = api.create_flow_run_from_deployment(
+                    deployment_ids[name],
+                    parameters=flow_parameters(request),
+                    state=Scheduled(),
+                    idempotency_key=idempotency_key(request),
+                    tags=["irbook", f"source:{request.source}", request.mode],
+                )
+            except ObjectNotFound:  # deleted, or deployed again under a new id
+                deployment_ids.pop(name, None)
+                raise
+        return flow_run
+
+    def record_queued(playbook: Playbook, request: StartRequest) -> None:
+        try:
+            plan = build_plan(playbook, request.alert, {})
+        except IrbookError as exc:
+            raise StartRefused(f"playbook {request.playbook_id} cannot run: {exc}") from None
+        try:
+            runs.create_run_for(
+                plan,
+                dry_run=request.mode != "live",
+                started_by=f"webhook:{request.source}",
+                run_id=request.run_id,
+                state="queued",
+            )
+        except sqlite3.IntegrityError:
+            record = runs.run(request.run_id)
+            if record is None or record["state"] != "queued":
+                raise AlreadyStarted(request.run_id) from None
+            # queued by a dispatcher that died before its flow run existed: create it now
 
     def start(request: StartRequest) -> str:
         playbook = load_playbook(request.playbook_path).playbook
@@ -229,18 +352,13 @@ def deployments_starter(runner: RunnerConfig) -> StartRun:
                 f"{', '.join(leaking)} from the alert, which a deployment would keep in "
                 "Prefect's database; use runner: embedded for it"
             )
+        record_queued(playbook, request)
         name = full_name(request.playbook_id, prefix)
         try:
-            flow_run: FlowRun = run_deployment(  # type: ignore[assignment]  # sync here
-                name=name,
-                parameters=flow_parameters(request),
-                idempotency_key=idempotency_key(request),
-                timeout=0,
-                as_subflow=False,
-                tags=["irbook", f"source:{request.source}", request.mode],
-            )
+            flow_run = create_flow_run(name, request)
         except Exception as exc:  # httpx, the API's status errors, ObjectNotFound...
             raise StartFailed(f"deployment {name}: {_prefect_reason(exc)}") from exc
+        runs.set_flow_run(request.run_id, str(flow_run.id))
         return str(flow_run.id)
 
     return start
@@ -286,7 +404,7 @@ def check_deployments(runner: RunnerConfig, playbook_ids: list[str]) -> list[str
 # -- irbook deploy ----------------------------------------------------------------------
 
 
-def _playbooks() -> Iterator[Playbook]:
+def _playbooks() -> Iterator[tuple[Playbook, str]]:
     from irbook.loader import default_playbook_dirs, validate_paths
     from irbook.registry import REGISTRY
 
@@ -304,23 +422,7 @@ def _playbooks() -> Iterator[Playbook]:
             f"not deploying invalid playbooks: {first}" + (more if len(result.errors) > 1 else "")
         )
     for item in result.loaded:
-        yield item.playbook
-
-
-def _job_env() -> dict[str, str]:
-    """The environment a worker's flow run gets from the deployment.
-
-    The playbook folders, made absolute: a process worker runs each flow run in a
-    directory of its own, where the default `playbooks/` would not be found. IRBOOK_HOME
-    only when set here explicitly; otherwise the worker's own default applies.
-    """
-    from irbook.loader import default_playbook_dirs
-
-    folders = [os.path.abspath(f) for f in default_playbook_dirs() if os.path.isdir(f)]
-    env = {"IRBOOK_PLAYBOOKS": os.pathsep.join(folders)}
-    if os.environ.get("IRBOOK_HOME"):
-        env["IRBOOK_HOME"] = os.path.abspath(os.environ["IRBOOK_HOME"])
-    return env
+        yield item.playbook, item.path
 
 
 def ensure_pool(client: Any, pool: str) -> bool:
@@ -341,25 +443,99 @@ def ensure_pool(client: Any, pool: str) -> bool:
     return False
 
 
+# A worker killed between claiming a flow run (Pending) and starting it (Running) leaves it
+# Pending for good: no other worker takes a Pending run. Prefect's own answer is a
+# proactive automation (the absence of an expected event): a flow run of irbook's that is
+# Pending and neither runs nor ends within STUCK_AFTER is put back to Scheduled, where any
+# live worker takes it. A slow start that then runs anyway cannot run the steps twice: the
+# run record is claimed once (`RunStore.claim_queued`).
+STUCK_AFTER = 90.0
+RESCHEDULE_AUTOMATION = "irbook: reschedule runs a lost worker claimed"
+_STARTED_OR_ENDED = (
+    "Running",
+    "Completed",
+    "Failed",
+    "Cancelled",
+    "Cancelling",
+    "Crashed",
+    "Scheduled",
+    "Paused",
+)
+
+
+def reschedule_automation(stuck_after: float = STUCK_AFTER) -> Any:
+    """The automation `irbook deploy` keeps: irbook's Pending flow runs that a worker
+    never started go back to Scheduled after `stuck_after` seconds (at least 10)."""
+    from datetime import timedelta
+
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+
+    return AutomationCore(
+        name=RESCHEDULE_AUTOMATION,
+        description=(
+            "A flow run of an irbook deployment stayed Pending (claimed by a worker that"
+            f" did not start it) for {stuck_after:g} s: put it back to Scheduled so that a"
+            " live worker runs it. Kept by irbook deploy."
+        ),
+        trigger=EventTrigger(
+            match={"prefect.resource.id": "prefect.flow-run.*"},
+            match_related={"prefect.resource.id": "prefect.tag.irbook"},
+            after={"prefect.flow-run.Pending"},
+            expect={f"prefect.flow-run.{name}" for name in _STARTED_OR_ENDED},
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=max(10.0, stuck_after)),
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.SCHEDULED,
+                name="Rescheduled",
+                message=(
+                    f"no worker started this run within {stuck_after:g} s of claiming it"
+                    " (a lost worker); rescheduled by irbook's automation"
+                ),
+                force=True,
+            )
+        ],
+    )
+
+
+def ensure_automations(client: Any, stuck_after: float = STUCK_AFTER) -> None:
+    """Create or replace irbook's automations on the Prefect server (idempotent)."""
+    for existing in client.read_automations_by_name(RESCHEDULE_AUTOMATION):
+        client.delete_automation(existing.id)
+    client.create_automation(reschedule_automation(stuck_after))
+
+
 def register(pool: str, prefix: str = DEFAULT_PREFIX) -> list[tuple[str, str]]:
-    """Ensure the pool and one deployment per playbook; (playbook id, deployment id)."""
+    """Ensure the pool and one deployment per playbook; (playbook id, deployment id).
+
+    A deployment names its playbook by id and carries the playbook's digest as its
+    version, nothing of this machine: no paths, no home, no credentials. Each worker's own
+    environment says where its playbooks and its state are (IRBOOK_PLAYBOOKS, IRBOOK_HOME
+    or the database URL) and holds its credentials; a worker whose playbook differs from
+    the deployed digest refuses the run.
+    """
     from prefect.client.orchestration import get_client
     from prefect.types.entrypoint import EntrypointType
 
     flow_obj = _deployed_flow()
-    env = _job_env()
     playbooks = list(_playbooks())
     out: list[tuple[str, str]] = []
     with get_client(sync_client=True) as client:
         ensure_pool(client, pool)
-    for playbook in playbooks:
+        ensure_automations(client, _stuck_after())
+    for playbook, path in playbooks:
         pid = playbook.metadata.id
         deployment = flow_obj.to_deployment(
             name=deployment_name(pid, prefix),
             description=f"{playbook.metadata.title} (irbook playbook {pid})",
             tags=["irbook", f"playbook:{pid}"],
             work_pool_name=pool,
-            job_variables={"env": env},
+            version=playbook_digest(path),
             entrypoint_type=EntrypointType.MODULE_PATH,
             enforce_parameter_schema=False,
         )
@@ -367,6 +543,20 @@ def register(pool: str, prefix: str = DEFAULT_PREFIX) -> list[tuple[str, str]]:
         deployment_id = deployment.apply(work_pool_name=pool)
         out.append((pid, str(deployment_id)))
     return out
+
+
+def _stuck_after() -> float:
+    """IRBOOK_STUCK_AFTER: seconds a claimed flow run may take to start (default 90)."""
+    raw = os.environ.get("IRBOOK_STUCK_AFTER", "")
+    if not raw:
+        return STUCK_AFTER
+    try:
+        value = float(raw)
+    except ValueError:
+        raise IrbookError(f"IRBOOK_STUCK_AFTER must be a number of seconds, not {raw!r}") from None
+    if value < 10:
+        raise IrbookError("IRBOOK_STUCK_AFTER must be at least 10 (Prefect's minimum)")
+    return value
 
 
 def _api_reachable(url: str) -> None:
@@ -411,6 +601,7 @@ __all__ = [
     "DEFAULT_PREFIX",
     "ENTRYPOINT",
     "FLOW_NAME",
+    "RESCHEDULE_AUTOMATION",
     "check_deployments",
     "cmd_deploy",
     "deployment_name",
@@ -418,6 +609,7 @@ __all__ = [
     "flow_parameters",
     "full_name",
     "idempotency_key",
+    "playbook_digest",
     "register",
     "run_deployed",
 ]

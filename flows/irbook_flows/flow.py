@@ -509,5 +509,5 @@ def cancel_run(store: RunStore, run_id: str, message: str) -> None:
                 reason="run cancelled",
                 finished_at=time.time(),
             )
-    if record.get("state") == "running":
+    if record.get("state") in ("running", "queued"):
         store.finish_run(run_id, "cancelled", message)

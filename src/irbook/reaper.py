@@ -20,6 +20,13 @@ and process not alive, never a guess from the run's age). For each orphan the re
 
 A dry run mutates and notifies nothing (its calls are simulated), so it is always
 restarted.
+
+With workers (`runner: deployments`) a run is recorded `queued` until a worker claims it.
+Given `flow_run_end` (what Prefect says of a flow run), the reaper also settles queued
+runs whose flow run ended without any worker starting them (a flow-run process that
+crashed before the flow began, a run cancelled or deleted in Prefect): no step began, so
+the run is `crashed` and its alert started again (not counted), or `needs-human` when no
+alert row can start it; the alert is never absorbed by a flow run that will not run.
 """
 
 from __future__ import annotations
@@ -44,6 +51,9 @@ PRUNE_AFTER = 7 * 86_400  # owners gone this long, with no run left running, are
 #: (crashed run id, new run id, max restarts, counted) -> (outcome, run id):
 #: AlertQueue.restart_run
 Restart = Callable[[str, str, int, bool], tuple[str, str]]
+#: flow run id -> (final state name, message) once the flow run has ended, else None
+FlowRunEnd = Callable[[str], tuple[str, str] | None]
+QUEUED_GRACE = 10.0  # a queued run younger than this is not asked about
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +63,7 @@ class Reaped:
     message: str
     restarted_as: str | None = None
     in_flight: list[str] = field(default_factory=list)
+    flow_run_ended: bool = False  # Prefect says how its flow run ended already
 
 
 def _label(step: dict[str, Any]) -> str:
@@ -84,8 +95,10 @@ class Reaper:
         restart: Restart | None = None,
         new_run_id: Callable[[], str] | None = None,
         max_restarts: int = MAX_RESTARTS,
+        flow_run_end: FlowRunEnd | None = None,
     ) -> None:
         self.store = store
+        self.flow_run_end = flow_run_end
         self.restart = restart
         self.new_run_id = new_run_id
         self.max_restarts = max_restarts
@@ -101,11 +114,11 @@ class Reaper:
                 self.store.prune_owners(time.time() - PRUNE_AFTER)
             except Exception:  # housekeeping only
                 log.exception("could not prune old run owners")
+        done = self._reap_queued()
         orphans = self.store.orphaned_runs()
         if not orphans:
-            return []
+            return done
         me = self.store.hold()  # a reaper killed half-way is reaped in turn
-        done = []
         for orphan in orphans:
             try:
                 reaped = self._settle(orphan["run_id"], orphan["owner"], me)
@@ -115,6 +128,40 @@ class Reaper:
             if reaped is not None:
                 done.append(reaped)
         return done
+
+    def _reap_queued(self) -> list[Reaped]:
+        if self.flow_run_end is None:
+            return []
+        done = []
+        for row in self.store.queued_runs(time.time() - QUEUED_GRACE):
+            try:
+                ended = self.flow_run_end(row["flow_run_id"])
+                if ended is not None:
+                    reaped = self._settle_queued(row["id"], row["flow_run_id"], *ended)
+                    if reaped is not None:
+                        done.append(reaped)
+            except Exception:  # the Prefect API may be away; the next pass asks again
+                log.exception("could not settle queued run %s", row["id"])
+        return done
+
+    def _settle_queued(
+        self, run_id: str, flow_run_id: str, flow_state: str, why: str
+    ) -> Reaped | None:
+        said = f": {why}" if why else ""
+        died = f"its flow run {flow_run_id} ended {flow_state} before any worker started it{said}"
+        state, message, restarted_as = "needs-human", f"{died}; post the alert again", None
+        if self.restart is not None and self.new_run_id is not None:
+            outcome, run = self.restart(run_id, self.new_run_id(), self.max_restarts, False)
+            if outcome == "pending":
+                return None
+            if outcome == "restarted":
+                state, restarted_as = "crashed", run
+                message = f"{died}; its alert was started again as run {run}"
+        if not self.store.fail_queued(run_id, message, state):
+            return None  # a worker claimed it meanwhile, or another reaper settled it
+        self.store.event(run_id, "crashed", None, flow_run=flow_run_id, restarted_as=restarted_as)
+        log.warning("run %s %s: %s", run_id, state, message)
+        return Reaped(run_id, state, message, restarted_as, flow_run_ended=True)
 
     def _settle(self, run_id: str, owner: str, me: str) -> Reaped | None:
         record = self.store.run(run_id) or {}

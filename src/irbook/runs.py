@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS runs (
     alert_id TEXT,
     incident_key TEXT,
     flow_run_id TEXT,
-    state TEXT NOT NULL,              -- running | succeeded | partial | failed | rejected
+    state TEXT NOT NULL,              -- queued | running | succeeded | partial | failed
+                                      -- | rejected
                                       -- | cancelled | crashed | needs-human (irbook.reaper)
     message TEXT,
     inputs TEXT NOT NULL,             -- JSON, secrets redacted
@@ -198,14 +199,19 @@ class RunStore:
         alert_id: str | None = None,
         incident_key: str | None = None,
         run_id: str | None = None,
+        state: str = "running",
     ) -> str:
+        """Record a run: 'running' when it executes here and now, 'queued' when it was
+        accepted for a worker to start later (`claim_queued`)."""
+        if state not in ("running", "queued"):
+            raise ValueError(f"a run starts running or queued, not {state!r}")
         run_id = run_id or uuid.uuid4().hex[:12]
         now = time.time()
         with self._tx() as db:
             db.execute(
                 "INSERT INTO runs (id, playbook_id, playbook_title, mode, started_by,"
                 " alert_source, alert_id, incident_key, state, inputs, rollback, created_at,"
-                " owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
+                " owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     playbook_id,
@@ -215,18 +221,26 @@ class RunStore:
                     alert_source,
                     alert_id,
                     incident_key,
+                    state,
                     _dumps(inputs),
                     rollback,
                     now,
-                    self.owner,
+                    None if state == "queued" else self.owner,
                 ),
             )
             row = _read_back(db, "runs", (run_id,), None)
-            self._event(db, run_id, "run-started", None, {"set": row})
+            kind = "run-queued" if state == "queued" else "run-started"
+            self._event(db, run_id, kind, None, {"set": row})
         return run_id
 
     def create_run_for(
-        self, plan: Plan, *, dry_run: bool, started_by: str, run_id: str | None = None
+        self,
+        plan: Plan,
+        *,
+        dry_run: bool,
+        started_by: str,
+        run_id: str | None = None,
+        state: str = "running",
     ) -> str:
         """The record of a run about to execute `plan` (its inputs as the plan shows them:
         secrets redacted)."""
@@ -242,7 +256,54 @@ class RunStore:
             alert_source=plan.alert.get("source"),
             alert_id=plan.alert.get("id"),
             incident_key=str(plan.run["incident_key"]),
+            state=state,
         )
+
+    def claim_queued(self, run_id: str) -> str | None:
+        """Start a queued run here (a worker took its flow run): 'running' once, under this
+        store's owner. Returns None when this call claimed it, else the state the run is in
+        ('missing' when there is no record): a cancelled run is not started, and a run
+        claimed before (a retried flow run) is never run twice."""
+        with self._tx() as db:
+            claimed = db.execute(
+                "UPDATE runs SET state = 'running', owner = ? WHERE id = ? AND state = 'queued'",
+                (self.owner, run_id),
+            ).rowcount
+            if claimed:
+                row = _read_back(db, "runs", (run_id,), ("state", "owner"))
+                self._event(db, run_id, "run-started", None, {"set": row})
+                return None
+            now = db.execute("SELECT state FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return "missing" if now is None else str(now[0])
+
+    def fail_queued(self, run_id: str, message: str, state: str = "failed") -> bool:
+        """End a run that never started (its flow run could not be created, a worker
+        refused it, or it ended before any worker started it: `crashed`); True if it was
+        queued. A run that started keeps its own end."""
+        with self._tx() as db:
+            ended = db.execute(
+                "UPDATE runs SET state = ?, message = ?, finished_at = ?"
+                " WHERE id = ? AND state = 'queued'",
+                (state, message, time.time(), run_id),
+            ).rowcount
+            if ended:
+                written = ("state", "message", "finished_at")
+                row = _read_back(db, "runs", (run_id,), written)
+                self._event(db, run_id, f"run-{state}", None, {"set": row})
+        return bool(ended)
+
+    def queued_runs(self, before: float) -> list[dict[str, Any]]:
+        """Runs queued since before `before` whose flow run exists, oldest first."""
+        rows = (
+            self._db()
+            .execute(
+                "SELECT id, flow_run_id FROM runs WHERE state = 'queued'"
+                " AND flow_run_id IS NOT NULL AND created_at < ? ORDER BY created_at",
+                (before,),
+            )
+            .fetchall()
+        )
+        return [dict(r) for r in rows]
 
     def set_flow_run(self, run_id: str, flow_run_id: str) -> None:
         with self._tx() as db:

@@ -26,6 +26,16 @@ from irbook.triggers.queue import AlertQueue, QueueItem
 from tests.receiver._support import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+IRBOOK = str(Path(sys.executable).with_name("irbook"))
+STUCK = "IRBOOK_STUCK_AFTER"
+# Makes the flow-run processes a worker spawns hang before they start the flow (the
+# worker itself is unaffected): a worker killed then has claimed runs it never started.
+HANG = """\
+import sys, time
+if "prefect.engine" in sys.orig_argv:
+    time.sleep(600)
+"""
 
 PLAYBOOK = """\
 apiVersion: irbook/v1
@@ -122,8 +132,12 @@ def client() -> Any:
     return get_client(sync_client=True)
 
 
+def _deployed_books() -> Path:
+    return Path(os.environ["IRBOOK_PLAYBOOKS"])
+
+
 def test_deploy_registers_a_deployment_per_playbook(deployed: str) -> None:
-    from irbook_flows.deploy import ENTRYPOINT, full_name
+    from irbook_flows.deploy import ENTRYPOINT, full_name, playbook_digest
 
     with client() as api:
         pool = api.read_work_pool(deployed)
@@ -134,8 +148,11 @@ def test_deploy_registers_a_deployment_per_playbook(deployed: str) -> None:
             assert deployment.work_pool_name == deployed
             assert deployment.entrypoint == ENTRYPOINT
             assert deployment.pull_steps in (None, [])  # imported from the installed package
-            env = (deployment.job_variables or {})["env"]
-            assert env["IRBOOK_PLAYBOOKS"] == os.environ["IRBOOK_PLAYBOOKS"]
+            # nothing of the deploying machine: each worker's environment supplies paths,
+            # home, credentials; the playbook's digest lets a worker refuse a stale copy
+            variables = json.dumps(deployment.job_variables or {})
+            assert "IRBOOK_" not in variables and str(_deployed_books()) not in variables
+            assert deployment.version == playbook_digest(str(_deployed_books() / f"{pid}.yaml"))
             assert f"playbook:{pid}" in deployment.tags
     # deploying again updates in place: still one deployment per playbook
     from irbook.cli.main import main
@@ -224,6 +241,10 @@ def test_a_worker_runs_the_deployed_flow_once(deployed: str) -> None:
     start = deployments_starter(RunnerConfig(type="deployments", pool=deployed))
     req = request("finding-worker", user_name="bob")
     flow_run_id = start(req)
+    # known from the moment the flow run exists, before any worker has it
+    queued = RunStore().run(req.run_id)
+    assert queued is not None and queued["state"] == "queued", queued
+    assert queued["flow_run_id"] == flow_run_id and queued["started_by"] == "webhook:gd"
     worker = subprocess.run(
         [
             str(Path(sys.executable).with_name("prefect")),
@@ -255,6 +276,248 @@ def test_a_worker_runs_the_deployed_flow_once(deployed: str) -> None:
     assert steps["gate"]["approval"]["how"] == "simulated"
     # a second delivery of the same flow run (a retried flow run) refuses to run it again
     assert run_deployed(**flow_run.parameters) is None
+
+
+def _run_worker(pool: str, **env: str) -> str:
+    worker = subprocess.run(
+        [PREFECT, "worker", "start", "--pool", pool, "--run-once", "--type", "process"],
+        cwd=ROOT,
+        env={**os.environ, "PREFECT_LOGGING_LEVEL": "INFO", **env},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return worker.stdout + worker.stderr
+
+
+def test_a_queued_run_cancelled_from_the_cli_never_runs(deployed: str) -> None:
+    from irbook_flows.deploy import deployments_starter
+
+    start = deployments_starter(RunnerConfig(type="deployments", pool=deployed))
+    req = request("finding-cancel", user_name="carol")
+    flow_run_id = start(req)
+    cancel = subprocess.run(
+        [sys.executable, "-m", "irbook.cli.main", "cancel", req.run_id, "--by", "oncall"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert cancel.returncode == 0, cancel.stderr
+    assert f"cancelled run {req.run_id}" in cancel.stdout
+    record = RunStore().run(req.run_id)
+    assert record is not None and record["state"] == "cancelled", record
+    output = _run_worker(deployed)
+    with client() as api:
+        flow_run = api.read_flow_run(uuid.UUID(flow_run_id))
+    assert flow_run.state is not None and flow_run.state.is_cancelled(), output[-3000:]
+    assert RunStore().steps(req.run_id) == []  # no step ran
+    # a flow run that slips through anyway (cancelled after a worker took it) refuses
+    from irbook_flows.deploy import Refused, run_deployed
+
+    with pytest.raises(Refused, match="cancelled before a worker started it"):
+        run_deployed(**flow_run.parameters)
+
+
+def test_a_worker_with_another_copy_of_the_playbook_refuses_the_run(
+    deployed: str, tmp_path: Path
+) -> None:
+    from irbook_flows.deploy import deployments_starter
+
+    start = deployments_starter(RunnerConfig(type="deployments", pool=deployed))
+    req = request("finding-stale", user_name="dave")
+    flow_run_id = start(req)
+    # this worker has its own playbook folder, where dep-note was edited since the deploy
+    books = tmp_path / "worker-books"
+    books.mkdir()
+    edited = PLAYBOOK.replace("Contain?", "Contain now?")
+    (books / "dep-note.yaml").write_text(edited)
+    output = _run_worker(deployed, IRBOOK_PLAYBOOKS=str(books))
+    with client() as api:
+        flow_run = api.read_flow_run(uuid.UUID(flow_run_id))
+    assert flow_run.state is not None and flow_run.state.is_failed(), output[-3000:]
+    record = RunStore().run(req.run_id)
+    assert record is not None and record["state"] == "failed", output[-3000:]
+    assert "is not the deployed one" in record["message"]
+    assert "run irbook deploy again" in record["message"]
+    assert RunStore().steps(req.run_id) == []
+
+
+def _state(flow_run_id: str) -> str:
+    with client() as api:
+        state = api.read_flow_run(uuid.UUID(flow_run_id)).state
+    return "" if state is None else str(state.type.value)
+
+
+def test_a_run_claimed_by_a_killed_worker_is_run_by_another(deployed: str, tmp_path: Path) -> None:
+    """#20.1: SIGKILL a worker (and its children) after it claimed a flow run and before
+    the run started. Prefect's automation that irbook deploy keeps puts the run back to
+    Scheduled, and another worker runs it; the alert is not absorbed by a dead flow run."""
+    from irbook_flows.deploy import RESCHEDULE_AUTOMATION
+
+    def deploy(**env: str) -> None:
+        done = subprocess.run(
+            [IRBOOK, "deploy", "--pool", deployed],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+
+    def within() -> float:
+        with client() as api:
+            (automation,) = api.read_automations_by_name(RESCHEDULE_AUTOMATION)
+            return automation.trigger.within.total_seconds()  # type: ignore[union-attr]
+
+    assert within() == 90  # the default
+    deploy(**{STUCK: "10"})  # Prefect's minimum, so that the test is quick
+    assert within() == 10
+    try:
+        _lost_worker_run_is_run_by_another(deployed, tmp_path)
+    finally:
+        deploy()
+    assert within() == 90
+
+
+def _lost_worker_run_is_run_by_another(deployed: str, tmp_path: Path) -> None:
+    import signal
+
+    from irbook_flows.deploy import deployments_starter
+
+    start = deployments_starter(RunnerConfig(type="deployments", pool=deployed))
+    req = request("finding-lost-worker", user_name="erin")
+    flow_run_id = start(req)
+    hang = tmp_path / "hang"
+    hang.mkdir()
+    (hang / "sitecustomize.py").write_text(HANG)
+    doomed = subprocess.Popen(
+        [PREFECT, "worker", "start", "--pool", deployed, "--type", "process"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(hang)},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        assert wait_for(lambda: _state(flow_run_id) == "PENDING", 90, 0.5)
+    finally:
+        os.killpg(doomed.pid, signal.SIGKILL)  # the worker and the flow run it spawned
+        doomed.wait(30)
+    record = RunStore().run(req.run_id)
+    assert record is not None and record["state"] == "queued"
+    # Prefect's proactive automation notices the run that never started
+    assert wait_for(lambda: _state(flow_run_id) == "SCHEDULED", 90, 0.5), _state(flow_run_id)
+    output = _run_worker(deployed)
+    assert _state(flow_run_id) == "COMPLETED", output[-3000:]
+    record = RunStore().run(req.run_id)
+    assert record is not None and record["state"] == "succeeded", output[-3000:]
+    assert [s["step_id"] for s in RunStore().steps(req.run_id)] == ["note", "gate"]
+
+
+CRASH = """\
+import os, sys
+if "prefect.engine" in sys.orig_argv:
+    os._exit(3)
+"""
+
+
+def test_a_queued_run_whose_flow_run_crashed_before_starting_is_started_again(
+    deployed: str, tmp_path: Path
+) -> None:
+    """A flow-run process that dies before the flow begins: the worker marks the flow run
+    Crashed, and the receiver's reaper settles the queued record (crashed, no step began)
+    and starts its alert again under a new run id, instead of answering 'duplicate' to
+    every retry of an alert no run will handle."""
+    from irbook_flows.cli import _reaper
+    from irbook_flows.deploy import deployments_starter
+
+    start = deployments_starter(RunnerConfig(type="deployments", pool=deployed))
+    queue = AlertQueue()
+    req = _queue_one(queue, request("finding-crash-before-start", user_name="frank"))
+    flow_run_id = start(req)
+    (row,) = queue.rows(run_id=req.run_id)
+    queue.mark_started(row["id"], flow_run_id)  # as the receiver's dispatcher does
+    crash = tmp_path / "crash"
+    crash.mkdir()
+    (crash / "sitecustomize.py").write_text(CRASH)
+    output = _run_worker(deployed, PYTHONPATH=str(crash))
+    assert _state(flow_run_id) == "CRASHED", output[-3000:]
+    reaper = _reaper(RunStore(), queue, workers=True)
+    found: list[Any] = []
+    assert wait_for(lambda: bool(found.extend(reaper.reap()) or found), 60, 1.0)
+    (reaped,) = found
+    assert reaped.run_id == req.run_id and reaped.state == "crashed"
+    assert reaped.restarted_as is not None
+    record = RunStore().run(req.run_id)
+    assert record is not None and record["state"] == "crashed"
+    assert "ended Crashed before any worker started it" in record["message"]
+    assert f"started again as run {reaped.restarted_as}" in record["message"]
+    (row,) = queue.rows(run_id=reaped.restarted_as)
+    assert row["status"] == "queued" and row["restarted_from"] == req.run_id
+    assert reaper.reap() == []  # settled once
+    queue.close()
+
+
+def test_irbook_worker_runs_flow_runs_on_its_threads_and_shares_a_burst(deployed: str) -> None:
+    """`irbook worker` (a Prefect worker whose infrastructure is its own threads) runs the
+    deployed flow runs through the same claim and engine; two of them split a burst."""
+    import signal
+
+    from irbook_flows.deploy import deployments_starter
+
+    start = deployments_starter(RunnerConfig(type="deployments", pool=deployed))
+    requests = [request(f"finding-thread-{i}", user_name="gail") for i in range(6)]
+    flow_run_ids = [start(req) for req in requests]
+    workers = [
+        subprocess.Popen(
+            [IRBOOK, "worker", "--pool", deployed, "--limit", "3", "--name", f"thread-worker-{i}"],
+            cwd=ROOT,
+            env={**os.environ, "PREFECT_WORKER_QUERY_SECONDS": "1"},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        for i in range(2)
+    ]
+    try:
+
+        def done() -> bool:
+            records = [RunStore().run(req.run_id) for req in requests]
+            if not all(r is not None and r["state"] == "succeeded" for r in records):
+                return False
+            return all(_state(flow_run_id) == "COMPLETED" for flow_run_id in flow_run_ids)
+
+        assert wait_for(done, 120, 0.5), [RunStore().run(r.run_id) for r in requests]
+    finally:
+        for worker in workers:
+            os.killpg(worker.pid, signal.SIGTERM)
+        output = b"".join(w.communicate(timeout=60)[0] or b"" for w in workers).decode()
+    assert "Traceback" not in output, output[-3000:]
+    names = []
+    with client() as api:
+        for flow_run_id in flow_run_ids:
+            flow_run = api.read_flow_run(uuid.UUID(flow_run_id))
+            assert flow_run.state is not None and flow_run.state.is_completed()
+            names.append(flow_run.labels["prefect.worker.name"])
+    assert set(names) <= {"thread-worker-0", "thread-worker-1"}
+    for req in requests:  # each run's steps ran once
+        assert [s["step_id"] for s in RunStore().steps(req.run_id)] == ["note", "gate"]
+
+
+def test_irbook_worker_errors_are_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "irbook.cli.main", "worker", "--limit", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == "irbook: error: --limit must be at least 1"
 
 
 def _queue_one(queue: AlertQueue, req: StartRequest) -> StartRequest:

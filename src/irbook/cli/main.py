@@ -143,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pool", metavar="NAME", default="irbook", help="work pool (default irbook)")
     p.set_defaults(handler="irbook_flows.deploy:cmd_deploy")
 
+    p = sub.add_parser("worker", help="run deployed flow runs in this process (a Prefect worker)")
+    p.add_argument("--pool", metavar="NAME", default="irbook", help="work pool (default irbook)")
+    p.add_argument("--limit", type=int, metavar="N", help="flow runs at once (default: no limit)")
+    p.add_argument("--name", metavar="NAME", help="the worker's name in Prefect")
+    p.set_defaults(handler="irbook_flows.worker:cmd_worker")
+
     p = sub.add_parser("audit", help="check the run record's audit chain (audit verify)")
     p.add_argument("verb", choices=("verify",), metavar="verify")
     p.add_argument("path", nargs="?", metavar="PATH", help="default: $IRBOOK_HOME/irbook.db")
