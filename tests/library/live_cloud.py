@@ -96,6 +96,10 @@ class Cloud:
             "IRBOOK_PAGERDUTY_ROUTING_KEY": ROUTING_KEY,
         }
 
+    def pages(self) -> list[dict[str, Any]]:
+        """The PagerDuty events the runs posted (the Slack fake is the PagerDuty sink)."""
+        return [r.json for r in self.slack.requests if r.path == "/v2/enqueue"]
+
     def boto(self, service: str) -> Any:
         import boto3
 

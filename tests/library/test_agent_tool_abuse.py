@@ -11,16 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.library.live_support import (
-    DRILLS,
-    Cloud,
-    LiveRun,
-    alert_file,
-    cloud,  # noqa: F401 - fixture
-    irbook,
-    match,
-    prefect_api,  # noqa: F401 - fixture
-)
+from tests.library.live_cloud import DRILLS, Cloud, LiveRun, alert_file, irbook, match
 
 FIXTURE = DRILLS / "alerts" / "splunk-agent-tool-abuse.json"
 DRILL = DRILLS / "agent-tool-abuse-iam-outage.yaml"
@@ -58,7 +49,7 @@ def tool_abuse(fake: Cloud, tmp_path: Path) -> Path:
 
 
 def test_live_run_stops_the_tool_at_once_and_rotates_its_secret_only_after_approval(
-    cloud: Cloud,  # noqa: F811
+    cloud: Cloud,
     tmp_path: Path,
 ) -> None:
     seeded = cloud.seeded

@@ -10,16 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.library.live_support import (
-    DRILLS,
-    Cloud,
-    LiveRun,
-    alert_file,
-    cloud,  # noqa: F401 - fixture
-    irbook,
-    match,
-    prefect_api,  # noqa: F401 - fixture
-)
+from tests.library.live_cloud import DRILLS, Cloud, LiveRun, alert_file, irbook, match
 
 FIXTURE = DRILLS / "alerts" / "datadog-inference-api-scraping.json"
 DRILL = DRILLS / "inference-api-scraping-night-shift.yaml"
@@ -79,7 +70,7 @@ def stage_limits(fake: Cloud) -> dict[str, Any]:
 
 
 def test_live_run_blocks_at_once_and_throttles_the_stage_only_after_approval(
-    cloud: Cloud,  # noqa: F811
+    cloud: Cloud,
     tmp_path: Path,
 ) -> None:
     alert = scraping(cloud, tmp_path)
@@ -111,7 +102,7 @@ def test_live_run_blocks_at_once_and_throttles_the_stage_only_after_approval(
 
 
 def test_live_run_with_the_stage_throttle_rejected_pages_and_fails(
-    cloud: Cloud,  # noqa: F811
+    cloud: Cloud,
     tmp_path: Path,
 ) -> None:
     alert = scraping(cloud, tmp_path)

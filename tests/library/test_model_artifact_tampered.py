@@ -13,16 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.library.live_support import (
-    DRILLS,
-    Cloud,
-    LiveRun,
-    alert_file,
-    cloud,  # noqa: F401 - fixture
-    irbook,
-    match,
-    prefect_api,  # noqa: F401 - fixture
-)
+from tests.library.live_cloud import DRILLS, Cloud, LiveRun, alert_file, irbook, match
 
 FIXTURE = DRILLS / "alerts" / "guardduty-s3-model-write.json"
 DRILL = DRILLS / "model-artifact-tampered-jira-down.yaml"
@@ -54,7 +45,7 @@ def test_a_write_to_a_bucket_without_a_served_model_starts_nothing(tmp_path: Pat
 
 
 def test_live_run_preserves_first_and_drains_the_endpoint_only_after_approval(
-    cloud: Cloud,  # noqa: F811
+    cloud: Cloud,
     tmp_path: Path,
 ) -> None:
     seeded = cloud.seeded
