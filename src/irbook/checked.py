@@ -11,12 +11,14 @@ command that takes a PLAYBOOK id find it here.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from irbook import cache
 from irbook.errors import Diagnostic, IrbookError, LoadFailed, Location
 from irbook.files import MAX_FILE_BYTES, PLAYBOOK_SUFFIXES, default_playbook_dirs, playbook_files
-from irbook.loader import Loaded, load_playbook
+
+if TYPE_CHECKING:
+    from irbook.loader import Loaded
 
 __all__ = [
     "FileResult",
@@ -54,8 +56,16 @@ class FileResult:
         if self.playbook_id is None:
             raise IrbookError(f"{self.path}: not a valid playbook")
         if self._loaded is None:
-            self._loaded = load_playbook(self.path)
+            self._loaded = _load(self.path)
         return self._loaded
+
+
+def _load(path: str) -> Loaded:
+    """`load_playbook`, imported here and not at the top: that import is what a cache hit
+    saves (pydantic and the models, three times a cached `irbook validate`'s whole run)."""
+    from irbook.loader import load_playbook
+
+    return load_playbook(path)
 
 
 def _diag_from(data: dict[str, Any]) -> Diagnostic:
@@ -102,7 +112,7 @@ def check_file(path: str) -> FileResult:
         if hit is not None:
             return hit
     try:
-        loaded = load_playbook(path)
+        loaded = _load(path)
     except LoadFailed as exc:
         result = FileResult(path, None, list(exc.diagnostics))
     else:
@@ -159,4 +169,4 @@ def resolve_playbook(ref: str) -> Loaded:
     """The playbook given by path or by id, loaded; raises LoadFailed with its errors.
 
     Looking one up by id validates it already: that load is the one returned."""
-    return load_playbook(ref) if is_path(ref) else by_id(ref).load()
+    return _load(ref) if is_path(ref) else by_id(ref).load()

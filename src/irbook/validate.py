@@ -3,20 +3,24 @@
 `irbook validate` prints what `validate()` finds; `irbook list`, `docs`, `serve` and
 `deploy` read their playbooks through it too, so that each accepts exactly the files
 `irbook validate` accepts. Each playbook file is checked by `checked.check_file`, which
-the content cache wraps: on a full cache hit no YAML is parsed.
+the content cache wraps: on a full cache hit no YAML is parsed, and neither the loader
+nor the drill loader (pydantic, the models) is imported; those two imports are the only
+ones made inside functions, for that reason.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from irbook.checked import FileResult, check_file, find_playbook, resolve_playbook
-from irbook.drill.scenario import scenario_from_source
 from irbook.errors import Diagnostic, IrbookError, LoadFailed, Location
 from irbook.files import default_playbook_dirs, playbook_files
-from irbook.loader import Loaded
-from irbook.source import Source, load_file
+
+if TYPE_CHECKING:
+    from irbook.loader import Loaded
+    from irbook.source import Source
 
 __all__ = [
     "FileResult",
@@ -61,6 +65,8 @@ def duplicate_id(
 
 def _drill_source(path: str) -> Source | None:
     """The file, read, when it is a drill scenario (`kind: Drill`); None otherwise."""
+    from irbook.source import load_file  # only for files that failed as playbooks
+
     try:
         source = load_file(path)
     except IrbookError:
@@ -83,6 +89,8 @@ def check_drill(source: Source) -> FileResult:
 
     Never cached: whether it holds depends on the playbook and alert files it names.
     """
+    from irbook.drill.scenario import scenario_from_source  # behind the cache, as checked.py
+
     path = source.path
     try:
         loaded = scenario_from_source(source)
