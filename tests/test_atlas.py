@@ -101,11 +101,12 @@ def test_data_is_read_only_for_playbooks_with_atlas_ids(tmp_path: Path) -> None:
     )
     code = (
         "import sys\n"
-        "from irbook.loader import validate_paths\n"
-        "assert not validate_paths([sys.argv[1]]).errors\n"
-        "print('irbook.atlas' in sys.modules)\n"
-        "validate_paths([sys.argv[2]])\n"
-        "print('irbook.atlas' in sys.modules)\n"
+        "from irbook.atlas import atlas\n"
+        "from irbook.validate import validate\n"
+        "assert not validate([sys.argv[1]]).errors\n"
+        "print(atlas.cache_info().currsize == 1)\n"
+        "validate([sys.argv[2]])\n"
+        "print(atlas.cache_info().currsize == 1)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code, str(book), str(EXAMPLE)],

@@ -101,7 +101,7 @@ def _find_playbook(playbook_id: str) -> str:
     """The path of a playbook by id, searched only in the playbook folders."""
     if not re.match(ID_PATTERN, playbook_id):
         raise IrbookError(f"'{playbook_id}' is not a playbook id")
-    from irbook.validate import find_playbook
+    from irbook.checked import find_playbook
 
     return find_playbook(playbook_id)
 
@@ -405,8 +405,9 @@ def check_deployments(runner: RunnerConfig, playbook_ids: list[str]) -> list[str
 
 
 def _playbooks() -> Iterator[tuple[Playbook, str]]:
-    from irbook.loader import default_playbook_dirs, validate_paths
+    from irbook.loader import default_playbook_dirs
     from irbook.registry import REGISTRY
+    from irbook.validate import validate
 
     folders = [f for f in default_playbook_dirs() if os.path.isdir(f)]
     if not folders:
@@ -414,14 +415,14 @@ def _playbooks() -> Iterator[tuple[Playbook, str]]:
             f"no playbook folder ({', '.join(default_playbook_dirs())}); set IRBOOK_PLAYBOOKS"
         )
     REGISTRY.load_all()
-    result = validate_paths(folders)
+    result = validate(folders)
     if result.errors:
         first = result.errors[0]
         more = f" (and {len(result.errors) - 1} more; see irbook validate)"
         raise IrbookError(
             f"not deploying invalid playbooks: {first}" + (more if len(result.errors) > 1 else "")
         )
-    for item in result.loaded:
+    for item in result.playbooks():
         yield item.playbook, item.path
 
 

@@ -26,6 +26,7 @@ from irbook import expr
 from irbook.drill.clock import DrillController
 from irbook.model import Alert, Playbook, Step
 from irbook.model.base import format_duration
+from irbook.needs import upstream_of
 from irbook.plan import (
     FINAL_STEP_STATES,
     execution_order,
@@ -34,7 +35,6 @@ from irbook.plan import (
     run_verdict,
     select_items,
     upstream_block,
-    upstream_of,
     validation_message,
 )
 from irbook.registry import (

@@ -27,6 +27,26 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
+# Columns stored as JSON text; an event's "set" holds their decoded values.
+JSON_COLUMNS = {
+    "runs": frozenset({"inputs", "outputs"}),
+    "steps": frozenset(
+        {"params", "planned_calls", "real_calls", "outputs", "compensation", "approval"}
+    ),
+}
+KEY_COLUMNS = {"runs": ("id",), "steps": ("run_id", "step_id", "item")}
+
+
+def dumps(value: Any) -> str | None:
+    """How a JSON column's value is spelled in the tables (verify compares them so)."""
+    return None if value is None else json.dumps(value, sort_keys=True, default=str)
+
+
+def step_label(step_id: Any, item: Any) -> str:
+    """A step as people read it: `tag`, or `tag[2]` for a for_each item after the first."""
+    return str(step_id) + (f"[{item}]" if item else "")
+
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY,          -- the event's seq
@@ -196,7 +216,6 @@ def _replay(
 ) -> None:
     """Apply one event's written columns to the row it wrote; JSON columns are kept as
     the text the table holds for them (compared as text, and small)."""
-    from irbook.runs import JSON_COLUMNS, dumps  # irbook.runs imports this module
 
     if not isinstance(detail, dict) or not isinstance(detail.get("set"), dict):
         return
@@ -215,7 +234,6 @@ def _compare(
     steps: dict[tuple[str, str, int], _Replayed],
 ) -> str:
     """The earliest disagreement between the tables and the replayed chain, or ""."""
-    from irbook.runs import JSON_COLUMNS, KEY_COLUMNS
 
     found: list[tuple[float, str]] = []  # (audit seq, problem); rows unknown to it last
     tables: tuple[tuple[str, dict[Any, _Replayed]], ...] = (("runs", runs), ("steps", steps))
@@ -288,7 +306,6 @@ def _what(table: str, key: Any, column: str = "") -> str:
     if table == "runs":
         return f"run {_id(key)}" + (f": runs.{column}" if column else "")
     run_id, step_id, item = key
-    from irbook.runs import step_label  # irbook.runs imports this module
 
     label = step_label(step_id, item)
     step = f"'{label}'" if _id(label) == label else _id(label)

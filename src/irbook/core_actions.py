@@ -11,14 +11,20 @@ from irbook.registry import ActionContext, ActionFailed, PlannedCall, RunInfo, a
 
 
 class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # defer_build: a validator is built when a step first uses the action, not at
+    # registration (as the action packages do)
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+
+class _Result(BaseModel):
+    model_config = ConfigDict(defer_build=True)
 
 
 class NoteParams(_Params):
     text: str = Field(max_length=10_000)
 
 
-class NoteResult(BaseModel):
+class NoteResult(_Result):
     text: str
 
 
@@ -33,7 +39,7 @@ class FailParams(_Params):
     message: str = Field(min_length=1, max_length=2_000)
 
 
-class FailResult(BaseModel):
+class FailResult(_Result):
     message: str
 
 
@@ -47,7 +53,7 @@ class SleepParams(_Params):
     duration: Duration = Field(le=24 * 3600)
 
 
-class SleepResult(BaseModel):
+class SleepResult(_Result):
     slept_seconds: float
 
 
@@ -77,7 +83,7 @@ class ApprovalParams(_Params):
     prompt: str = Field(min_length=1, max_length=2_000)
 
 
-class ApprovalResult(BaseModel):
+class ApprovalResult(_Result):
     prompt: str
 
 

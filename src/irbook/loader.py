@@ -18,14 +18,15 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from irbook import expr
+from irbook.atlas import atlas
 from irbook.errors import Diagnostic, IrbookError, LoadFailed, Location
+from irbook.lint import lint_playbook
 from irbook.model import Alert, Playbook, Step
 from irbook.model.base import parse_duration
 from irbook.model.playbook import ATLAS_ID_PATTERN, MAX_STEPS
-from irbook.plan import upstream_of
+from irbook.needs import find_cycle, upstream_of
 from irbook.registry import REGISTRY, ActionSpec, Registry, unknown_action_message
 from irbook.source import Path, Source, default_playbook_dirs, load_file, playbook_files
-from irbook.validate import duplicate_id, find_playbook
 
 _ATLAS_ID = re.compile(ATLAS_ID_PATTERN)
 
@@ -291,32 +292,6 @@ RESOURCE_FIELDS = {"type", "id", "arn", "name", "region", "tags"}
 RUN_FIELDS = {"id", "mode", "dry_run", "playbook", "started_by", "incident_key", "severity"}
 
 
-def find_cycle(steps: dict[str, Step]) -> list[str] | None:
-    """One cycle in `needs`, as the path that closes it, or None. Iterative: no recursion."""
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-    for root in steps:
-        if root in state:
-            continue
-        path: list[str] = [root]
-        iters = [iter(steps[root].needs)]
-        state[root] = 1
-        while path:
-            need = next(iters[-1], None)
-            if need is None:
-                state[path.pop()] = 2
-                iters.pop()
-                continue
-            if need not in steps or need == path[-1]:
-                continue  # unknown and self needs are reported on their own
-            if state.get(need) == 1:
-                return [*path[path.index(need) :], need]
-            if need not in state:
-                state[need] = 1
-                path.append(need)
-                iters.append(iter(steps[need].needs))
-    return None
-
-
 def _check_reference(
     checker: _Checker,
     ref: expr.Reference,
@@ -541,8 +516,6 @@ def _check_atlas(checker: _Checker, ids: list[Any]) -> None:
     """Each well-formed `metadata.atlas` id must be in the shipped ATLAS list (a typo
     would otherwise put a playbook under the wrong technique, or none, in the coverage
     page); malformed ids are the structure check's to report."""
-    from irbook.atlas import atlas
-
     known = atlas()
     for n, value in enumerate(ids):
         if isinstance(value, str) and _ATLAS_ID.fullmatch(value) and value not in known.techniques:
@@ -759,8 +732,6 @@ def _from_source(source: Source, registry: Registry) -> Loaded:
     if diags or model is None:
         diags.sort(key=lambda d: (d.location.line, d.location.col))
         raise LoadFailed(_dedupe(diags))
-    from irbook.lint import lint_playbook  # lint reads the registry; import when needed
-
     warnings = lint_playbook(model, source, registry)
     return Loaded(model, source, warnings)
 
@@ -775,50 +746,7 @@ def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:
     return out
 
 
-# --- folders and references ----------------------------------------------------------
-
-
-@dataclass
-class Validation:
-    loaded: list[Loaded]
-    diagnostics: list[Diagnostic]
-
-    @property
-    def errors(self) -> list[Diagnostic]:
-        return [d for d in self.diagnostics if d.severity == "error"]
-
-    @property
-    def warnings(self) -> list[Diagnostic]:
-        return [d for d in self.diagnostics if d.severity == "warning"]
-
-
-def validate_paths(paths: Iterable[str], registry: Registry = REGISTRY) -> Validation:
-    loaded: list[Loaded] = []
-    diags: list[Diagnostic] = []
-    ids: dict[str, Loaded] = {}
-    for path in playbook_files(paths):
-        try:
-            item = load_playbook(path, registry)
-        except LoadFailed as exc:
-            diags.extend(exc.diagnostics)
-            continue
-        pid = item.playbook.metadata.id
-        if pid in ids:
-            first = ids[pid]
-            first_line = first.source.at(("metadata", "id")).line
-            diags.append(
-                duplicate_id(pid, item.source.at(("metadata", "id")), first.path, first_line)
-            )
-            continue
-        ids[pid] = item
-        loaded.append(item)
-        diags.extend(item.warnings)
-    return Validation(loaded, diags)
-
-
-def resolve_playbook(ref: str, registry: Registry = REGISTRY) -> Loaded:
-    """A playbook by path, or by id within the playbook folders ($IRBOOK_PLAYBOOKS)."""
-    return load_playbook(find_playbook(ref), registry)
+# --- alerts ---------------------------------------------------------------------------
 
 
 def load_alert(path: str) -> Alert:
@@ -850,13 +778,12 @@ def load_alert(path: str) -> Alert:
 
 __all__ = [
     "Loaded",
-    "Validation",
     "check_playbook",
     "default_playbook_dirs",
+    "find_cycle",
     "load_alert",
     "load_playbook",
     "parse_duration",
     "playbook_files",
-    "resolve_playbook",
-    "validate_paths",
+    "upstream_of",
 ]

@@ -25,6 +25,7 @@ from irbook import expr
 from irbook.errors import IrbookError
 from irbook.model import Alert, InputSpec, Playbook, Step
 from irbook.model.base import format_duration
+from irbook.needs import upstream_of
 from irbook.registry import REGISTRY, ActionFailed, ActionSpec, PlannedCall, Registry, RunInfo
 
 REDACTED = "***"
@@ -425,23 +426,6 @@ def upstream_block(
         if up in UNUSABLE_OUTPUTS:
             return f"reads the outputs of step '{read}', which {up}"
     return None
-
-
-def upstream_of(steps: Mapping[str, Step]) -> dict[str, set[str]]:
-    """Every step's transitive `needs` (unknown names and cycles are reported elsewhere):
-    the upstream that success(), failure() and always() look at."""
-    out: dict[str, set[str]] = {}
-    for step_id in steps:
-        seen: set[str] = set()
-        todo = [n for n in steps[step_id].needs if n in steps]
-        while todo:
-            need = todo.pop()
-            if need in seen or need == step_id:
-                continue
-            seen.add(need)
-            todo.extend(n for n in steps[need].needs if n in steps)
-        out[step_id] = seen
-    return out
 
 
 def upstream_failures(upstream: Collection[str], steps_ctx: Mapping[str, Any]) -> list[str]:

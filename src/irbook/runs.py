@@ -24,6 +24,9 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from irbook import audit, leases
+from irbook.audit import JSON_COLUMNS, KEY_COLUMNS
+from irbook.audit import dumps as _dumps
+from irbook.audit import step_label as step_label  # where runs show, rollback, reaper look
 from irbook.cache import home
 from irbook.db import Database, add_columns
 
@@ -103,26 +106,12 @@ def verdict_text(state: str, message: str | None = None) -> str:
     return state
 
 
-def step_label(step_id: Any, item: Any) -> str:
-    """A step as people read it: `tag`, or `tag[2]` for a for_each item after the first."""
-    return str(step_id) + (f"[{item}]" if item else "")
-
-
 def verdict_line(state: str, message: str | None = None) -> str:
     """The verdict with its reason: "failed (step 'x' failed: ...)"; a partial run's
     reason is part of its verdict already ("succeeded with 1 failed step: x")."""
     said = verdict_text(state, message)
     return f"{said} ({message})" if message and state != "partial" else said
 
-
-# Columns stored as JSON text; an event's "set" holds their decoded values.
-JSON_COLUMNS = {
-    "runs": frozenset({"inputs", "outputs"}),
-    "steps": frozenset(
-        {"params", "planned_calls", "real_calls", "outputs", "compensation", "approval"}
-    ),
-}
-KEY_COLUMNS = {"runs": ("id",), "steps": ("run_id", "step_id", "item")}
 
 # Added to existing files too (`_migrate`): which process runs a run (irbook.leases).
 _COLUMNS = {"owner": "TEXT"}
@@ -138,13 +127,6 @@ def rollback_outcome(undone: int, skipped: int, failed: int) -> str:
     if not failed:
         return "rolled back"
     return "partially rolled back" if undone + skipped else "rollback failed"
-
-
-def _dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, sort_keys=True, default=str)
-
-
-dumps = _dumps  # how a JSON column's value is spelled in the tables (audit compares it)
 
 
 def _loads(text: str | None) -> Any:

@@ -1,37 +1,36 @@
-"""Validation of many files, with results cached by content (see cache.py).
+"""The validator: every playbook and drill scenario in some files or folders.
 
-On a full cache hit nothing heavier than hashing runs: no YAML parsing and no pydantic
-model building, which is most of a cold `irbook validate`'s time.
+`irbook validate` prints what `validate()` finds; `irbook list`, `docs`, `serve` and
+`deploy` read their playbooks through it too, so that each accepts exactly the files
+`irbook validate` accepts. Each playbook file is checked by `checked.check_file`, which
+the content cache wraps: on a full cache hit no YAML is parsed, and neither the loader
+nor the drill loader (pydantic, the models) is imported; those two imports are the only
+ones made inside functions, for that reason.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from irbook import cache
+from irbook.checked import FileResult, check_file, find_playbook, resolve_playbook
 from irbook.errors import Diagnostic, IrbookError, LoadFailed, Location
-from irbook.files import MAX_FILE_BYTES, default_playbook_dirs, playbook_files
+from irbook.files import default_playbook_dirs, playbook_files
 
 if TYPE_CHECKING:
+    from irbook.loader import Loaded
     from irbook.source import Source
 
-
-class FileResult:
-    def __init__(
-        self,
-        path: str,
-        playbook_id: str | None,  # None when the file is invalid (or a drill)
-        diagnostics: list[Diagnostic],
-        id_location: Location | None = None,
-        drill_id: str | None = None,  # a valid drill scenario's id
-    ) -> None:
-        self.path = path
-        self.playbook_id = playbook_id
-        self.diagnostics = diagnostics
-        self.id_location = id_location
-        self.drill_id = drill_id
+__all__ = [
+    "FileResult",
+    "Report",
+    "check_file",
+    "duplicate_id",
+    "find_playbook",
+    "resolve_playbook",
+    "validate",
+]
 
 
 class Report:
@@ -51,67 +50,10 @@ class Report:
     def valid(self) -> list[FileResult]:
         return [f for f in self.files if f.playbook_id is not None or f.drill_id is not None]
 
-
-def _diag_from(data: dict[str, Any]) -> Diagnostic:
-    return Diagnostic(
-        Location(data["path"], data["line"], data["col"]),
-        data["message"],
-        severity=data["severity"],
-        code=data["code"],
-        level=data["level"] or "",
-        step=data["step"],
-    )
-
-
-def _read(path: str) -> bytes | None:
-    """The file's bytes, or None when it cannot be a cache hit (too big, unreadable)."""
-    try:
-        if os.path.getsize(path) > MAX_FILE_BYTES:
-            return None
-        with open(path, "rb") as handle:
-            return handle.read(MAX_FILE_BYTES + 1)
-    except OSError:
-        return None
-
-
-def check_file(path: str) -> FileResult:
-    raw = _read(path)
-    entry = cache.key("validate", path, raw) if raw is not None and cache.enabled() else None
-    if entry is not None:
-        hit = cache.get("validate", entry)
-        if isinstance(hit, dict):
-            loc = hit.get("id_location")
-            return FileResult(
-                path,
-                hit.get("id"),
-                [_diag_from(d) for d in hit.get("diagnostics", [])],
-                Location(*loc) if loc else None,
-            )
-    from irbook.loader import load_playbook
-
-    try:
-        loaded = load_playbook(path)
-    except LoadFailed as exc:
-        result = FileResult(path, None, list(exc.diagnostics))
-    else:
-        result = FileResult(
-            path,
-            loaded.playbook.metadata.id,
-            list(loaded.warnings),
-            loaded.source.at(("metadata", "id")),
-        )
-    if entry is not None:
-        loc = result.id_location
-        cache.put(
-            "validate",
-            entry,
-            {
-                "id": result.playbook_id,
-                "id_location": [loc.path, loc.line, loc.col] if loc else None,
-                "diagnostics": [d.as_dict() for d in result.diagnostics],
-            },
-        )
-    return result
+    def playbooks(self) -> list[Loaded]:
+        """The valid playbooks (drills left out), in file order; duplicates of an id are
+        errors and not among them."""
+        return [f.load() for f in self.files if f.playbook_id is not None]
 
 
 def duplicate_id(
@@ -123,7 +65,7 @@ def duplicate_id(
 
 def _drill_source(path: str) -> Source | None:
     """The file, read, when it is a drill scenario (`kind: Drill`); None otherwise."""
-    from irbook.source import load_file
+    from irbook.source import load_file  # only for files that failed as playbooks
 
     try:
         source = load_file(path)
@@ -147,7 +89,7 @@ def check_drill(source: Source) -> FileResult:
 
     Never cached: whether it holds depends on the playbook and alert files it names.
     """
-    from irbook.drill.scenario import scenario_from_source
+    from irbook.drill.scenario import scenario_from_source  # behind the cache, as checked.py
 
     path = source.path
     try:
@@ -208,24 +150,3 @@ def validate(paths: Iterable[str]) -> Report:
             continue
         seen[(kind, ident)] = result
     return Report(files, diags)
-
-
-def find_playbook(ref: str) -> str:
-    """The path of a playbook given by path or by id (in $IRBOOK_PLAYBOOKS or playbooks/)."""
-    from irbook.files import PLAYBOOK_SUFFIXES
-
-    if os.sep in ref or ref.endswith(PLAYBOOK_SUFFIXES) or os.path.isfile(ref):
-        return ref
-    folders = default_playbook_dirs()
-    for folder in folders:
-        if not os.path.isdir(folder):
-            continue
-        for path in playbook_files([folder]):
-            raw = _read(path)
-            if raw is None or ref.encode() not in raw:
-                continue  # cheap: the id must appear in the text
-            if check_file(path).playbook_id == ref:
-                return path
-    raise IrbookError(
-        f"no playbook with id '{ref}' in {', '.join(folders)} (give a path or set IRBOOK_PLAYBOOKS)"
-    )

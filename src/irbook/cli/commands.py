@@ -56,9 +56,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from irbook.loader import default_playbook_dirs, validate_paths
+    from irbook.files import default_playbook_dirs
+    from irbook.validate import validate
 
-    result = validate_paths(default_playbook_dirs())
+    result = validate(default_playbook_dirs())
     rows = [
         {
             "id": item.playbook.metadata.id,
@@ -67,7 +68,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             "triggers": sorted({t.source or t.format or "" for t in item.playbook.triggers}),
             "path": item.path,
         }
-        for item in result.loaded
+        for item in result.playbooks()
     ]
     if args.format == "json":
         print(json.dumps(rows, indent=2))
@@ -81,11 +82,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from irbook.loader import load_playbook
+    from irbook.checked import resolve_playbook
     from irbook.registry import REGISTRY
-    from irbook.validate import find_playbook
 
-    item = load_playbook(find_playbook(args.playbook))
+    item = resolve_playbook(args.playbook)
     pb = item.playbook
     meta = pb.metadata
     print(f"{meta.id}: {meta.title}")
@@ -135,12 +135,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     """Exit 0 when the planned run succeeds, 3 when it succeeds with failed steps, 4 when
     it fails (Plan.exit_status); 1 for a user error, as every command."""
     from irbook import cache
+    from irbook.checked import by_id, is_path
     from irbook.preflight import env_signature
-    from irbook.validate import find_playbook
 
     _no_cache(args)
     params = _params(args.param)
-    path = find_playbook(args.playbook)
+    # By id, finding the playbook validates it: that load is the one planned below.
+    found = None if is_path(args.playbook) else by_id(args.playbook)
+    path = found.path if found else args.playbook
     entry = None
     if cache.enabled():
         try:
@@ -172,7 +174,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from irbook.plan import as_json, build_plan, render_text
     from irbook.preflight import preflight
 
-    item = load_playbook(path)
+    item = found.load() if found else load_playbook(path)
     plan = build_plan(item.playbook, load_alert(args.alert) if args.alert else None, params)
     plan.preflight = preflight(plan)
     out = (as_json(plan) if args.format == "json" else render_text(plan)) + "\n"
@@ -186,11 +188,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_iam_policy(args: argparse.Namespace) -> int:
+    from irbook.checked import resolve_playbook
     from irbook.iam import policy_with_notes
-    from irbook.loader import load_alert, load_playbook
-    from irbook.validate import find_playbook
+    from irbook.loader import load_alert
 
-    item = load_playbook(find_playbook(args.playbook))
+    item = resolve_playbook(args.playbook)
     alert = load_alert(args.alert) if args.alert else None
     if args.param and alert is None:
         raise IrbookError("--param scopes the policy together with --alert (give both)")

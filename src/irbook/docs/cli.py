@@ -8,26 +8,28 @@ import contextlib
 import os
 import sys
 
+from irbook.checked import resolve_playbook
 from irbook.errors import IrbookError
+from irbook.files import default_playbook_dirs
 from irbook.loader import Loaded
+from irbook.validate import validate
 
 
 def _playbooks(ref: str | None) -> list[Loaded]:
-    from irbook.loader import default_playbook_dirs, resolve_playbook, validate_paths
-
     if ref:
         return [resolve_playbook(ref)]
     folders = default_playbook_dirs()
-    result = validate_paths(folders)
+    result = validate(folders)
     if result.errors:
         for diag in result.errors:
             print(diag, file=sys.stderr)
         raise IrbookError(
             f"{len(result.errors)} error(s) in the playbooks: fix them (irbook validate) first"
         )
-    if not result.loaded:
+    loaded = result.playbooks()
+    if not loaded:
         raise IrbookError(f"no playbook files in {', '.join(folders)}")
-    return sorted(result.loaded, key=lambda item: item.playbook.metadata.id)
+    return sorted(loaded, key=lambda item: item.playbook.metadata.id)
 
 
 def _read(path: str) -> str | None:

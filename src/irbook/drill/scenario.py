@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from irbook import expr
+from irbook.checked import check_file, find_playbook
 from irbook.errors import Diagnostic, IrbookError, LoadFailed, Location
 from irbook.files import MAX_FILES, PLAYBOOK_SUFFIXES, default_playbook_dirs, playbook_files
 from irbook.loader import Loaded, _get_path, load_alert, load_playbook, pydantic_diagnostics
@@ -47,7 +48,6 @@ from irbook.model.scenario import AlertRef, ApproverDecision, Drill, Expect, Inj
 from irbook.plan import PlanError, resolve_inputs
 from irbook.registry import REGISTRY, ActionSpec, Registry
 from irbook.source import Path, Source, load_file
-from irbook.validate import check_file, find_playbook
 
 __all__ = ["LoadedScenario", "load_scenario", "param_text"]
 
@@ -661,7 +661,7 @@ def repository_playbooks(folder: str) -> str | None:
 
 
 def _playbook_ids(folders: list[str], *, cheap: str = "") -> Iterator[tuple[str, str]]:
-    """(id, path) of the valid playbooks in folders (cached by content, see validate.py).
+    """(id, path) of the valid playbooks in folders (cached by content, see checked.py).
     With `cheap`, only files whose text holds it are read as playbooks."""
     count = 0
     for folder in folders:

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Actor(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     user_name: str | None = Field(default=None, description="IAM user or account name")
     principal_arn: str | None = Field(default=None, description="ARN of the acting principal")
@@ -18,7 +18,7 @@ class Actor(BaseModel):
 
 
 class Resource(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     type: str = Field(default="", description="Kind of resource: AccessKey, Instance, Endpoint")
     id: str = Field(default="", description="The resource's id in its service")
@@ -29,7 +29,7 @@ class Resource(BaseModel):
 
 
 class Alert(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     id: str = Field(
         min_length=1, max_length=512, description="The source's stable key (dedup uses it)"

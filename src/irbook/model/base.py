@@ -13,7 +13,9 @@ ID_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$"
 class Strict(BaseModel):
     """Playbook parts: unknown fields are errors, values are not silently coerced."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, strict=True)
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, frozen=True, strict=True, defer_build=True
+    )
 
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$")

@@ -74,6 +74,7 @@ from irbook.triggers.queue import (
     latest_rows,
 )
 from irbook.triggers.slack import SlackInteractions
+from irbook.validate import validate
 
 log = logging.getLogger("irbook.webhooks")
 
@@ -227,20 +228,19 @@ def load_playbooks(folders: Iterable[str]) -> list[HookPlaybook]:
     A receiver that silently skipped a broken playbook would leave an incident type
     without its response, which nobody would notice until that incident.
     """
-    from irbook.loader import validate_paths
-
-    try:
-        result = validate_paths(list(folders))
-    except LoadFailed as exc:  # pragma: no cover - validate_paths collects instead
-        raise ConfigError(str(exc.diagnostics[0])) from None
+    result = validate(list(folders))
     if result.errors:
         more = len(result.errors) - 1
         suffix = f" (and {more} more; run irbook validate)" if more else ""
         first = result.errors[0]
         raise ConfigError(first.message + suffix, first.location)
+    try:
+        loaded = result.playbooks()
+    except LoadFailed as exc:  # a file edited since its cached check
+        raise ConfigError(exc.diagnostics[0].message, exc.diagnostics[0].location) from None
     return [
         HookPlaybook(item.playbook.metadata.id, item.path, tuple(item.playbook.triggers))
-        for item in result.loaded
+        for item in loaded
     ]
 
 
