@@ -88,6 +88,7 @@ COMMANDS = [
     "server",
     "show",
     "validate",
+    "worker",
 ]
 
 # Documented exit statuses beyond "0 success, 1 user error" (README: Commands, `irbook run`).
