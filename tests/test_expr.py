@@ -369,3 +369,22 @@ def test_where_keeps_the_objects_whose_field_is_set() -> None:
     assert evaluate(parse("where(alert.missing, 'arn')"), {"alert": {}}) == []
     with pytest.raises(ExprError, match="where\\(\\) needs a list"):
         evaluate(parse("where(alert.title, 'arn')"), {"alert": {"title": "x"}})
+
+
+def test_where_with_a_value_keeps_the_objects_whose_field_equals_it() -> None:
+    from irbook.expr import evaluate, parse
+
+    resources = [
+        {"type": "AwsIamAccessKey", "id": "ASIAIOSFODNN7EXAMPLE"},
+        {"type": "AwsEc2Instance", "id": "i-0a1b2c3d4e5f67890"},
+        {"type": "AwsEc2InstanceProfile", "id": "ml"},
+        {"id": "no type"},
+        "not an object",
+    ]
+    context = {"alert": {"resources": resources}}
+    got = evaluate(parse("where(alert.resources, 'type', 'AwsEc2Instance')"), context)
+    assert got == [{"type": "AwsEc2Instance", "id": "i-0a1b2c3d4e5f67890"}]
+    assert evaluate(parse("where(alert.resources, 'type', 'awsec2instance')"), context) == []
+    # equality as == has it: true is not 1
+    flags = {"alert": {"resources": [{"on": True}, {"on": 1}]}}
+    assert evaluate(parse("where(alert.resources, 'on', true)"), flags) == [{"on": True}]

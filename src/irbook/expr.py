@@ -555,9 +555,14 @@ def _default(value: Any, fallback: Any) -> Any:
     return fallback if value is None or value == "" else value
 
 
-def _where(values: Any, field: Any) -> list[Any]:
-    """The objects of a list whose `field` is set (not null, not empty): for_each over
-    alert resources that may lack an ARN, say, runs only on those that have one."""
+_ANY = object()  # where()'s third argument, when not given
+
+
+def _where(values: Any, field: Any, equals: Any = _ANY) -> list[Any]:
+    """The objects of a list whose `field` is set (not null, not empty), or with
+    `equals` given, whose `field` equals it: for_each over alert resources that may lack
+    an ARN, say, runs only on those that have one, and
+    `where(alert.resources, 'type', 'AwsEc2Instance')` only on the instances."""
     if values is None:
         return []
     if not isinstance(values, list):
@@ -566,7 +571,10 @@ def _where(values: Any, field: Any) -> list[Any]:
         raise ExprError(f"where() needs a field name, got {type_name(field)}")
     kept = []
     for item in values:
-        if isinstance(item, dict) and item.get(field) not in (None, ""):
+        if not isinstance(item, dict):
+            continue
+        found = item.get(field)
+        if (found not in (None, "")) if equals is _ANY else _equal(found, equals):
             kept.append(item)
     return kept
 
@@ -578,7 +586,7 @@ FUNCTIONS: dict[str, tuple[Callable[..., Any], tuple[int, int]]] = {
     "length": (_length, (1, 1)),
     "join": (_join, (1, 2)),
     "default": (_default, (2, 2)),
-    "where": (_where, (2, 2)),
+    "where": (_where, (2, 3)),
 }
 
 
