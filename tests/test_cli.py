@@ -175,7 +175,7 @@ def test_a_drill_is_checked_against_its_playbook_as_it_is_now(tmp_path: Path) ->
 
 def test_duplicate_drill_ids_across_a_folder(tmp_path: Path) -> None:
     text = (ROOT / "runbooks" / "drills" / "leaked-key-friday-night.yaml").read_text()
-    text = text.replace("alerts/guardduty-exfil.json", str(ALERT))
+    text = text.replace("{file: alerts/", f"{{file: {ALERT.parent}/")
     (tmp_path / "a.yaml").write_text(text)
     (tmp_path / "b.yaml").write_text(text)
     done = irbook("validate", str(tmp_path))
@@ -194,7 +194,7 @@ def test_a_drill_in_a_playbook_folder_is_an_error(tmp_path: Path) -> None:
         (ROOT / "playbooks" / "leaked-model-key.yaml").read_text()
     )
     text = (ROOT / "runbooks" / "drills" / "leaked-key-friday-night.yaml").read_text()
-    (folder / "drill.yaml").write_text(text.replace("alerts/guardduty-exfil.json", str(ALERT)))
+    (folder / "drill.yaml").write_text(text.replace("{file: alerts/", f"{{file: {ALERT.parent}/"))
     done = irbook("validate", env={"IRBOOK_PLAYBOOKS": str(folder)})
     assert done.returncode == 1
     assert done.stdout.startswith(

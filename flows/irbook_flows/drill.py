@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 from irbook.drill.clock import DrillController
 from irbook.drill.expect import containment_time, evaluate
@@ -69,7 +69,6 @@ def run_drill(loaded: LoadedScenario) -> DrillResult:
     ends = [s.end for s in steps if s.end is not None]
     ends += [s.approval.decided_at for s in steps if s.approval is not None]
     url = ui_url()
-    alert = loaded.alert
     result = DrillResult(
         scenario_path=loaded.path,
         scenario_id=drill.metadata.id,
@@ -79,13 +78,7 @@ def run_drill(loaded: LoadedScenario) -> DrillResult:
         playbook_id=playbook.metadata.id,
         playbook_title=playbook.metadata.title,
         playbook_path=loaded.playbook.path,
-        alert={
-            "source": alert.source,
-            "id": alert.id,
-            "title": alert.title,
-            "severity": alert.severity,
-            "type": alert.type,
-        },
+        alert=_alert_summary(loaded),
         run_id=run_id,
         flow_run_id=outcome.flow_run_id,
         prefect_url=f"{url}/runs/flow-run/{outcome.flow_run_id}"
@@ -108,6 +101,26 @@ def run_drill(loaded: LoadedScenario) -> DrillResult:
     )
     redacted: DrillResult = redact(result, plan.secrets)
     return redacted
+
+
+def _alert_summary(loaded: LoadedScenario) -> dict[str, Any]:
+    """What the report says of the alert: for a raw payload, its format and the trigger it
+    matched too (the path from the vendor's payload to this run)."""
+    alert = loaded.alert
+    out: dict[str, Any] = {
+        "source": alert.source,
+        "id": alert.id,
+        "title": alert.title,
+        "severity": alert.severity,
+        "type": alert.type,
+    }
+    if loaded.alert_format is not None:
+        ref = loaded.drill.alert
+        where = f"file {ref.file}" if ref.file is not None else "inline"
+        out["format"] = f"raw {loaded.alert_format} payload ({where})"
+        if loaded.trigger is not None:
+            out["trigger"] = f"matches trigger {loaded.trigger} of the playbook"
+    return out
 
 
 def _when(seconds: float | None) -> str:

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 
 from irbook.drill.scenario import LoadedScenario, json_path, load_scenario
 from irbook.errors import LoadFailed
@@ -112,16 +113,27 @@ def test_a_payload_with_several_alerts_drills_the_first(tmp_path: Path) -> None:
 
     alerts = NORMALIZERS["securityhub"](payload, None)
     assert len(alerts) > 1
+    # the same playbook, started by Security Hub findings of the first finding's type
+    playbook = PLAYBOOK.read_text().replace(
+        "  - format: guardduty    # any configured source of format guardduty\n"
+        "    match:\n"
+        '      type: "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.*"\n'
+        "      severity: {gte: 7}\n",
+        f"  - format: securityhub\n    match: {{type: {json.dumps(alerts[0].type)}}}\n",
+    )
+    assert "format: securityhub" in playbook
+    (tmp_path / "pb.yaml").write_text(playbook)
     body = (
-        HEAD.replace(
+        HEAD.replace(f"playbook: {PLAYBOOK}", "playbook: pb.yaml").replace(
             f"alert: {{file: {ALERT}}}",
-            f"alert: {{file: {PAYLOADS / 'securityhub_findings.json'}, source: securityhub}}",
+            f"alert: {{file: {PAYLOADS / 'securityhub_findings.json'}, from: securityhub}}",
         )
         + "inputs: {endpoint_name: x, access_key_id: AKIAIOSFODNN7EXAMPLE}\n"
     )
     body = body.replace("inputs: {endpoint_name: fraud-scoring}\n", "", 1)
     loaded = load_scenario(write(tmp_path, body))
     assert loaded.alert.id == alerts[0].id
+    assert (loaded.alert_format, loaded.trigger) == ("securityhub", 0)
 
 
 def test_an_inline_normalized_alert(tmp_path: Path) -> None:
@@ -304,10 +316,10 @@ def test_an_alert_that_is_not_a_mapping_or_gives_two_kinds(tmp_path: Path) -> No
     )
 
 
-def test_an_unknown_format_is_reported_at_alert_source(tmp_path: Path) -> None:
-    path = with_alert(tmp_path, "alert: {file: a.json, source: gaurdduty}")
+def test_an_unknown_format_is_reported_at_alert_from(tmp_path: Path) -> None:
+    path = with_alert(tmp_path, "alert: {file: a.json, from: gaurdduty}")
     assert error(path) == (
-        f"{path}:5:31: error: unknown alert format 'gaurdduty' (did you mean 'guardduty'?); "
+        f"{path}:5:29: error: unknown alert format 'gaurdduty' (did you mean 'guardduty'?); "
         "known: alertmanager, datadog, elastic, generic, google_secops, guardduty, msgraph, "
         "ocsf, pagerduty, securityhub, sentinel, splunk, wazuh"
     )
@@ -319,7 +331,7 @@ def test_a_raw_payload_that_does_not_fit_its_format_names_the_json_path(
     path = with_alert(
         tmp_path,
         "alert:\n"
-        "  source: guardduty\n"
+        "  from: guardduty\n"
         "  raw:\n"
         "    detail-type: GuardDuty Finding\n"
         "    detail: {id: abc, severity: high}\n",
@@ -327,24 +339,55 @@ def test_a_raw_payload_that_does_not_fit_its_format_names_the_json_path(
     assert error(path) == (
         f"{path}:9:33: error: not a guardduty payload: $.detail.severity: expected a number"
     )
-    quoted = with_alert(tmp_path, "alert: {source: guardduty, raw: {detail-type: Nope}}")
+    quoted = with_alert(tmp_path, "alert: {from: guardduty, raw: {detail-type: Nope}}")
     assert error(quoted) == (
-        f"{quoted}:5:47: error: not a guardduty payload: $['detail-type']: "
+        f"{quoted}:5:45: error: not a guardduty payload: $['detail-type']: "
         "expected 'GuardDuty Finding'"
     )
-    scalar = with_alert(tmp_path, "alert: {source: guardduty, raw: [1]}")
-    assert error(scalar) == f"{scalar}:5:33: error: not a guardduty payload: $: expected an object"
+    scalar = with_alert(tmp_path, "alert: {from: guardduty, raw: [1]}")
+    assert error(scalar) == f"{scalar}:5:31: error: not a guardduty payload: $: expected an object"
 
 
 def test_a_raw_payload_file_is_reported_in_that_file(tmp_path: Path) -> None:
     # a normalized alert given as a GuardDuty event: its keys are not an event's
-    path = with_alert(tmp_path, f"alert: {{file: {ALERT}, source: guardduty}}")
+    path = with_alert(tmp_path, f"alert: {{file: {ALERT}, from: guardduty}}")
     assert error(path) == f"{ALERT}:1:1: error: not a guardduty payload: $.detail: missing"
 
 
+def test_a_raw_payload_must_start_the_playbook(tmp_path: Path) -> None:
+    """A drill of a raw payload rehearses payload -> trigger -> run: a payload the
+    playbook's triggers do not match is an error naming the condition, as `irbook match`
+    names it for a near miss."""
+    event = yaml.safe_load((SCENARIOS / "raw-guardduty.yaml").read_text())["alert"]["raw"]
+    event["detail"]["severity"] = 5
+    (tmp_path / "low.json").write_text(json.dumps(event))
+    path = with_alert(tmp_path, "alert: {file: low.json, from: guardduty}")
+    assert error(path) == (
+        f"{path}:5:1: error: the alert does not start playbook 'leaked-model-key': "
+        'severity: expected {"gte": 7}, got 5.0'
+    )
+    event["detail"]["severity"] = 8
+    (tmp_path / "high.json").write_text(json.dumps(event))
+    loaded = load_scenario(with_alert(tmp_path, "alert: {file: high.json, from: guardduty}"))
+    assert (loaded.alert.format, loaded.alert_format, loaded.trigger) == (
+        "guardduty",
+        "guardduty",
+        0,
+    )
+
+
+def test_the_playbook_must_be_started_by_the_payloads_format(tmp_path: Path) -> None:
+    payload = PAYLOADS / "securityhub_findings.json"
+    path = with_alert(tmp_path, f"alert: {{file: {payload}, from: securityhub}}")
+    assert error(path).endswith(
+        "error: the alert does not start playbook 'leaked-model-key': "
+        'format: expected "guardduty", got "securityhub"'
+    )
+
+
 def test_a_payload_with_no_alert_is_an_error(tmp_path: Path) -> None:
-    path = with_alert(tmp_path, "alert: {source: alertmanager, raw: {alerts: []}}")
-    assert error(path) == f"{path}:5:36: error: the alertmanager payload holds no alert to drill"
+    path = with_alert(tmp_path, "alert: {from: alertmanager, raw: {alerts: []}}")
+    assert error(path) == f"{path}:5:34: error: the alertmanager payload holds no alert to drill"
 
 
 def test_an_inline_normalized_alert_is_checked_under_alert_normalized(tmp_path: Path) -> None:

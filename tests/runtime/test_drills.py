@@ -217,6 +217,13 @@ def test_shipped_drills_pass_through_the_cli(path: Path, tmp_path: Path) -> None
     assert f"DRILL {path.stem}: PASSED" in done.stdout
     assert (tmp_path / "out" / "report.md").is_file()
     assert (tmp_path / "out" / "report.html").read_text().count("<svg") >= 1
+    import yaml
+
+    fmt = (yaml.safe_load(path.read_text())["alert"] or {}).get("from")
+    if fmt is not None:  # the report says which vendor payload started the run
+        report_md = (tmp_path / "out" / "report.md").read_text()
+        assert f"| format | raw {fmt} payload (file " in report_md
+        assert "| trigger | matches trigger " in report_md
     assert "Traceback" not in done.stderr
 
 

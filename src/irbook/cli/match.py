@@ -99,7 +99,7 @@ def _origin(args: argparse.Namespace) -> tuple[str, Mapping[str, Any] | None, st
 
 
 def _verdicts(alert: Any, playbooks: Sequence[Any]) -> dict[str, Any]:
-    from irbook.triggers.match import first_miss
+    from irbook.triggers.match import playbook_verdict
     from irbook.triggers.normalizers import is_resolved, is_sample
 
     data = alert.as_context()
@@ -107,15 +107,14 @@ def _verdicts(alert: Any, playbooks: Sequence[Any]) -> dict[str, Any]:
     near: list[dict[str, Any]] = []
     resolved = is_resolved(alert)
     for pb in playbooks:
-        misses = [first_miss(t, data) for t in pb.triggers]
-        hit = next((i for i, miss in enumerate(misses) if miss is None), None)
-        if hit is not None:
+        verdict = playbook_verdict(pb.triggers, data)
+        if verdict.trigger is not None:
             if not resolved:
-                matched.append({"playbook": pb.id, "trigger": hit})
+                matched.append({"playbook": pb.id, "trigger": verdict.trigger})
             continue
-        why = next((str(m) for m in misses if m is not None and m.near()), None)
-        if why is not None:
-            near.append({"playbook": pb.id, "why": why})
+        miss = verdict.near()
+        if miss is not None:
+            near.append({"playbook": pb.id, "why": str(miss)})
     shown = alert.model_dump(mode="json", exclude={"raw"})
     result: dict[str, Any] = {"alert": shown, "matches": matched, "near_misses": near}
     if resolved:
@@ -153,22 +152,19 @@ def _text(result: dict[str, Any]) -> list[str]:
 def cmd_match(args: argparse.Namespace) -> int:
     """Exit 0 when some alert of the payload starts a playbook, 1 when none does (or on a
     user error: an unreadable file, an unknown format, a payload the normalizer refuses)."""
-    from irbook.triggers.normalizers import NORMALIZERS, NormalizeError
+    from irbook.triggers.normalizers import NormalizeError, normalize_as
 
     payload = _read_payload(args.file)
     fmt, options, origin, playbooks = _origin(args)
     try:
-        alerts = NORMALIZERS[fmt](payload, options)
+        alerts = normalize_as(fmt, payload, options, origin)
     except NormalizeError as exc:  # the receiver's 422, with the same path and reason
         raise IrbookError(f"{args.file}: {exc.path}: {exc.reason} (format {fmt})") from None
     except (RecursionError, ValueError, TypeError) as exc:  # the receiver's 422 for a slip
         raise IrbookError(
             f"{args.file}: $: payload could not be normalized ({type(exc).__name__}, format {fmt})"
         ) from None
-    results = []
-    for alert in alerts:
-        alert.source, alert.format = origin, fmt
-        results.append(_verdicts(alert, playbooks))
+    results = [_verdicts(alert, playbooks) for alert in alerts]
     if args.format == "json":
         out: Any = results[0] if len(results) == 1 else {"alerts": results}
         print(json.dumps(out, indent=2))

@@ -73,7 +73,7 @@ NOTE_SECTIONS = (
     "Attendees",
 )
 
-_ALERT_KEYS = ("source", "id", "title", "severity", "type")
+_ALERT_KEYS = ("source", "format", "trigger", "id", "title", "severity", "type")
 _TICK_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600)
 _SAME_TIME = 1e-3
 _HEIGHT = "{height}"  # the SVG's height, known once the legend is laid out

@@ -9,9 +9,12 @@ alert file stand in that file.
   a '/'; otherwise a playbook id, looked up in the playbook folders ($IRBOOK_PLAYBOOKS, or
   ./playbooks) and then in the `playbooks` folder of the repository the scenario sits in
   (the first one found walking up from the scenario's folder).
-- `alert`: a file relative to the scenario's folder, or inline. Without `source`, a
+- `alert`: a file relative to the scenario's folder, or inline. Without `from`, a
   normalized alert; with it, a raw payload in that format, read by the receiver's own
-  normalizer. A payload that carries several alerts (a Security Hub batch, an
+  normalizer as `irbook match FILE --from FORMAT` reads it (source and format stamped
+  the same way), and one of the playbook's triggers must match it, or the scenario is in
+  error with the condition that failed: a drill of a raw payload rehearses the path from
+  payload to run. A payload that carries several alerts (a Security Hub batch, an
   Alertmanager group) drills with the first of them, silently: that is the alert the
   receiver would start first.
 - every step named (in `outputs`, `injects`, `approvers`, `expect`) exists in the
@@ -86,6 +89,8 @@ class LoadedScenario:
     playbook: Loaded  # the playbook, its source and its lint warnings
     alert: Alert  # the normalized alert
     path: str
+    alert_format: str | None = None  # the format of a raw payload (`alert.from`)
+    trigger: int | None = None  # the playbook's trigger a raw payload matched
 
 
 def param_text(value: Any) -> str:
@@ -137,12 +142,17 @@ class _Check:
             self.diags.extend(pydantic_diagnostics(exc, Drill, self.source))
         loaded = self.playbook()
         alert = self.alert()
+        trigger = None
         if loaded is not None:
             self.against_playbook(loaded.playbook, alert)
+            if alert is not None and drill is not None and drill.alert.from_ is not None:
+                trigger = self.starts(loaded.playbook, alert)
         self.expectations(loaded.playbook if loaded is not None else None)
         if self.diags or drill is None or loaded is None or alert is None:
             raise LoadFailed(_sorted(self.diags, self.source.path))
-        return LoadedScenario(drill, self.source, loaded, alert, self.source.path)
+        return LoadedScenario(
+            drill, self.source, loaded, alert, self.source.path, drill.alert.from_, trigger
+        )
 
     # -- playbook -------------------------------------------------------------------
 
@@ -209,16 +219,16 @@ class _Check:
         ref = _valid(AlertRef, raw_ref)
         if ref is None:
             return None  # the structure check reports it
-        if ref.source is not None:
+        if ref.from_ is not None:
             from irbook.triggers.normalizers import NORMALIZERS
 
-            if ref.source not in NORMALIZERS:
+            if ref.from_ not in NORMALIZERS:
                 known = sorted(NORMALIZERS)
-                close = difflib.get_close_matches(ref.source, known, n=1, cutoff=0.6)
+                close = difflib.get_close_matches(ref.from_, known, n=1, cutoff=0.6)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
                 self.error(
-                    ("alert", "source"),
-                    f"unknown alert format {_clip(ref.source)}{hint}; known: {', '.join(known)}",
+                    ("alert", "from"),
+                    f"unknown alert format {_clip(ref.from_)}{hint}; known: {', '.join(known)}",
                 )
                 return None
         if ref.normalized is not None:
@@ -234,7 +244,7 @@ class _Check:
                 return None
         if ref.file is not None:
             path = os.path.normpath(os.path.join(self.folder, ref.file))
-            if ref.source is None:
+            if ref.from_ is None:
                 try:
                     return load_alert(path)
                 except LoadFailed as exc:
@@ -247,9 +257,9 @@ class _Check:
             except IrbookError as exc:
                 self.file_problem(exc, ref.file, path)
                 return None
-            return self.normalize(ref.source, payload_source, ())
-        assert ref.source is not None  # AlertRef: a raw payload comes with its format
-        return self.normalize(ref.source, self.source, ("alert", "raw"))
+            return self.normalize(ref.from_, payload_source, ())
+        assert ref.from_ is not None  # AlertRef: a raw payload comes with its format
+        return self.normalize(ref.from_, self.source, ("alert", "raw"))
 
     def file_problem(self, exc: IrbookError, ref: str, path: str) -> None:
         """A problem with an alert file: in it when it has a line, else at `alert.file`."""
@@ -263,11 +273,11 @@ class _Check:
     def normalize(self, fmt: str, source: Source, prefix: Path) -> Alert | None:
         """A raw payload (the data at `prefix` in `source`) through its format's normalizer.
         A payload of several alerts drills the first, without a word (module docstring)."""
-        from irbook.triggers.normalizers import NORMALIZERS, NormalizeError
+        from irbook.triggers.normalizers import NormalizeError, normalize_as
 
         payload = _get_path(source.data, prefix)
         try:
-            alerts = NORMALIZERS[fmt](payload, None)
+            alerts = normalize_as(fmt, payload)
         except NormalizeError as exc:
             parts = json_path(exc.path)
             self.diags.append(
@@ -288,6 +298,20 @@ class _Check:
             )
             return None
         return alerts[0]
+
+    def starts(self, playbook: Playbook, alert: Alert) -> int | None:
+        """The playbook's trigger the raw payload's alert matches, as the receiver and
+        `irbook match` decide it; without one, an error saying which condition failed."""
+        from irbook.triggers.match import playbook_verdict
+
+        verdict = playbook_verdict(playbook.triggers, alert)
+        if verdict.trigger is None:
+            self.error(
+                ("alert",),
+                f"the alert does not start playbook '{playbook.metadata.id}': {verdict.why()}",
+                key=True,
+            )
+        return verdict.trigger
 
     # -- references to the playbook ----------------------------------------------------
 

@@ -25,23 +25,25 @@ class DrillMetadata(Strict):
 
 
 class AlertRef(Strict):
-    """The alert the drill injects: a file (normalized alert, or a raw SIEM payload when
-    `source` names its format), or the same inline."""
+    """The alert the drill injects: a file (a normalized alert, or a raw vendor payload
+    when `from` names its format, read by the receiver's normalizer for that format as
+    `irbook match FILE --from FORMAT` reads it), or the same inline (`normalized`, `raw`).
+    A raw payload must start the drilled playbook: one of its triggers must match."""
 
     file: str | None = None
     normalized: dict[str, Any] | None = None
     raw: Any = None
-    source: str | None = None  # the format of a raw payload (guardduty, splunk, ...)
+    from_: str | None = Field(default=None, alias="from")  # guardduty, securityhub, ...
 
     @model_validator(mode="after")
     def _one_kind(self) -> AlertRef:
         given = [k for k in ("file", "normalized", "raw") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of file, normalized or raw")
-        if self.raw is not None and not self.source:
-            raise ValueError("a raw payload needs 'source': the format that reads it")
-        if self.normalized is not None and self.source:
-            raise ValueError("'source' is for raw payloads; a normalized alert has its own")
+        if self.raw is not None and not self.from_:
+            raise ValueError("a raw payload needs 'from': the format that reads it")
+        if self.normalized is not None and self.from_:
+            raise ValueError("'from' is for raw payloads; a normalized alert has its own")
         return self
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from irbook.model import Alert, Playbook, Trigger
@@ -119,6 +119,37 @@ def first_miss(trigger: Trigger, alert: Alert | Mapping[str, Any]) -> Miss | Non
 
 def matches(trigger: Trigger, alert: Alert | Mapping[str, Any]) -> bool:
     return first_miss(trigger, alert) is None
+
+
+class PlaybookVerdict(NamedTuple):
+    """Whether an alert starts one playbook: the index of the first trigger it matches,
+    else why not. `irbook match` and drills of raw payloads both say it this way."""
+
+    trigger: int | None
+    misses: list[Miss]  # why each trigger missed, in order; empty when one matched
+
+    def near(self) -> Miss | None:
+        """The first miss where only a condition failed (the origin was right)."""
+        return next((m for m in self.misses if m.near()), None)
+
+    def why(self) -> str:
+        """One line on why no trigger matched: the first near miss, else the first miss."""
+        miss = self.near() or (self.misses[0] if self.misses else None)
+        return str(miss) if miss is not None else "the playbook has no triggers"
+
+
+def playbook_verdict(
+    triggers: Sequence[Trigger], alert: Alert | Mapping[str, Any]
+) -> PlaybookVerdict:
+    """Whether the alert matches any of a playbook's triggers (the first one it does)."""
+    data = alert.as_context() if isinstance(alert, Alert) else alert
+    misses: list[Miss] = []
+    for index, trigger in enumerate(triggers):
+        miss = first_miss(trigger, data)
+        if miss is None:
+            return PlaybookVerdict(index, [])
+        misses.append(miss)
+    return PlaybookVerdict(None, misses)
 
 
 def matching_playbooks(playbooks: Iterable[Playbook], alert: Alert) -> list[Playbook]:

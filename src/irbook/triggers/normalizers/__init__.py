@@ -53,6 +53,22 @@ NORMALIZERS: dict[str, Normalizer] = {
     "generic": generic.normalize,
 }
 
+
+def normalize_as(
+    fmt: str, payload: Any, options: Mapping[str, Any] | None = None, source: str | None = None
+) -> list[Alert]:
+    """The alerts a payload of format `fmt` holds, each stamped with its origin as the
+    receiver stamps it: `source` (the configured source's name; the format without one)
+    and `format`, which triggers match on. `irbook match` and drills of raw payloads read
+    payloads through here, so they see the alert a receiver would see.
+
+    Raises what the normalizer raises (NormalizeError; KeyError for an unknown format)."""
+    alerts = NORMALIZERS[fmt](payload, options)
+    for alert in alerts:
+        alert.source, alert.format = source or fmt, fmt
+    return alerts
+
+
 _GUARDDUTY_SAMPLE_FIELD = "aws/guardduty/service/additionalInfo/sample"
 
 
@@ -114,4 +130,5 @@ __all__ = [
     "OptionsError",
     "is_resolved",
     "is_sample",
+    "normalize_as",
 ]
