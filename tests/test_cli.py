@@ -137,7 +137,9 @@ def test_validate_gives_the_same_answer_cached_or_not(tmp_path: Path, cache: str
 def test_validate_checks_drill_scenarios_too() -> None:
     done = irbook("validate", "playbooks/", "runbooks/drills/")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "ok: 2 file(s), 2 valid, 0 error(s)" in done.stderr
+    files = len(list((ROOT / "playbooks").glob("*.yaml")))
+    files += len(list((ROOT / "runbooks" / "drills").glob("*.yaml")))
+    assert f"ok: {files} file(s), {files} valid, 0 error(s)" in done.stderr
 
 
 @pytest.mark.parametrize("name", ["unknown-playbook", "structure", "alert-file-missing"])
@@ -430,11 +432,13 @@ def test_a_deep_from_path_is_refused_when_the_playbook_loads(tmp_path: Path) -> 
     assert "    from: alert.actor.access_key_id\n" in text
     book = tmp_path / "deep-from.yaml"
     book.write_text(text.replace("alert.actor.access_key_id\n", "alert" + ".a" * 1900 + "\n", 1))
+    line = text[: text.index("    from: alert.actor.access_key_id\n")].count("\n") + 1
     done = irbook("plan", str(book), "--alert", str(ALERT))
     assert done.returncode == 1
     no_traceback(done)
     assert done.stderr.startswith(
-        f"irbook: {book}:23:11: error: 'inputs.access_key_id.from': expression nested too deeply"
+        f"irbook: {book}:{line}:11: error: 'inputs.access_key_id.from': expression nested too "
+        "deeply"
     ), done.stderr
 
 
@@ -455,7 +459,7 @@ def test_a_deep_chain_in_alert_data_stays_data(tmp_path: Path) -> None:
 def test_list_show_schema_actions() -> None:
     listing = irbook("list")
     assert listing.returncode == 0
-    assert listing.stdout.startswith("leaked-model-key")
+    assert "\nleaked-model-key " in "\n" + listing.stdout
     show = irbook("show", "leaked-model-key")
     assert show.returncode == 0
     assert "revoke: aws.iam.deactivate_access_key [mutate] (approval)" in show.stdout
