@@ -166,7 +166,7 @@ def _step_line(step: StepRecord, width: int) -> str:
     if step.approval is not None:
         a = step.approval
         extra.append(f"{a.decision} by {a.by} at {_when(a.decided_at)}")
-    if step.state not in ("succeeded",) and step.reason:
+    if step.reason:  # a succeeded step has one when a status function ran it
         extra.append(step.reason[:80])
     tail = f"  ({'; '.join(extra)})" if extra else ""
     return f"  {step.id:<{width}}  {step.state:<9} {span:<14}{tail}"

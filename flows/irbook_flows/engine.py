@@ -34,6 +34,7 @@ from irbook.plan import (
     run_verdict,
     select_items,
     upstream_block,
+    upstream_of,
     validation_message,
 )
 from irbook.registry import (
@@ -181,6 +182,8 @@ class Engine:
         self.wait_any = wait_any
         self.playbook = spec.playbook
         self.order = execution_order(self.playbook)
+        self.upstream = upstream_of({s.id: s for s in self.playbook.steps})
+        self.ran_because: dict[str, str] = {}  # why a step with failure()/always() ran
         self.state: dict[str, str] = {s.id: "pending" for s in self.order}
         self.reason: dict[str, str] = {}
         self.outputs: dict[str, Any] = {}
@@ -304,7 +307,9 @@ class Engine:
             return None
         action = REGISTRY.get(step.action)
         ctx = self.context(step)
-        verdict, reason, values = select_items(step, ctx)
+        verdict, reason, values = select_items(step, ctx, self.upstream[step.id])
+        if verdict == "run" and reason:
+            self.ran_because[step.id] = reason
         if verdict == "skip":
             self.skip(step, reason)
             return None
@@ -380,6 +385,11 @@ class Engine:
                 planned_calls=redact(planned, self.spec.secrets),
                 irreversible=action.irreversible,
                 started_at=time.time(),
+                **(
+                    {"reason": f"ran: {self.ran_because[step.id]}"}
+                    if step.id in self.ran_because
+                    else {}
+                ),
             )
             future = self.submit(step, item.index, item.params)
             launched.append((future, step.id, item.index))

@@ -1,7 +1,7 @@
 """The safe expression language of playbooks: `${{ ... }}`.
 
 A closed grammar parsed into a small tree and walked by an interpreter: property and
-index access on plain data, comparisons, and/or/not, literals, and seven functions. No
+index access on plain data, comparisons, and/or/not, literals, and ten functions. No
 Python object is reachable (no attributes of real objects, no calls but the listed
 functions), so there is nothing to escape from; jinja2's sandbox was measured here at
 38 ms to import plus 0.3 ms to compile each expression, which would break the start-up
@@ -27,6 +27,12 @@ ROOTS = ("inputs", "alert", "steps", "run", "item")
 
 OPEN = "${{"
 CLOSE = "}}"
+
+# The status functions, GitHub Actions' style: in a step's `if` only, where the engine
+# puts the status of the step's upstream in the context under STATUS (a key no
+# expression can name): "success" or "failure".
+STATUS_FUNCTIONS = ("success", "failure", "always")
+STATUS = "status()"
 
 
 class ExprError(Exception):
@@ -503,6 +509,43 @@ def references(node: Node, *, fallbacks: bool = True) -> Iterator[Reference]:
             todo.extend(reversed(item.items))
 
 
+def status_calls(node: Node) -> Iterator[Call]:
+    """Every call of a status function (success(), failure(), always()) in an expression."""
+    todo: list[Node] = [node]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, Call):
+            if item.func in STATUS_FUNCTIONS:
+                yield item
+            todo.extend(reversed(item.args))
+        elif isinstance(item, Attr):
+            todo.append(item.target)
+        elif isinstance(item, Index):
+            todo.extend((item.index, item.target))
+        elif isinstance(item, Unary):
+            todo.append(item.operand)
+        elif isinstance(item, Binary):
+            todo.extend((item.right, item.left))
+        elif isinstance(item, ListNode):
+            todo.extend(reversed(item.items))
+
+
+def handles_failure(condition: str | bool | None) -> bool:
+    """Whether a step's `if` calls failure() or always(): then a failed or rejected
+    upstream step does not skip it; its `if` decides."""
+    if not isinstance(condition, str) or OPEN not in condition:
+        return False
+    try:
+        template = parse_template(condition)
+    except ExprError:
+        return False
+    return any(
+        call.func in ("failure", "always")
+        for node, _ in template.expressions
+        for call in status_calls(node)
+    )
+
+
 # --- evaluation ---------------------------------------------------------------------
 
 
@@ -579,6 +622,27 @@ def _where(values: Any, field: Any, equals: Any = _ANY) -> list[Any]:
     return kept
 
 
+def _success() -> bool:
+    """In a step's `if` only: true when no step upstream of it (its `needs`, and theirs)
+    failed or was rejected. The default: a step whose `if` calls neither `failure()` nor
+    `always()` is skipped when a step it needs failed (on_failure: abort) or was rejected."""
+    raise ExprError("success() can only be used in a step's if")
+
+
+def _failure() -> bool:
+    """In a step's `if` only: true when a step upstream of it (its `needs`, and theirs)
+    failed, or its approval was rejected (or timed out with on_timeout: reject). Such a step
+    runs after a failed or rejected upstream step, to page or post that containment did not
+    happen."""
+    raise ExprError("failure() can only be used in a step's if")
+
+
+def _always() -> bool:
+    """In a step's `if` only: true whatever happened upstream; the step runs after its
+    `needs` end, failed, rejected or skipped (not after a cancelled run)."""
+    raise ExprError("always() can only be used in a step's if")
+
+
 FUNCTIONS: dict[str, tuple[Callable[..., Any], tuple[int, int]]] = {
     "contains": (_contains, (2, 2)),
     "startswith": (_startswith, (2, 2)),
@@ -587,6 +651,9 @@ FUNCTIONS: dict[str, tuple[Callable[..., Any], tuple[int, int]]] = {
     "join": (_join, (1, 2)),
     "default": (_default, (2, 2)),
     "where": (_where, (2, 3)),
+    "success": (_success, (0, 0)),
+    "failure": (_failure, (0, 0)),
+    "always": (_always, (0, 0)),
 }
 
 
@@ -683,6 +750,11 @@ def evaluate(node: Node, context: Mapping[str, Any]) -> Any:
             return not _contains(right, left)
         return _compare(node.op, left, right, node.offset)
     if isinstance(node, Call):
+        if node.func in STATUS_FUNCTIONS:
+            status = context.get(STATUS)
+            if status is None:
+                raise ExprError(f"{node.func}() can only be used in a step's if", node.offset)
+            return node.func == "always" or status == node.func
         func = FUNCTIONS[node.func][0]
         args = [evaluate(arg, context) for arg in node.args]
         try:

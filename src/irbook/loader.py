@@ -22,6 +22,7 @@ from irbook.errors import Diagnostic, IrbookError, LoadFailed, Location
 from irbook.model import Alert, Playbook, Step
 from irbook.model.base import parse_duration
 from irbook.model.playbook import ATLAS_ID_PATTERN, MAX_STEPS
+from irbook.plan import upstream_of
 from irbook.registry import REGISTRY, ActionSpec, Registry, unknown_action_message
 from irbook.source import Path, Source, default_playbook_dirs, load_file, playbook_files
 from irbook.validate import duplicate_id, find_playbook
@@ -290,22 +291,6 @@ RESOURCE_FIELDS = {"type", "id", "arn", "name", "region", "tags"}
 RUN_FIELDS = {"id", "mode", "dry_run", "playbook", "started_by", "incident_key", "severity"}
 
 
-def upstream_of(steps: dict[str, Step]) -> dict[str, set[str]]:
-    """Every step's transitive `needs` (unknown names and cycles are reported elsewhere)."""
-    out: dict[str, set[str]] = {}
-    for step_id in steps:
-        seen: set[str] = set()
-        todo = [n for n in steps[step_id].needs if n in steps]
-        while todo:
-            need = todo.pop()
-            if need in seen or need == step_id:
-                continue
-            seen.add(need)
-            todo.extend(n for n in steps[need].needs if n in steps)
-        out[step_id] = seen
-    return out
-
-
 def find_cycle(steps: dict[str, Step]) -> list[str] | None:
     """One cycle in `needs`, as the path that closes it, or None. Iterative: no recursion."""
     state: dict[str, int] = {}  # 1: on the current path, 2: done
@@ -457,9 +442,27 @@ def _check_expressions(
                 step.id if step else None,
             )
             continue
+        in_if = len(loc) == 3 and loc[0] == "steps" and loc[2] == "if"
         for node, offset in template.expressions:
             for ref in expr.references(node):
                 _check_reference(checker, ref, loc=sub_loc, offset=offset, **kwargs)
+            for call in expr.status_calls(node):
+                at = checker.expr_location(sub_loc, offset + call.offset)
+                sid = step.id if step else None
+                if not in_if:
+                    checker.error_at(
+                        at,
+                        f"{call.func}() can only be used in a step's if (it says whether "
+                        "the steps upstream of the step failed)",
+                        sid,
+                    )
+                elif call.func == "failure" and step is not None and not step.needs:
+                    checker.error_at(
+                        at,
+                        f"failure() is never true here: step '{step.id}' has no needs, so "
+                        "no step runs before it (add the steps it reports on to needs)",
+                        sid,
+                    )
 
 
 def _check_params(checker: _Checker, spec: ActionSpec, step: Step, index: int) -> None:

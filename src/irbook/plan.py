@@ -14,7 +14,7 @@ import hashlib
 import heapq
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote, quote_plus
@@ -389,6 +389,8 @@ def _template_strings(value: Any) -> list[str]:
 # What stops a ready step before its own `if`: the one rule for plan, dry run, drill, live.
 BLOCKING_STATES = ("rejected", "cancelled")
 UNUSABLE_OUTPUTS = ("failed", "skipped", "rejected", "cancelled")
+# What failure() sees upstream: a step that failed, or whose approval was refused.
+FAILED_STATES = ("failed", "rejected")
 
 
 def upstream_block(
@@ -401,16 +403,21 @@ def upstream_block(
 
     `state_of` holds final step states (succeeded, failed, skipped, rejected, cancelled).
     A step is skipped when a step it needs was rejected or cancelled, failed with
-    on_failure: abort, or was itself skipped for such a reason ("upstream ..."); and when
-    it reads the outputs of a step that did not succeed, so that it never runs with
-    blanks (a comment on ticket None).
+    on_failure: abort, or was itself skipped for such a reason ("upstream ..."), unless
+    its `if` calls failure() or always(), which run after such a step (a cancelled one
+    still stops them); and when it reads the outputs of a step that did not succeed, so
+    that it never runs with blanks (a comment on ticket None), whatever its `if`.
     """
+    handles = expr.handles_failure(step.if_)
     for need in step.needs:
         up = state_of.get(need, "pending")
-        if (
-            up in BLOCKING_STATES
-            or (up == "failed" and on_failure_of.get(need, "abort") == "abort")
-            or (up == "skipped" and reason_of.get(need, "").startswith("upstream"))
+        if up == "cancelled" or (
+            not handles
+            and (
+                up in BLOCKING_STATES
+                or (up == "failed" and on_failure_of.get(need, "abort") == "abort")
+                or (up == "skipped" and reason_of.get(need, "").startswith("upstream"))
+            )
         ):
             return f"upstream step '{need}' {up}"
     for read in sorted(output_reads(step)):
@@ -418,6 +425,34 @@ def upstream_block(
         if up in UNUSABLE_OUTPUTS:
             return f"reads the outputs of step '{read}', which {up}"
     return None
+
+
+def upstream_of(steps: Mapping[str, Step]) -> dict[str, set[str]]:
+    """Every step's transitive `needs` (unknown names and cycles are reported elsewhere):
+    the upstream that success(), failure() and always() look at."""
+    out: dict[str, set[str]] = {}
+    for step_id in steps:
+        seen: set[str] = set()
+        todo = [n for n in steps[step_id].needs if n in steps]
+        while todo:
+            need = todo.pop()
+            if need in seen or need == step_id:
+                continue
+            seen.add(need)
+            todo.extend(n for n in steps[need].needs if n in steps)
+        out[step_id] = seen
+    return out
+
+
+def upstream_failures(upstream: Collection[str], steps_ctx: Mapping[str, Any]) -> list[str]:
+    """The failed or rejected steps among `upstream`, as "step 'revoke' rejected", in the
+    order of `steps_ctx` (the run's order): what failure() is true for."""
+    out = []
+    for sid, data in steps_ctx.items():
+        status = data.get("status") if isinstance(data, Mapping) else None
+        if sid in upstream and status in FAILED_STATES:
+            out.append(f"step '{sid}' {status}")
+    return out
 
 
 def run_verdict(
@@ -523,6 +558,7 @@ def build_plan(
     }
     steps_ctx: dict[str, dict[str, Any]] = {}
     planned: dict[str, PlannedStep] = {}
+    upstream = upstream_of({s.id: s for s in playbook.steps})
     for step in execution_order(playbook):
         spec = registry.get(step.action)
         ps = PlannedStep(
@@ -552,7 +588,7 @@ def build_plan(
             "run": {**run_ctx, "step": step.id},
             "steps": steps_ctx,
         }
-        _plan_step(step, spec, ps, planned, context, run_ctx)
+        _plan_step(step, spec, ps, planned, context, run_ctx, upstream[step.id])
         steps_ctx[step.id] = {
             "status": PLANNED_STATE[ps.status],
             "outputs": _outputs(ps, step),
@@ -578,23 +614,41 @@ def _outputs(ps: PlannedStep, step: Step) -> Any:
     return results[0] if results else None
 
 
-def select_items(step: Step, context: Mapping[str, Any]) -> tuple[StepStatus, str, list[Any]]:
+def select_items(
+    step: Step, context: Mapping[str, Any], upstream: Collection[str] = ()
+) -> tuple[StepStatus, str, list[Any]]:
     """Evaluate a ready step's `if` and `for_each` over the run so far.
 
-    ("run", "", items), with [None] for a step without for_each; or ("skip" | "fail",
-    reason, []). The plan and the live or dry run decide with this one function, so
-    they follow the same branches.
+    ("run", why, items), with [None] for a step without for_each and `why` empty unless
+    its `if` calls a status function (then it says what upstream made it run: "failure()
+    — step 'revoke' failed"); or ("skip" | "fail", reason, []). `upstream` is the step's
+    transitive needs, whose states in context["steps"] the status functions read. The
+    plan and the live or dry run decide with this one function, so they follow the same
+    branches.
     """
+    why = ""
     if step.if_ is not None:
+        failures = upstream_failures(upstream, context.get("steps") or {})
+        scope = {**context, expr.STATUS: "failure" if failures else "success"}
         try:
-            cond = expr.render(step.if_, context)
+            cond = expr.render(step.if_, scope)
         except expr.ExprError as exc:
             return "fail", f"if: {exc.message}", []
         if not expr.truthy(cond):
             reason = f"if {step.if_} is false" if isinstance(step.if_, str) else "if: false"
             return "skip", reason, []
+        if expr.handles_failure(step.if_):
+            called = sorted(
+                {
+                    f"{call.func}()"
+                    for node, _ in expr.parse_template(str(step.if_)).expressions
+                    for call in expr.status_calls(node)
+                }
+            )
+            shown = ", ".join(failures[:3]) + (", ..." if len(failures) > 3 else "")
+            why = f"{' '.join(called)} — {shown or 'nothing upstream failed'}"
     if step.for_each is None:
-        return "run", "", [None]
+        return "run", why, [None]
     try:
         each = expr.render(step.for_each, context)
     except expr.ExprError as exc:
@@ -605,7 +659,7 @@ def select_items(step: Step, context: Mapping[str, Any]) -> tuple[StepStatus, st
         return "fail", f"for_each yielded {expr.type_name(each)}, not a list", []
     if not each:
         return "skip", "for_each is empty", []
-    return "run", "", each
+    return "run", why, each
 
 
 # A planned step's status as the run would record its state.
@@ -619,6 +673,7 @@ def _plan_step(
     planned: dict[str, PlannedStep],
     context: dict[str, Any],
     run_ctx: dict[str, Any],
+    upstream: Collection[str],
 ) -> None:
     state_of = {sid: PLANNED_STATE[p.status] for sid, p in planned.items() if sid != step.id}
     reason_of = {sid: p.reason for sid, p in planned.items()}
@@ -628,9 +683,10 @@ def _plan_step(
         ps.status = "blocked" if blocked.startswith("upstream") else "skip"
         ps.reason = blocked
         return
-    verdict, reason, items = select_items(step, context)
+    verdict, reason, items = select_items(step, context, upstream)
+    ps.reason = reason
     if verdict != "run":
-        ps.status, ps.reason = verdict, reason
+        ps.status = verdict
         return
     run = RunInfo(
         run_id=str(run_ctx["id"]),

@@ -92,7 +92,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"  file: {item.path}")
     print(f"  severity: {meta.severity}   owner: {meta.owner or '-'}   rollback: {pb.rollback}")
     if meta.atlas:
-        print(f"  MITRE ATLAS: {', '.join(meta.atlas)}")
+        from irbook.atlas import atlas
+
+        known = atlas()
+        print(f"  MITRE ATLAS: {'; '.join(known.label(t) for t in meta.atlas)}")
     if meta.description:
         print(f"  {meta.description.strip()}")
     if pb.triggers:

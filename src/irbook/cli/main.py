@@ -178,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("docs", help="write a Markdown runbook per playbook (or --check them)")
     p.add_argument("playbook", nargs="?", metavar="PLAYBOOK", help="an id or path (default: all)")
     p.add_argument("--out", metavar="DIR", default="runbooks", help="default: runbooks/")
+    p.add_argument(
+        "--readme",
+        metavar="PATH",
+        help="the README whose <!-- catalogue:start/end --> block lists the playbooks "
+        "(default: README.md, when it has that block)",
+    )
     p.add_argument("--check", action="store_true", help="exit 1 if a runbook is stale; no writes")
     p.set_defaults(handler="irbook.docs.cli:cmd_docs")
 

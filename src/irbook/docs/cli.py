@@ -1,4 +1,5 @@
-"""`irbook docs [PLAYBOOK] [--out DIR] [--check]`: write or check the Markdown runbooks."""
+"""`irbook docs [PLAYBOOK] [--out DIR] [--readme PATH] [--check]`: write or check the
+Markdown runbooks, the ATLAS coverage page and the README's playbook catalogue."""
 
 from __future__ import annotations
 
@@ -79,6 +80,26 @@ def _drills(folder: str) -> dict[str, list[tuple[str, str]]]:
     return found
 
 
+def _catalogue(items: list[Loaded], out_dir: str, asked: str | None) -> tuple[str, str] | None:
+    """(README path, its text with the playbook catalogue current), or None.
+
+    `--readme PATH` names the README, which must have the catalogue's markers. Without
+    it, ./README.md is taken when it has them and the runbooks are written inside its
+    folder (its links reach them): `irbook docs --out /tmp/x` leaves the README alone."""
+    from irbook.docs.catalogue import README, has_markers, render_catalogue, with_catalogue
+
+    path = asked or README
+    current = _read(path)
+    if current is None:
+        if asked is None:
+            return None
+        raise IrbookError(f"--readme {path}: no such file")
+    links = os.path.relpath(out_dir, os.path.dirname(os.path.abspath(path))).replace(os.sep, "/")
+    if asked is None and (not has_markers(current) or links.startswith("..")):
+        return None
+    return path, with_catalogue(current, render_catalogue(items, runbooks=links), path)
+
+
 def cmd_docs(args: argparse.Namespace) -> int:
     from irbook.docs.runbook import render_runbook, runbook_name
 
@@ -98,6 +119,9 @@ def cmd_docs(args: argparse.Namespace) -> int:
         from irbook.docs.coverage import COVERAGE_NAME, render_coverage
 
         rendered.append((os.path.join(out_dir, COVERAGE_NAME), render_coverage(items)))
+        readme = _catalogue(items, out_dir, args.readme)
+        if readme is not None:
+            rendered.append(readme)
     if args.check:
         stale: list[str] = []
         for path, text in rendered:
@@ -108,12 +132,13 @@ def cmd_docs(args: argparse.Namespace) -> int:
         if stale:
             again = "irbook docs" + (f" {args.playbook}" if args.playbook else "")
             again += f" --out {out_dir}" if out_dir != "runbooks" else ""
+            again += f" --readme {args.readme}" if args.readme else ""
             print(
-                f"irbook: {len(stale)} runbook(s) missing or out of date: run `{again}`",
+                f"irbook: {len(stale)} generated file(s) missing or out of date: run `{again}`",
                 file=sys.stderr,
             )
             return 1
-        print(f"ok: {len(rendered)} runbook(s) up to date", file=sys.stderr)
+        print(f"ok: {len(rendered)} generated file(s) up to date", file=sys.stderr)
         return 0
     try:
         os.makedirs(out_dir, exist_ok=True)

@@ -171,6 +171,38 @@ def expressions_reference() -> str:
         "`default()`, which says a missing value is expected. `steps.X.status` can always be "
         "read.",
         "",
+        "## Status functions: `success()`, `failure()`, `always()`",
+        "",
+        "In a step's `if` only (anywhere else they are a validation error), in the style of "
+        "GitHub Actions. They look at the step's upstream: the steps it `needs`, and the "
+        "steps those need, transitively (a step skipped because a step before it failed "
+        "does not hide that failure). `failure()` is true when an upstream step failed "
+        "(whatever its `on_failure`) or its approval was rejected, by an approver or by a "
+        "timeout with `on_timeout: reject`; `success()` when none did; `always()` always. "
+        "They combine with the operators like any value: "
+        "`if: ${{ failure() && inputs.page }}`.",
+        "",
+        "Without them, a step is skipped when a step it needs failed (`on_failure: abort`), "
+        "was rejected, or was skipped for such a reason: `success()` is the implicit "
+        "default. A step whose `if` calls `failure()` or `always()` is not skipped for "
+        "that; its `if` decides, so it can page or post that containment failed or was "
+        "rejected. Two rules still hold for it: a cancelled run starts nothing more, and a "
+        "step that reads the outputs of a step that did not succeed is skipped unless the "
+        "read is inside `default()`. `failure()` in a step with no `needs` is an error "
+        "(nothing runs before it). The run's verdict is not changed by such a step: a run "
+        "whose containment failed is failed (or rejected) even when the step that reports "
+        "it succeeded. `irbook plan` shows why such a step runs "
+        "(`why: failure() — step 'revoke' failed`), and drill summaries and reports too "
+        "(`ran: failure() — step 'revoke' failed`). The planner assumes approvals are "
+        "given; drills and runs follow the real decisions.",
+        "",
+        "```yaml",
+        "- id: page",
+        "  action: pagerduty.trigger",
+        "  needs: [revoke, snapshot]",
+        "  if: ${{ failure() }}",
+        "```",
+        "",
         "### `run`",
         "",
         "| field | holds |",

@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator
 
 from irbook import expr
 from irbook.errors import Diagnostic
-from irbook.loader import upstream_of
 from irbook.model import Playbook, Step
+from irbook.plan import upstream_of
 from irbook.registry import ActionSpec, Registry
 from irbook.source import Source
 
