@@ -81,7 +81,7 @@ def test_a_live_run_deactivates_the_users_key(
     assert keys == {leaked: "Inactive", spare: "Active"}, out
     states = step_states(run_id)
     assert set(states.values()) <= {"succeeded", "skipped"}, states
-    assert states["revoke"] == "succeeded", states
+    assert states["revoke"] == "succeeded" and states["not-contained"] == "skipped", states
     assert code == 0, out
     # the ticket and the channel heard of it, at the sandbox's Jira and Slack
     [issue] = sandbox.app.issues.values()
@@ -103,8 +103,13 @@ def test_a_rejected_deactivation_changes_nothing(
 
     [key] = iam.list_access_keys(UserName="ml-inference-svc")["AccessKeyMetadata"]
     assert key["Status"] == "Active"
-    assert step_states(run_id)["revoke"] == "rejected"
+    states = step_states(run_id)
+    assert states["revoke"] == "rejected" and states["not-contained"] == "succeeded", states
     assert code == 2, out  # an approval was rejected
+    # the channel is told at once that the key still works, and only that
+    posts = [m for m in sandbox.app.messages if m["method"] == "chat.postMessage"]
+    [message] = [json.dumps(m) for m in posts]
+    assert "NOT CONTAINED" in message and leaked in message
 
 
 def test_the_drill_passes() -> None:
