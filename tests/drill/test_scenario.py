@@ -432,7 +432,7 @@ def test_unknown_steps_are_reported_with_a_suggestion_where_they_are_named(
         f"{path}:8:3: error: unknown step 'activty' (did you mean 'activity'?)",
         f"{path}:10:15: error: unknown step 'revok' (did you mean 'revoke'?)",
         f"{path}:11:15: error: unknown step 'nothing-like-it' (steps: ticket, activity, revoke, "
-        "snapshot, tag-each, notify)",
+        "snapshot, tag-each, notify, not-contained)",
         f"{path}:13:12: error: unknown step 'revokee' (did you mean 'revoke'?)",
         f"{path}:15:15: error: unknown step 'tickt' (did you mean 'ticket'?)",
         f"{path}:16:19: error: unknown step 'snapshoot' (did you mean 'snapshot'?)",
