@@ -224,5 +224,7 @@ def step_states(run_id: str) -> dict[str, str]:
     return {s["step_id"]: s["state"] for s in RunStore().steps(run_id)}
 
 
-def drill(path: Path) -> subprocess.CompletedProcess[str]:
-    return irbook("drill", str(path))
+def drill(path: Path, prefect: str) -> subprocess.CompletedProcess[str]:
+    """`irbook drill` on the session's Prefect API (without one it would start its own
+    server under the test's irbook home and leave it running)."""
+    return irbook("drill", str(path), env=user_env(prefect))

@@ -111,7 +111,7 @@ def test_a_live_run_cuts_the_role_off_from_models_and_revokes_its_sessions(
     assert states["page"] == "skipped" and states["not-contained"] == "skipped", states
 
 
-def test_the_drill_passes() -> None:
-    done = drill(DRILLS / "bedrock-llmjacking-sunday.yaml")
+def test_the_drill_passes(prefect_api: str) -> None:
+    done = drill(DRILLS / "bedrock-llmjacking-sunday.yaml", prefect_api)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "DRILL bedrock-llmjacking-sunday: PASSED" in done.stdout

@@ -188,7 +188,7 @@ def test_a_rejected_isolation_leaves_the_host_on_its_network(
 @pytest.mark.parametrize(
     "name", ["instance-credentials-ssrf-at-3am", "instance-credentials-isolation-refused"]
 )
-def test_the_drills_pass(name: str) -> None:
-    done = drill(DRILLS / f"{name}.yaml")
+def test_the_drills_pass(name: str, prefect_api: str) -> None:
+    done = drill(DRILLS / f"{name}.yaml", prefect_api)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"DRILL {name}: PASSED" in done.stdout

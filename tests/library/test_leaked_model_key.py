@@ -112,7 +112,7 @@ def test_a_rejected_deactivation_changes_nothing(
     assert "NOT CONTAINED" in message and leaked in message
 
 
-def test_the_drill_passes() -> None:
-    done = drill(DRILLS / "leaked-key-friday-night.yaml")
+def test_the_drill_passes(prefect_api: str) -> None:
+    done = drill(DRILLS / "leaked-key-friday-night.yaml", prefect_api)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "DRILL leaked-key-friday-night: PASSED" in done.stdout
