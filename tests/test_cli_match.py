@@ -12,11 +12,12 @@ import yaml
 from tests.test_cli import ROOT, irbook, no_traceback
 
 PAYLOADS = ROOT / "tests" / "triggers" / "payloads"
-EXFIL = PAYLOADS / "guardduty_credential_exfiltration.json"
+# leaked-model-key's raw finding: an IAM user's long-term key called from a Tor exit node
+EXFIL = ROOT / "runbooks" / "drills" / "alerts" / "guardduty-leaked-model-key.json"
 
 
 def _low_severity(tmp_path: Path) -> Path:
-    """The exfiltration finding GuardDuty rates low: leaked-model-key asks for 7 or more."""
+    """The finding rated low: leaked-model-key asks for 5 or more."""
     payload = json.loads(EXFIL.read_text())
     payload["detail"]["severity"] = 3
     path = tmp_path / "low.json"
@@ -28,9 +29,7 @@ def test_a_raw_guardduty_finding_matches_the_shipped_playbook() -> None:
     done = irbook("match", str(EXFIL), "--from", "guardduty")
     no_traceback(done)
     assert done.returncode == 0, done.stderr
-    assert "type: UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS" in (
-        done.stdout
-    )
+    assert "type: UnauthorizedAccess:IAMUser/TorIPCaller" in done.stdout
     assert "match: leaked-model-key (trigger 0)" in done.stdout
 
 
@@ -40,11 +39,11 @@ def test_json_shape_one_alert_is_the_object() -> None:
     out = json.loads(done.stdout)
     assert set(out) == {"alert", "matches", "near_misses"}
     assert out["alert"]["source"] == "guardduty" and out["alert"]["format"] == "guardduty"
-    assert out["alert"]["severity"] == 8
+    assert out["alert"]["severity"] == 5
     assert "raw" not in out["alert"]
     assert out["matches"] == [{"playbook": "leaked-model-key", "trigger": 0}]
-    # other shipped playbooks listening to GuardDuty miss it on their finding types
-    assert all(m["why"].startswith("type: expected") for m in out["near_misses"])
+    # other GuardDuty playbooks are near misses, on the finding type
+    assert all(m["why"].startswith("type: ") for m in out["near_misses"])
 
 
 def test_low_severity_is_a_near_miss_naming_the_severity_condition(tmp_path: Path) -> None:
@@ -52,14 +51,13 @@ def test_low_severity_is_a_near_miss_naming_the_severity_condition(tmp_path: Pat
     done = irbook("match", str(low), "--from", "guardduty")
     no_traceback(done)
     assert done.returncode == 1
-    assert 'near miss: leaked-model-key: severity: expected {"gte": 7}, got 3.0' in done.stdout
+    assert 'near miss: leaked-model-key: severity: expected {"gte": 5}, got 3.0' in done.stdout
     assert "no playbook matched" in done.stdout
     out = json.loads(irbook("match", str(low), "--from", "guardduty", "--format", "json").stdout)
     assert out["matches"] == []
-    ours = [m for m in out["near_misses"] if m["playbook"] == "leaked-model-key"]
-    assert ours == [
-        {"playbook": "leaked-model-key", "why": 'severity: expected {"gte": 7}, got 3.0'}
-    ]
+    assert {"playbook": "leaked-model-key", "why": 'severity: expected {"gte": 5}, got 3.0'} in (
+        out["near_misses"]
+    )
 
 
 def test_several_alerts_in_one_payload_are_listed_each(tmp_path: Path) -> None:
@@ -188,12 +186,12 @@ def test_match_imports_neither_prefect_nor_boto3() -> None:
 
 def test_a_resolved_alert_starts_nothing_as_in_the_receiver(tmp_path: Path) -> None:
     text = (ROOT / "playbooks" / "leaked-model-key.yaml").read_text()
-    text = text.replace(
-        "  - format: guardduty    # any configured source of format guardduty\n"
-        "    match:\n"
-        '      type: "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.*"\n'
-        "      severity: {gte: 7}\n",
-        "  - format: alertmanager\n    match:\n      type: ModelEndpointTokenSpike\n",
+    start = text.index("  - format: guardduty    # any configured source of format guardduty\n")
+    end = text.index("rollback: manual")
+    text = (
+        text[:start]
+        + "  - format: alertmanager\n    match:\n      type: ModelEndpointTokenSpike\n"
+        + text[end:]
     )
     assert "format: alertmanager" in text
     (tmp_path / "spike.yaml").write_text(text)

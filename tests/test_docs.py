@@ -93,13 +93,14 @@ def test_example_header_triggers_inputs_and_policy() -> None:
         "| MITRE ATLAS | AML.T0012 Valid Accounts, AML.T0040 ML Model Inference API Access |"
         in text
     )
-    assert "Contain the key, preserve the model" in _section(text, "## Purpose")
+    assert "preserve the model and its artifacts under Object Lock" in _section(text, "## Purpose")
     triggers = _section(text, "## Triggers")
-    assert "`guardduty` alerts from any source of that format where `type` matches" in triggers
-    assert "`severity` >= `7`" in triggers
+    assert "`guardduty` alerts from any source of that format where `type` is one of" in triggers
+    assert "`actor.access_key_id` matches `AKIA*`" in triggers
+    assert "`severity` >= `5`" in triggers
     inputs = _section(text, "## Inputs")
     # the pattern's own '|' is escaped so the row keeps its six cells
-    assert "must match `^(AKIA\\|ASIA)[A-Z0-9]{16}$`" in inputs
+    assert "must match `^AKIA[A-Z0-9]{16}$`" in inputs
     assert "| `access_key_id` | string | required | alert: `alert.actor.access_key_id` |" in inputs
     assert "| `evidence_bucket` | string | default `ir-evidence` |" in inputs
     policy = _section(text, "## Least-privilege IAM policy")

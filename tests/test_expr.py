@@ -405,3 +405,22 @@ def test_add_hours_gives_utc_time_text(time: Any, hours: float, expected: Any) -
 def test_add_hours_needs_a_number(hours: Any) -> None:
     with pytest.raises(expr.ExprError, match="add_hours"):
         expr.render("${{ add_hours('2026-11-27T22:41:07Z', h) }}", {"h": hours})
+
+
+def test_where_with_a_value_keeps_the_objects_whose_field_equals_it() -> None:
+    from irbook.expr import evaluate, parse
+
+    resources = [
+        {"type": "AwsIamAccessKey", "id": "ASIAIOSFODNN7EXAMPLE"},
+        {"type": "AwsEc2Instance", "id": "i-0a1b2c3d4e5f67890"},
+        {"type": "AwsEc2InstanceProfile", "id": "ml"},
+        {"id": "no type"},
+        "not an object",
+    ]
+    context = {"alert": {"resources": resources}}
+    got = evaluate(parse("where(alert.resources, 'type', 'AwsEc2Instance')"), context)
+    assert got == [{"type": "AwsEc2Instance", "id": "i-0a1b2c3d4e5f67890"}]
+    assert evaluate(parse("where(alert.resources, 'type', 'awsec2instance')"), context) == []
+    # equality as == has it: true is not 1
+    flags = {"alert": {"resources": [{"on": True}, {"on": 1}]}}
+    assert evaluate(parse("where(alert.resources, 'on', true)"), flags) == [{"on": True}]

@@ -24,7 +24,7 @@ def test_the_main_job_validates_and_plans_the_shipped_example() -> None:
     main_job = _blocks()[0]
     assert "irbook validate playbooks/" in main_job
     assert (
-        "irbook plan leaked-model-key --alert runbooks/drills/alerts/guardduty-exfil.json"
+        "irbook plan leaked-model-key --alert runbooks/drills/alerts/leaked-model-key.alert.json"
         in main_job
     )
-    assert (ROOT / "runbooks/drills/alerts/guardduty-exfil.json").is_file()
+    assert (ROOT / "runbooks/drills/alerts/leaked-model-key.alert.json").is_file()

@@ -88,6 +88,12 @@ def test_lint_warns_of_a_for_each_over_alert_resources_reading_an_absent_arn(
     other = tmp_path / "other.yaml"
     other.write_text(text.replace(filtered, "\"${{ where(alert.resources, 'name') }}\""))
     assert "item.arn" in irbook("validate", str(other)).stdout
+    # nor does keeping one type of resource: an instance may have no ARN either
+    typed = tmp_path / "typed.yaml"
+    typed.write_text(
+        text.replace(filtered, "\"${{ where(alert.resources, 'type', 'AwsEc2Instance') }}\"")
+    )
+    assert "item.arn" in irbook("validate", str(typed)).stdout
     # the shipped playbook, which filters, is clean
     shipped = irbook("validate", "--strict", str(ROOT / "playbooks" / "leaked-model-key.yaml"))
     assert shipped.returncode == 0, shipped.stdout + shipped.stderr

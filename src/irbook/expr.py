@@ -598,11 +598,16 @@ def _default(value: Any, fallback: Any) -> Any:
     return fallback if value is None or value == "" else value
 
 
-def _where(values: Any, field: Any) -> list[Any]:
+_ANY = object()  # where()'s third argument, when not given
+
+
+def _where(values: Any, field: Any, equals: Any = _ANY) -> list[Any]:
     """The objects of a list whose `field` is set (not null, not empty text, list or
-    object): for_each over alert resources that may lack an ARN, say, runs only on those
-    that have one; over `'tags'`, only on the tagged ones (normalizers give every
-    resource a tags object, empty when the source names none)."""
+    object), or with `equals` given, whose `field` equals it: for_each over alert
+    resources that may lack an ARN, say, runs only on those that have one; over
+    `'tags'`, only on the tagged ones (normalizers give every resource a tags object,
+    empty when the source names none); `where(alert.resources, 'type', 'AwsEc2Instance')`
+    only on the instances."""
     if values is None:
         return []
     if not isinstance(values, list):
@@ -611,7 +616,10 @@ def _where(values: Any, field: Any) -> list[Any]:
         raise ExprError(f"where() needs a field name, got {type_name(field)}")
     kept = []
     for item in values:
-        if isinstance(item, dict) and item.get(field) not in (None, "", [], {}):
+        if not isinstance(item, dict):
+            continue
+        found = item.get(field)
+        if (found not in (None, "", [], {})) if equals is _ANY else _equal(found, equals):
             kept.append(item)
     return kept
 
@@ -666,7 +674,7 @@ FUNCTIONS: dict[str, tuple[Callable[..., Any], tuple[int, int]]] = {
     "length": (_length, (1, 1)),
     "join": (_join, (1, 2)),
     "default": (_default, (2, 2)),
-    "where": (_where, (2, 2)),
+    "where": (_where, (2, 3)),
     "success": (_success, (0, 0)),
     "failure": (_failure, (0, 0)),
     "always": (_always, (0, 0)),

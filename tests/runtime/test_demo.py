@@ -136,7 +136,9 @@ def test_the_readme_demo_runs_every_step_of_the_worked_example_green(
     assert "Traceback" not in out + err
     steps = {s["step_id"]: s for s in store.steps(run_id)}
     assert {k: s["state"] for k, s in steps.items()} == {
-        k: "succeeded" for k in ("ticket", "activity", "revoke", "snapshot", "tag-each", "notify")
+        **{k: "succeeded" for k in ("ticket", "activity", "revoke", "snapshot", "tag-each")},
+        "notify": "succeeded",
+        "not-contained": "skipped",  # it speaks only when containment failed
     }, steps
     assert run.returncode == 0, out + err
 
@@ -183,7 +185,7 @@ def test_the_readme_demo_runs_every_step_of_the_worked_example_green(
     calls = [
         c
         for s in steps.values()
-        for c in s["real_calls"]
+        for c in s["real_calls"] or []  # a skipped step made none
         if not c["call"].startswith(("jira:", "slack:"))
     ]
     assert len(calls) > 10

@@ -1,8 +1,8 @@
 """A GuardDuty finding through the receiver runs the worked example to the end.
 
-GuardDuty names the leaked access key as a resource without an ARN (and the instance
-whose credentials left, with one). `tag-each` used to get `arn: None` for the key and
-fail the run; the playbook now keeps only resources with an ARN.
+GuardDuty names the leaked access key as a resource without an ARN (and the bucket it
+read, with one). `tag-each` used to get `arn: None` for the key and fail the run; the
+playbook now keeps only resources with an ARN.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import urllib.request
 from pathlib import Path
 
 from irbook.runs import RunStore
-from tests.receiver._support import PAYLOADS, free_port
+from tests.receiver._support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+FINDING = ROOT / "runbooks" / "drills" / "alerts" / "guardduty-leaked-model-key.json"
 TOKEN = "gd-token-0123456789"
 
 
@@ -52,7 +53,11 @@ def test_a_guardduty_finding_runs_the_worked_example_with_every_step_done(
                 break
             except OSError:
                 time.sleep(0.2)
-        finding = (PAYLOADS / "guardduty_credential_exfiltration.json").read_bytes()
+        payload = json.loads(FINDING.read_text())
+        payload["detail"]["resource"]["s3BucketDetails"] = [
+            {"name": "model-artifacts-prod", "arn": "arn:aws:s3:::model-artifacts-prod"}
+        ]
+        finding = json.dumps(payload).encode()
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/hooks/gd",
             data=finding,
@@ -74,7 +79,7 @@ def test_a_guardduty_finding_runs_the_worked_example_with_every_step_done(
         assert steps["tag-each"]["state"] == "succeeded", steps["tag-each"]
         tagged = json.dumps(steps["tag-each"]["planned_calls"])
         assert "None" not in tagged
-        assert "i-0a1b2c3d4e5f67890" in tagged  # the instance, which has an ARN
+        assert "model-artifacts-prod" in tagged  # the bucket, which has an ARN
         assert run["state"] == "succeeded", (run, {k: s["state"] for k, s in steps.items()})
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -276,9 +276,10 @@ def cloudtrail_events(created: dict[str, str], now: float) -> list[dict[str, Any
 
 
 def guardduty_finding(created: dict[str, str], when: str) -> dict[str, Any]:
-    """The GuardDuty finding (as EventBridge delivers it) of the seeded key used from
-    outside AWS against the model bucket: what `irbook serve` would receive. Its title
-    says it comes from the sandbox."""
+    """The GuardDuty finding (as EventBridge delivers it) of the seeded long-term key used
+    from an address on the account's threat list against the model bucket: what
+    `irbook serve` would receive, and what starts leaked-model-key. Its title says it
+    comes from the sandbox."""
     region, key, user = created["region"], created["access_key_id"], created["user_name"]
     finding = "0sandbox0leaked0key0finding0001"
     return {
@@ -296,13 +297,16 @@ def guardduty_finding(created: dict[str, str], when: str) -> dict[str, Any]:
             "partition": "aws",
             "id": finding,
             "arn": f"arn:aws:guardduty:{region}:{ACCOUNT}:detector/sandbox/finding/{finding}",
-            "type": "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS",
-            "title": f"(irbook sandbox) Credentials of {user} used from external IP address.",
+            "type": "UnauthorizedAccess:IAMUser/MaliciousIPCaller.Custom",
+            "title": (
+                f"(irbook sandbox) API GetObject was invoked by {user} from an IP address "
+                "on a custom threat list."
+            ),
             "description": (
                 f"Seeded by irbook sandbox: access key {key} of {user} was used from "
                 f"{ATTACKER_IP} to read {MODEL_BUCKET} and invoke the {ENDPOINT} endpoint."
             ),
-            "severity": 8,
+            "severity": 5,
             "createdAt": when,
             "updatedAt": when,
             "resource": {

@@ -163,7 +163,8 @@ OPTIONAL_RESOURCE_FIELDS = ("arn", "name", "region")
 
 def _resource_filter(for_each: object) -> tuple[str, ...] | None:
     """The fields a `for_each` over alert.resources guarantees: () for the plain list,
-    ('arn',) for `where(alert.resources, 'arn')`; None when it is not over them."""
+    ('arn',) for `where(alert.resources, 'arn')` and ('type',) for
+    `where(alert.resources, 'type', 'AwsEc2Instance')`; None when it is not over them."""
     if not (isinstance(for_each, str) and expr.is_template(for_each)):
         return None
     whole = expr.parse_template(for_each).whole
@@ -171,11 +172,15 @@ def _resource_filter(for_each: object) -> tuple[str, ...] | None:
     if (
         isinstance(whole, expr.Call)
         and whole.func == "where"
-        and len(whole.args) == 2
+        and len(whole.args) in (2, 3)
         and isinstance(whole.args[1], expr.Literal)
         and isinstance(whole.args[1].value, str)
     ):
-        kept = (whole.args[1].value,)
+        equals = whole.args[2] if len(whole.args) == 3 else None
+        set_for_sure = equals is None or (
+            isinstance(equals, expr.Literal) and equals.value not in (None, "")
+        )
+        kept = (whole.args[1].value,) if set_for_sure else ()
         whole = whole.args[0]
     if whole is None or isinstance(whole, expr.Call):
         return None
