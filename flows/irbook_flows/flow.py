@@ -48,6 +48,9 @@ class ApprovalInput(RunInput):
     approved: bool = False
     approver: str = ""
     comment: str = ""
+    # The run record's approval request (irbook approve, Slack); 0 from the Prefect UI,
+    # whose resume is then only the name typed in (see irbook.policy).
+    ticket: int = 0
 
 
 @dataclass
@@ -132,16 +135,29 @@ def _flow_run_name() -> str:
 
 
 def _pause(spec: RunSpec) -> Any:
+    asked: dict[str, int] = {}
+
     def pause(step: Step, timeout: float) -> Decision:
-        key = f"approve-{step.id}"
+        # A gate may pause again (a refused attempt, a two-person step): each pause has
+        # its own key, which Prefect would otherwise treat as done already.
+        asked[step.id] = asked.get(step.id, 0) + 1
+        key = f"approve-{step.id}" + (f"-{asked[step.id]}" if asked[step.id] > 1 else "")
         stop = threading.Event()
-        if spec.prompt_approval is not None:
+        if spec.prompt_approval is not None and asked[step.id] == 1:
             prompt = spec.prompt_approval
 
             def ask() -> None:
                 decision = prompt(spec.run_id, step, {"timeout": timeout})
                 if decision is not None and not stop.is_set():
                     try:
+                        decision.ticket = spec.store.request_approval(
+                            spec.run_id,
+                            step.id,
+                            decision.approver,
+                            decision.approved,
+                            decision.comment,
+                            "terminal",
+                        )
                         resume(spec, decision)
                     except Exception as exc:  # decided elsewhere first
                         spec.store.event(spec.run_id, "prompt-ignored", step.id, reason=str(exc))
@@ -165,7 +181,9 @@ def _pause(spec: RunSpec) -> Any:
             raise RunCancelled(f"run {spec.run_id} was cancelled while waiting for approval")
         if answer is None:
             return Decision(False, "", "", "timeout")
-        return Decision(bool(answer.approved), answer.approver, answer.comment, "human")
+        return Decision(
+            bool(answer.approved), answer.approver, answer.comment, "human", int(answer.ticket)
+        )
 
     return pause
 
@@ -190,6 +208,7 @@ def resume(spec_or_flow_run: RunSpec | str, decision: Decision) -> None:
             "approved": decision.approved,
             "approver": decision.approver,
             "comment": decision.comment,
+            "ticket": decision.ticket,
         },
     )
 
@@ -439,8 +458,33 @@ class Terminated(KeyboardInterrupt):
     killed `irbook run` must not leave its record `running` forever."""
 
 
+def may_start(spec: RunSpec) -> str:
+    """Judge and record the run's start (who, grant, scope): "" or why it is refused.
+
+    Every start passes here (the CLI, webhooks through the receiver or a deployment);
+    a drill's run is started by its scenario, whose runner's `drill` grant `irbook
+    drill` checked. `irbook rollback` reads the scope from this record."""
+    from irbook import policy as access
+
+    book = spec.playbook.metadata
+    mode = "dry-run" if spec.dry_run else "live"
+    scope = access.Scope(book.id, book.severity, mode)
+    if spec.drill is not None:
+        ruling = access.Ruling(True, "drill", spec.started_by, None, "a drill's run")
+    else:
+        who = access.Identity.parse(spec.started_by)
+        ruling = access.decide(spec.policy, who, access.run_grant(mode), scope)
+    kind = "run-allowed" if ruling.allowed else "run-refused"
+    spec.store.event(spec.run_id, kind, None, **ruling.as_dict(), scope=vars(scope))
+    return "" if ruling.allowed else f"refused by the policy: {ruling.reason}"
+
+
 def execute(spec: RunSpec, extra_tags: list[str] | None = None) -> Outcome:
     """Run a playbook as a Prefect flow run in this process; returns when it ends."""
+    refused = may_start(spec)
+    if refused:
+        spec.store.finish_run(spec.run_id, "rejected", refused)
+        return Outcome(spec.run_id, "rejected", refused, None, {}, [])
     register_spec(spec)
     labels = ["irbook", f"playbook:{spec.playbook.metadata.id}"]
     labels.append("dry-run" if spec.dry_run else "live")

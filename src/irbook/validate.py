@@ -26,12 +26,14 @@ class FileResult:
         diagnostics: list[Diagnostic],
         id_location: Location | None = None,
         drill_id: str | None = None,  # a valid drill scenario's id
+        policy: bool = False,  # a valid policy file
     ) -> None:
         self.path = path
         self.playbook_id = playbook_id
         self.diagnostics = diagnostics
         self.id_location = id_location
         self.drill_id = drill_id
+        self.policy = policy
 
 
 class Report:
@@ -49,7 +51,9 @@ class Report:
 
     @property
     def valid(self) -> list[FileResult]:
-        return [f for f in self.files if f.playbook_id is not None or f.drill_id is not None]
+        return [
+            f for f in self.files if f.playbook_id is not None or f.drill_id is not None or f.policy
+        ]
 
 
 def _diag_from(data: dict[str, Any]) -> Diagnostic:
@@ -121,8 +125,8 @@ def duplicate_id(
     return Diagnostic(at, f"duplicate {kind} id '{pid}' (also in {first_path}:{first_line})")
 
 
-def _drill_source(path: str) -> Source | None:
-    """The file, read, when it is a drill scenario (`kind: Drill`); None otherwise."""
+def _other_source(path: str) -> Source | None:
+    """The file, read, when it is a drill scenario or a policy (`kind: Drill | Policy`)."""
     from irbook.source import load_file
 
     try:
@@ -130,7 +134,18 @@ def _drill_source(path: str) -> Source | None:
     except IrbookError:
         return None
     data = source.data
-    return source if isinstance(data, dict) and data.get("kind") == "Drill" else None
+    return source if isinstance(data, dict) and data.get("kind") in ("Drill", "Policy") else None
+
+
+def check_policy(source: Source) -> FileResult:
+    """A policy file (irbook-policy.yaml), checked as every command loads it."""
+    from irbook.policy import policy_from_source
+
+    try:
+        policy_from_source(source)
+    except LoadFailed as exc:
+        return FileResult(source.path, None, list(exc.diagnostics))
+    return FileResult(source.path, None, [], drill_id=None, policy=True)
 
 
 def _in_playbook_folder(path: str) -> bool:
@@ -167,7 +182,8 @@ def check_drill(source: Source) -> FileResult:
 
 
 def validate(paths: Iterable[str]) -> Report:
-    """Every playbook and drill scenario (`kind: Drill`) named by `paths`."""
+    """Every playbook, drill scenario (`kind: Drill`) and policy (`kind: Policy`) named
+    by `paths`."""
     files: list[FileResult] = []
     diags: list[Diagnostic] = []
     said: set[Diagnostic] = set()  # an alert file two drills share is reported once
@@ -176,7 +192,10 @@ def validate(paths: Iterable[str]) -> Report:
         result = check_file(path)
         # A drill fails as a playbook (its kind); only then is it parsed again, so a
         # cached valid playbook still costs no parsing.
-        drill = _drill_source(path) if result.playbook_id is None else None
+        other = _other_source(path) if result.playbook_id is None else None
+        drill = other if other is not None and other.data.get("kind") == "Drill" else None
+        if other is not None and drill is None:
+            result = check_policy(other)
         if drill is not None:
             result = check_drill(drill)
             if _in_playbook_folder(path):
