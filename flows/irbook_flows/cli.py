@@ -821,7 +821,7 @@ def slack_interactions_from_env() -> Any:
         clients.slack().chat_update(channel=channel, ts=ts, text=text, blocks=[])
 
     def decide(flow_run_id: str, approved: bool, approver: str, comment: str, ticket: int) -> None:
-        resume(flow_run_id, Decision(approved, approver, comment, ticket=ticket))
+        resume(flow_run_id, Decision(approved, approver, comment, ticket=ticket), wait_paused=2)
 
     guard = ReplayGuard(str(home() / "replay.db"))
     return SlackInteractions(

@@ -193,8 +193,12 @@ class RunCancelled(Exception):
     and the record keeps saying cancelled."""
 
 
-def resume(spec_or_flow_run: RunSpec | str, decision: Decision) -> None:
-    """Resume a paused run with a decision (terminal prompt, `irbook approve`, Slack)."""
+def resume(spec_or_flow_run: RunSpec | str, decision: Decision, wait_paused: float = 0) -> None:
+    """Resume a paused run with a decision (terminal prompt, `irbook approve`, Slack).
+
+    `wait_paused`: how long to retry while the flow has marked its step waiting but
+    Prefect does not show it paused yet (a button pressed the moment it appears)."""
+    from prefect.exceptions import NotPausedError
     from prefect.flow_runs import resume_flow_run
 
     flow_run_id = (
@@ -202,15 +206,23 @@ def resume(spec_or_flow_run: RunSpec | str, decision: Decision) -> None:
         if isinstance(spec_or_flow_run, str)
         else spec_or_flow_run.store.run(spec_or_flow_run.run_id)["flow_run_id"]  # type: ignore[index]
     )
-    resume_flow_run(
-        UUID(str(flow_run_id)),
-        run_input={
-            "approved": decision.approved,
-            "approver": decision.approver,
-            "comment": decision.comment,
-            "ticket": decision.ticket,
-        },
-    )
+    deadline = time.monotonic() + wait_paused
+    while True:
+        try:
+            resume_flow_run(
+                UUID(str(flow_run_id)),
+                run_input={
+                    "approved": decision.approved,
+                    "approver": decision.approver,
+                    "comment": decision.comment,
+                    "ticket": decision.ticket,
+                },
+            )
+            return
+        except NotPausedError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.25)
 
 
 def _wait_any(futures: list[PrefectFuture[Any]]) -> PrefectFuture[Any]:

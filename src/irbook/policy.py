@@ -39,6 +39,7 @@ MODES: tuple[Mode, ...] = ("live", "dry-run")
 NAME = r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$"
 ENV = "IRBOOK_POLICY"
 USER_ENV = "IRBOOK_USER"
+NOTICE = "irbook: note: no policy in force"  # said once per command without a policy
 
 # Where an identity comes from, and so what it proves (README, "Who may do what").
 SOURCES = ("cli", "slack", "prefect", "webhook", "drill")
@@ -520,8 +521,8 @@ def active(config_path: str | None = None) -> Policy | None:
         if not _ANNOUNCED:
             _ANNOUNCED.append(True)
             print(
-                f"irbook: no policy in force ({ENV} is not set): anyone who can reach irbook"
-                " may start, approve and roll back runs",
+                f"{NOTICE} ({ENV} is not set): anyone who can reach irbook may start,"
+                " approve and roll back runs",
                 file=sys.stderr,
             )
         return None
