@@ -461,6 +461,8 @@ class Engine:
         }
         if not simulated and self.spec.slack_channel:
             waiting["slack"] = self.request_in_slack(pending)
+        # requests for this gate come after the step says it waits: a ticket must be newer
+        asked_after = self.spec.store.last_seq()
         self.spec.store.upsert_step(
             self.spec.run_id,
             step.id,
@@ -470,7 +472,6 @@ class Engine:
             state="awaiting-approval",
             approval=waiting,
         )
-        asked_after = self.spec.store.last_seq()
         if self.spec.on_event is not None:
             self.spec.on_event("step", step.id, "awaiting-approval", format_duration(timeout))
         drill_wait: float | None = None

@@ -158,9 +158,19 @@ def _pause(spec: RunSpec) -> Any:
                             decision.comment,
                             "terminal",
                         )
-                        resume(spec, decision)
+                        resume(spec, decision, wait_paused=5)
                     except Exception as exc:  # decided elsewhere first
                         spec.store.event(spec.run_id, "prompt-ignored", step.id, reason=str(exc))
+                        return
+                    # say what the run made of it: a refused or counted answer is no decision
+                    said = spec.store.approval_answer(spec.run_id, decision.ticket, 30)
+                    detail = (said or {}).get("detail") or {}
+                    if spec.on_event is not None and detail.get("outcome") == "refused":
+                        why = f"refused: {detail.get('reason')}"
+                        spec.on_event("step", step.id, "awaiting-approval", why)
+                    elif spec.on_event is not None and detail.get("outcome") == "recorded":
+                        more = f"recorded; waiting for {detail.get('waiting_for')} more approver(s)"
+                        spec.on_event("step", step.id, "awaiting-approval", more)
 
             threading.Thread(target=ask, daemon=True, name=f"approve-{step.id}").start()
         try:
