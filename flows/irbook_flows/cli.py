@@ -27,6 +27,10 @@ from irbook.runs import step_label, verdict_line, verdict_text
 
 EXIT_OK, EXIT_FAILED, EXIT_REJECTED, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM, as a shell reports a killed command
+# `irbook approve`: the decision was recorded but the step needs more approvers; it was
+# refused (no grant, separation of duties, approved already); it came too late.
+# `irbook run`, `rollback` and `drill` exit EXIT_REFUSED when the policy refuses them.
+EXIT_RECORDED, EXIT_REFUSED, EXIT_LATE = 4, 5, 6
 # A run's exit status from its final state: each verdict its own.
 EXIT_FOR_STATE = {"succeeded": EXIT_OK, "partial": EXIT_PARTIAL, "rejected": EXIT_REJECTED}
 
@@ -169,7 +173,9 @@ def _terminal_prompt(out: Output) -> Any:
             return None
         if not answer and sys.stdin.closed:
             return None
-        return Decision(answer in ("y", "yes"), f"cli:{_user()}", "decided in the terminal")
+        from irbook.policy import cli_identity
+
+        return Decision(answer in ("y", "yes"), str(cli_identity()), "decided in the terminal")
 
     return ask
 
@@ -193,6 +199,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     dry_run = bool(args.dry_run)
     if args.live_reads and not dry_run:
         raise IrbookError("--live-reads only makes sense with --dry-run")
+    rules, started_by = _may_start(args, playbook, dry_run)
+    if started_by is None:
+        return EXIT_REFUSED
     out = Terminal(sys.stdout)
     if not args.quiet:
         out.write(render_text(plan) + "\n\n")
@@ -236,7 +245,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     REGISTRY.load_all()
     store = RunStore()
     store.hold()  # a lease: `irbook runs` can tell this run from one whose process died
-    started_by = args.started_by or f"cli:{_user()}"
     run_id = store.create_run_for(plan, dry_run=dry_run, started_by=started_by)
     label = "DRY RUN" if dry_run else "LIVE"
     out.write(f"{label} run {run_id} of {playbook.metadata.id}\n")
@@ -261,6 +269,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         on_event=table.event,
         prompt_approval=_terminal_prompt(out) if interactive else None,
         slack_channel=slack_channel,
+        policy=rules,
     )
 
     def terminate(signum: int, frame: Any) -> None:
@@ -297,6 +306,49 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_FOR_STATE.get(outcome.state, EXIT_FAILED)
 
 
+def _run_grant(dry_run: bool) -> str:
+    from irbook.policy import run_grant
+
+    return run_grant("dry-run" if dry_run else "live")
+
+
+def refuse(store: Any, ruling: Any, what: str, run_id: str | None = None) -> None:
+    """Record a refused start, rollback or drill in the audit chain and say why. A start
+    has no run yet: its refusal is chained under the id the run would have had."""
+    import uuid
+
+    store.event(
+        run_id or uuid.uuid4().hex[:12],
+        f"{what}-refused",
+        None,
+        by=ruling.who,
+        principal=ruling.principal,
+        grant=ruling.grant,
+        reason=ruling.reason,
+    )
+    print(f"irbook: refused: {ruling.reason}", file=sys.stderr)
+
+
+def _may_start(args: argparse.Namespace, playbook: Any, dry_run: bool) -> tuple[Any, str | None]:
+    """(the policy in force, who starts the run), or (policy, None) when refused."""
+    from irbook import policy as access
+
+    rules = access.active()
+    me = access.cli_identity()
+    if rules is None:
+        return None, args.started_by or str(me)
+    if args.started_by and args.started_by != str(me):
+        raise IrbookError(f"--started-by: a policy is in force, so runs start as {me}")
+    scope = access.Scope(
+        playbook.metadata.id, playbook.metadata.severity, "dry-run" if dry_run else "live"
+    )
+    ruling = access.decide(rules, me, _run_grant(dry_run), scope)
+    if not ruling.allowed:
+        refuse(_store(), ruling, "run")
+        return rules, None
+    return rules, str(me)
+
+
 def _manual() -> Any:
     from irbook.plan import manual_alert
 
@@ -316,7 +368,22 @@ def _find(store: Any, run_id: str) -> dict[str, Any]:
     return record
 
 
+def _late(store: Any, run_id: str, step: str | None, who: str, why: str) -> int:
+    """Too late: the run is not waiting (any more) for this decision."""
+    if step is not None:
+        store.event(run_id, "approval-late", step, by=who, reason=why)
+    print(f"too late: {why}")
+    return EXIT_LATE
+
+
 def cmd_approve(args: argparse.Namespace) -> int:
+    """Approve or reject the step a run waits on, and say what the run made of it:
+    decided (0), recorded with more approvers needed (4), refused and why (5), too late
+    (6). The run's flow judges every attempt (irbook.policy); this command asks it
+    through a request in the run record and waits for its answer."""
+    from irbook import policy as access
+
+    rules = access.active()
     store = _store()
     record = _find(store, args.run_id)
     run_id = record["id"]
@@ -325,11 +392,20 @@ def cmd_approve(args: argparse.Namespace) -> int:
             f"run {run_id} is queued: no worker has started it yet, so no step waits for an"
             " approval; approve once it asks (irbook runs show " + run_id + ")"
         )
+    me = access.cli_identity()
+    who = str(me)
+    if args.by and args.by not in (me.name, who):
+        if rules is not None:
+            raise IrbookError(
+                f"--by {args.by}: a policy is in force, so you decide as {who} (the OS user,"
+                f" or {access.USER_ENV} set by your sign-in wrapper); drop --by"
+            )
+        who = args.by  # no policy: the name is taken as given, as before policies
     if record["state"] != "running":
-        raise IrbookError(f"run {run_id} is {record['state']}, not waiting for an approval")
+        return _late(store, run_id, None, who, f"run {run_id} is {record['state']}, not waiting")
     waiting = [s for s in store.steps(run_id) if s["state"] == "awaiting-approval"]
     if not waiting:
-        raise IrbookError(f"run {run_id} is not waiting for an approval right now")
+        return _late(store, run_id, None, who, f"run {run_id} is not waiting for an approval")
     step = waiting[0]["step_id"]
     if args.step and args.step != step:
         raise IrbookError(f"run {run_id} is waiting for step '{step}', not '{args.step}'")
@@ -339,6 +415,34 @@ def cmd_approve(args: argparse.Namespace) -> int:
             f"run {run_id} was started by `irbook run` (pid {pid}), which is gone; nothing "
             f"would act on an approval: end it with irbook cancel {run_id}"
         )
+    approved = not args.reject
+    verb = "approve" if approved else "reject"
+    gate_info = waiting[0].get("approval") or {}
+    if "scope" in gate_info:  # refused here already: the run is not even resumed
+        verdict = access.judge(
+            rules,
+            access.Gate.from_dict(gate_info),
+            access.Identity.parse(who),
+            approved,
+            access.Scope(**gate_info["scope"]),
+            started_by=str(record["started_by"]),
+            votes=[],
+        )
+        if verdict.outcome == "refused":
+            store.event(
+                run_id,
+                "approval-refused",
+                step,
+                by=who,
+                principal=verdict.ruling.principal,
+                grant=verdict.ruling.grant,
+                approved=approved,
+                outcome="refused",
+                reason=verdict.reason,
+                via="cli",
+            )
+            print(f"refused: {who} may not {verb} step '{step}' of run {run_id}: {verdict.reason}")
+            return EXIT_REFUSED
     from irbook_flows.server import ensure_api
 
     ensure_api()
@@ -347,14 +451,17 @@ def cmd_approve(args: argparse.Namespace) -> int:
     from irbook_flows.engine import Decision
     from irbook_flows.flow import resume
 
-    who = args.by or f"cli:{_user()}"
-    decision = Decision(not args.reject, who, args.comment or "")
+    ticket = store.request_approval(run_id, step, who, approved, args.comment or "", "cli")
+    decision = Decision(approved, who, args.comment or "", ticket=ticket)
     deadline = time.monotonic() + 15
     while True:  # the flow marks the step before Prefect marks the run paused
         try:
             resume(str(record["flow_run_id"]), decision)
             break
         except NotPausedError:
+            now = store.run(run_id) or {}
+            if now.get("state") != "running":
+                return _late(store, run_id, step, who, f"run {run_id} is {now.get('state')}")
             if time.monotonic() > deadline:
                 raise IrbookError(
                     f"run {run_id} is not paused in Prefect (if its process is gone: "
@@ -362,10 +469,66 @@ def cmd_approve(args: argparse.Namespace) -> int:
                 ) from None
             time.sleep(0.5)
         except FlowPauseTimeout:
-            raise IrbookError(f"the approval for step '{step}' timed out already") from None
-    verb = "rejected" if args.reject else "approved"
-    print(f"{verb} step '{step}' of run {run_id} as {who}")
-    return 0
+            return _late(store, run_id, step, who, f"the approval for step '{step}' timed out")
+    answer = store.approval_answer(run_id, ticket, wait=60)
+    if answer is None:
+        raise IrbookError(
+            f"run {run_id} took the {verb} but has not said what it made of it within 60s"
+            f" (see: irbook runs show {run_id})"
+        )
+    said = answer["detail"]
+    outcome = said.get("outcome")
+    if outcome == "refused":
+        print(f"refused: {who} may not {verb} step '{step}' of run {run_id}: {said.get('reason')}")
+        return EXIT_REFUSED
+    if outcome == "recorded":
+        print(
+            f"recorded: {who} approved step '{step}' of run {run_id}; waiting for"
+            f" {said.get('waiting_for')} more approver(s)"
+        )
+        return EXIT_RECORDED
+    print(f"{outcome}: step '{step}' of run {run_id} as {who}")
+    return EXIT_OK
+
+
+# The audit-chained decisions `irbook runs show` lists: who, what grant, when.
+DECISION_EVENTS = frozenset(
+    {
+        "run-allowed",
+        "run-refused",
+        "approval-refused",
+        "approval-recorded",
+        "approval-decided",
+        "approval-late",
+        "rollback",
+        "rollback-refused",
+    }
+)
+
+
+def decision_line(event: dict[str, Any]) -> str:
+    d = event["detail"] or {}
+    kind = str(event["kind"])
+    step = f" step {event['step_id']}" if event["step_id"] else ""
+    what = {
+        "run-allowed": "started",
+        "run-refused": "start REFUSED",
+        "approval-refused": "REFUSED to " + ("approve" if d.get("approved") else "reject"),
+        "approval-recorded": "approval recorded",
+        "approval-decided": str(d.get("outcome")),
+        "approval-late": "too late",
+        "rollback": str(d.get("outcome")),
+        "rollback-refused": "rollback REFUSED",
+    }.get(kind, kind)
+    grant = f" [{d['grant']}]" if d.get("grant") else ""
+    who = d.get("by") or "?"
+    principal = f" ({d['principal']})" if d.get("principal") else ""
+    line = f"{_when(event['at'])} {what}{step} by {who}{principal}{grant}"
+    if d.get("waiting_for"):
+        line += f", waiting for {d['waiting_for']} more"
+    if kind.endswith("refused") and d.get("reason"):
+        line += f": {first_line(str(d['reason']))}"
+    return line
 
 
 def _when(ts: float | None) -> str:
@@ -450,6 +613,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
                 f"{_when(rollback.get('at'))} ({counts})"
             )
         print(f"  inputs: {json.dumps(record['inputs'], sort_keys=True)}")
+        decisions = [e for e in store.events(run_id) if e["kind"] in DECISION_EVENTS]
+        if decisions:
+            print("  decisions:")
+        for event in decisions:
+            print(f"    {decision_line(event)}")
         cut = False
         for step in steps:
             label = step_label(step["step_id"], step["item"])
@@ -506,9 +674,11 @@ def _undo_calls(entry: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
+    from irbook import policy as access
     from irbook.plan import _short
     from irbook.registry import REGISTRY
 
+    rules = access.active()
     store = _store()
     record = _find(store, args.run_id)
     run_id = record["id"]
@@ -517,6 +687,11 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             f"run {run_id} is still {record['state']}; end it first (irbook cancel {run_id})"
         )
     dry_run = bool(args.dry_run)
+    me = access.cli_identity()
+    ruling = access.decide(rules, me, "rollback", _scope_of(store, record, dry_run))
+    if not ruling.allowed:
+        refuse(store, ruling, "rollback", run_id)
+        return EXIT_REFUSED
     earlier = store.rollbacks([run_id]).get(run_id)
     if earlier and not dry_run and not args.force:
         raise IrbookError(
@@ -567,10 +742,19 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from irbook_flows.flow import quiet_console, roll_back_run
 
     quiet_console()
-    failures = roll_back_run(
-        record, plan, dry_run=dry_run, out=out, store=store, by=f"cli:{_user()}"
-    )
+    failures = roll_back_run(record, plan, dry_run=dry_run, out=out, store=store, by=str(me))
     return EXIT_FAILED if failures else EXIT_OK
+
+
+def _scope_of(store: Any, record: dict[str, Any], dry_run: bool) -> Any:
+    """The scope a rollback of this run acts in: the playbook and severity its start was
+    judged with (its run-allowed record), the rollback's own mode."""
+    from irbook import policy as access
+
+    started = [e for e in store.events(record["id"]) if e["kind"] == "run-allowed"]
+    scope = (started[-1]["detail"] or {}).get("scope") if started else None
+    severity = str(scope["severity"]) if scope else "critical"  # unknown: the strictest
+    return access.Scope(str(record["playbook_id"]), severity, "dry-run" if dry_run else "live")
 
 
 def _cli_process(store: Any, run_id: str) -> tuple[int | None, bool]:
@@ -626,6 +810,7 @@ def slack_interactions_from_env() -> Any:
     if not secret:
         return None
     from irbook.cache import home
+    from irbook.policy import active as active_policy
     from irbook.runs import RunStore
     from irbook.triggers.auth import build_verifier
     from irbook.triggers.limits import ReplayGuard
@@ -643,8 +828,8 @@ def slack_interactions_from_env() -> Any:
     def update(channel: str, ts: str, text: str) -> None:
         clients.slack().chat_update(channel=channel, ts=ts, text=text, blocks=[])
 
-    def decide(flow_run_id: str, approved: bool, approver: str, comment: str) -> None:
-        resume(flow_run_id, Decision(approved, approver, comment))
+    def decide(flow_run_id: str, approved: bool, approver: str, comment: str, ticket: int) -> None:
+        resume(flow_run_id, Decision(approved, approver, comment, ticket=ticket), wait_paused=2)
 
     guard = ReplayGuard(str(home() / "replay.db"))
     return SlackInteractions(
@@ -658,6 +843,7 @@ def slack_interactions_from_env() -> Any:
         decide=decide,
         seen_before=lambda delivery, now: guard.seen_before("slack", delivery, now),
         update_message=update if os.environ.get("SLACK_BOT_TOKEN") else None,
+        policy=active_policy(),
     )
 
 
@@ -673,10 +859,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     loaded = playbooks = None
     if args.config:
         loaded = load_config(args.config)
+        if loaded.config.policy and not os.environ.get("IRBOOK_POLICY"):
+            # the runs this receiver starts and the Slack buttons it serves read it there
+            where = os.path.dirname(os.path.abspath(args.config))
+            os.environ["IRBOOK_POLICY"] = os.path.join(where, loaded.config.policy)
         playbooks = load_playbooks(loaded.config.playbooks or default_playbook_dirs())
         for warning in [*loaded.warnings, *route_playbooks(loaded, playbooks).warnings]:
             print(f"irbook: warning: {warning}", file=sys.stderr)
 
+    from irbook.policy import active as active_policy
+
+    active_policy()  # a broken policy file stops the receiver here, before Prefect starts
     from irbook_flows.server import ensure_api
 
     ensure_api()

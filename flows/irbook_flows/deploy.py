@@ -133,6 +133,7 @@ def run_deployed(
     from irbook.loader import load_playbook
     from irbook.model.alert import Alert
     from irbook.plan import build_plan
+    from irbook.policy import active as active_policy
     from irbook.registry import REGISTRY, NoClients
     from irbook.runs import RunStore
     from irbook_actions.clients import LiveClients
@@ -184,6 +185,7 @@ def run_deployed(
         clients=NoClients() if dry_run else LiveClients(),
         secrets=plan.secrets,
         slack_channel=None if dry_run else os.environ.get("IRBOOK_SLACK_APPROVAL_CHANNEL"),
+        policy=active_policy(),
     )
     return execute(spec, [f"source:{source}", "deployment"])
 

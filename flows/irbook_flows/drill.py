@@ -19,12 +19,13 @@ from irbook.drill.result import DrillResult, StepRecord
 from irbook.drill.scenario import LoadedScenario, load_scenario, param_text
 from irbook.errors import IrbookError
 from irbook.model.base import format_duration
+from irbook.policy import Policy
 from irbook.runs import verdict_line
 
 EXIT_PASSED, EXIT_FAILED = 0, 1
 
 
-def run_drill(loaded: LoadedScenario) -> DrillResult:
+def run_drill(loaded: LoadedScenario, rules: Policy | None = None) -> DrillResult:
     """Run one scenario to its end and judge it; needs the Prefect API (ensure_api).
 
     The result is redacted of the run's secret inputs: the scenario's injects and notes
@@ -57,6 +58,7 @@ def run_drill(loaded: LoadedScenario) -> DrillResult:
         clients=NoClients(),
         secrets=plan.secrets,
         drill=controller,
+        policy=rules,
     )
     wall = time.time()
     outcome = execute(spec, extra_tags=["drill", f"drill:{drill.metadata.id}"])
@@ -96,6 +98,10 @@ def run_drill(loaded: LoadedScenario) -> DrillResult:
         approvers=[
             f"{a.step}: {a.decision} after {format_duration(a.after)} by {a.by}"
             for a in drill.approvers
+        ]
+        + [
+            f"{step}: {by} REFUSED after {format_duration(wait)}: {why}"
+            for step, by, why, wait in controller.refusals
         ],
         started_at=wall,
     )
@@ -137,6 +143,8 @@ def summary(result: DrillResult) -> str:
     width = max((len(s.id) for s in result.steps), default=4)
     for step in result.steps:
         lines.append(_step_line(step, width))
+    for refused in (m for m in result.markers if m.kind == "refused"):
+        lines.append(f"  refused at {_when(refused.at)} ({refused.step}): {refused.text[:160]}")
     for note in (m for m in result.markers if m.kind == "note"):
         lines.append(f"  note at {_when(note.at)}: {note.text[:100]}")
     contained = (
@@ -175,10 +183,22 @@ def _step_line(step: StepRecord, width: int) -> str:
 def cmd_drill(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     loaded = load_scenario(args.scenario)  # LoadFailed: file:line:col lines, exit 1
+    from irbook import policy as access
+
+    rules = access.active()
+    book = loaded.playbook.playbook.metadata
+    scope = access.Scope(book.id, book.severity, "dry-run")
+    ruling = access.decide(rules, access.cli_identity(), "drill", scope)
+    if not ruling.allowed:
+        from irbook.runs import RunStore
+        from irbook_flows.cli import EXIT_REFUSED, refuse
+
+        refuse(RunStore(), ruling, "drill")
+        return EXIT_REFUSED
     from irbook_flows.server import ensure_api
 
     ensure_api()
-    result = run_drill(loaded)
+    result = run_drill(loaded, rules)
     out.write(summary(result) + "\n")
     if args.report:
         from irbook.drill.report import write_report

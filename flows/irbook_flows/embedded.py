@@ -61,6 +61,7 @@ class EmbeddedStarter:
     def __call__(self, request: StartRequest) -> str:
         from irbook.loader import load_playbook
         from irbook.plan import build_plan
+        from irbook.policy import active as active_policy
         from irbook.registry import NoClients
         from irbook_actions.clients import LiveClients
         from irbook_flows.engine import RunSpec
@@ -83,6 +84,7 @@ class EmbeddedStarter:
             clients=NoClients() if dry_run else LiveClients(),
             secrets=plan.secrets,
             slack_channel=None if dry_run else self.slack_channel,
+            policy=active_policy(),
         )
         with self._lock:
             self._running += 1

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from irbook import expr
+from irbook import expr, policy
 from irbook.drill.clock import DrillController
 from irbook.model import Alert, Playbook, Step
 from irbook.model.base import format_duration
@@ -37,6 +37,7 @@ from irbook.plan import (
     upstream_block,
     validation_message,
 )
+from irbook.policy import Policy as AccessPolicy
 from irbook.registry import (
     REGISTRY,
     ActionContext,
@@ -61,6 +62,7 @@ class Decision:
     approver: str
     comment: str = ""
     how: str = "human"  # human | simulated | timeout
+    ticket: int = 0  # the run record's approval-request behind it (irbook approve, Slack)
 
 
 Approver = Callable[[str, Step, dict[str, Any]], Decision | None]
@@ -89,6 +91,8 @@ class RunSpec:
     slack_channel: str | None = None
     # A tabletop drill: its approvers decide, its injects fail attempts (dry runs only).
     drill: DrillController | None = None
+    # Who may decide (irbook.policy); None: no policy in force, the behaviour before policies.
+    policy: AccessPolicy | None = None
 
 
 _SPECS: dict[str, RunSpec] = {}
@@ -206,6 +210,7 @@ class Engine:
             s.id: s.on_failure or REGISTRY.get(s.action).on_failure for s in self.order
         }
         self.rejected: list[str] = []
+        self.tickets: set[int] = set()  # approval requests acted on (each once)
         # The run's first Slack card (channel id, ts): later posts go into its thread,
         # and it is updated in place as steps end.
         self.slack_card: tuple[str, str, str] | None = None
@@ -447,6 +452,9 @@ class Engine:
     # -- approvals ----------------------------------------------------------------------
 
     def gate(self, pending: _Pending, pause: Callable[[Step, float], Decision]) -> Decision:
+        """Wait for the step's decision. Every attempt, by any route, is judged by
+        irbook.policy (grant, the step's approvers, separation of duties, distinct
+        approvers) and recorded; a refused attempt changes nothing and the gate waits on."""
         step = pending.step
         gate = step.approval
         timeout = gate.timeout if gate else 15 * 60.0
@@ -454,9 +462,17 @@ class Engine:
         started = time.time()
         drill = self.spec.drill
         simulated = self.spec.dry_run and not self.spec.ask_approvals and drill is None
-        waiting: dict[str, Any] = {"timeout": format_duration(timeout), "on_timeout": on_timeout}
+        rules = self.gate_rules(step)
+        waiting: dict[str, Any] = {
+            "timeout": format_duration(timeout),
+            "on_timeout": on_timeout,
+            **rules.as_dict(),
+            "scope": vars(self.scope()),
+        }
         if not simulated and self.spec.slack_channel:
             waiting["slack"] = self.request_in_slack(pending)
+        # requests for this gate come after the step says it waits: a ticket must be newer
+        asked_after = self.spec.store.last_seq()
         self.spec.store.upsert_step(
             self.spec.run_id,
             step.id,
@@ -469,38 +485,44 @@ class Engine:
         if self.spec.on_event is not None:
             self.spec.on_event("step", step.id, "awaiting-approval", format_duration(timeout))
         drill_wait: float | None = None
+        votes: list[policy.Vote] = []
+        decision: Decision | None = None
         if simulated:
             decision = Decision(True, "simulated", "dry run: approval simulated", "simulated")
-        elif drill is not None:  # the scenario's approver, or the timeout, on drill time
-            ruled = drill.decide(step, timeout, on_timeout)
-            decision = Decision(ruled.approved, ruled.by, ruled.comment, ruled.how)
-            drill_wait = ruled.wait
+        elif drill is not None:  # the scenario's approvers, judged like anyone, on drill time
+            for attempt in drill.attempts(step, timeout):
+                said = Decision(attempt.approved, attempt.by, attempt.comment, "scenario")
+                ruled = self.judge(step, rules, policy.Identity.parse(attempt.by), said, votes)
+                if ruled.outcome == "refused":
+                    drill.refused(step.id, attempt.by, ruled.reason, attempt.wait)
+                elif ruled.outcome == "recorded":
+                    votes.append(self.vote(ruled))
+                else:
+                    decision, drill_wait = said, attempt.wait
+                    drill.settle(step.id, attempt)
+                    break
+            if decision is None:
+                late = drill.decide(step, timeout, on_timeout, timed_out=True)
+                decision = Decision(late.approved, late.by, late.comment, late.how)
+                drill_wait = late.wait
         else:
-            decision = pause(step, timeout)
-            if decision.how == "timeout":
-                decision = Decision(
-                    on_timeout == "approve",
-                    "timeout",
-                    f"no decision within {format_duration(timeout)}; on_timeout: {on_timeout}",
-                    "timeout",
-                )
-        approvers = gate.approvers if gate else []
-        who = {decision.approver, decision.approver.split(":", 1)[-1]}  # slack:U1 -> U1
-        if (
-            decision.approved
-            and approvers
-            and decision.how in ("human", "scenario")
-            and not (who & set(approvers))
-        ):
-            decision = Decision(
-                False,
-                decision.approver,
-                f"{decision.approver or 'anonymous'} may not approve this step "
-                f"(approvers: {', '.join(approvers)})",
-                "refused",
-            )
-            if drill is not None:
-                drill.refused(step.id, decision.comment)
+            deadline = started + timeout
+            while decision is None:
+                answer = pause(step, max(0.0, deadline - time.time()))
+                if answer.how == "timeout":
+                    decision = Decision(
+                        on_timeout == "approve",
+                        "timeout",
+                        f"no decision within {format_duration(timeout)}; on_timeout: {on_timeout}",
+                        "timeout",
+                    )
+                    break
+                identity, problem = self.resumed_by(step, answer, asked_after)
+                ruled = self.judge(step, rules, identity, answer, votes, problem, answer.ticket)
+                if ruled.outcome == "recorded":
+                    votes.append(self.vote(ruled))
+                elif ruled.outcome != "refused":
+                    decision = Decision(answer.approved, str(identity), answer.comment, answer.how)
         record = {
             "decision": "approved" if decision.approved else "rejected",
             "by": decision.approver,
@@ -508,6 +530,7 @@ class Engine:
             "how": decision.how,
             "waited_seconds": round(time.time() - started, 3),
             **({"drill_wait_seconds": drill_wait} if drill_wait is not None else {}),
+            **({"approvers": [v.who for v in votes] + [decision.approver]} if votes else {}),
             "at": time.time(),
         }
         for item in pending.items:
@@ -521,6 +544,107 @@ class Engine:
             )
         self.spec.store.event(self.spec.run_id, f"approval-{record['decision']}", step.id, **record)
         return decision
+
+    def scope(self) -> policy.Scope:
+        return policy.Scope(
+            self.playbook.metadata.id,
+            self.playbook.metadata.severity,
+            "dry-run" if self.spec.dry_run else "live",
+        )
+
+    def gate_rules(self, step: Step) -> policy.Gate:
+        """The gate of a step: irreversible when the step is, or (a core.approval gate)
+        when a step right after it is."""
+        guarded = [step]
+        if step.action == "core.approval":
+            guarded = [s for s in self.order if step.id in s.needs]
+        irreversible = any(REGISTRY.get(s.action).irreversible for s in guarded)
+        gate = step.approval
+        return policy.gate_for(
+            irreversible=irreversible,
+            min_approvers=gate.min_approvers if gate else 1,
+            separate_duties=gate.separate_duties if gate else None,
+            approvers=gate.approvers if gate else (),
+            policy_in_force=self.spec.policy is not None,
+        )
+
+    def resumed_by(self, step: Step, answer: Decision, asked_after: int) -> tuple[Any, str]:
+        """Who a resume comes from. `irbook approve` and Slack write a request to the run
+        record first (its seq is the resume's ticket), checked here; a resume without a
+        ticket (the Prefect UI or API) is only the name typed into it, `prefect:NAME`
+        under a policy, and the bare claim without one (as before policies)."""
+        if not answer.ticket:
+            if self.spec.policy is None:
+                return policy.Identity.parse(answer.approver), ""
+            return policy.Identity("prefect", answer.approver or "anonymous"), ""
+        asked = self.spec.store.event_at(answer.ticket)
+        detail = (asked or {}).get("detail") or {}
+        if (
+            asked is None
+            or asked["kind"] != "approval-request"
+            or asked["run_id"] != self.spec.run_id
+            or asked["step_id"] != step.id
+            or asked["seq"] <= asked_after
+            or answer.ticket in self.tickets
+            or detail.get("approved") != answer.approved
+            or detail.get("by") != answer.approver
+        ):
+            who = policy.Identity("prefect", answer.approver or "anonymous")
+            return who, f"ticket {answer.ticket} is not a request for this decision"
+        self.tickets.add(answer.ticket)
+        return policy.Identity.parse(str(detail["by"])), ""
+
+    def judge(
+        self,
+        step: Step,
+        rules: policy.Gate,
+        identity: Any,
+        answer: Decision,
+        votes: list[policy.Vote],
+        problem: str = "",
+        ticket: int = 0,
+    ) -> policy.Verdict:
+        """Judge one attempt and record it (approval-refused or approval-recorded)."""
+        verdict = policy.judge(
+            self.spec.policy,
+            rules,
+            identity,
+            answer.approved,
+            self.scope(),
+            started_by=self.spec.started_by,
+            votes=votes,
+            members=self.slack_members,
+        )
+        if problem:
+            verdict = policy.Verdict("refused", verdict.ruling, problem)
+        detail = {
+            "by": str(identity),
+            "principal": verdict.ruling.principal,
+            "grant": verdict.ruling.grant,
+            "approved": answer.approved,
+            "outcome": verdict.outcome,
+            "reason": verdict.reason,
+            "comment": answer.comment,
+            **({"ticket": ticket} if ticket else {}),
+        }
+        if verdict.outcome == "recorded":
+            detail["waiting_for"] = verdict.waiting_for
+        kind = {"refused": "approval-refused", "recorded": "approval-recorded"}.get(
+            verdict.outcome, "approval-decided"
+        )
+        self.spec.store.event(self.spec.run_id, kind, step.id, **detail)
+        return verdict
+
+    def vote(self, verdict: policy.Verdict) -> policy.Vote:
+        who = verdict.ruling.who
+        return policy.Vote(who, verdict.ruling.principal or who)
+
+    def slack_members(self, group: str) -> set[str]:
+        """A Slack user group's members, for policy groups made of Slack user groups."""
+        slack = getattr(self.spec.clients, "slack", None)
+        if slack is None:
+            return set()
+        return set(slack().usergroups_users_list(usergroup=group)["users"])
 
     def request_in_slack(self, pending: _Pending) -> dict[str, Any]:
         """Post the Approve/Reject buttons; a Slack failure leaves the other ways open."""

@@ -48,6 +48,9 @@ class ApprovalInput(RunInput):
     approved: bool = False
     approver: str = ""
     comment: str = ""
+    # The run record's approval request (irbook approve, Slack); 0 from the Prefect UI,
+    # whose resume is then only the name typed in (see irbook.policy).
+    ticket: int = 0
 
 
 @dataclass
@@ -132,19 +135,42 @@ def _flow_run_name() -> str:
 
 
 def _pause(spec: RunSpec) -> Any:
+    asked: dict[str, int] = {}
+
     def pause(step: Step, timeout: float) -> Decision:
-        key = f"approve-{step.id}"
+        # A gate may pause again (a refused attempt, a two-person step): each pause has
+        # its own key, which Prefect would otherwise treat as done already.
+        asked[step.id] = asked.get(step.id, 0) + 1
+        key = f"approve-{step.id}" + (f"-{asked[step.id]}" if asked[step.id] > 1 else "")
         stop = threading.Event()
-        if spec.prompt_approval is not None:
+        if spec.prompt_approval is not None and asked[step.id] == 1:
             prompt = spec.prompt_approval
 
             def ask() -> None:
                 decision = prompt(spec.run_id, step, {"timeout": timeout})
                 if decision is not None and not stop.is_set():
                     try:
-                        resume(spec, decision)
+                        decision.ticket = spec.store.request_approval(
+                            spec.run_id,
+                            step.id,
+                            decision.approver,
+                            decision.approved,
+                            decision.comment,
+                            "terminal",
+                        )
+                        resume(spec, decision, wait_paused=5)
                     except Exception as exc:  # decided elsewhere first
                         spec.store.event(spec.run_id, "prompt-ignored", step.id, reason=str(exc))
+                        return
+                    # say what the run made of it: a refused or counted answer is no decision
+                    said = spec.store.approval_answer(spec.run_id, decision.ticket, 30)
+                    detail = (said or {}).get("detail") or {}
+                    if spec.on_event is not None and detail.get("outcome") == "refused":
+                        why = f"refused: {detail.get('reason')}"
+                        spec.on_event("step", step.id, "awaiting-approval", why)
+                    elif spec.on_event is not None and detail.get("outcome") == "recorded":
+                        more = f"recorded; waiting for {detail.get('waiting_for')} more approver(s)"
+                        spec.on_event("step", step.id, "awaiting-approval", more)
 
             threading.Thread(target=ask, daemon=True, name=f"approve-{step.id}").start()
         try:
@@ -166,7 +192,9 @@ def _pause(spec: RunSpec) -> Any:
             raise RunCancelled(f"run {spec.run_id} was cancelled while waiting for approval")
         if answer is None:
             return Decision(False, "", "", "timeout")
-        return Decision(bool(answer.approved), answer.approver, answer.comment, "human")
+        return Decision(
+            bool(answer.approved), answer.approver, answer.comment, "human", int(answer.ticket)
+        )
 
     return pause
 
@@ -190,8 +218,12 @@ class RunCancelled(Exception):
     and the record keeps saying cancelled."""
 
 
-def resume(spec_or_flow_run: RunSpec | str, decision: Decision) -> None:
-    """Resume a paused run with a decision (terminal prompt, `irbook approve`, Slack)."""
+def resume(spec_or_flow_run: RunSpec | str, decision: Decision, wait_paused: float = 0) -> None:
+    """Resume a paused run with a decision (terminal prompt, `irbook approve`, Slack).
+
+    `wait_paused`: how long to retry while the flow has marked its step waiting but
+    Prefect does not show it paused yet (a button pressed the moment it appears)."""
+    from prefect.exceptions import NotPausedError
     from prefect.flow_runs import resume_flow_run
 
     flow_run_id = (
@@ -199,14 +231,23 @@ def resume(spec_or_flow_run: RunSpec | str, decision: Decision) -> None:
         if isinstance(spec_or_flow_run, str)
         else spec_or_flow_run.store.run(spec_or_flow_run.run_id)["flow_run_id"]  # type: ignore[index]
     )
-    resume_flow_run(
-        UUID(str(flow_run_id)),
-        run_input={
-            "approved": decision.approved,
-            "approver": decision.approver,
-            "comment": decision.comment,
-        },
-    )
+    deadline = time.monotonic() + wait_paused
+    while True:
+        try:
+            resume_flow_run(
+                UUID(str(flow_run_id)),
+                run_input={
+                    "approved": decision.approved,
+                    "approver": decision.approver,
+                    "comment": decision.comment,
+                    "ticket": decision.ticket,
+                },
+            )
+            return
+        except NotPausedError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.25)
 
 
 def _wait_any(futures: list[PrefectFuture[Any]]) -> PrefectFuture[Any]:
@@ -454,8 +495,33 @@ class Terminated(KeyboardInterrupt):
     killed `irbook run` must not leave its record `running` forever."""
 
 
+def may_start(spec: RunSpec) -> str:
+    """Judge and record the run's start (who, grant, scope): "" or why it is refused.
+
+    Every start passes here (the CLI, webhooks through the receiver or a deployment);
+    a drill's run is started by its scenario, whose runner's `drill` grant `irbook
+    drill` checked. `irbook rollback` reads the scope from this record."""
+    from irbook import policy as access
+
+    book = spec.playbook.metadata
+    mode = "dry-run" if spec.dry_run else "live"
+    scope = access.Scope(book.id, book.severity, mode)
+    if spec.drill is not None:
+        ruling = access.Ruling(True, "drill", spec.started_by, None, "a drill's run")
+    else:
+        who = access.Identity.parse(spec.started_by)
+        ruling = access.decide(spec.policy, who, access.run_grant(mode), scope)
+    kind = "run-allowed" if ruling.allowed else "run-refused"
+    spec.store.event(spec.run_id, kind, None, **ruling.as_dict(), scope=vars(scope))
+    return "" if ruling.allowed else f"refused by the policy: {ruling.reason}"
+
+
 def execute(spec: RunSpec, extra_tags: list[str] | None = None) -> Outcome:
     """Run a playbook as a Prefect flow run in this process; returns when it ends."""
+    refused = may_start(spec)
+    if refused:
+        spec.store.finish_run(spec.run_id, "rejected", refused)
+        return Outcome(spec.run_id, "rejected", refused, None, {}, [])
     register_spec(spec)
     labels = ["irbook", f"playbook:{spec.playbook.metadata.id}"]
     labels.append("dry-run" if spec.dry_run else "live")

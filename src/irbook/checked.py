@@ -42,12 +42,14 @@ class FileResult:
         id_location: Location | None = None,
         drill_id: str | None = None,  # a valid drill scenario's id
         loaded: Loaded | None = None,  # the playbook, when this process loaded it
+        policy: bool = False,  # a valid policy file (irbook.policy)
     ) -> None:
         self.path = path
         self.playbook_id = playbook_id
         self.diagnostics = diagnostics
         self.id_location = id_location
         self.drill_id = drill_id
+        self.policy = policy
         self._loaded = loaded
 
     def load(self) -> Loaded:

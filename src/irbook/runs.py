@@ -454,10 +454,54 @@ class RunStore:
 
     # -- events -----------------------------------------------------------------------
 
-    def event(self, run_id: str, kind: str, step_id: str | None = None, **detail: Any) -> None:
+    def event(self, run_id: str, kind: str, step_id: str | None = None, **detail: Any) -> int:
+        """Append one chained event; its seq."""
         detail = self._clean(run_id, detail)
         with self._tx() as db:
-            self._event(db, run_id, kind, step_id, detail)
+            return self._event(db, run_id, kind, step_id, detail)
+
+    def event_at(self, seq: int) -> dict[str, Any] | None:
+        row = self._db().execute("SELECT * FROM events WHERE seq = ?", (seq,)).fetchone()
+        if row is None:
+            return None
+        item = dict(row)
+        item["detail"] = _loads(item["detail"])
+        return item
+
+    def last_seq(self) -> int:
+        row = self._db().execute("SELECT MAX(seq) FROM events").fetchone()
+        return int(row[0] or 0)
+
+    # -- approval attempts (irbook.policy) ------------------------------------------------
+
+    def request_approval(
+        self, run_id: str, step_id: str, by: str, approved: bool, comment: str, via: str
+    ) -> int:
+        """Record that `by` asks to approve (or reject) a waiting step; the seq is the
+        ticket the run's flow is resumed with, and checks, before it acts on it."""
+        return self.event(
+            run_id,
+            "approval-request",
+            step_id,
+            by=by,
+            approved=approved,
+            comment=comment,
+            via=via,
+        )
+
+    def approval_answer(
+        self, run_id: str, ticket: int, wait: float, poll: float = 0.2
+    ) -> dict[str, Any] | None:
+        """What the run's flow made of the request `ticket` (its approval-refused,
+        approval-recorded or approval-decided event), waiting up to `wait` seconds."""
+        deadline = time.monotonic() + wait
+        while True:
+            for event in self.events(run_id, after=ticket):
+                if (event["detail"] or {}).get("ticket") == ticket:
+                    return event
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(poll)
 
     def _event(
         self,
@@ -466,14 +510,16 @@ class RunStore:
         kind: str,
         step_id: str | None,
         detail: dict[str, Any],
-    ) -> None:
+    ) -> int:
         """Append one chained event. Its detail is clean already: the rows read back were
         redacted when written, and `event()` redacts what callers pass."""
         cursor = db.execute(
             "INSERT INTO events (run_id, at, kind, step_id, detail) VALUES (?, ?, ?, ?, ?)",
             (run_id, time.time(), kind, step_id, _dumps(detail)),
         )
-        audit.append(db, int(cursor.lastrowid or 0))
+        seq = int(cursor.lastrowid or 0)
+        audit.append(db, seq)
+        return seq
 
     def events(self, run_id: str, after: int = 0) -> list[dict[str, Any]]:
         rows = (

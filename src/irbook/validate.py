@@ -26,6 +26,7 @@ __all__ = [
     "FileResult",
     "Report",
     "check_file",
+    "check_policy",
     "duplicate_id",
     "find_playbook",
     "resolve_playbook",
@@ -48,7 +49,9 @@ class Report:
 
     @property
     def valid(self) -> list[FileResult]:
-        return [f for f in self.files if f.playbook_id is not None or f.drill_id is not None]
+        return [
+            f for f in self.files if f.playbook_id is not None or f.drill_id is not None or f.policy
+        ]
 
     def playbooks(self) -> list[Loaded]:
         """The valid playbooks (drills left out), in file order; duplicates of an id are
@@ -63,8 +66,8 @@ def duplicate_id(
     return Diagnostic(at, f"duplicate {kind} id '{pid}' (also in {first_path}:{first_line})")
 
 
-def _drill_source(path: str) -> Source | None:
-    """The file, read, when it is a drill scenario (`kind: Drill`); None otherwise."""
+def _other_source(path: str) -> Source | None:
+    """The file, read, when it is a drill scenario or a policy (`kind: Drill | Policy`)."""
     from irbook.source import load_file  # only for files that failed as playbooks
 
     try:
@@ -72,7 +75,18 @@ def _drill_source(path: str) -> Source | None:
     except IrbookError:
         return None
     data = source.data
-    return source if isinstance(data, dict) and data.get("kind") == "Drill" else None
+    return source if isinstance(data, dict) and data.get("kind") in ("Drill", "Policy") else None
+
+
+def check_policy(source: Source) -> FileResult:
+    """A policy file (irbook-policy.yaml), checked as every command loads it."""
+    from irbook.policy import policy_from_source
+
+    try:
+        policy_from_source(source)
+    except LoadFailed as exc:
+        return FileResult(source.path, None, list(exc.diagnostics))
+    return FileResult(source.path, None, [], policy=True)
 
 
 def _in_playbook_folder(path: str) -> bool:
@@ -109,7 +123,8 @@ def check_drill(source: Source) -> FileResult:
 
 
 def validate(paths: Iterable[str]) -> Report:
-    """Every playbook and drill scenario (`kind: Drill`) named by `paths`."""
+    """Every playbook, drill scenario (`kind: Drill`) and policy (`kind: Policy`) named
+    by `paths`."""
     files: list[FileResult] = []
     diags: list[Diagnostic] = []
     said: set[Diagnostic] = set()  # an alert file two drills share is reported once
@@ -118,7 +133,10 @@ def validate(paths: Iterable[str]) -> Report:
         result = check_file(path)
         # A drill fails as a playbook (its kind); only then is it parsed again, so a
         # cached valid playbook still costs no parsing.
-        drill = _drill_source(path) if result.playbook_id is None else None
+        other = _other_source(path) if result.playbook_id is None else None
+        drill = other if other is not None and other.data.get("kind") == "Drill" else None
+        if other is not None and drill is None:
+            result = check_policy(other)
         if drill is not None:
             result = check_drill(drill)
             if _in_playbook_folder(path):

@@ -86,6 +86,13 @@ def steps_by_id(store: Any, run_id: str) -> dict[str, dict[str, Any]]:
     return {s["step_id"] + (f"[{s['item']}]" if s["item"] else ""): s for s in store.steps(run_id)}
 
 
+def said(stderr: str) -> str:
+    """stderr without the note every command makes when no policy is in force."""
+    from irbook.policy import NOTICE
+
+    return "\n".join(x for x in stderr.strip().splitlines() if not x.startswith(NOTICE))
+
+
 @pytest.fixture(autouse=True)
 def _reset() -> None:
     actions.reset()
@@ -364,7 +371,7 @@ def test_approval_timeout_applies_on_timeout(tmp_path: Path) -> None:
 def test_approve_errors_are_one_line(tmp_path: Path) -> None:
     done = cli("approve", "nosuchrun")
     assert done.returncode == 1
-    assert done.stderr.strip() == "irbook: error: no run 'nosuchrun' (see: irbook runs)"
+    assert said(done.stderr) == "irbook: error: no run 'nosuchrun' (see: irbook runs)"
 
 
 def test_live_run_without_terminal_needs_yes(tmp_path: Path) -> None:
@@ -424,9 +431,7 @@ def test_irbook_rollback_runs_a_failed_runs_compensations(tmp_path: Path) -> Non
     assert dry.returncode == 0, dry.stdout + dry.stderr
     assert f"DRY RUN rollback of run {run_id} (1 compensations, newest first)" in dry.stdout
     assert "✓ one: rt.undo" in dry.stdout
-    assert (
-        cli("rollback", "nope").stderr.strip() == "irbook: error: no run 'nope' (see: irbook runs)"
-    )
+    assert said(cli("rollback", "nope").stderr) == "irbook: error: no run 'nope' (see: irbook runs)"
 
 
 def test_step_table_redraws_in_place_on_a_terminal() -> None:

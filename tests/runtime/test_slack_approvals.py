@@ -74,7 +74,10 @@ def receiver(fake_slack: FakeSlack, tmp_path: Path) -> Iterator[str]:
         verifier=build_verifier({"scheme": "slack", "secret": SECRET}),
         approvals=SlackApprovals(users=frozenset({APPROVER})),
         store=RunStore(),
-        decide=lambda fr, ok, who, comment: resume(fr, Decision(ok, who, comment)),
+        decide=lambda fr, ok, who, comment, ticket: resume(
+            fr, Decision(ok, who, comment, ticket=ticket), wait_paused=10
+        ),
+        answer_wait=30,  # the run's own answer, not "submitted"
         seen_before=lambda delivery, now: guard.seen_before("slack", delivery, now),
         update_message=lambda ch, ts, text: clients.slack().chat_update(
             channel=ch, ts=ts, text=text, blocks=[]
@@ -226,7 +229,7 @@ def test_a_signed_button_press_resumes_the_run(
     assert store.run(run_id)["state"] == "running"
 
     status, body, raw, headers = press(receiver, run_id, "revoke")
-    assert (status, body) == (200, {"ok": True, "approved": True})
+    assert (status, body) == (200, {"ok": True, "approved": True, "status": "approved"})
     assert send(receiver, raw, headers)[0] == 401  # the very same request again: a replay
 
     thread.join(timeout=60)
@@ -250,7 +253,7 @@ def test_a_rejection_from_slack_stops_the_gated_step(
 ) -> None:
     (store, run_id), thread, result = start_gated_run(tmp_path, fake_slack)
     status, body, *_ = press(receiver, run_id, "revoke", action="irbook_reject")
-    assert (status, body) == (200, {"ok": True, "approved": False})
+    assert (status, body) == (200, {"ok": True, "approved": False, "status": "rejected"})
     thread.join(timeout=60)
     assert result["outcome"].state == "rejected"
     steps = {s["step_id"]: s for s in store.steps(run_id)}

@@ -213,6 +213,13 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
         sys.stdout.write(expressions_reference())
         return 0
+    if args.policy:
+        if args.receiver or args.expressions:
+            raise IrbookError("--policy is a page of its own: give it alone")
+        from irbook.policy import policy_schema
+
+        print(json.dumps(policy_schema(), indent=2))
+        return 0
     if args.markdown and not args.receiver:
         raise IrbookError(
             "--markdown goes with --receiver (the playbook reference is --expressions)"

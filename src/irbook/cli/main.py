@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser(
-        "validate", help="check playbooks and drill scenarios; errors as path:line:col"
+        "validate", help="check playbooks, drills and policies; errors as path:line:col"
     )
     p.add_argument(
         "paths", nargs="*", metavar="PATH", help="files or folders (default: playbooks/)"
@@ -203,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--markdown", action="store_true", help="with --receiver: the reference (docs/receiver.md)"
+    )
+    p.add_argument(
+        "--policy", action="store_true", help="of the policy file (irbook-policy.yaml) instead"
     )
     p.set_defaults(handler="irbook.cli.commands:cmd_schema")
 

@@ -51,6 +51,8 @@ class DrillController:
     playbook: Playbook
     decisions: dict[str, GateDecision] = field(default_factory=dict)
     failures: dict[tuple[str, int], list[_Failure]] = field(default_factory=dict)
+    # approvers the policy refused: (step, by, why, drill seconds after the gate asked)
+    refusals: list[tuple[str, str, str, float]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -59,19 +61,39 @@ class DrillController:
 
     # -- asked by the engine while the flow runs ---------------------------------------
 
-    def decide(self, step: Step, timeout: float, on_timeout: str) -> GateDecision:
-        """The scenario's approver for this gate, or the gate's timeout."""
+    def attempts(self, step: Step, timeout: float) -> list[GateDecision]:
+        """The scenario's approvers of this gate who answer within its timeout, in order;
+        the engine judges each against the policy as it would a person."""
+        return [
+            GateDecision(a.decision == "approve", a.by, a.comment, "scenario", a.after)
+            for a in self.drill.approvers
+            if a.step == step.id and a.after <= timeout
+        ]
+
+    def settle(self, step_id: str, decision: GateDecision) -> None:
+        """The decision that closed the gate."""
+        with self._lock:
+            self.decisions[step_id] = decision
+
+    def decide(
+        self, step: Step, timeout: float, on_timeout: str, *, timed_out: bool = False
+    ) -> GateDecision:
+        """The scenario's approver for this gate, or the gate's timeout (`timed_out`: the
+        approvers who answered in time did not close it)."""
         entry = next((a for a in self.drill.approvers if a.step == step.id), None)
-        if entry is not None and entry.after <= timeout:
+        if entry is not None and entry.after <= timeout and not timed_out:
             decision = GateDecision(
                 entry.decision == "approve", entry.by, entry.comment, "scenario", entry.after
             )
         else:
             late = (
                 f" ({entry.by} would answer after {format_duration(entry.after)})"
-                if entry is not None
+                if entry is not None and entry.after > timeout
                 else ""
             )
+            refused = [r for r in self.refusals if r[0] == step.id]
+            if refused:
+                late += f" ({len(refused)} refused)"
             decision = GateDecision(
                 on_timeout == "approve",
                 "timeout",
@@ -83,11 +105,10 @@ class DrillController:
             self.decisions[step.id] = decision
         return decision
 
-    def refused(self, step_id: str, why: str) -> None:
-        """The engine refused the decision (the approver is not on the gate's list)."""
+    def refused(self, step_id: str, by: str, why: str, wait: float) -> None:
+        """The policy refused a scripted approver: the gate waits on, the report says so."""
         with self._lock:
-            ruled = self.decisions[step_id]
-            self.decisions[step_id] = GateDecision(False, ruled.by, why, "refused", ruled.wait)
+            self.refusals.append((step_id, by, why, wait))
 
     def attempt_error(self, step: Step, index: int, attempt: int) -> str | None:
         """Why this attempt fails, when the scenario says it does; None to let it run."""
@@ -192,6 +213,9 @@ class DrillController:
                 markers.append(Marker(ready, "approval", "approval asked", step.id))
                 kind = "timeout" if decision.how == "timeout" else "approval"
                 markers.append(Marker(start, kind, text, step.id))
+            for sid, by, why, wait in self.refusals:
+                if sid == step.id:
+                    markers.append(Marker(ready + wait, "refused", f"{by} refused: {why}", sid))
             records[step.id] = record
             # what never ran ends, for the steps after it, when it was decided
             done[step.id] = start

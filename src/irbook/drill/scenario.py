@@ -447,6 +447,7 @@ class _Check:
 
     def approvers(self, steps: dict[str, Step]) -> None:
         firsts: dict[str, int] = {}
+        counts: dict[str, int] = {}  # a two-person gate takes two entries
         gated = [s.id for s in steps.values() if _gated(s)]
         for index, entry in _entries(self.raw.get("approvers"), ApproverDecision):
             loc: Path = ("approvers", index, "step")
@@ -456,13 +457,23 @@ class _Check:
                 self.error(loc, f"step '{entry.step}' has no approval gate{_gates(gated)}")
                 continue
             first = firsts.setdefault(entry.step, index)
-            if first != index:
+            counts[entry.step] = counts.get(entry.step, 0) + 1
+            gate = steps[entry.step].approval
+            needed = gate.min_approvers if gate is not None else 1
+            if first != index and counts[entry.step] > needed:
                 line = self.source.at(("approvers", first)).line
-                self.error(
-                    loc,
-                    f"a second approver entry for step '{entry.step}' (first at line {line}); "
-                    "a gate is decided once",
-                )
+                if needed == 1:
+                    self.error(
+                        loc,
+                        f"a second approver entry for step '{entry.step}' (first at line "
+                        f"{line}); a gate is decided once",
+                    )
+                else:
+                    self.error(
+                        loc,
+                        f"more approver entries for step '{entry.step}' than the {needed} it"
+                        f" needs (first at line {line})",
+                    )
 
     def inputs(self, playbook: Playbook, alert: Alert | None) -> None:
         given = self.raw.get("inputs")

@@ -25,6 +25,17 @@ class Approval(Strict):
         description="Who may decide (names or Slack user ids); empty: anyone allowed to approve",
     )
     prompt: str = Field(default="", description="The question approvers see")
+    min_approvers: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        description="Distinct approvers needed before the step runs (2: the two-person rule)",
+    )
+    separate_duties: bool | None = Field(
+        default=None,
+        description="Whoever started the run may not decide this step; default: on for"
+        " irreversible steps when a policy is in force",
+    )
 
 
 class Acknowledgement(Strict):

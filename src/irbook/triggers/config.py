@@ -285,6 +285,12 @@ class ReceiverConfig(_Model):
     runner: RunnerConfig = Field(
         default=RunnerConfig(), description="embedded (default), deployments, or a mapping."
     )
+    policy: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Who may start, approve and roll back runs: an irbook-policy.yaml file"
+        " (relative to this file); $IRBOOK_POLICY wins. Without either, no policy is in force.",
+    )
     sources: dict[str, SourceConfig] = Field(
         default_factory=dict,
         description="Senders by name; each posts to /hooks/<name>. A name looks like"

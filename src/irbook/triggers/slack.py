@@ -27,12 +27,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
+from irbook import policy as access
 from irbook.runs import RunStore
 from irbook.triggers.limits import RateLimiter, retry_after_header
 
 APPROVE, REJECT = "irbook_approve", "irbook_reject"
 
-Decide = Callable[[str, bool, str, str], None]  # flow run id, approved, approver, comment
+# flow run id, approved, approver, comment, ticket (the run record's approval request)
+Decide = Callable[[str, bool, str, str, int], None]
 
 
 class Verifier(Protocol):
@@ -81,6 +83,16 @@ class SlackInteractions:
     clock: Callable[[], float] = field(default=time.time)
     # Signed presses: people pressing buttons, so a few a second is already a lot.
     limiter: RateLimiter = field(default_factory=lambda: RateLimiter(10, 50))
+    # Who may decide what; None: the allow-list in `approvals` (no policy in force).
+    policy: access.Policy | None = None
+    # How long to wait for the run's own answer (approved, recorded, refused) before
+    # answering Slack "submitted": Slack gives up on an answer after 3 s.
+    answer_wait: float = 2.5
+
+    def _members(self, group: str) -> set[str]:
+        if self.approvals.group_members is None:
+            return set()
+        return self.approvals.group_members(group)
 
     def handle(self, headers: Mapping[str, str], body: bytes) -> Answer:
         now = self.clock()
@@ -127,7 +139,7 @@ class SlackInteractions:
         if record is None:
             return Answer(404, {"error": "unknown run"}, "unknown-run")
         approver = f"slack:{user_id}"
-        if not self.approvals.allowed(user_id):
+        if self.policy is None and not self.approvals.allowed(user_id):
             self.store.event(
                 run_id,
                 "approval-refused",
@@ -144,14 +156,58 @@ class SlackInteractions:
         ]
         if record["state"] != "running" or not waiting or not record.get("flow_run_id"):
             self.store.event(run_id, "approval-late", step, by=approver)
-            return Answer(409, {"error": "this step is not waiting for a decision"}, "late")
+            return Answer(
+                409, {"error": "this step is not waiting for a decision", "status": "late"}, "late"
+            )
         approved = action_id == APPROVE
+        gate = waiting[0].get("approval") or {}
+        if "scope" in gate:  # refused here: the run is not even resumed
+            verdict = access.judge(
+                self.policy,
+                access.Gate.from_dict(gate),
+                access.Identity("slack", user_id),
+                approved,
+                access.Scope(**gate["scope"]),
+                started_by=str(record["started_by"]),
+                votes=[],
+                members=self._members,
+            )
+            if verdict.outcome == "refused":
+                self.store.event(
+                    run_id,
+                    "approval-refused",
+                    step,
+                    by=approver,
+                    name=user_name[:80],
+                    principal=verdict.ruling.principal,
+                    grant=verdict.ruling.grant,
+                    approved=approved,
+                    outcome="refused",
+                    reason=verdict.reason,
+                    via="slack",
+                )
+                return Answer(
+                    403, {"error": verdict.reason, "status": "refused"}, "not-an-approver"
+                )
+        comment = f"via Slack ({user_name})"
+        ticket = self.store.request_approval(run_id, step, approver, approved, comment, "slack")
         try:
-            self.decide(str(record["flow_run_id"]), approved, approver, f"via Slack ({user_name})")
+            self.decide(str(record["flow_run_id"]), approved, approver, comment, ticket)
         except Exception as exc:  # not paused any more, API away: say so, record it
             self.store.event(run_id, "approval-failed", step, by=approver, error=str(exc)[:200])
             return Answer(409, {"error": "the run could not be resumed"}, "resume-failed")
         self.store.event(run_id, "approval-via-slack", step, by=approver, approved=approved)
+        said = self.store.approval_answer(run_id, ticket, self.answer_wait)
+        detail = (said or {}).get("detail") or {}
+        outcome = detail.get("outcome")
+        if said is None:  # Slack wants an answer within 3 s: say what is known
+            return Answer(202, {"ok": True, "status": "submitted"})
+        if outcome == "refused":
+            reason = str(detail.get("reason") or "refused")
+            return Answer(403, {"error": reason, "status": "refused"}, "not-an-approver")
+        if outcome == "recorded":
+            left = detail.get("waiting_for")
+            return Answer(200, {"ok": True, "status": "recorded", "waiting_for": left})
         slack_msg = (waiting[0].get("approval") or {}).get("slack") or {}
         if self.update_message is not None and slack_msg.get("channel") and slack_msg.get("ts"):
             verb = "Approved" if approved else "Rejected"
@@ -161,4 +217,4 @@ class SlackInteractions:
                 self.update_message(slack_msg["channel"], slack_msg["ts"], text)
             except Exception as exc:  # the decision stands; the card is cosmetic
                 self.store.event(run_id, "slack-update-failed", step, error=str(exc)[:200])
-        return Answer(200, {"ok": True, "approved": approved})
+        return Answer(200, {"ok": True, "approved": approved, "status": outcome})
