@@ -170,3 +170,28 @@ def test_the_drill_passes(prefect_api: str) -> None:
     proc = irbook("drill", str(DRILL), env={"PREFECT_API_URL": prefect_api})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "DRILL compromised-inference-host-miner-at-night: PASSED" in proc.stdout
+
+
+def test_a_finding_whose_profile_is_not_an_instance_profile_arn_is_refused_whole(
+    cloud: Cloud, tmp_path: Path
+) -> None:
+    """The profile comes from the raw finding, which the normalizer does not check: a value
+    that is not an instance profile ARN refuses the run in one line, before any change."""
+    seeded = cloud.seeded
+    payload = finding(
+        instanceId=seeded["instance_id"],
+        iamInstanceProfile={"arn": f"{seeded['role_arn']}", "id": "AIPAEXAMPLEPROFILE123"},
+    )
+    alert = alert_file(payload, "guardduty", tmp_path)
+
+    done = irbook("run", PLAYBOOK, "--alert", str(alert), "--yes", "--plain", env=cloud.env)
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert "input 'instance_profile'" in line and seeded["role_arn"] in line
+    ec2 = cloud.boto("ec2")
+    volumes = ec2.describe_volumes(
+        Filters=[{"Name": "attachment.instance-id", "Values": [seeded["instance_id"]]}]
+    )["Volumes"]
+    snapshots = ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]
+    assert volumes and not {s["VolumeId"] for s in snapshots} & {v["VolumeId"] for v in volumes}
