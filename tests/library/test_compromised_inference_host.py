@@ -6,7 +6,7 @@ against the seeded fake cloud snapshots the host's volumes, moves its network in
 into a group with no rules, and revokes the sessions of the role its instance profile
 hands it (found through the profile the finding names), each read back with boto3; a
 rejected isolation leaves the host on its own group, still revokes the sessions and says
-NOT CONTAINED; and the drill passes."""
+NOT CONTAINED; and the drills pass (a late isolation approval, an IAM outage)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ import pytest
 from tests.library.live_cloud import DRILLS, Cloud, LiveRun, alert_file, irbook, match
 
 FIXTURE = DRILLS / "alerts" / "guardduty-cryptominer-gpu-host.json"
-DRILL = DRILLS / "compromised-inference-host-miner-at-night.yaml"
 PLAYBOOK = "compromised-inference-host"
 
 
@@ -165,11 +164,15 @@ def test_a_rejected_isolation_still_revokes_the_sessions_and_says_not_contained(
     assert len(notices) == 1 and "quarantine rejected" in notices[0], posts
 
 
-def test_the_drill_passes(prefect_api: str) -> None:
+@pytest.mark.parametrize(
+    "name",
+    ["compromised-inference-host-miner-at-night", "compromised-inference-host-iam-outage"],
+)
+def test_the_drills_pass(name: str, prefect_api: str) -> None:
     # on the session's Prefect API: without one, `irbook drill` would start its own server
-    proc = irbook("drill", str(DRILL), env={"PREFECT_API_URL": prefect_api})
+    proc = irbook("drill", str(DRILLS / f"{name}.yaml"), env={"PREFECT_API_URL": prefect_api})
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "DRILL compromised-inference-host-miner-at-night: PASSED" in proc.stdout
+    assert f"DRILL {name}: PASSED" in proc.stdout
 
 
 def test_a_finding_whose_profile_is_not_an_instance_profile_arn_is_refused_whole(
