@@ -446,6 +446,44 @@ SCENARIOS: dict[str, Scenario] = {
     ),
 }
 
+
+def _instance_profile(aws: RecordingClients, ctx: ActionContext) -> dict[str, Any]:
+    iam = aws.aws("iam")
+    arn = iam.create_instance_profile(InstanceProfileName="ml-gpu-profile", Path="/ml/")[
+        "InstanceProfile"
+    ]["Arn"]
+    iam.add_role_to_instance_profile(InstanceProfileName="ml-gpu-profile", RoleName=world.role(aws))
+    return {"instance_profile": arn}
+
+
+@dataclass(frozen=True)
+class Read:
+    """A read action: what to set up, what it must answer, and a missing resource."""
+
+    setup: Setup
+    answer: dict[str, Any]  # fields the result must hold
+    missing: dict[str, Any]
+    names: str
+
+
+# Read actions change nothing, so they have no Scenario: test_aws_actions checks that they
+# make their planned calls, answer from AWS, call nothing that mutates, and name what is
+# missing.
+READS: dict[str, Read] = {
+    "aws.iam.instance_profile_roles": Read(
+        _instance_profile,
+        {
+            "instance_profile": "ml-gpu-profile",
+            "instance_profile_arn": f"arn:aws:iam::{ACCOUNT}:instance-profile/ml/ml-gpu-profile",
+            "roles": ["ml-inference-role"],
+            "role_arns": [f"arn:aws:iam::{ACCOUNT}:role/ml-inference-role"],
+            "status": "found",
+        },
+        {"instance_profile": "ghost-profile"},
+        "IAM instance profile ghost-profile",
+    ),
+}
+
 # Actions whose calls moto does not implement: tested with botocore's Stubber instead, in
 # test_aws_stubbed.py (the test names say which operation moto lacks).
 STUBBED = {
@@ -579,6 +617,10 @@ EXAMPLES: dict[str, list[dict[str, Any]]] = {
         {"secret_id": "ml/provider-key", "method": "rotation_function"},
     ],
     "aws.ssm.rotate_parameter": [{"name": "/ml/api-token"}],
+    "aws.iam.instance_profile_roles": [
+        {"instance_profile": f"arn:aws:iam::{ACCOUNT}:instance-profile/ml/ml-gpu-profile"},
+        {"instance_profile": "ml-gpu-profile"},
+    ],
     "aws.cloudtrail.lookup_events": [
         {"access_key_id": KEY, "hours": 24},
         {"user_name": "ml-inference-svc", "hours": 2},

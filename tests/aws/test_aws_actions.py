@@ -11,14 +11,15 @@ import pytest
 
 from irbook.registry import REGISTRY, ActionContext, ActionFailed, RunInfo
 
-from .scenarios import EXAMPLES, SCENARIOS, STUBBED
+from .scenarios import EXAMPLES, READS, SCENARIOS, STUBBED
 from .support import RecordingClients, assert_honest, aws_keys, model, run, spec, undo
 
 LIVE = sorted(SCENARIOS)
 
 
 def test_every_aws_action_has_a_scenario_or_a_stubbed_test() -> None:
-    assert set(aws_keys()) == set(SCENARIOS) | set(STUBBED)
+    assert set(aws_keys()) == set(SCENARIOS) | set(STUBBED) | set(READS)
+    assert all(spec(key).effect == "read" for key in READS)
     assert set(EXAMPLES) == set(aws_keys())
 
 
@@ -66,6 +67,31 @@ def test_a_missing_resource_fails_naming_it(key: str, ctx: ActionContext) -> Non
         run(ctx, key, **scenario.missing)
     message = str(failed.value)
     assert scenario.names in message
+    assert "\n" not in message and "Traceback" not in message
+
+
+@pytest.mark.parametrize("key", sorted(READS))
+def test_a_read_makes_its_planned_calls_and_answers_from_aws(
+    key: str, clients: RecordingClients, ctx: ActionContext
+) -> None:
+    read = READS[key]
+    params = read.setup(clients, ctx)
+    result, calls = run(ctx, key, **params)
+    assert_honest(key, params, calls)
+    assert all(c.operation.startswith(("Get", "List", "Describe", "Head")) for c in calls)
+    answer = result.model_dump(mode="json")
+    assert {k: answer[k] for k in read.answer} == read.answer
+    simulated = spec(key).simulated(model(key, params), ctx.run).model_dump(mode="json")
+    assert simulated != answer, f"{key}: the dry run claims to know what only AWS can say"
+
+
+@pytest.mark.parametrize("key", sorted(READS))
+def test_a_read_of_a_missing_resource_fails_naming_it(key: str, ctx: ActionContext) -> None:
+    read = READS[key]
+    with pytest.raises(ActionFailed) as failed:
+        run(ctx, key, **read.missing)
+    message = str(failed.value)
+    assert read.names in message
     assert "\n" not in message and "Traceback" not in message
 
 

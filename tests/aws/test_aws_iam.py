@@ -219,3 +219,40 @@ def test_principal_parameters_are_checked_before_any_call(
 ) -> None:
     with pytest.raises(ValidationError, match=message):
         model("aws.iam.quarantine_principal", params)
+
+
+def test_an_instance_profile_of_another_account_is_refused(
+    clients: RecordingClients, ctx: ActionContext
+) -> None:
+    """GetInstanceProfile takes a name and reads this account's profile of that name: the
+    ARN a finding gives must be the profile's, or the wrong role's sessions get revoked."""
+    iam = clients.aws("iam")
+    iam.create_instance_profile(InstanceProfileName="ml-gpu-profile")
+    iam.add_role_to_instance_profile(
+        InstanceProfileName="ml-gpu-profile", RoleName=world.role(clients)
+    )
+    other = "arn:aws:iam::210987654321:instance-profile/ml-gpu-profile"
+    with pytest.raises(ActionFailed, match="not the instance's profile"):
+        run(ctx, "aws.iam.instance_profile_roles", instance_profile=other)
+
+
+def test_an_instance_profile_without_a_role_answers_no_roles(
+    clients: RecordingClients, ctx: ActionContext
+) -> None:
+    clients.aws("iam").create_instance_profile(InstanceProfileName="bare-profile")
+    result, _ = run(ctx, "aws.iam.instance_profile_roles", instance_profile="bare-profile")
+    assert (result.roles, result.status) == ([], "found")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "arn:aws:iam::123456789012:role/ml-inference-role",
+        "arn:aws:iam::1234:instance-profile/x",
+        "x; rm -rf /",
+        "",
+    ],
+)
+def test_an_instance_profile_param_that_is_not_one_is_refused(bad: str) -> None:
+    with pytest.raises(ValidationError):
+        model("aws.iam.instance_profile_roles", {"instance_profile": bad})

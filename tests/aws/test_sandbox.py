@@ -88,3 +88,16 @@ def test_seeding_twice_says_so_in_one_line(clients: RecordingClients, moto_url: 
 def test_the_sandbox_refuses_a_remote_endpoint() -> None:
     with pytest.raises(IrbookError, match="only seeds a local fake AWS"):
         seed("https://iam.amazonaws.com")
+
+
+def test_the_inference_host_gets_its_role_from_an_instance_profile(
+    clients: RecordingClients, ctx: ActionContext, sandbox: dict[str, str]
+) -> None:
+    """compromised-inference-host finds the role to revoke through the instance's profile."""
+    described = clients.aws("ec2").describe_instances(InstanceIds=[sandbox["instance_id"]])
+    [instance] = described["Reservations"][0]["Instances"]
+    assert instance["IamInstanceProfile"]["Arn"] == sandbox["instance_profile_arn"]
+    result, _ = run(
+        ctx, "aws.iam.instance_profile_roles", instance_profile=sandbox["instance_profile_arn"]
+    )
+    assert result.roles == [sandbox["role_name"]]

@@ -1065,3 +1065,74 @@ def activate_service_credentials(
     return _set_credentials(
         ctx, params.user_name, params.service, params.service_specific_credential_ids, "Active"
     )
+
+
+# --- instance profiles ------------------------------------------------------------------------
+
+# An instance profile's ARN (with its path) or its bare name, as GuardDuty's EC2 findings
+# give it in resource.instanceDetails.iamInstanceProfile.arn.
+INSTANCE_PROFILE = (
+    r"^(arn:aws(-[a-z]+){0,2}:iam::\d{12}:instance-profile/([\w+=,.@-]+/){0,32})?"
+    r"[\w+=,.@-]{1,128}$"
+)
+
+
+class InstanceProfileParams(AwsParams):
+    instance_profile: str = Field(
+        pattern=INSTANCE_PROFILE,
+        description="the instance profile's ARN (as a GuardDuty EC2 finding names it) or name",
+    )
+
+    @property
+    def name(self) -> str:
+        return self.instance_profile.rsplit("/", 1)[-1]
+
+    @property
+    def arn(self) -> str | None:
+        return self.instance_profile if self.instance_profile.startswith("arn:") else None
+
+
+class InstanceProfileRolesResult(AwsResult):
+    instance_profile: str = Field(description="the instance profile's name")
+    instance_profile_arn: str | None = None
+    roles: list[str] = Field(
+        default_factory=list,
+        description="names of the roles the profile hands its instances (AWS allows one); "
+        "empty in a dry run, which does not ask IAM: a drill names them in its outputs",
+    )
+    role_arns: list[str] = Field(default_factory=list)
+    status: Literal["found", "simulated"] = "found"
+
+
+@action(
+    "aws.iam.instance_profile_roles",
+    effect="read",
+    permissions=permissions("aws.iam.instance_profile_roles", ["iam:GetInstanceProfile"]),
+    planner=lambda p: [
+        PlannedCall("iam", "GetInstanceProfile", {"InstanceProfileName": p.name}),
+    ],
+    simulate=lambda p, run: InstanceProfileRolesResult(
+        instance_profile=p.name, instance_profile_arn=p.arn, status="simulated"
+    ),
+    idempotent=True,
+)
+def instance_profile_roles(
+    ctx: ActionContext, params: InstanceProfileParams
+) -> InstanceProfileRolesResult:
+    """The role behind an EC2 instance profile: findings about an instance name its profile,
+    while sessions are revoked per role."""
+    what = f"IAM instance profile {params.name}"
+    answer = call(ctx.aws("iam"), "GetInstanceProfile", what, InstanceProfileName=params.name)
+    profile = answer["InstanceProfile"]
+    arn = str(profile.get("Arn", ""))
+    if params.arn is not None and arn != params.arn:
+        # GetInstanceProfile reads this account's profile of that name: one of another
+        # account (or path) is not the instance's, and its role is not the one to revoke
+        raise ActionFailed(f"{what} is {arn}, not {params.arn}: not the instance's profile")
+    roles = profile.get("Roles", [])
+    return InstanceProfileRolesResult(
+        instance_profile=params.name,
+        instance_profile_arn=arn or None,
+        roles=[str(r["RoleName"]) for r in roles],
+        role_arns=[str(r["Arn"]) for r in roles],
+    )

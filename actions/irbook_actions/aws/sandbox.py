@@ -2,8 +2,9 @@
 
 `seed` builds what irbook's playbooks act on: a model-serving IAM user with an access key
 and a console password, roles, a SageMaker endpoint whose model artifact sits in S3, an
-API Gateway stage with an API key, a Lambda function, an EC2 instance in its own subnet,
-a secret, a SecureString parameter, an SNS topic, a WAF IP set and a Cognito user.
+API Gateway stage with an API key, a Lambda function, an EC2 instance in its own subnet
+with an instance profile that hands it the inference role, a secret, a SecureString
+parameter, an SNS topic, a WAF IP set and a Cognito user.
 
 It uses fixed fake credentials rather than the environment's, so pointing it at the
 wrong endpoint can never create anything with real credentials; and it refuses any
@@ -26,6 +27,7 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 USER = "ml-inference-svc"
 ROLE = "ml-inference-role"
+INSTANCE_PROFILE = "ml-inference-profile"  # hands ROLE to the inference host
 EXECUTION_ROLE = "sagemaker-execution-role"
 MODEL_BUCKET = "irbook-sandbox-models"
 MODEL_KEY = "fraud-scoring/model.tar.gz"
@@ -101,6 +103,10 @@ def _seed(client: Any, region: str) -> dict[str, str]:
     out["role_name"] = ROLE
     out["role_arn"] = iam.create_role(RoleName=ROLE, AssumeRolePolicyDocument=trust)["Role"]["Arn"]
     execution = iam.create_role(RoleName=EXECUTION_ROLE, AssumeRolePolicyDocument=trust)
+    profile = iam.create_instance_profile(InstanceProfileName=INSTANCE_PROFILE)
+    iam.add_role_to_instance_profile(InstanceProfileName=INSTANCE_PROFILE, RoleName=ROLE)
+    out["instance_profile_name"] = INSTANCE_PROFILE
+    out["instance_profile_arn"] = profile["InstanceProfile"]["Arn"]
     out["user_arn"] = iam.get_user(UserName=USER)["User"]["Arn"]
 
     s3 = client("s3")
@@ -178,6 +184,7 @@ def _seed(client: Any, region: str) -> dict[str, str]:
         InstanceType="t3.micro",
         NetworkInterfaces=[{"NetworkInterfaceId": eni, "DeviceIndex": 0}],
         BlockDeviceMappings=[{"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 8}}],
+        IamInstanceProfile={"Name": INSTANCE_PROFILE},  # its credentials are ROLE's sessions
         TagSpecifications=[
             {"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "gpu-inference-1"}]}
         ],
