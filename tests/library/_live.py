@@ -9,10 +9,8 @@ started once per session whichever module asks first.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -32,33 +30,6 @@ REGION = "us-east-1"
 _PRODUCT_ENV = ("AWS_", "SLACK_", "JIRA_", "IRBOOK_SLACK", "IRBOOK_JIRA", "IRBOOK_PAGERDUTY")
 
 _started: dict[str, str] = {}
-
-
-@pytest.fixture(scope="session")
-def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One local Prefect API for the session, started through irbook's own manager."""
-    if "prefect" in _started:
-        yield _started["prefect"]
-        return
-    home = tmp_path_factory.mktemp("library-prefect-home")
-    saved = {k: os.environ.get(k) for k in ("IRBOOK_HOME", "PREFECT_API_URL", "PREFECT_HOME")}
-    os.environ["IRBOOK_HOME"] = str(home)
-    os.environ.pop("PREFECT_API_URL", None)
-    os.environ.pop("PREFECT_HOME", None)
-    from irbook_flows import server
-
-    try:
-        url = _started["prefect"] = server.ensure_api()
-        pid = json.loads((home / "prefect" / "server.json").read_text())["pid"]
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    yield url
-    with contextlib.suppress(OSError):
-        os.killpg(os.getpgid(pid), signal.SIGTERM)
 
 
 @pytest.fixture(scope="session")

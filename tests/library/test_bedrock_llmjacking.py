@@ -24,7 +24,6 @@ from tests.library._live import (
     irbook,
     match,
     normalized,
-    prefect_api,  # noqa: F401 - fixtures, used by name
     run_live,
     sandbox,  # noqa: F401
     sandbox_server,  # noqa: F401

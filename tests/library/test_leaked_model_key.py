@@ -21,7 +21,6 @@ from tests.library._live import (
     drill,
     match,
     normalized,
-    prefect_api,  # noqa: F401 - fixtures, used by name
     run_live,
     sandbox,  # noqa: F401
     sandbox_server,  # noqa: F401
