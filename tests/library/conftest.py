@@ -1,7 +1,6 @@
-"""Fixtures of the playbook library's live tests: one Prefect API for the session (the
-runtime tests' own), and the seeded fake cloud of tests/library/live_cloud.py."""
+"""Fixtures of the playbook library's live tests: the seeded fake cloud of
+tests/library/live_cloud.py (the session's Prefect API comes from tests/conftest.py)."""
 
 from tests.library.live_cloud import cloud as cloud
-from tests.runtime.conftest import prefect_api as prefect_api
 
-__all__ = ["cloud", "prefect_api"]
+__all__ = ["cloud"]
