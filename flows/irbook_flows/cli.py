@@ -418,31 +418,18 @@ def cmd_approve(args: argparse.Namespace) -> int:
     approved = not args.reject
     verb = "approve" if approved else "reject"
     gate_info = waiting[0].get("approval") or {}
-    if "scope" in gate_info:  # refused here already: the run is not even resumed
-        verdict = access.judge(
-            rules,
-            access.Gate.from_dict(gate_info),
-            access.Identity.parse(who),
-            approved,
-            access.Scope(**gate_info["scope"]),
-            started_by=str(record["started_by"]),
-            votes=[],
-        )
-        if verdict.outcome == "refused":
-            store.event(
-                run_id,
-                "approval-refused",
-                step,
-                by=who,
-                principal=verdict.ruling.principal,
-                grant=verdict.ruling.grant,
-                approved=approved,
-                outcome="refused",
-                reason=verdict.reason,
-                via="cli",
-            )
-            print(f"refused: {who} may not {verb} step '{step}' of run {run_id}: {verdict.reason}")
-            return EXIT_REFUSED
+    verdict = access.judge_waiting(
+        rules,
+        gate_info,
+        access.Identity.parse(who),
+        approved,
+        started_by=str(record["started_by"]),
+    )
+    if verdict is not None and verdict.outcome == "refused":  # the run is not even resumed
+        kind, detail = access.verdict_event(verdict, by=who, approved=approved, via="cli")
+        store.event(run_id, kind, step, **detail)
+        print(f"refused: {who} may not {verb} step '{step}' of run {run_id}: {verdict.reason}")
+        return EXIT_REFUSED
     from irbook_flows.server import ensure_api
 
     ensure_api()

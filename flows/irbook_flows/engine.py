@@ -617,21 +617,15 @@ class Engine:
         )
         if problem:
             verdict = policy.Verdict("refused", verdict.ruling, problem)
-        detail = {
-            "by": str(identity),
-            "principal": verdict.ruling.principal,
-            "grant": verdict.ruling.grant,
-            "approved": answer.approved,
-            "outcome": verdict.outcome,
-            "reason": verdict.reason,
-            "comment": answer.comment,
+        kind, detail = policy.verdict_event(
+            verdict,
+            by=str(identity),
+            approved=answer.approved,
+            comment=answer.comment,
             **({"ticket": ticket} if ticket else {}),
-        }
+        )
         if verdict.outcome == "recorded":
             detail["waiting_for"] = verdict.waiting_for
-        kind = {"refused": "approval-refused", "recorded": "approval-recorded"}.get(
-            verdict.outcome, "approval-decided"
-        )
         self.spec.store.event(self.spec.run_id, kind, step.id, **detail)
         return verdict
 

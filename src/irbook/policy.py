@@ -21,7 +21,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -383,6 +383,52 @@ def judge(
     return Verdict("approved", ruling)
 
 
+def judge_waiting(
+    policy: Policy | None,
+    gate: Mapping[str, Any],
+    identity: Identity,
+    approved: bool,
+    *,
+    started_by: str,
+    members: Members | None = None,
+) -> Verdict | None:
+    """An attempt on a waiting step judged from the gate its row records, before the run
+    is resumed (`irbook approve`, Slack): no vote is counted here, the run's flow counts
+    them. None when the gate recorded no scope (no policy was in force)."""
+    if "scope" not in gate:
+        return None
+    return judge(
+        policy,
+        Gate.from_dict(dict(gate)),
+        identity,
+        approved,
+        Scope(**gate["scope"]),
+        started_by=started_by,
+        votes=[],
+        members=members,
+    )
+
+
+def verdict_event(
+    verdict: Verdict, *, by: str, approved: bool, **extra: Any
+) -> tuple[str, dict[str, Any]]:
+    """The audit event of a judged attempt: its kind (approval-refused, -recorded or
+    -decided) and detail (who, the principal and grant, the outcome and why)."""
+    kind = {"refused": "approval-refused", "recorded": "approval-recorded"}.get(
+        verdict.outcome, "approval-decided"
+    )
+    detail = {
+        "by": by,
+        "principal": verdict.ruling.principal,
+        "grant": verdict.ruling.grant,
+        "approved": approved,
+        "outcome": verdict.outcome,
+        "reason": verdict.reason,
+        **extra,
+    }
+    return kind, detail
+
+
 # -- the file --------------------------------------------------------------------------
 
 
@@ -586,9 +632,11 @@ __all__ = [
     "decide",
     "gate_for",
     "judge",
+    "judge_waiting",
     "load_policy",
     "policy_from_source",
     "policy_path",
     "policy_schema",
     "run_grant",
+    "verdict_event",
 ]

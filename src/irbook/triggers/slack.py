@@ -161,34 +161,20 @@ class SlackInteractions:
             )
         approved = action_id == APPROVE
         gate = waiting[0].get("approval") or {}
-        if "scope" in gate:  # refused here: the run is not even resumed
-            verdict = access.judge(
-                self.policy,
-                access.Gate.from_dict(gate),
-                access.Identity("slack", user_id),
-                approved,
-                access.Scope(**gate["scope"]),
-                started_by=str(record["started_by"]),
-                votes=[],
-                members=self._members,
+        verdict = access.judge_waiting(
+            self.policy,
+            gate,
+            access.Identity("slack", user_id),
+            approved,
+            started_by=str(record["started_by"]),
+            members=self._members,
+        )
+        if verdict is not None and verdict.outcome == "refused":  # the run is not resumed
+            kind, detail = access.verdict_event(
+                verdict, by=approver, approved=approved, name=user_name[:80], via="slack"
             )
-            if verdict.outcome == "refused":
-                self.store.event(
-                    run_id,
-                    "approval-refused",
-                    step,
-                    by=approver,
-                    name=user_name[:80],
-                    principal=verdict.ruling.principal,
-                    grant=verdict.ruling.grant,
-                    approved=approved,
-                    outcome="refused",
-                    reason=verdict.reason,
-                    via="slack",
-                )
-                return Answer(
-                    403, {"error": verdict.reason, "status": "refused"}, "not-an-approver"
-                )
+            self.store.event(run_id, kind, step, **detail)
+            return Answer(403, {"error": verdict.reason, "status": "refused"}, "not-an-approver")
         comment = f"via Slack ({user_name})"
         ticket = self.store.request_approval(run_id, step, approver, approved, comment, "slack")
         try:
