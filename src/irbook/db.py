@@ -1,20 +1,344 @@
-"""irbook's SQLite files: one connection per thread, WAL mode, short write transactions.
+"""irbook's database: one SQLite file (the default) or one PostgreSQL database.
 
-The run record, the alert queue and the replay guard all keep state this way; one
-place decides how (and how durable a commit is).
+Everything irbook keeps (runs and steps, the audit chain, the alert queue and dedup
+keys, the replay guard, dead letters, approvals) lives in one database, named by a URL:
+
+- `sqlite:///PATH` or a plain path: one file, WAL mode, one connection per thread,
+  short write transactions that take the write lock first (`BEGIN IMMEDIATE`);
+- `postgresql://user@host:port/db`: psycopg 3 with its connection pool, shared by every
+  receiver, worker and CLI that has the URL.
+
+`IRBOOK_DATABASE_URL` names it (the receiver's `database_url:` is the fallback the caller
+passes); without either, `$IRBOOK_HOME/irbook.db`.
+
+Callers write SQLite's SQL with `?` placeholders. On PostgreSQL the statements are
+translated once (placeholders, `INSERT OR IGNORE`, column types in DDL) and a write
+transaction takes one advisory lock, which serializes writers the way `BEGIN IMMEDIATE`
+does on SQLite: the audit chain keeps one order, and read-then-write transactions see
+no interleaving. A transaction that must not wait for other writers (a dispatcher
+claiming rows with `FOR UPDATE SKIP LOCKED`) asks for `tx(serialize=False)`.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Literal
+from typing import Any, Literal
+
+URL_ENV = "IRBOOK_DATABASE_URL"
+
+#: The advisory lock key every serialized PostgreSQL write transaction takes ("irbk").
+WRITE_LOCK = 0x6972626B
+
+Dialect = Literal["sqlite", "postgresql"]
+
+
+class DatabaseUrlError(ValueError):
+    """A database URL irbook cannot use; the message names the setting at fault."""
+
+
+def database_url(configured: str | None = None, default_path: str | None = None) -> str:
+    """The database irbook uses: IRBOOK_DATABASE_URL, else `configured` (the receiver's
+    `database_url:`), else `default_path` (a SQLite file, `$IRBOOK_HOME/irbook.db`)."""
+    url = os.environ.get(URL_ENV) or configured
+    if url:
+        check_url(url, URL_ENV if os.environ.get(URL_ENV) else "database_url")
+        return url
+    if default_path is None:
+        from irbook.cache import home
+
+        default_path = str(home() / "irbook.db")
+    return default_path
+
+
+def check_url(url: str, setting: str = URL_ENV) -> None:
+    """Raise DatabaseUrlError naming `setting` when `url` is neither SQLite nor PostgreSQL."""
+    if dialect_of(url) == "postgresql":
+        return
+    if "://" in url and not url.startswith("sqlite:///"):
+        scheme = url.split("://", 1)[0]
+        raise DatabaseUrlError(
+            f"{setting}: unsupported database {scheme!r}: use sqlite:///PATH or "
+            "postgresql://user@host:port/dbname"
+        )
+
+
+def dialect_of(url: str) -> Dialect:
+    return "postgresql" if url.startswith(("postgresql://", "postgres://")) else "sqlite"
+
+
+def sqlite_path(url: str) -> str:
+    """The file of a SQLite URL (`sqlite:///PATH`) or plain path."""
+    return url[len("sqlite:///") :] if url.startswith("sqlite:///") else url
+
+
+def redacted_url(url: str) -> str:
+    """The URL without its password, for messages and `irbook doctor`."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def errors() -> tuple[type[Exception], ...]:
+    """The exceptions a database call may raise, for `except db.errors():`."""
+    found: tuple[type[Exception], ...] = (sqlite3.Error,)
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None:
+        found += (psycopg.Error,)
+    return found
+
+
+def integrity_errors() -> tuple[type[Exception], ...]:
+    """A unique or foreign key violated, on either back-end."""
+    found: tuple[type[Exception], ...] = (sqlite3.IntegrityError,)
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None:
+        found += (psycopg.IntegrityError,)
+    return found
+
+
+def busy_errors() -> tuple[type[Exception], ...]:
+    """The database was locked, unreachable or interrupted: the call may work again."""
+    found: tuple[type[Exception], ...] = (sqlite3.OperationalError,)
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None:
+        found += (psycopg.OperationalError,)
+    return found
+
+
+class Row(tuple):  # type: ignore[type-arg]
+    """A result row readable by index and by column name, like sqlite3.Row."""
+
+    __slots__ = ()
+    _index: dict[str, int]
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._index[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._index)
+
+
+def _row_class(names: Sequence[str]) -> type[Row]:
+    return type("Row", (Row,), {"__slots__": (), "_index": {n: i for i, n in enumerate(names)}})
+
+
+class Result:
+    """What a PostgreSQL statement returned, read in full (the cursor is gone)."""
+
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self._rows = rows
+        self._at = 0
+        self.rowcount = rowcount
+
+    def fetchone(self) -> Any:
+        if self._at >= len(self._rows):
+            return None
+        self._at += 1
+        return self._rows[self._at - 1]
+
+    def fetchall(self) -> list[Any]:
+        rows, self._at = self._rows[self._at :], len(self._rows)
+        return rows
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchall())
+
+
+_PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|\?|%")
+_OR_IGNORE = re.compile(r"^\s*INSERT\s+OR\s+IGNORE\s+INTO", re.IGNORECASE)
+_RETURNING = re.compile(r"\sRETURNING\s", re.IGNORECASE)
+_DDL_TYPES = [
+    (re.compile(r"\bINTEGER\s+PRIMARY\s+KEY\s+AUTOINCREMENT\b", re.I), "BIGSERIAL PRIMARY KEY"),
+    (re.compile(r"\bINTEGER\b", re.I), "BIGINT"),
+    (re.compile(r"\bREAL\b", re.I), "DOUBLE PRECISION"),
+    (re.compile(r"\bBLOB\b", re.I), "BYTEA"),
+]
+_translated: dict[str, str] = {}
+
+
+def to_postgres(sql: str) -> str:
+    """SQLite's dialect, as irbook writes it, in PostgreSQL's (cached per statement)."""
+    done = _translated.get(sql)
+    if done is not None:
+        return done
+
+    def mark(match: re.Match[str]) -> str:
+        text = match.group(0)  # a quoted literal keeps its "?" but not a bare "%"
+        return "%s" if text == "?" else text.replace("%", "%%")
+
+    out = _PLACEHOLDER.sub(mark, sql)
+    if _OR_IGNORE.match(out):
+        out = _OR_IGNORE.sub("INSERT INTO", out, count=1)
+        returning = _RETURNING.search(out)
+        if returning:
+            at = returning.start()
+            out = out[:at] + " ON CONFLICT DO NOTHING" + out[at:]
+        else:
+            out = out.rstrip().rstrip(";") + " ON CONFLICT DO NOTHING"
+    if re.match(r"^\s*(CREATE|ALTER)\s", out, re.IGNORECASE):
+        for pattern, replacement in _DDL_TYPES:
+            out = pattern.sub(replacement, out)
+    _translated[sql] = out
+    return out
+
+
+def _split_script(script: str) -> list[str]:
+    statements = []
+    for part in script.split(";"):
+        lines = [line for line in part.splitlines() if not line.strip().startswith("--")]
+        text = "\n".join(re.sub(r"--[^\n']*$", "", line) for line in lines).strip()
+        if text:
+            statements.append(text)
+    return statements
+
+
+def _params(params: Iterable[Any]) -> tuple[Any, ...]:
+    # SQLite keeps booleans as integers; so do irbook's tables on PostgreSQL
+    return tuple(int(p) if isinstance(p, bool) else p for p in params)
+
+
+class PgConnection:
+    """sqlite3.Connection's calls irbook uses, on PostgreSQL. Bound to one pooled
+    connection inside a transaction; outside one, each call borrows a connection."""
+
+    dialect: Dialect = "postgresql"
+
+    def __init__(self, database: PostgresDatabase, conn: Any = None) -> None:
+        self._database = database
+        self._conn = conn
+
+    def _run(self, conn: Any, sql: str, params: Iterable[Any]) -> Result:
+        with conn.cursor() as cursor:
+            cursor.execute(to_postgres(sql), _params(params))
+            rows: list[Any] = []
+            if cursor.description is not None:
+                cls = _row_class([d.name for d in cursor.description])
+                rows = [cls(r) for r in cursor.fetchall()]
+            return Result(rows, cursor.rowcount)
+
+    def execute(self, sql: str, params: Iterable[Any] = ()) -> Result:
+        if sql.lstrip().upper().startswith("PRAGMA"):
+            return Result([], -1)
+        if self._conn is not None:
+            return self._run(self._conn, sql, params)
+        with self._database.pool.connection() as conn:
+            return self._run(conn, sql, params)
+
+    def executemany(self, sql: str, seq: Iterable[Iterable[Any]]) -> Result:
+        rows = [_params(p) for p in seq]
+
+        def run(conn: Any) -> Result:
+            with conn.cursor() as cursor:
+                cursor.executemany(to_postgres(sql), rows)
+                return Result([], cursor.rowcount)
+
+        if self._conn is not None:
+            return run(self._conn)
+        with self._database.pool.connection() as conn:
+            return run(conn)
+
+    def executescript(self, script: str) -> None:
+        """DDL, several statements: run in one serialized transaction, since processes
+        creating the same tables at once would otherwise collide in the catalog."""
+        if self._conn is not None:
+            for statement in _split_script(script):
+                self._run(self._conn, statement, ())
+            return
+        with self._database.tx() as db:
+            db.executescript(script)
+
+
+class PostgresDatabase:
+    """A PostgreSQL database through psycopg 3's connection pool."""
+
+    dialect: Dialect = "postgresql"
+
+    def __init__(self, url: str, *, max_size: int = 10, timeout: float = 30.0) -> None:
+        try:
+            import psycopg  # noqa: F401 - errors() finds it in sys.modules
+            from psycopg_pool import ConnectionPool
+        except ImportError as exc:  # pragma: no cover - a dependency
+            raise DatabaseUrlError(
+                f"{URL_ENV}: PostgreSQL needs psycopg 3 and psycopg_pool ({exc})"
+            ) from exc
+        self.url = url
+        self.path = url
+        self.timeout = timeout
+        conninfo = "postgresql://" + url.split("://", 1)[1]
+        self.pool = ConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=max_size,
+            kwargs={"autocommit": True},
+            timeout=timeout,
+            open=False,
+            name="irbook",
+        )
+        try:
+            self.pool.open(wait=True, timeout=timeout)
+        except Exception as exc:
+            self.pool.close()
+            raise DatabaseUrlError(
+                f"{URL_ENV}: cannot connect to {redacted_url(url)}: {first_line(exc)}"
+            ) from exc
+        self._local = threading.local()
+
+    def conn(self) -> PgConnection:
+        """This thread's connection: the open transaction's, else one borrowing per call."""
+        bound: PgConnection | None = getattr(self._local, "tx", None)
+        return bound if bound is not None else PgConnection(self)
+
+    @contextmanager
+    def tx(self, *, serialize: bool = True) -> Iterator[PgConnection]:
+        """A write transaction; `serialize` takes the one write lock first (as SQLite's
+        BEGIN IMMEDIATE does), so writers never interleave."""
+        outer: PgConnection | None = getattr(self._local, "tx", None)
+        if outer is not None:  # nested: part of the open transaction
+            yield outer
+            return
+        with self.pool.connection() as conn, conn.transaction():
+            bound = PgConnection(self, conn)
+            if serialize:
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+            self._local.tx = bound
+            try:
+                yield bound
+            finally:
+                self._local.tx = None
+
+    @contextmanager
+    def snapshot(self) -> Iterator[PgConnection]:
+        """A read-only transaction that sees one consistent state of the database."""
+        with self.pool.connection() as conn:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            try:
+                yield PgConnection(self, conn)
+            finally:
+                conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 class Database:
+    """irbook's SQLite file: one connection per thread, WAL mode, short write transactions.
+
+    `open_database(url)` picks this or PostgresDatabase by the URL.
+    """
+
+    dialect: Dialect = "sqlite"
+
     def __init__(
         self,
         path: str,
@@ -22,10 +346,11 @@ class Database:
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         timeout: float = 30.0,
     ) -> None:
-        self.path = path
+        self.path = sqlite_path(path)
+        self.url = path
         self.synchronous = synchronous
         self.timeout = timeout
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
@@ -46,9 +371,13 @@ class Database:
         return db
 
     @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that takes the lock first (no upgrade deadlocks)."""
+    def tx(self, *, serialize: bool = True) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the lock first (no upgrade deadlocks). SQLite
+        has one writer at a time whatever `serialize` says."""
         db = self.conn()
+        if db.in_transaction:  # nested: part of the open transaction
+            yield db
+            return
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
@@ -56,6 +385,16 @@ class Database:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction that sees one consistent state of the file."""
+        db = self.conn()
+        db.execute("BEGIN")
+        try:
+            yield db
+        finally:
+            db.execute("ROLLBACK")
 
     def close(self) -> None:
         """Close every thread's connection (once the threads using them are done)."""
@@ -66,12 +405,40 @@ class Database:
         self._local = threading.local()
 
 
-def add_columns(db: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
-    """Add the columns a newer irbook keeps to a file an older one wrote (name -> type).
+AnyDatabase = Database | PostgresDatabase
 
-    Several processes may open an old file at once: a column another one added first is
-    not an error.
+_shared: dict[str, PostgresDatabase] = {}
+_shared_lock = threading.Lock()
+
+
+def open_database(
+    url: str,
+    *,
+    synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+    timeout: float = 30.0,
+) -> AnyDatabase:
+    """The database at `url` (a SQLite path or URL, or a PostgreSQL URL). PostgreSQL pools
+    are shared by every store of this process that names the same URL."""
+    check_url(url)
+    if dialect_of(url) == "sqlite":
+        return Database(url, synchronous=synchronous, timeout=timeout)
+    with _shared_lock:
+        found = _shared.get(url)
+        if found is None or found.pool.closed:
+            found = _shared[url] = PostgresDatabase(url, timeout=timeout)
+        return found
+
+
+def add_columns(db: Any, table: str, columns: dict[str, str]) -> None:
+    """Add the columns a newer irbook keeps to a table an older one wrote (name -> type).
+
+    Several processes may open an old database at once: a column another one added
+    first is not an error.
     """
+    if getattr(db, "dialect", "sqlite") == "postgresql":
+        for name, kind in columns.items():
+            db.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} {kind}")
+        return
     have = {row[1] for row in db.execute(f"PRAGMA table_info({table})").fetchall()}
     for name, kind in columns.items():
         if name in have:
