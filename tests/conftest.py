@@ -51,3 +51,33 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+PG_SERVER = os.environ.get("IRBOOK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+
+
+@pytest.fixture
+def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A new, empty PostgreSQL database on the machine's server (IRBOOK_TEST_POSTGRES,
+    default postgres@127.0.0.1:5432, trust auth), dropped after the test; its URL is what
+    a user puts in IRBOOK_DATABASE_URL."""
+    import uuid
+
+    import psycopg
+
+    name = f"irbook_t_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at {PG_SERVER} is down (.ci/run starts it): {exc}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = f"{PG_SERVER}/{name}"
+    yield url
+    from irbook import db
+
+    for shared in list(db._shared.values()):
+        if shared.url == url:
+            shared.close()
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
