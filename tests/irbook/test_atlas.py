@@ -16,7 +16,7 @@ from irbook.atlas import DATA_PATH
 from irbook.docs.coverage import render_coverage
 from irbook.loader import load_playbook
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOKS = sorted((ROOT / "playbooks").glob("*.y*ml"))
 EXAMPLE = ROOT / "playbooks" / "leaked-model-key.yaml"
 

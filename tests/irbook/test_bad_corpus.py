@@ -5,7 +5,7 @@ stdout lines of `irbook validate tests/corpus/bad/NAME.yaml` run from the reposi
 root. When a message is improved on purpose, regenerate the expected files and review
 the diff:
 
-    IRBOOK_REGEN_CORPUS=1 .venv/bin/pytest tests/test_bad_corpus.py
+    IRBOOK_REGEN_CORPUS=1 .venv/bin/pytest tests/irbook/test_bad_corpus.py
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "corpus" / "bad"
 CASES = sorted(p.name for p in CORPUS.glob("*.yaml"))
 REGEN = os.environ.get("IRBOOK_REGEN_CORPUS") == "1"

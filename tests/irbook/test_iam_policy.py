@@ -15,7 +15,7 @@ from typing import Any
 
 from irbook.iam import arn_shape_errors
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT = "123456789012"
 
 

@@ -29,7 +29,7 @@ from irbook.files import MAX_FILE_BYTES
 from irbook.loader import load_playbook
 from irbook.validate import validate
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 VALID = """\
 apiVersion: irbook/v1

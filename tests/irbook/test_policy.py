@@ -11,7 +11,7 @@ import pytest
 from irbook.errors import LoadFailed
 from irbook.policy import Gate, Identity, Scope, Vote, decide, gate_for, judge, load_policy
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 POLICY = """\
 apiVersion: irbook/v1

@@ -4,7 +4,7 @@ Every `tests/corpus/bad-policy/NAME.yaml` has a sibling `NAME.expected` holding 
 the stdout lines of `irbook validate tests/corpus/bad-policy/NAME.yaml` run from the
 repository root. Regenerate on purpose, then review the diff:
 
-    IRBOOK_REGEN_CORPUS=1 .venv/bin/pytest tests/test_policy_corpus.py
+    IRBOOK_REGEN_CORPUS=1 .venv/bin/pytest tests/irbook/test_policy_corpus.py
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 
 from irbook.validate import validate
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "corpus" / "bad-policy"
 CASES = sorted(p.name for p in CORPUS.glob("*.yaml"))
 REGEN = os.environ.get("IRBOOK_REGEN_CORPUS") == "1"

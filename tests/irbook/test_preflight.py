@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SECRETS = ("xoxb-very-secret", "jira-api-token-value", "pw-in-url", "aws-secret-value")
 
 BOOK = """\

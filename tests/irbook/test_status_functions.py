@@ -15,7 +15,7 @@ from irbook import expr
 from irbook.loader import load_playbook
 from irbook.plan import build_plan, upstream_block
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 HEAD = """\
 apiVersion: irbook/v1

@@ -15,7 +15,7 @@ def plugin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("plugins")
     dist = folder / "irbook_runtime_tests-0.dist-info"
     dist.mkdir()
-    (dist / "entry_points.txt").write_text("[irbook.actions]\nrt = tests.runtime.actions\n")
+    (dist / "entry_points.txt").write_text("[irbook.actions]\nrt = tests.support.runtime_actions\n")
     return folder
 
 

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.runtime.test_runs import GATED, ROOT, cli, write
+from tests.irbook_flows.test_runs import GATED, ROOT, cli, write
 
 
 def test_a_real_run_verifies_and_an_edited_approver_does_not(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from irbook.runs import RunStore
 from irbook.triggers.config import RunnerConfig
 from irbook.triggers.dispatch import Dispatcher, StartRefused, StartRequest
 from irbook.triggers.queue import AlertQueue, QueueItem
-from tests.receiver._support import wait_for
+from tests.support.receiver import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFECT = str(Path(sys.executable).with_name("prefect"))

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.runtime.test_runs import (
+from tests.irbook_flows.test_runs import (
     GATED,
     ROOT,
     prefect_state,
@@ -366,8 +366,8 @@ def test_cancel_of_a_run_in_a_receiver_acts_on_nothing_after(tmp_path: Path) -> 
     its approval timeout (on_timeout: approve) must not start the gated change."""
     import threading
 
-    from tests.runtime import actions
-    from tests.runtime.test_runs import run
+    from tests.irbook_flows.test_runs import run
+    from tests.support import runtime_actions as actions
 
     actions.reset()
     steps = """

@@ -17,9 +17,9 @@ from uuid import UUID
 
 import pytest
 
-from tests.notify.fakeslack import FakeSlack
-from tests.runtime import actions  # noqa: F401 - registers the rt.* test actions
-from tests.runtime.test_slack_approvals import SECRET, SlackClients, free_port, press
+from tests.irbook_flows.test_slack_approvals import SECRET, SlackClients, free_port, press
+from tests.support import runtime_actions as actions  # noqa: F401 - registers the rt.* test actions
+from tests.support.fakeslack import FakeSlack
 
 ROOT = Path(__file__).resolve().parents[2]
 

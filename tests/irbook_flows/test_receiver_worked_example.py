@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 from irbook.runs import RunStore
-from tests.receiver._support import free_port
+from tests.support.receiver import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 FINDING = ROOT / "runbooks" / "drills" / "alerts" / "guardduty-leaked-model-key.json"

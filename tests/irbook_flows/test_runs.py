@@ -18,7 +18,7 @@ from uuid import UUID
 
 import pytest
 
-from tests.runtime import actions
+from tests.support import runtime_actions as actions
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -74,7 +74,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def prefect_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The session Prefect server's SQLite file (tests/runtime/conftest.py starts it)."""
+    """The session Prefect server's SQLite file (tests/conftest.py starts it)."""
     base = tmp_path_factory.getbasetemp()
     found = {p.resolve() for p in base.glob("prefect-home*/prefect/prefect.db")}
     assert len(found) == 1, found  # one session server

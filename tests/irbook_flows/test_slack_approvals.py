@@ -21,7 +21,7 @@ from urllib.parse import urlencode
 import pytest
 
 from irbook_actions.clients import LiveClients
-from tests.notify.fakeslack import FakeSlack
+from tests.support.fakeslack import FakeSlack
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 APPROVER, STRANGER = "U0APPROVER", "U0STRANGER"

@@ -20,7 +20,7 @@ from uuid import UUID
 
 import pytest
 
-from tests.notify.fakeslack import FakeSlack
+from tests.support.fakeslack import FakeSlack
 
 ROOT = Path(__file__).resolve().parents[2]
 

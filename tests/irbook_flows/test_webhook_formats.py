@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from irbook.runs import RunStore
-from tests.receiver._support import PAYLOADS, free_port
+from tests.support.receiver import PAYLOADS, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "formats-token-0123456789"

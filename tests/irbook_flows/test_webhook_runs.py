@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from irbook.runs import RunStore
-from tests.receiver._support import PAYLOADS, free_port
+from tests.support.receiver import PAYLOADS, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "gd-token-0123456789"

@@ -9,8 +9,8 @@ from typing import Any
 
 from irbook.registry import ActionContext
 
-from . import world
-from .support import RecordingClients, run, undo_params
+from . import aws_world as world
+from .aws import RecordingClients, run, undo_params
 
 Setup = Callable[[RecordingClients, ActionContext], dict[str, Any]]
 State = Callable[[RecordingClients, dict[str, Any]], Any]

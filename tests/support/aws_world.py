@@ -7,7 +7,7 @@ import json
 import zipfile
 from typing import Any
 
-from .support import RecordingClients
+from .aws import RecordingClients
 
 TRUST = json.dumps(
     {

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from tests.notify.fakeslack import Answer, Recorded, RecordingServer
+from tests.support.fakeslack import Answer, Recorded, RecordingServer
 
 EMAIL = "irbook@example.test"
 API_TOKEN = "jira-api-token-fake"

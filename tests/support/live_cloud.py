@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 
 from irbook.runs import RunStore
-from tests.notify.fakejira import API_TOKEN, EMAIL, FakeJira
-from tests.notify.fakeslack import FakeSlack
+from tests.support.fakejira import API_TOKEN, EMAIL, FakeJira
+from tests.support.fakeslack import FakeSlack
 
 ROOT = Path(__file__).resolve().parents[2]
 IRBOOK = Path(sys.executable).with_name("irbook")  # the console script users run

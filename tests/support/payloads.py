@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-PAYLOADS = Path(__file__).resolve().parent / "payloads"
+PAYLOADS = Path(__file__).resolve().parents[1] / "corpus" / "payloads"
 
 
 def load(name: str) -> Any:

@@ -15,7 +15,7 @@ from typing import Any
 from irbook.triggers.dispatch import Dispatcher, StartRequest
 from irbook.triggers.queue import AlertQueue
 
-PAYLOADS = Path(__file__).resolve().parent.parent / "triggers" / "payloads"
+PAYLOADS = Path(__file__).resolve().parents[1] / "corpus" / "payloads"
 
 PLAYBOOK = textwrap.dedent(
     """\

@@ -1,4 +1,4 @@
-"""A receiver as a real process, for the SIGKILL test: `python -m tests.receiver.launcher`.
+"""A receiver as a real process, for the SIGKILL test: `python -m tests.support.receiver_launcher`.
 
 Its StartRun mirrors the real contract: the run is created under the pre-assigned id in a
 table whose primary key refuses a second start (like RunStore.create_run), and then

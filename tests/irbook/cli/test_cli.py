@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 ALERT = ROOT / "runbooks" / "drills" / "alerts" / "guardduty-exfil.json"
 
 
@@ -145,12 +145,12 @@ def test_validate_checks_drill_scenarios_too() -> None:
 
 @pytest.mark.parametrize("name", ["unknown-playbook", "structure", "alert-file-missing"])
 def test_validate_gives_a_bad_drill_the_errors_irbook_drill_would(name: str) -> None:
-    # The corpus pins what loading the scenario reports (tests/drill/test_scenario.py).
-    relative = f"tests/drill/corpus/bad/{name}.yaml"
+    # The corpus pins what loading the scenario reports (tests/irbook/drill/test_scenario.py).
+    relative = f"tests/corpus/drill/bad/{name}.yaml"
     done = irbook("validate", relative)
     assert done.returncode == 1
     no_traceback(done)
-    expected = (ROOT / "tests" / "drill" / "corpus" / "bad" / f"{name}.expected").read_text()
+    expected = (ROOT / "tests" / "corpus" / "drill" / "bad" / f"{name}.expected").read_text()
     assert done.stdout == expected
     assert "0 valid" in done.stderr
 
@@ -504,7 +504,7 @@ def test_iam_policy_grants_exactly_what_the_playbook_s_actions_declare() -> None
     assert policy["Version"] == "2012-10-17"
     granted = {a for s in policy["Statement"] for a in s["Action"]}
     assert all(s["Effect"] == "Allow" for s in policy["Statement"])
-    # Resource "*" only where the Sid says why (tests/test_iam_policy.py checks the ARNs)
+    # Resource "*" only where the Sid says why (tests/irbook/test_iam_policy.py checks the ARNs)
     assert all(
         s["Sid"].endswith("AnyResource") for s in policy["Statement"] if s["Resource"] == "*"
     )

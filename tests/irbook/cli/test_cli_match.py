@@ -9,9 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from tests.test_cli import ROOT, irbook, no_traceback
+from tests.irbook.cli.test_cli import ROOT, irbook, no_traceback
 
-PAYLOADS = ROOT / "tests" / "triggers" / "payloads"
+PAYLOADS = ROOT / "tests" / "corpus" / "payloads"
 # leaked-model-key's raw finding: an IAM user's long-term key called from a Tor exit node
 EXFIL = ROOT / "runbooks" / "drills" / "alerts" / "guardduty-leaked-model-key.json"
 

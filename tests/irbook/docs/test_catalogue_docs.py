@@ -13,7 +13,7 @@ from pathlib import Path
 from irbook.docs.catalogue import END, START, render_catalogue
 from irbook.loader import load_playbook
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 PLAYBOOKS = sorted((ROOT / "playbooks").glob("*.y*ml"))
 
 

@@ -15,7 +15,7 @@ from irbook.docs import render_runbook
 from irbook.loader import load_playbook
 from irbook.plan import execution_order
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 PLAYBOOKS = sorted((ROOT / "playbooks").glob("*.y*ml"))
 EXAMPLE = ROOT / "playbooks" / "leaked-model-key.yaml"
 

@@ -18,7 +18,7 @@ from irbook import expr
 from irbook.docs.reference import NAMES, RUN_FIELDS
 from irbook.model import Alert
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 REFERENCE = ROOT / "docs" / "expressions.md"
 SHIPPED = sorted((ROOT / "playbooks").glob("*.yaml"))
 

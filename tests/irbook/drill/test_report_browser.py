@@ -23,7 +23,7 @@ from irbook.drill.report import (
     render_html,
 )
 from irbook.drill.result import DrillResult
-from tests.drill.test_report import evil_result, make_result
+from tests.irbook.drill.test_report import evil_result, make_result
 
 WIDTH, HEIGHT = 1280, 2000
 TOLERANCE = 2  # per channel: solid SVG fills come out exact, this only absorbs rounding

@@ -3,10 +3,10 @@
 The scenarios here drill the shipped playbook (playbooks/leaked-model-key.yaml) with the
 shipped alert; each test pins the exact line `irbook drill` prints for one check.
 
-The corpus under tests/drill/corpus/bad pins whole outputs; after a deliberate change of
+The corpus under tests/corpus/drill/bad pins whole outputs; after a deliberate change of
 wording, regenerate and review the diff:
 
-    IRBOOK_REGEN_CORPUS=1 .venv/bin/pytest tests/drill/test_scenario.py
+    IRBOOK_REGEN_CORPUS=1 .venv/bin/pytest tests/irbook/drill/test_scenario.py
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ import pytest
 from irbook.drill.scenario import LoadedScenario, json_path, load_scenario
 from irbook.errors import LoadFailed
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PLAYBOOK = ROOT / "playbooks" / "leaked-model-key.yaml"
 ALERT = ROOT / "runbooks" / "drills" / "alerts" / "guardduty-exfil.json"
-PAYLOADS = ROOT / "tests" / "triggers" / "payloads"
-SCENARIOS = Path(__file__).resolve().parent / "scenarios"
-CORPUS = Path(__file__).resolve().parent / "corpus" / "bad"
+PAYLOADS = ROOT / "tests" / "corpus" / "payloads"
+SCENARIOS = ROOT / "tests" / "corpus" / "scenarios"
+CORPUS = ROOT / "tests" / "corpus" / "drill" / "bad"
 CASES = sorted(p.name for p in CORPUS.glob("*.yaml"))
 REGEN = os.environ.get("IRBOOK_REGEN_CORPUS") == "1"
 
@@ -694,7 +694,7 @@ def test_json_paths_of_normalizers_become_locations() -> None:
 
 
 def _corpus_output(name: str) -> str:
-    relative = f"tests/drill/corpus/bad/{name}"
+    relative = f"tests/corpus/drill/bad/{name}"
     try:
         load_scenario(relative)
     except LoadFailed as exc:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from irbook.loader import load_playbook
 from irbook.registry import REGISTRY, ActionContext, PlannedCall, Registry, action
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 
 HEAD = (
     "apiVersion: irbook/v1\nkind: Playbook\nmetadata:\n  id: lint-demo\n  title: Lint demo\n"

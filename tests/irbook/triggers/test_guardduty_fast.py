@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from irbook.triggers.normalizers import NORMALIZERS, NormalizeError, guardduty
 from irbook.triggers.normalizers._base import vouched
-from tests.triggers._payloads import PAYLOADS, load
+from tests.support.payloads import PAYLOADS, load
 
 DOCS = sorted(path.stem for path in PAYLOADS.glob("guardduty_*.json"))
 Outcome = tuple[str, Any]

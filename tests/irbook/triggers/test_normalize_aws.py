@@ -26,7 +26,7 @@ import pytest
 from irbook.triggers.normalizers import NORMALIZERS, NormalizeError, is_resolved, is_sample
 from irbook.triggers.normalizers.guardduty import normalize as guardduty
 from irbook.triggers.normalizers.securityhub import normalize as securityhub
-from tests.triggers._payloads import load
+from tests.support.payloads import load
 
 Edit = Callable[[dict[str, Any]], object]
 

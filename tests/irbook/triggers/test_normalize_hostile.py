@@ -21,7 +21,7 @@ from irbook.triggers.normalizers import (
     is_sample,
 )
 from irbook.triggers.normalizers._base import ID_MAX, clip_id, parse_time
-from tests.triggers._payloads import load
+from tests.support.payloads import load
 
 # One documented payload per format, with the options the format needs.
 SAMPLES: dict[str, tuple[str, dict[str, Any] | None]] = {
@@ -97,7 +97,7 @@ def test_every_format_is_registered_and_has_a_sample() -> None:
 
 def test_the_readme_lists_every_format() -> None:
     """The receiver section's `format:` comment is where users look for the names."""
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
     start = readme.index("    format: guardduty              # ")
     lines = readme[start:].splitlines()[:2]
     listed = " ".join(line.split("#", 1)[1] for line in lines).split()

@@ -23,7 +23,7 @@ import pytest
 from irbook.triggers.normalizers import NormalizeError, is_resolved
 from irbook.triggers.normalizers.msgraph import normalize as msgraph
 from irbook.triggers.normalizers.sentinel import normalize as sentinel
-from tests.triggers._payloads import load
+from tests.support.payloads import load
 
 Edit = Callable[[dict[str, Any]], object]
 

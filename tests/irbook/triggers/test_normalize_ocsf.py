@@ -18,7 +18,7 @@ import pytest
 
 from irbook.triggers.normalizers import NORMALIZERS, NormalizeError, is_resolved
 from irbook.triggers.normalizers.ocsf import normalize as ocsf
-from tests.triggers._payloads import load
+from tests.support.payloads import load
 
 FINDING_ARN = (
     "arn:aws:guardduty:us-east-1:111122223333:detector/12abc34d567e8fa901bc2d34e56789f0"

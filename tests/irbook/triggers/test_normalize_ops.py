@@ -27,7 +27,7 @@ from irbook.triggers.normalizers.alertmanager import normalize as alertmanager
 from irbook.triggers.normalizers.google_secops import normalize as google_secops
 from irbook.triggers.normalizers.pagerduty import normalize as pagerduty
 from irbook.triggers.normalizers.wazuh import normalize as wazuh
-from tests.triggers._payloads import load
+from tests.support.payloads import load
 
 Edit = Callable[[dict[str, Any]], object]
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from irbook.model import Alert
 from irbook.triggers.normalizers import NORMALIZERS, NormalizeError
-from tests.triggers._payloads import load
+from tests.support.payloads import load
 
 SETTINGS = settings(max_examples=150, deadline=None, database=None)
 

@@ -15,7 +15,7 @@ import pytest
 
 from irbook.triggers.config import ConfigError, parse_config
 from irbook.triggers.normalizers import NORMALIZERS, NormalizeError, OptionsError
-from tests.triggers._payloads import load
+from tests.support.payloads import load
 
 Edit = Callable[[Any], object]
 

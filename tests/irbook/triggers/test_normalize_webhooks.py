@@ -24,7 +24,7 @@ from irbook.triggers.normalizers.datadog import normalize as datadog
 from irbook.triggers.normalizers.elastic import normalize as elastic
 from irbook.triggers.normalizers.generic import normalize as generic
 from irbook.triggers.normalizers.splunk import normalize as splunk
-from tests.triggers._payloads import load
+from tests.support.payloads import load
 
 Edit = Callable[[dict[str, Any]], object]
 _DOC_IDS = ("kibana.alert.uuid", "_id")

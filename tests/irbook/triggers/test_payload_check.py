@@ -16,7 +16,7 @@ from irbook.triggers.normalizers._base import (
     plain_json_body,
     vouched,
 )
-from tests.triggers._payloads import load
+from tests.support.payloads import load
 
 
 def nested(levels: int, leaf: Any = 1) -> Any:

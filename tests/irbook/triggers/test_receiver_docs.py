@@ -17,7 +17,7 @@ from irbook.triggers.auth import SCHEMES
 from irbook.triggers.config import LoadedConfig, load_config, route_playbooks
 from irbook.triggers.normalizers import NORMALIZERS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 REFERENCE = ROOT / "docs" / "receiver.md"
 EXAMPLES = ROOT / "docs" / "receiver-examples.md"
 VENDORS = {

@@ -17,8 +17,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from irbook.registry import ActionContext, RunInfo
-
-from .support import REGION, RecordingClients
+from tests.support.aws import REGION, RecordingClients
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 

@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 
 from irbook.registry import REGISTRY, ActionContext, ActionFailed, RunInfo
-
-from .scenarios import EXAMPLES, READS, SCENARIOS, STUBBED
-from .support import RecordingClients, assert_honest, aws_keys, model, run, spec, undo
+from tests.support.aws import RecordingClients, assert_honest, aws_keys, model, run, spec, undo
+from tests.support.aws_scenarios import EXAMPLES, READS, SCENARIOS, STUBBED
 
 LIVE = sorted(SCENARIOS)
 

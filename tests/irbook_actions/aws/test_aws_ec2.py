@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from irbook.registry import ActionContext, ActionFailed
+from tests.support import aws_world as world
+from tests.support.aws import RecordingClients, run, undo
 
-from . import world
 from .conftest import live_run
-from .support import RecordingClients, run, undo
 
 
 def _group(clients: RecordingClients, group_id: str) -> dict:

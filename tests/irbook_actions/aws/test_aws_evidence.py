@@ -14,9 +14,8 @@ from botocore.exceptions import ClientError
 
 from irbook.registry import ActionContext, ActionFailed
 from irbook_actions.aws import _evidence
-
-from . import world
-from .support import RecordingClients, assert_honest, differences, model, run, spec
+from tests.support import aws_world as world
+from tests.support.aws import RecordingClients, assert_honest, differences, model, run, spec
 
 EVIDENCE = "evidence-locker"
 

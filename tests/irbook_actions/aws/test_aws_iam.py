@@ -9,10 +9,10 @@ import pytest
 from pydantic import ValidationError
 
 from irbook.registry import ActionContext, ActionFailed
+from tests.support import aws_world as world
+from tests.support.aws import RecordingClients, assert_honest, model, run, undo
 
-from . import world
 from .conftest import live_run
-from .support import RecordingClients, assert_honest, model, run, undo
 
 USER = "ml-inference-svc"
 

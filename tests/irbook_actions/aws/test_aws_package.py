@@ -8,8 +8,7 @@ import sys
 import pytest
 
 from irbook.registry import Registry
-
-from .support import aws_keys, spec
+from tests.support.aws import aws_keys, spec
 
 
 def test_loading_the_namespace_registers_every_action_without_boto3() -> None:

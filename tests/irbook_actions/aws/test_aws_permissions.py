@@ -9,9 +9,8 @@ import pytest
 
 from irbook.registry import PlannedCall
 from irbook_actions.aws._base import EXTRA_PERMISSIONS
-
-from .scenarios import EXAMPLES
-from .support import aws_keys, model, spec
+from tests.support.aws import aws_keys, model, spec
+from tests.support.aws_scenarios import EXAMPLES
 
 # Operations whose IAM action has another name. API Gateway authorises HTTP verbs on
 # resource paths; S3 authorises object and bucket actions by purpose.

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from irbook.registry import ActionContext, ActionFailed
-
-from . import world
-from .support import RecordingClients, assert_honest, run, undo
+from tests.support import aws_world as world
+from tests.support.aws import RecordingClients, assert_honest, run, undo
 
 
 def test_drain_zeroes_every_variant_and_the_undo_restores_each(

@@ -7,10 +7,10 @@ import json
 import pytest
 
 from irbook.registry import ActionContext, ActionFailed
+from tests.support import aws_world as world
+from tests.support.aws import RecordingClients, run, spec
 
-from . import world
 from .conftest import live_run
-from .support import RecordingClients, run, spec
 
 
 def _shown(result: object, ctx: ActionContext) -> str:

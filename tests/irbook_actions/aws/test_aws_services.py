@@ -9,9 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from irbook.registry import ActionContext, ActionFailed
-
-from . import world
-from .support import RecordingClients, assert_honest, model, run, undo
+from tests.support import aws_world as world
+from tests.support.aws import RecordingClients, assert_honest, model, run, undo
 
 
 def test_the_undo_puts_back_earlier_stage_limits(

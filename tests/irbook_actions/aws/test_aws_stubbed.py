@@ -16,8 +16,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from irbook.registry import ActionContext, ActionFailed
-
-from .support import assert_honest, run, undo_params
+from tests.support.aws import assert_honest, run, undo_params
 
 USER = "ml-inference-svc"
 BEDROCK = "bedrock.amazonaws.com"

@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 
 from irbook.registry import ActionContext, ActionFailed
-
-from . import world
-from .support import RecordingClients, assert_honest, model, run, spec, undo
+from tests.support import aws_world as world
+from tests.support.aws import RecordingClients, assert_honest, model, run, spec, undo
 
 ACCOUNT = "123456789012"
 Made = tuple[str, Callable[[], dict[str, str]]]

@@ -7,9 +7,8 @@ import pytest
 from irbook.errors import IrbookError
 from irbook.registry import ActionContext
 from irbook_actions.aws.sandbox import seed
-
-from . import world
-from .support import RecordingClients, run
+from tests.support import aws_world as world
+from tests.support.aws import RecordingClients, run
 
 
 @pytest.fixture

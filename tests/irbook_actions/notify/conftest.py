@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 import responses
-from fakeslack import FakeSlack
-from notify_support import SLACK_TOKEN, TestClients, live_run, make_jira
 
 from irbook.registry import ActionContext
+from tests.support.fakeslack import FakeSlack
+from tests.support.notify import SLACK_TOKEN, TestClients, live_run, make_jira
 
 _ENV = (
     "IRBOOK_JIRA_FLAVOR",

@@ -7,9 +7,9 @@ import sys
 from typing import Any
 
 import pytest
-from notify_support import live_run
 
 from irbook.registry import REGISTRY
+from tests.support.notify import live_run
 
 EXAMPLES: dict[str, dict[str, Any]] = {
     "slack.post_message": {"channel": "#ir", "text": "Key deactivated"},

@@ -10,7 +10,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 import responses
-from notify_support import (
+
+from irbook.registry import REGISTRY, ActionContext, ActionFailed
+from tests.support.notify import (
     JIRA_EMAIL,
     JIRA_PAT,
     JIRA_SERVER,
@@ -19,8 +21,6 @@ from notify_support import (
     live_run,
     make_jira,
 )
-
-from irbook.registry import REGISTRY, ActionContext, ActionFailed
 
 
 def run_action(key: str, ctx: ActionContext, **params: Any) -> Any:

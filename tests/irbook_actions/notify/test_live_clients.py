@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fakejira import API_TOKEN, EMAIL, PAT, FakeJira
-from fakeslack import FakeSlack
-from notify_support import SLACK_TOKEN, live_run
 
 from irbook.registry import REGISTRY, ActionContext, ActionFailed
 from irbook_actions.clients import LiveClients
+from tests.support.fakejira import API_TOKEN, EMAIL, PAT, FakeJira
+from tests.support.fakeslack import FakeSlack
+from tests.support.notify import SLACK_TOKEN, live_run
 
 
 def run_action(key: str, ctx: ActionContext, **params: Any) -> Any:

@@ -6,10 +6,10 @@ import json
 from typing import Any
 
 import pytest
-from fakeslack import FakeSlack
-from notify_support import SLACK_TOKEN, TestClients, live_run
 
 from irbook.registry import REGISTRY, ActionContext, ActionFailed
+from tests.support.fakeslack import FakeSlack
+from tests.support.notify import SLACK_TOKEN, TestClients, live_run
 
 
 def post(ctx: ActionContext, **params: Any) -> Any:

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 import responses
-from fakeslack import FakeSlack
-from notify_support import TestClients, live_run
 from pydantic import ValidationError
 
 from irbook.registry import REGISTRY, ActionContext, ActionFailed
+from tests.support.fakeslack import FakeSlack
+from tests.support.notify import TestClients, live_run
 
 ROUTING_KEY = "R0UTINGKEY0123456789abcdefABCDEF"
 

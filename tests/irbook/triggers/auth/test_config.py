@@ -18,7 +18,7 @@ from irbook.triggers.auth import (
     StandardWebhooksVerifier,
     build_verifier,
 )
-from tests.triggers_auth import signing
+from tests.support import signing
 
 WHSEC = signing.new_whsec(b"config")
 

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from irbook.triggers.auth import REASONS, AuthError, Verified, Verifier, build_verifier
-from tests.triggers_auth import signing
+from tests.support import signing
 
 NOW = 1_700_000_000
 WHSEC = signing.new_whsec(b"fuzz")

@@ -19,7 +19,7 @@ from irbook.triggers.auth import (
     build_verifier,
 )
 from irbook.triggers.limits import ReplayGuard
-from tests.triggers_auth import signing
+from tests.support import signing
 
 NOW = 1_700_000_000
 BODY = b'{"alert":{"id":"a-1","severity":"high","title":"GuardDuty: key used from Tor"}}'

@@ -13,7 +13,7 @@ import pytest
 
 from irbook.triggers.app import WebhookReceiver, create_app
 from irbook.triggers.config import load_config
-from tests.receiver._support import SECRETS, RecordingStarter, free_port, write_fixture
+from tests.support.receiver import SECRETS, RecordingStarter, free_port, write_fixture
 
 
 @dataclass

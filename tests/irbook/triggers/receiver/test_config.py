@@ -10,7 +10,7 @@ import pytest
 
 from irbook.triggers.app import HookPlaybook, WebhookReceiver, load_playbooks
 from irbook.triggers.config import ConfigError, Routes, load_config, route_playbooks
-from tests.receiver._support import RecordingStarter, write_fixture
+from tests.support.receiver import RecordingStarter, write_fixture
 
 ENV = {"GD_TOKEN": "a-token-value", "GH_SECRET": "s1", "GH_OLD": "s0"}
 

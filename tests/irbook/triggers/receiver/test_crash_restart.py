@@ -1,6 +1,6 @@
 """The pieces of crash recovery without processes: the dispatcher's bound on runs going on,
-and a crashed run's alert started again in its queue row (tests/runtime/
-test_crash_recovery.py kills a real `irbook serve`)."""
+and a crashed run's alert started again in its queue row
+(tests/irbook_flows/test_crash_recovery.py kills a real `irbook serve`)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 from irbook.triggers.dispatch import Dispatcher, StartRequest
 from irbook.triggers.queue import AlertQueue
-from tests.receiver._support import wait_for
-from tests.receiver.test_queue import item
+from tests.irbook.triggers.receiver.test_queue import item
+from tests.support.receiver import wait_for
 
 
 class HeldRuns:

@@ -24,8 +24,8 @@ from irbook.triggers import app as app_module
 from irbook.triggers.app import WebhookReceiver, _alert_json, _context, _Headers, _parse_json
 from irbook.triggers.config import load_config
 from irbook.triggers.normalizers import NORMALIZERS
-from tests.receiver._support import SECRETS, RecordingStarter, body_of, write_fixture
-from tests.triggers._payloads import PAYLOADS, load
+from tests.support.payloads import PAYLOADS, load
+from tests.support.receiver import SECRETS, RecordingStarter, body_of, write_fixture
 
 TOKEN = {"X-Irbook-Token": SECRETS["GD_TOKEN"], "Content-Type": "application/json"}
 
@@ -264,7 +264,7 @@ def test_a_receiver_without_dispatch_commits_and_another_dispatcher_starts(
     tmp_path: Path,
 ) -> None:
     from irbook.triggers.queue import AlertQueue
-    from tests.receiver._support import drain
+    from tests.support.receiver import drain
 
     config_path, _ = write_fixture(tmp_path)
     starter = RecordingStarter()

@@ -8,8 +8,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.receiver._support import SECRETS, payload
-from tests.receiver.conftest import Running
+from tests.irbook.triggers.receiver.conftest import Running
+from tests.support.receiver import SECRETS, payload
 
 TOKEN = {"X-Irbook-Token": SECRETS["GD_TOKEN"], "Content-Type": "application/json"}
 

@@ -14,7 +14,7 @@ import pytest
 from irbook.model.alert import Alert
 from irbook.triggers.app import WebhookReceiver, create_app
 from irbook.triggers.queue import AlertQueue, QueueItem
-from tests.receiver._support import SECRETS, body_of, wait_for
+from tests.support.receiver import SECRETS, body_of, wait_for
 
 
 def item(alert_id: str) -> QueueItem:

@@ -18,7 +18,8 @@ import pytest
 
 from irbook.triggers.app import WebhookReceiver, create_app
 from irbook.triggers.config import ConfigError, load_config
-from tests.receiver._support import (
+from tests.support import signing
+from tests.support.receiver import (
     PLAYBOOK,
     SECRETS,
     RecordingStarter,
@@ -26,7 +27,6 @@ from tests.receiver._support import (
     free_port,
     payload,
 )
-from tests.triggers_auth import signing
 
 ENV = {**SECRETS, "METRICS_TOKEN": "metrics-token-0123456789"}
 

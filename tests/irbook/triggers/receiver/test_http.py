@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 
-from tests.receiver._support import SECRETS, body_of, payload, wait_for
-from tests.receiver.conftest import Running
-from tests.triggers_auth import signing
+from tests.irbook.triggers.receiver.conftest import Running
+from tests.support import signing
+from tests.support.receiver import SECRETS, body_of, payload, wait_for
 
 TOKEN = {"X-Irbook-Token": SECRETS["GD_TOKEN"], "Content-Type": "application/json"}
 

@@ -11,7 +11,7 @@ from typing import Any
 from irbook.model.alert import Alert
 from irbook.triggers.dispatch import Dispatcher, StartRequest
 from irbook.triggers.queue import AlertQueue, QueueItem
-from tests.receiver._support import RecordingStarter, drain, wait_for
+from tests.support.receiver import RecordingStarter, drain, wait_for
 
 
 def item(alert_id: str = "a-1", playbook: str = "cred-exfil") -> QueueItem:

@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.receiver._support import SECRETS, body_of, free_port, wait_for, write_fixture
+from tests.support.receiver import SECRETS, body_of, free_port, wait_for, write_fixture
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 N = 40
 
 
@@ -30,7 +30,7 @@ class Process:
             [
                 sys.executable,
                 "-m",
-                "tests.receiver.launcher",
+                "tests.support.receiver_launcher",
                 str(config),
                 "--db",
                 str(db),

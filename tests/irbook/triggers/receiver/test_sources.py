@@ -18,9 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.receiver._support import body_of, free_port, wait_for
+from tests.support.receiver import body_of, free_port, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 
 SECRETS = {
     "GD_PROD_TOKEN": "prod-token-0123456789",
@@ -73,7 +73,7 @@ def write_playbooks(root: Path, triggers: dict[str, str]) -> Path:
 
 
 class Receiver:
-    """tests.receiver.launcher in a process of its own, uvicorn's access log on."""
+    """tests.support.receiver_launcher in a process of its own, uvicorn's access log on."""
 
     def __init__(
         self,
@@ -95,7 +95,7 @@ class Receiver:
                 [
                     sys.executable,
                     "-m",
-                    "tests.receiver.launcher",
+                    "tests.support.receiver_launcher",
                     str(config),
                     "--db",
                     str(root / "irbook.db"),
