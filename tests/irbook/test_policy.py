@@ -149,7 +149,7 @@ def test_a_broken_policy_file_is_refused_with_located_errors(tmp_path: Path) -> 
 
 
 def test_the_readme_pins_the_exit_statuses_of_irbook_approve() -> None:
-    from irbook_flows.cli import EXIT_LATE, EXIT_OK, EXIT_RECORDED, EXIT_REFUSED
+    from irbook.cli.common import EXIT_LATE, EXIT_OK, EXIT_RECORDED, EXIT_REFUSED
 
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Who may do what", 1)[1].split("\n## ", 1)[0]

@@ -432,7 +432,7 @@ def test_a_queued_run_whose_flow_run_crashed_before_starting_is_started_again(
     Crashed, and the receiver's reaper settles the queued record (crashed, no step began)
     and starts its alert again under a new run id, instead of answering 'duplicate' to
     every retry of an alert no run will handle."""
-    from irbook_flows.cli import _reaper
+    from irbook.cli.common import crash_reaper
     from irbook_flows.deploy import deployments_starter
 
     start = deployments_starter(RunnerConfig(type="deployments", pool=deployed))
@@ -446,7 +446,7 @@ def test_a_queued_run_whose_flow_run_crashed_before_starting_is_started_again(
     (crash / "sitecustomize.py").write_text(CRASH)
     output = _run_worker(deployed, PYTHONPATH=str(crash))
     assert _state(flow_run_id) == "CRASHED", output[-3000:]
-    reaper = _reaper(RunStore(), queue, workers=True)
+    reaper = crash_reaper(RunStore(), queue, workers=True)
     found: list[Any] = []
     assert wait_for(lambda: bool(found.extend(reaper.reap()) or found), 60, 1.0)
     (reaped,) = found

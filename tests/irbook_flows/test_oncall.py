@@ -440,7 +440,7 @@ def test_a_long_failure_text_is_one_line_and_kept_whole(tmp_path: Path) -> None:
 def test_step_table_survives_a_closed_pipe() -> None:
     import io
 
-    from irbook_flows.cli import StepTable, Terminal
+    from irbook.cli.common import StepTable, Terminal
 
     class Closed(io.StringIO):
         def write(self, text: str) -> int:

@@ -437,7 +437,7 @@ def test_irbook_rollback_runs_a_failed_runs_compensations(tmp_path: Path) -> Non
 def test_step_table_redraws_in_place_on_a_terminal() -> None:
     import io
 
-    from irbook_flows.cli import StepTable
+    from irbook.cli.common import StepTable
 
     out = io.StringIO()
     table = StepTable(["revoke", "notify"], out, live=True)

@@ -9,6 +9,9 @@ import os
 import sys
 
 from irbook.checked import resolve_playbook
+from irbook.docs.catalogue import README, has_markers, render_catalogue, with_catalogue
+from irbook.docs.coverage import COVERAGE_NAME, render_coverage
+from irbook.docs.runbook import render_runbook, runbook_name
 from irbook.errors import IrbookError
 from irbook.files import default_playbook_dirs
 from irbook.loader import Loaded
@@ -88,8 +91,6 @@ def _catalogue(items: list[Loaded], out_dir: str, asked: str | None) -> tuple[st
     `--readme PATH` names the README, which must have the catalogue's markers. Without
     it, ./README.md is taken when it has them and the runbooks are written inside its
     folder (its links reach them): `irbook docs --out /tmp/x` leaves the README alone."""
-    from irbook.docs.catalogue import README, has_markers, render_catalogue, with_catalogue
-
     path = asked or README
     current = _read(path)
     if current is None:
@@ -103,8 +104,6 @@ def _catalogue(items: list[Loaded], out_dir: str, asked: str | None) -> tuple[st
 
 
 def cmd_docs(args: argparse.Namespace) -> int:
-    from irbook.docs.runbook import render_runbook, runbook_name
-
     out_dir: str = args.out
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise IrbookError(f"--out {out_dir}: not a folder")
@@ -118,8 +117,6 @@ def cmd_docs(args: argparse.Namespace) -> int:
         for item in items
     ]
     if not args.playbook:  # the coverage page needs every playbook, not one
-        from irbook.docs.coverage import COVERAGE_NAME, render_coverage
-
         rendered.append((os.path.join(out_dir, COVERAGE_NAME), render_coverage(items)))
         readme = _catalogue(items, out_dir, args.readme)
         if readme is not None:

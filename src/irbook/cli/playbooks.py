@@ -1,4 +1,7 @@
-"""The command implementations behind `irbook validate|list|show|plan|schema|actions`."""
+"""`irbook validate`, `list` and `plan`: the offline commands whose cold start is measured
+(bench/cli_startup.py). Their results are cached; behind a cache hit, `plan` imports
+neither the loader nor the planner (pydantic's models), so those two are imported after
+the cache is asked, the one deferred import of irbook's own modules here."""
 
 from __future__ import annotations
 
@@ -6,19 +9,13 @@ import argparse
 import json
 import os
 import sys
-from typing import Any
 
-from irbook.errors import IrbookError, LoadFailed
-
-
-def _params(values: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in values:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise IrbookError(f"--param takes NAME=VALUE, got {item!r}")
-        out[name.strip()] = value
-    return out
+from irbook import cache
+from irbook.checked import by_id, is_path
+from irbook.cli.params import parse_params
+from irbook.files import default_playbook_dirs
+from irbook.preflight import env_signature, preflight
+from irbook.validate import validate
 
 
 def _no_cache(args: argparse.Namespace) -> None:
@@ -27,9 +24,6 @@ def _no_cache(args: argparse.Namespace) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from irbook.files import default_playbook_dirs
-    from irbook.validate import validate
-
     _no_cache(args)
     paths = args.paths or default_playbook_dirs()
     report = validate(paths)
@@ -56,9 +50,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from irbook.files import default_playbook_dirs
-    from irbook.validate import validate
-
     result = validate(default_playbook_dirs())
     rows = [
         {
@@ -81,65 +72,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 1 if result.errors else 0
 
 
-def cmd_show(args: argparse.Namespace) -> int:
-    from irbook.checked import resolve_playbook
-    from irbook.registry import REGISTRY
-
-    item = resolve_playbook(args.playbook)
-    pb = item.playbook
-    meta = pb.metadata
-    print(f"{meta.id}: {meta.title}")
-    print(f"  file: {item.path}")
-    print(f"  severity: {meta.severity}   owner: {meta.owner or '-'}   rollback: {pb.rollback}")
-    if meta.atlas:
-        from irbook.atlas import atlas
-
-        known = atlas()
-        print(f"  MITRE ATLAS: {'; '.join(known.label(t) for t in meta.atlas)}")
-    if meta.description:
-        print(f"  {meta.description.strip()}")
-    if pb.triggers:
-        print("Triggers:")
-        for trig in pb.triggers:
-            conds = ", ".join(f"{k} {v}" for k, v in trig.match.items()) or "any alert"
-            print(f"  {trig.origin()}: {conds}")
-    if pb.inputs:
-        print("Inputs:")
-        for name, inp in pb.inputs.items():
-            bits = [inp.type, "required" if inp.required else f"default {inp.default!r}"]
-            if inp.from_:
-                bits.append(f"from {inp.from_}")
-            if inp.secret:
-                bits.append("secret")
-            print(f"  {name}: {', '.join(bits)}")
-    print("Steps:")
-    for step in pb.steps:
-        spec = REGISTRY.get(step.action)
-        extra = []
-        if step.needs:
-            extra.append(f"needs {', '.join(step.needs)}")
-        if step.needs_approval:
-            extra.append("approval")
-        if step.if_ is not None:
-            extra.append(f"if {step.if_}")
-        if step.for_each is not None:
-            extra.append("for each")
-        tail = f" ({'; '.join(extra)})" if extra else ""
-        print(f"  {step.id}: {step.action} [{spec.effect}]{tail}")
-    for warning in item.warnings:
-        print(warning)
-    return 0
-
-
 def cmd_plan(args: argparse.Namespace) -> int:
     """Exit 0 when the planned run succeeds, 3 when it succeeds with failed steps, 4 when
     it fails (Plan.exit_status); 1 for a user error, as every command."""
-    from irbook import cache
-    from irbook.checked import by_id, is_path
-    from irbook.preflight import env_signature
 
     _no_cache(args)
-    params = _params(args.param)
+    params = parse_params(args.param)
     # By id, finding the playbook validates it: that load is the one planned below.
     found = None if is_path(args.playbook) else by_id(args.playbook)
     path = found.path if found else args.playbook
@@ -172,7 +110,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
                 return int(hit["exit"])
     from irbook.loader import load_alert, load_playbook
     from irbook.plan import as_json, build_plan, render_text
-    from irbook.preflight import preflight
 
     item = found.load() if found else load_playbook(path)
     plan = build_plan(item.playbook, load_alert(args.alert) if args.alert else None, params)
@@ -187,192 +124,4 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return status
 
 
-def cmd_iam_policy(args: argparse.Namespace) -> int:
-    from irbook.checked import resolve_playbook
-    from irbook.iam import policy_with_notes
-    from irbook.loader import load_alert
-
-    item = resolve_playbook(args.playbook)
-    alert = load_alert(args.alert) if args.alert else None
-    if args.param and alert is None:
-        raise IrbookError("--param scopes the policy together with --alert (give both)")
-    policy, notes = policy_with_notes(
-        item.playbook, rollback=not args.no_rollback, alert=alert, params=_params(args.param)
-    )
-    print(json.dumps(policy, indent=2))
-    for note in notes:  # JSON has no comments: why a statement keeps Resource "*"
-        print(f"note: {note}", file=sys.stderr)
-    return 0
-
-
-def cmd_schema(args: argparse.Namespace) -> int:
-    if args.expressions:
-        if args.receiver:
-            raise IrbookError("--expressions and --receiver are two pages: give one")
-        from irbook.docs.reference import expressions_reference
-
-        sys.stdout.write(expressions_reference())
-        return 0
-    if args.policy:
-        if args.receiver or args.expressions:
-            raise IrbookError("--policy is a page of its own: give it alone")
-        from irbook.policy import policy_schema
-
-        print(json.dumps(policy_schema(), indent=2))
-        return 0
-    if args.markdown and not args.receiver:
-        raise IrbookError(
-            "--markdown goes with --receiver (the playbook reference is --expressions)"
-        )
-    if args.receiver:
-        from irbook.triggers.reference import receiver_reference, receiver_schema
-
-        if args.markdown:
-            sys.stdout.write(receiver_reference())
-        else:
-            print(json.dumps(receiver_schema(), indent=2))
-        return 0
-    from irbook.schema import playbook_schema
-
-    print(json.dumps(playbook_schema(), indent=2))
-    return 0
-
-
-def cmd_actions(args: argparse.Namespace) -> int:
-    from irbook.registry import REGISTRY
-
-    if args.key:
-        spec = REGISTRY.get(args.key)
-        info: dict[str, Any] = {
-            "key": spec.key,
-            "summary": spec.summary,
-            "effect": spec.effect,
-            "idempotent": spec.idempotent,
-            "permissions": list(spec.permissions),
-            "compensation": spec.compensation,
-            "irreversible": spec.irreversible,
-            "params": spec.params.model_json_schema(),
-            "outputs": spec.result.model_json_schema(),
-        }
-        if spec.no_evidence is not None:
-            info["no_evidence"] = spec.no_evidence
-        if args.format == "json":
-            print(json.dumps(info, indent=2))
-        else:
-            sys.stdout.write(_describe_action(spec))
-        return 0
-    specs = list(REGISTRY)
-    if args.format == "json":
-        print(json.dumps([{"key": s.key, "effect": s.effect, "summary": s.summary} for s in specs]))
-        return 0
-    for spec in specs:
-        undo = spec.compensation or ("irreversible" if spec.irreversible else "")
-        print(f"{spec.key:<44} {spec.effect:<7} {undo:<36} {spec.summary}")
-    return 0
-
-
-def _columns(rows: list[tuple[str, ...]]) -> list[str]:
-    """Aligned columns; the last one (a description) runs on."""
-    widths = [max(len(row[i]) for row in rows) + 2 for i in range(len(rows[0]) - 1)]
-    return [
-        "  " + "".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + row[-1]
-        for row in rows
-    ]
-
-
-def _describe_action(spec: Any) -> str:
-    """`irbook actions KEY` for people: what it does, may do, needs and undoes; its
-    parameters and outputs as tables (the JSON Schema is `--format json`)."""
-    from irbook.docs.reference import schema_type
-
-    lines = [f"{spec.key}  [{spec.effect}]", f"  {spec.summary}", ""]
-    if spec.compensation:
-        undo = f"{spec.compensation}"
-    elif spec.irreversible:
-        undo = f"irreversible: {spec.irreversible}"
-    else:
-        undo = "nothing to undo (it changes no resource)"
-    facts = [
-        ("effect", spec.effect),
-        ("idempotent", "yes" if spec.idempotent else "no"),
-        ("on failure", f"{spec.on_failure} (a step may set on_failure)"),
-        ("permissions", ", ".join(spec.permissions) or "none"),
-        ("undo", undo),
-    ]
-    if spec.no_evidence:
-        facts.append(("evidence", f"none to keep first: {spec.no_evidence}"))
-    if spec.prefer:
-        facts.append(("prefer", f"{spec.prefer} (can be undone)"))
-    width = max(len(name) for name, _ in facts)
-    lines += [f"  {name + ':':<{width + 1}} {value}" for name, value in facts]
-    for title, model, with_default in (
-        ("Parameters", spec.params, True),
-        ("Outputs", spec.result, False),
-    ):
-        schema = model.model_json_schema(by_alias=True)
-        props = schema.get("properties", {})
-        required = set(schema.get("required", []))
-        lines += ["", f"{title}:"]
-        if not props:
-            lines.append("  none")
-            continue
-        header: tuple[str, ...] = ("name", "type", "default", "description")
-        if not with_default:
-            header = ("name", "type", "description")
-        rows: list[tuple[str, ...]] = []
-        for name, prop in props.items():
-            text = str(prop.get("description") or "").replace("\n", " ")
-            if name in spec.sensitive:
-                text = (text + " " if text else "") + "(secret: shown as ***)"
-            kind = schema_type(prop, bar=" | ")
-            if with_default:
-                default = "required" if name in required else json.dumps(prop.get("default"))
-                rows.append((name, kind, default, text))
-            else:
-                rows.append((name, kind, text))
-        lines += _columns([header, *rows])
-    return "\n".join(line.rstrip() for line in lines) + "\n"
-
-
-__all__ = ["LoadFailed"]
-
-
-def cmd_audit(args: argparse.Namespace) -> int:
-    """`irbook audit verify [PATH] [--expect-head SEQ:HASH]...`: exit 0 when the chain holds,
-    the runs and steps tables match it and every published head is still in it; else 1,
-    naming the first disagreement."""
-    import sqlite3
-    from pathlib import Path
-
-    from irbook import audit
-    from irbook.cache import home
-
-    try:
-        anchors = tuple(audit.Anchor.parse(text) for text in args.expect_head)
-    except ValueError as exc:
-        raise IrbookError(str(exc)) from None
-    path = Path(args.path) if args.path else home() / "irbook.db"
-    if not path.is_file():
-        raise IrbookError(f"{path}: no such file (no run recorded yet?)")
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
-        verdict = audit.verify(db, anchors)
-    except sqlite3.DatabaseError as exc:
-        raise IrbookError(f"{path}: not an irbook run record ({exc})") from None
-    if not verdict.ok:
-        what = {
-            "chain": f"audit chain BROKEN after {verdict.records} good records",
-            "tables": "run record does not match its audit chain",
-            "anchor": "audit chain does not hold the published head",
-        }[verdict.broken]
-        print(f"{path}: {what}: {verdict.problem}")
-        return 1
-    noun = "record" if verdict.records == 1 else "records"
-    runs = f"{verdict.runs} run{'s' * (verdict.runs != 1)}"
-    steps = f"{verdict.steps} step{'s' * (verdict.steps != 1)}"
-    print(f"{path}: audit chain intact, {verdict.records} {noun}; {runs} and {steps} match it")
-    for anchor, newer in zip(anchors, verdict.after_anchor, strict=True):
-        print(f"  published head {anchor} holds ({newer} newer records)")
-    if verdict.head:
-        print(f"  head {verdict.head} (publish it elsewhere; check later with --expect-head)")
-    return 0
+__all__ = ["cmd_list", "cmd_plan", "cmd_validate"]

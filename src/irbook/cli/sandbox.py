@@ -19,7 +19,11 @@ import shlex
 import sys
 import time
 
+from irbook.cache import home
 from irbook.errors import IrbookError
+from irbook.triggers.normalizers import guardduty
+from irbook_actions import sandbox_fakes as fakes
+from irbook_actions.aws import sandbox
 
 
 def _say(line: str) -> None:
@@ -35,10 +39,6 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         raise IrbookError(
             "the sandbox needs moto's server: pip install 'irbook[sandbox]'"
         ) from None
-    from irbook.cache import home
-    from irbook.triggers.normalizers import guardduty
-    from irbook_actions import sandbox_fakes as fakes
-    from irbook_actions.aws import sandbox
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log on the terminal
     server = fakes.SandboxServer(port=args.port, log=_say)

@@ -34,7 +34,7 @@ def _mermaid(text: str) -> list[str]:
 
 @pytest.mark.parametrize("playbook", PLAYBOOKS, ids=lambda p: p.name)
 def test_shipped_runbooks_are_up_to_date(playbook: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from irbook.docs.cli import _drills
+    from irbook.cli.docs import _drills
 
     monkeypatch.chdir(ROOT)  # runbooks name their drills relative to the repository
     loaded = load_playbook(str(playbook))
