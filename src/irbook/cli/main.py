@@ -3,11 +3,11 @@
 Every command exits 0 on success and 1 on a user error with a one-line reason on
 stderr; a Python traceback is shown only with IRBOOK_DEBUG=1.
 
-The handlers live in this package, one module per concern (playbooks, describe, reference,
-match, docs, audit, record, runs, approve, serve, drill, deploy, sandbox), and import what they
-use at module level. The parser names each handler `module:function` and imports the
-module only when its command runs: `irbook validate` never loads the modules of
-`irbook run`, which import irbook_flows and, through it, Prefect.
+The handlers live in this package, one module per concern (playbooks, describe,
+reference, match, docs, audit, record, runs, approve, serve, drill, deploy, sandbox), and
+import irbook's modules at module level. The parser names each handler `module:function`
+and imports the module only when its command runs: `irbook validate` never loads the
+modules of `irbook run`, which import irbook_flows (and Prefect, once a flow runs).
 """
 
 from __future__ import annotations
