@@ -1,4 +1,5 @@
-"""No circular imports among irbook's modules, read statically with `ast`.
+"""The import graph of the three packages, read statically with `ast`: no cycles, and the
+layers of ARCHITECTURE.md: irbook.cli -> irbook_flows -> irbook_actions -> irbook (core).
 
 Every `import` counts, at module level or inside a function (a deferred import hides a
 cycle from the interpreter, not from a reader); only `if TYPE_CHECKING:` blocks are left
@@ -13,20 +14,24 @@ from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parent.parent / "src"
+ROOT = Path(__file__).resolve().parent.parent
+SRC = ROOT / "src"
+# Where each import package lives: one folder per package, as the wheel packs them.
+PACKAGES = {"irbook": SRC, "irbook_actions": ROOT / "actions", "irbook_flows": ROOT / "flows"}
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:
     out = {}
-    for path in sorted((SRC / "irbook").rglob("*.py")):
-        parts = list(path.relative_to(SRC).with_suffix("").parts)
-        package = parts[-1] == "__init__"
-        out[".".join(parts[:-1] if package else parts)] = (path, package)
+    for package, base in PACKAGES.items():
+        for path in sorted((base / package).rglob("*.py")):
+            parts = list(path.relative_to(base).with_suffix("").parts)
+            is_package = parts[-1] == "__init__"
+            out[".".join(parts[:-1] if is_package else parts)] = (path, is_package)
     return out
 
 
 def _imports(name: str, path: Path, package: bool, known: set[str]) -> set[str]:
-    """The irbook modules `name` imports (a `from pkg import sub` counts pkg.sub)."""
+    """The modules of the three packages that `name` imports."""
     found: set[str] = set()
 
     def visit(nodes: list[ast.stmt] | list[ast.AST]) -> None:
@@ -43,7 +48,12 @@ def _imports(name: str, path: Path, package: bool, known: set[str]) -> set[str]:
                     module = ".".join([*base, *([node.module] if node.module else [])])
                 else:
                     module = node.module or ""
-                targets = [module, *(f"{module}.{alias.name}" for alias in node.names)]
+                # `from pkg import sub` is an edge to pkg.sub (pkg's __init__ runs first for
+                # any submodule, as for `import pkg.sub`); `from mod import name` is one to mod
+                targets = [
+                    f"{module}.{alias.name}" if f"{module}.{alias.name}" in known else module
+                    for alias in node.names
+                ]
             else:
                 visit(list(ast.iter_child_nodes(node)))
                 continue
@@ -110,6 +120,25 @@ def test_no_import_cycle_among_irbook_modules() -> None:
     assert not found, "import cycles: " + "; ".join(" <-> ".join(c) for c in found)
 
 
+def layer(module: str) -> int:
+    """0 core, 1 actions, 2 flows, 3 the command line (which may import all three)."""
+    if module == "irbook.cli" or module.startswith("irbook.cli."):
+        return 3
+    return {"irbook_flows": 2, "irbook_actions": 1}.get(module.split(".")[0], 0)
+
+
+def test_imports_go_down_the_layers_only() -> None:
+    """irbook.cli -> irbook_flows -> irbook_actions -> irbook: the core never imports the
+    actions, the flows or the command line; the flows never import the command line."""
+    upward = sorted(
+        f"{module} -> {target}"
+        for module, targets in graph().items()
+        for target in targets
+        if layer(target) > layer(module)
+    )
+    assert not upward, "imports against the layers: " + "; ".join(upward)
+
+
 def test_the_check_sees_imports_and_cycles() -> None:
     """The reader finds the edges the validator depends on, and the cycle finder finds a
     cycle when there is one (so the test above can fail)."""
@@ -118,6 +147,14 @@ def test_the_check_sees_imports_and_cycles() -> None:
     assert "irbook.loader" in edges["irbook.checked"]
     assert "irbook.lint" in edges["irbook.loader"]
     assert "irbook.validate" not in edges["irbook.loader"]
+    assert {"irbook_flows.engine", "irbook.cli.common"} <= edges["irbook.cli.runs"]
+    assert "irbook_flows.flow" in edges["irbook.cli.runs"]  # deferred, still an edge
+    assert [layer(m) for m in ("irbook.plan", "irbook_actions.aws", "irbook_flows.flow")] == [
+        0,
+        1,
+        2,
+    ]
+    assert layer("irbook.cli.main") == 3
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
 
@@ -126,7 +163,21 @@ def test_the_check_sees_imports_and_cycles() -> None:
 # imports the loader (pydantic and the models), which is what the cache saves; a drill
 # reads the receiver's normalizers and trigger matching only for an alert given as a raw
 # vendor payload; the validator reads the policy module only for a policy file.
+# The command line's handlers import irbook's modules at the top too, with two exceptions:
+# `irbook plan` asks its cache before it imports the loader and the planner, and
+# irbook_flows.flow is imported by the commands that run a flow, since importing it
+# imports Prefect (irbook.cli.main imports each handler's module when its command runs).
+CLI_DEFERRED = {
+    "irbook.cli.playbooks": {"irbook.loader", "irbook.plan"},
+    "irbook.cli.runs": {"irbook_flows.flow"},
+    "irbook.cli.approve": {"irbook_flows.flow"},
+    "irbook.cli.serve": {"irbook_flows.flow"},
+    "irbook.cli.deploy": {"irbook_flows.flow"},
+}
 DEFERRED = {
+    **{
+        name: CLI_DEFERRED.get(name, set()) for name in _modules() if name.startswith("irbook.cli.")
+    },
     "irbook.loader": set(),
     "irbook.lint.rules": set(),
     "irbook.needs": set(),
@@ -138,8 +189,9 @@ DEFERRED = {
 
 @pytest.mark.parametrize("module", sorted(DEFERRED))
 def test_the_validator_imports_irbook_modules_at_the_top(module: str) -> None:
-    """The validator's chain imports irbook's modules at module level, so the graph above
-    is the one the interpreter follows; the exceptions are listed with their reason."""
+    """The validator's chain and the command line import irbook's modules at module level,
+    so the graph above is the one the interpreter follows; the exceptions are listed with
+    their reason."""
     path = _modules()[module][0]
     tree = ast.parse(path.read_text(encoding="utf-8"))
     deferred = {

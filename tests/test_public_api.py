@@ -195,8 +195,8 @@ def test_documented_exit_statuses() -> None:
     said = re.search(r"Exit status: (.*?)\(the record", readme, re.S)
     assert said is not None
     assert {int(n) for n in re.findall(r"\b(\d+) ", said.group(1))} == RUN_EXITS
-    # irbook run's statuses are the flows CLI's constants (read, not imported: Prefect)
-    tree = ast.parse((ROOT / "flows" / "irbook_flows" / "cli.py").read_text(encoding="utf-8"))
+    # irbook run's statuses are the run commands' constants (irbook.cli.common's EXIT_*)
+    tree = ast.parse((ROOT / "src" / "irbook" / "cli" / "common.py").read_text(encoding="utf-8"))
     values: set[int] = set()
     for node in tree.body:
         if isinstance(node, ast.Assign):

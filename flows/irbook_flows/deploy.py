@@ -28,7 +28,6 @@ importing this module for `irbook deploy` does not import Prefect.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import re
@@ -268,7 +267,7 @@ def _secret_inputs_in_alert(playbook: Playbook, request: StartRequest) -> list[s
     return found
 
 
-def _prefect_reason(exc: Exception) -> str:
+def prefect_reason(exc: Exception) -> str:
     """One line for a Prefect API failure, for the queue's error column and the log."""
     from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
@@ -359,7 +358,7 @@ def deployments_starter(runner: RunnerConfig, store: RunStore | None = None) -> 
         try:
             flow_run = create_flow_run(name, request)
         except Exception as exc:  # httpx, the API's status errors, ObjectNotFound...
-            raise StartFailed(f"deployment {name}: {_prefect_reason(exc)}") from exc
+            raise StartFailed(f"deployment {name}: {prefect_reason(exc)}") from exc
         runs.set_flow_run(request.run_id, str(flow_run.id))
         return str(flow_run.id)
 
@@ -394,7 +393,7 @@ def check_deployments(runner: RunnerConfig, playbook_ids: list[str]) -> list[str
                         f" work pool {pool!r}, not {runner.pool!r}"
                     )
     except Exception as exc:  # unreachable API: the dispatcher retries each start
-        return [f"could not read deployments from the Prefect API ({_prefect_reason(exc)})"]
+        return [f"could not read deployments from the Prefect API ({prefect_reason(exc)})"]
     if missing:
         warnings.append(
             f"no deployment for playbook(s) {', '.join(missing)}; run: irbook deploy"
@@ -562,7 +561,7 @@ def _stuck_after() -> float:
     return value
 
 
-def _api_reachable(url: str) -> None:
+def check_api_reachable(url: str) -> None:
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
@@ -572,47 +571,20 @@ def _api_reachable(url: str) -> None:
         raise IrbookError(f"the Prefect API at {url} is unreachable ({reason[:200]})")
 
 
-def cmd_deploy(args: argparse.Namespace) -> int:
-    """`irbook deploy [--pool NAME]`: register the playbooks as Prefect deployments."""
-    from irbook_flows.server import ensure_api
-
-    pool = str(args.pool)
-    if not pool.strip():
-        raise IrbookError("--pool needs a name")
-    url = ensure_api()  # PREFECT_API_URL when set, else irbook's local server
-    _api_reachable(url)
-    try:
-        registered = register(pool)
-    except IrbookError:
-        raise
-    except Exception as exc:  # the API went away, refused a payload...
-        raise IrbookError(f"registering deployments failed: {_prefect_reason(exc)}") from None
-    if not registered:
-        print("no playbooks to deploy")
-        return 0
-    for pid, deployment_id in registered:
-        print(f"deployed {full_name(pid)}  ({deployment_id}) -> pool {pool}")
-    print(
-        f"{len(registered)} deployment(s) in work pool '{pool}' on {url}\n"
-        f"  start a worker: prefect worker start --pool {pool}\n"
-        "  and set the receiver's runner: {type: deployments, pool: " + pool + "}"
-    )
-    return 0
-
-
 __all__ = [
     "DEFAULT_PREFIX",
     "ENTRYPOINT",
     "FLOW_NAME",
     "RESCHEDULE_AUTOMATION",
+    "check_api_reachable",
     "check_deployments",
-    "cmd_deploy",
     "deployment_name",
     "deployments_starter",
     "flow_parameters",
     "full_name",
     "idempotency_key",
     "playbook_digest",
+    "prefect_reason",
     "register",
     "run_deployed",
 ]

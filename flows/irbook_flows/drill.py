@@ -8,16 +8,13 @@ Approval waits and retry delays are not waited: they count on the drill clock
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
-from typing import Any, TextIO
+from typing import Any
 
 from irbook.drill.clock import DrillController
 from irbook.drill.expect import containment_time, evaluate
 from irbook.drill.result import DrillResult, StepRecord
-from irbook.drill.scenario import LoadedScenario, load_scenario, param_text
-from irbook.errors import IrbookError
+from irbook.drill.scenario import LoadedScenario, param_text
 from irbook.model.base import format_duration
 from irbook.policy import Policy
 from irbook.runs import verdict_line
@@ -178,36 +175,3 @@ def _step_line(step: StepRecord, width: int) -> str:
         extra.append(step.reason[:80])
     tail = f"  ({'; '.join(extra)})" if extra else ""
     return f"  {step.id:<{width}}  {step.state:<9} {span:<14}{tail}"
-
-
-def cmd_drill(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    out = out or sys.stdout
-    loaded = load_scenario(args.scenario)  # LoadFailed: file:line:col lines, exit 1
-    from irbook import policy as access
-
-    rules = access.active()
-    book = loaded.playbook.playbook.metadata
-    scope = access.Scope(book.id, book.severity, "dry-run")
-    ruling = access.decide(rules, access.cli_identity(), "drill", scope)
-    if not ruling.allowed:
-        from irbook.runs import RunStore
-        from irbook_flows.cli import EXIT_REFUSED, refuse
-
-        refuse(RunStore(), ruling, "drill")
-        return EXIT_REFUSED
-    from irbook_flows.server import ensure_api
-
-    ensure_api()
-    result = run_drill(loaded, rules)
-    out.write(summary(result) + "\n")
-    if args.report:
-        from irbook.drill.report import write_report
-
-        try:
-            written = write_report(result, args.report)
-        except OSError as exc:  # the summary above and the run record are kept
-            why = exc.strerror or str(exc)
-            raise IrbookError(f"--report {args.report}: cannot write the report: {why}") from None
-        for path in written:
-            out.write(f"  report: {path}\n")
-    return EXIT_PASSED if result.passed else EXIT_FAILED

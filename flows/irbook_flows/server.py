@@ -12,7 +12,6 @@ It keeps running after the command that started it, so that the next command fin
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import json
@@ -188,11 +187,3 @@ def stop_server() -> str:
                 os.killpg(pid, signal.SIGKILL)
         state_file.unlink(missing_ok=True)
         return f"stopped the local Prefect server at {url} (pid {pid})"
-
-
-def cmd_server(args: argparse.Namespace) -> int:
-    """`irbook server stop`: irbook's own local server only; a PREFECT_API_URL is yours."""
-    print(stop_server())
-    if os.environ.get("PREFECT_API_URL"):
-        print("PREFECT_API_URL is set: that server is not irbook's and was left alone")
-    return 0

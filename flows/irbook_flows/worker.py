@@ -19,7 +19,6 @@ and irbook deploy's automation settle.
 
 from __future__ import annotations
 
-import argparse
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +28,7 @@ if TYPE_CHECKING:
 WORKER_TYPE = "irbook"
 
 
-def _worker_class() -> type[Any]:
+def worker_class() -> type[Any]:
     import anyio
     import anyio.abc
     from prefect.workers.base import (
@@ -88,41 +87,4 @@ def _worker_class() -> type[Any]:
     return IrbookWorker
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
-    """`irbook worker --pool NAME [--limit N] [--name NAME]`: run deployed flow runs here."""
-    from irbook.errors import IrbookError
-    from irbook_flows.server import ensure_api
-
-    pool = str(args.pool)
-    if not pool.strip():
-        raise IrbookError("--pool needs a name")
-    if args.limit is not None and args.limit < 1:
-        raise IrbookError("--limit must be at least 1")
-    ensure_api()
-    import anyio
-
-    from irbook.registry import REGISTRY
-    from irbook_flows.flow import quiet_console
-
-    quiet_console()
-    REGISTRY.load_all()  # once, for every run this worker executes
-    worker_class = _worker_class()
-
-    async def main() -> None:
-        async with worker_class(
-            work_pool_name=pool,
-            name=args.name,
-            limit=args.limit,
-            create_pool_if_not_found=False,
-        ) as worker:
-            print(f"irbook worker {worker.name} polling work pool '{pool}'", flush=True)
-            await worker.start()
-
-    try:
-        anyio.run(main)
-    except KeyboardInterrupt:
-        return 130
-    return 0
-
-
-__all__ = ["WORKER_TYPE", "cmd_worker"]
+__all__ = ["WORKER_TYPE", "worker_class"]

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.library.live_cloud import DRILLS, Cloud, LiveRun, alert_file, irbook, match
+from tests.support.live_cloud import DRILLS, Cloud, LiveRun, alert_file, irbook, match
 
 FIXTURE = DRILLS / "alerts" / "splunk-agent-tool-abuse.json"
 DRILL = DRILLS / "agent-tool-abuse-iam-outage.yaml"

@@ -6,7 +6,7 @@ revocation), checked in the plan for both; a live run of the role branch against
 sandbox's fake AWS leaves the deny and the revocation on the role (read back with
 boto3); and the drill passes. moto implements no service-specific credentials, so the
 user branch's key deactivation is rehearsed by the drill and tested with botocore's
-Stubber in tests/aws, not run live here."""
+Stubber in tests/irbook_actions/aws, not run live here."""
 
 # The session fixtures are imported from _live, so arguments of the same names redefine them.
 # ruff: noqa: F811
@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.library._live import (
+from tests.support.live import (
     ALERTS,
     DRILLS,
     boto,

@@ -5,7 +5,7 @@ that payload starts this playbook and no other shipped one through `irbook match
 
 Parametrized over what is in playbooks/ and runbooks/drills/ when the tests are collected:
 a new playbook is covered with no edit here. (CI runs every drill:
-tests/runtime/test_drills.py; every runbook is current: tests/test_docs.py.)
+tests/irbook_flows/test_drills.py; every runbook is current: tests/irbook/docs/test_docs.py.)
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.library.live_cloud import DRILLS, Cloud, LiveRun, alert_file, irbook, match
+from tests.support.live_cloud import DRILLS, Cloud, LiveRun, alert_file, irbook, match
 
 FIXTURE = DRILLS / "alerts" / "guardduty-cryptominer-gpu-host.json"
 PLAYBOOK = "compromised-inference-host"

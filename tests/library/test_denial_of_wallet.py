@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tests.library.live_cloud import DRILLS, Cloud, LiveRun, alert_file, irbook, match
+from tests.support.live_cloud import DRILLS, Cloud, LiveRun, alert_file, irbook, match
 
 FIXTURE = DRILLS / "alerts" / "alertmanager-llm-token-spend.json"
 PLAYBOOK = "denial-of-wallet"

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.library._live import (
+from tests.support.live import (
     ALERTS,
     DRILLS,
     boto,

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.library._live import (
+from tests.support.live import (
     ALERTS,
     DRILLS,
     ROOT,
@@ -39,7 +39,7 @@ def test_the_raw_finding_starts_this_playbook_and_no_other() -> None:
 
 
 def test_temporary_keys_and_other_finding_types_do_not_start_it(tmp_path: Path) -> None:
-    from tests.library._live import irbook
+    from tests.support.live import irbook
 
     payload = json.loads(FIXTURE.read_text())
     payload["detail"]["resource"]["accessKeyDetails"].update(

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.library.live_cloud import DRILLS, Cloud, LiveRun, alert_file, irbook, match
+from tests.support.live_cloud import DRILLS, Cloud, LiveRun, alert_file, irbook, match
 
 PROWLER = DRILLS / "alerts" / "securityhub-prowler-secret-in-logs.json"
 CI_SCAN = Path(__file__).parent / "fixtures" / "securityhub-ci-secret-scan-aws-key.json"

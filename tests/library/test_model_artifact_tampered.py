@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.library.live_cloud import DRILLS, Cloud, LiveRun, alert_file, irbook, match
+from tests.support.live_cloud import DRILLS, Cloud, LiveRun, alert_file, irbook, match
 
 FIXTURE = DRILLS / "alerts" / "guardduty-s3-model-write.json"
 DRILL = DRILLS / "model-artifact-tampered-jira-down.yaml"

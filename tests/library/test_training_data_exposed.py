@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tests.library.live_cloud import DRILLS, Cloud, LiveRun, alert_file, irbook, match
+from tests.support.live_cloud import DRILLS, Cloud, LiveRun, alert_file, irbook, match
 
 FIXTURE = DRILLS / "alerts" / "guardduty-s3-anonymous-access.json"
 BUCKET = "acme-llm-training-data"

@@ -2,18 +2,35 @@
 
 Every command exits 0 on success and 1 on a user error with a one-line reason on
 stderr; a Python traceback is shown only with IRBOOK_DEBUG=1.
+
+The handlers live in this package, one module per concern (playbooks, describe,
+reference, match, docs, audit, record, runs, approve, serve, drill, deploy, sandbox), and
+import irbook's modules at module level. The parser names each handler `module:function`
+and imports the module only when its command runs: `irbook validate` never loads the
+modules of `irbook run`, which import irbook_flows (and Prefect, once a flow runs).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
+from irbook import __version__
+from irbook.errors import IrbookError
+
 Handler = Callable[[argparse.Namespace], int]
+
+# The modules of the commands that only read files and irbook's own models: no Prefect, no
+# clients, no long-lived process (those keep Python's and pydantic's defaults).
+OFFLINE = frozenset(
+    f"irbook.cli.{name}"
+    for name in ("playbooks", "describe", "reference", "match", "docs", "audit")
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,15 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--strict", action="store_true", help="lint warnings fail too")
     p.add_argument("--no-cache", action="store_true", help="ignore cached results")
-    p.set_defaults(handler="irbook.cli.commands:cmd_validate")
+    p.set_defaults(handler="irbook.cli.playbooks:cmd_validate")
 
     p = sub.add_parser("list", help="list the playbooks in the playbook folders")
     p.add_argument("--format", choices=("text", "json"), default="text")
-    p.set_defaults(handler="irbook.cli.commands:cmd_list")
+    p.set_defaults(handler="irbook.cli.playbooks:cmd_list")
 
     p = sub.add_parser("show", help="describe one playbook")
     p.add_argument("playbook", metavar="PLAYBOOK", help="a playbook id or path")
-    p.set_defaults(handler="irbook.cli.commands:cmd_show")
+    p.set_defaults(handler="irbook.cli.describe:cmd_show")
 
     p = sub.add_parser(
         "plan",
@@ -61,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--no-cache", action="store_true", help="ignore cached results")
-    p.set_defaults(handler="irbook.cli.commands:cmd_plan")
+    p.set_defaults(handler="irbook.cli.playbooks:cmd_plan")
 
     p = sub.add_parser(
         "match",
@@ -99,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plain", action="store_true", help="one line per change, no live table")
     p.add_argument("--quiet", action="store_true", help="do not print the plan first")
     p.add_argument("--started-by", metavar="WHO", help=argparse.SUPPRESS)
-    p.set_defaults(handler="irbook_flows.cli:cmd_run")
+    p.set_defaults(handler="irbook.cli.runs:cmd_run")
 
     p = sub.add_parser("approve", help="approve (or --reject) the step a run waits on")
     p.add_argument("run_id", metavar="RUN_ID")
@@ -107,48 +124,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reject", action="store_true")
     p.add_argument("--by", metavar="NAME", help="who decides (default: cli:$USER)")
     p.add_argument("--comment", metavar="TEXT")
-    p.set_defaults(handler="irbook_flows.cli:cmd_approve")
+    p.set_defaults(handler="irbook.cli.approve:cmd_approve")
 
     p = sub.add_parser("runs", help="recent runs, or one run's record (runs show RUN_ID)")
     p.add_argument("action", nargs="?", choices=("list", "show"), default="list")
     p.add_argument("run_id", nargs="?", metavar="RUN_ID")
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--format", choices=("text", "json"), default="text")
-    p.set_defaults(handler="irbook_flows.cli:cmd_runs")
+    p.set_defaults(handler="irbook.cli.record:cmd_runs")
 
     p = sub.add_parser("rollback", help="run the compensations of a run, newest first")
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("--dry-run", action="store_true", help="show the calls, change nothing")
     p.add_argument("--yes", action="store_true", help="do not ask before a live rollback")
     p.add_argument("--force", action="store_true", help="roll back again a rolled back run")
-    p.set_defaults(handler="irbook_flows.cli:cmd_rollback")
+    p.set_defaults(handler="irbook.cli.runs:cmd_rollback")
 
     p = sub.add_parser("cancel", help="end a run wherever it is (and its Prefect flow run)")
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("--by", metavar="NAME", help="who cancels (default: cli:$USER)")
     p.add_argument("--comment", metavar="TEXT")
-    p.set_defaults(handler="irbook_flows.cli:cmd_cancel")
+    p.set_defaults(handler="irbook.cli.runs:cmd_cancel")
 
     p = sub.add_parser("serve", help="the HTTP receiver: SIEM webhooks and Slack approvals")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--config", metavar="FILE", help="the webhook sources (YAML)")
-    p.set_defaults(handler="irbook_flows.cli:cmd_serve")
+    p.set_defaults(handler="irbook.cli.serve:cmd_serve")
 
     p = sub.add_parser("drill", help="run a tabletop drill scenario in dry-run; exit 1 if it fails")
     p.add_argument("scenario", metavar="SCENARIO", help="a Drill YAML file")
     p.add_argument("--report", metavar="PATH", help="also write the report: PATH.md and PATH.html")
-    p.set_defaults(handler="irbook_flows.drill:cmd_drill")
+    p.set_defaults(handler="irbook.cli.drill:cmd_drill")
 
     p = sub.add_parser("deploy", help="register the playbook flow as Prefect deployments")
     p.add_argument("--pool", metavar="NAME", default="irbook", help="work pool (default irbook)")
-    p.set_defaults(handler="irbook_flows.deploy:cmd_deploy")
+    p.set_defaults(handler="irbook.cli.deploy:cmd_deploy")
 
     p = sub.add_parser("worker", help="run deployed flow runs in this process (a Prefect worker)")
     p.add_argument("--pool", metavar="NAME", default="irbook", help="work pool (default irbook)")
     p.add_argument("--limit", type=int, metavar="N", help="flow runs at once (default: no limit)")
     p.add_argument("--name", metavar="NAME", help="the worker's name in Prefect")
-    p.set_defaults(handler="irbook_flows.worker:cmd_worker")
+    p.set_defaults(handler="irbook.cli.deploy:cmd_worker")
 
     p = sub.add_parser("audit", help="check the run record's audit chain (audit verify)")
     p.add_argument("verb", choices=("verify",), metavar="verify")
@@ -161,17 +178,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="a head printed earlier and kept elsewhere: fail unless the chain still holds it"
         " (repeatable)",
     )
-    p.set_defaults(handler="irbook.cli.commands:cmd_audit")
+    p.set_defaults(handler="irbook.cli.audit:cmd_audit")
 
     p = sub.add_parser("server", help="stop the local Prefect server irbook started (server stop)")
     p.add_argument("verb", choices=("stop",), metavar="stop")
-    p.set_defaults(handler="irbook_flows.server:cmd_server")
+    p.set_defaults(handler="irbook.cli.deploy:cmd_server")
 
     p = sub.add_parser("sandbox", help="a local fake AWS, Slack and Jira for demos")
     p.add_argument("--port", type=int, default=0, help="default: a free port")
     p.add_argument("--region", default="us-east-1")
     p.add_argument("--once", action="store_true", help="seed, print, stop (for scripts)")
-    p.set_defaults(handler="irbook_actions.sandbox_cli:cmd_sandbox")
+    p.set_defaults(handler="irbook.cli.sandbox:cmd_sandbox")
 
     p = sub.add_parser("iam-policy", help="the least-privilege IAM policy a playbook needs")
     p.add_argument("playbook", metavar="PLAYBOOK", help="a playbook id or path")
@@ -180,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--param", action="append", default=[], metavar="K=V", help="with --alert: set an input"
     )
-    p.set_defaults(handler="irbook.cli.commands:cmd_iam_policy")
+    p.set_defaults(handler="irbook.cli.describe:cmd_iam_policy")
 
     p = sub.add_parser("docs", help="write a Markdown runbook per playbook (or --check them)")
     p.add_argument("playbook", nargs="?", metavar="PLAYBOOK", help="an id or path (default: all)")
@@ -192,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: README.md, when it has that block)",
     )
     p.add_argument("--check", action="store_true", help="exit 1 if a runbook is stale; no writes")
-    p.set_defaults(handler="irbook.docs.cli:cmd_docs")
+    p.set_defaults(handler="irbook.cli.docs:cmd_docs")
 
     p = sub.add_parser("schema", help="print the JSON Schema of the playbook format")
     p.add_argument("--receiver", action="store_true", help="of irbook serve's --config instead")
@@ -207,12 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--policy", action="store_true", help="of the policy file (irbook-policy.yaml) instead"
     )
-    p.set_defaults(handler="irbook.cli.commands:cmd_schema")
+    p.set_defaults(handler="irbook.cli.reference:cmd_schema")
 
     p = sub.add_parser("actions", help="list the registered actions, or describe one")
     p.add_argument("key", nargs="?", metavar="ACTION")
     p.add_argument("--format", choices=("text", "json"), default="text")
-    p.set_defaults(handler="irbook.cli.commands:cmd_actions")
+    p.set_defaults(handler="irbook.cli.reference:cmd_actions")
     return parser
 
 
@@ -220,16 +237,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
-        from irbook import __version__
-
         print(f"irbook {__version__}")
         return 0
     if not getattr(args, "handler", None):
         parser.print_help()
         return 0
     module_name, func_name = args.handler.split(":")
-    if module_name.startswith("irbook."):
-        # irbook's own commands validate irbook's own models: pydantic plugins (tracing
+    if module_name in OFFLINE:
+        # The offline commands validate irbook's own models: pydantic plugins (tracing
         # hooks found through entry points) have nothing of the user's to observe there,
         # and looking for them reads every installed distribution's metadata, 10-20 ms
         # of a cold `irbook validate` or `plan`. A value you set yourself wins.
@@ -239,10 +254,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         # collector still runs every 100,000 allocations, which bounds the memory.
         gc.set_threshold(100_000, 20, 100)
     try:
-        import importlib
-
-        from irbook.errors import IrbookError
-
         handler: Handler = getattr(importlib.import_module(module_name), func_name)
         return handler(args)
     except IrbookError as exc:

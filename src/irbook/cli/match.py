@@ -17,6 +17,17 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from irbook.errors import IrbookError
+from irbook.source import default_playbook_dirs
+from irbook.triggers.app import _parse_json, load_playbooks
+from irbook.triggers.config import MAX_BODY_CEILING, load_config, route_playbooks
+from irbook.triggers.match import playbook_verdict
+from irbook.triggers.normalizers import (
+    NORMALIZERS,
+    NormalizeError,
+    is_resolved,
+    is_sample,
+    normalize_as,
+)
 
 
 class _OfflineEnv(Mapping[str, str]):
@@ -37,9 +48,6 @@ class _OfflineEnv(Mapping[str, str]):
 
 
 def _read_payload(path: str) -> Any:
-    from irbook.triggers.app import _parse_json
-    from irbook.triggers.config import MAX_BODY_CEILING
-
     try:
         with open(path, "rb") as handle:
             body = handle.read(MAX_BODY_CEILING + 1)
@@ -55,11 +63,6 @@ def _read_payload(path: str) -> Any:
 
 def _origin(args: argparse.Namespace) -> tuple[str, Mapping[str, Any] | None, str, list[Any]]:
     """The format, options, alert source and candidate playbooks `--from` stands for."""
-    from irbook.source import default_playbook_dirs
-    from irbook.triggers.app import load_playbooks
-    from irbook.triggers.config import load_config, route_playbooks
-    from irbook.triggers.normalizers import NORMALIZERS
-
     wanted: str = args.from_
     if args.config is None:
         if wanted not in NORMALIZERS:
@@ -99,9 +102,6 @@ def _origin(args: argparse.Namespace) -> tuple[str, Mapping[str, Any] | None, st
 
 
 def _verdicts(alert: Any, playbooks: Sequence[Any]) -> dict[str, Any]:
-    from irbook.triggers.match import playbook_verdict
-    from irbook.triggers.normalizers import is_resolved, is_sample
-
     data = alert.as_context()
     matched: list[dict[str, Any]] = []
     near: list[dict[str, Any]] = []
@@ -152,8 +152,6 @@ def _text(result: dict[str, Any]) -> list[str]:
 def cmd_match(args: argparse.Namespace) -> int:
     """Exit 0 when some alert of the payload starts a playbook, 1 when none does (or on a
     user error: an unreadable file, an unknown format, a payload the normalizer refuses)."""
-    from irbook.triggers.normalizers import NormalizeError, normalize_as
-
     payload = _read_payload(args.file)
     fmt, options, origin, playbooks = _origin(args)
     try:

@@ -255,7 +255,7 @@ def _arn_type(arn: str) -> str:
 
 # The fast path. It mirrors the Node path above rule for rule, for the findings it accepts:
 # a change there (a new block, a new fallback) needs the same change here, and the tests in
-# tests/triggers/test_guardduty_fast.py compare the two on mutated findings.
+# tests/irbook/triggers/test_guardduty_fast.py compare the two on mutated findings.
 
 
 class _Decline(Exception):
