@@ -243,3 +243,45 @@ def test_a_worker_killed_mid_run_leaves_a_record_that_says_so(
     assert [e["kind"] for e in store.events(run_id)].count("crashed") == 1
     assert cli(reader, "runs").returncode == 0 and (store.run(run_id) or {}) == record
     assert cli(reader, "audit", "verify").returncode == 0
+
+
+ROLLBACK_PLAYBOOK = """\
+apiVersion: irbook/v1
+kind: Playbook
+metadata: {id: pg-rollback, title: Rolled back from another host}
+rollback: manual
+steps:
+  - {id: one, action: rt.change, with: {name: one}}
+  - {id: boom, action: core.fail, needs: [one], with: {message: "false positive"}}
+"""
+
+
+def test_run_and_rollback_on_postgres_keep_the_url_out_of_prefect(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """`irbook run` on one host, `irbook rollback` on another with only the URL: the
+    rollback's flow run is recorded in Prefect without the URL (it may hold a password)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    path = tmp_path / "pg-rollback.yaml"
+    path.write_text(ROLLBACK_PLAYBOOK)
+    secret = pg_url.replace("postgres@", "postgres:hunter2@")
+    ran = cli(host_env(tmp_path, "laptop-a", secret), "run", str(path), "--yes", "--plain")
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    run_id = ran.stdout.split("LIVE run ")[1].split()[0]
+    other = host_env(tmp_path, "laptop-b", secret)
+    done = cli(other, "rollback", run_id, "--yes")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "✓ one: rt.undo" in done.stdout
+    record = RunStore(pg_url).rollbacks([run_id])[run_id]
+    assert record["outcome"] == "rolled back"
+    listed = cli(other, "runs")
+    assert "failed, rolled back" in listed.stdout, listed.stdout
+    with get_client(sync_client=True) as api:
+        runs = api.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["irbook-rollback"]))
+        )
+    mine = [r for r in runs if r.parameters.get("run_id") == run_id]
+    assert mine and all(r.parameters["store_path"] == "" for r in mine)
+    assert all("hunter2" not in str(r.parameters) for r in runs)
