@@ -78,8 +78,11 @@ def sqlite_path(url: str) -> str:
 
 
 def redacted_url(url: str) -> str:
-    """The URL without its password, for messages and `irbook doctor`."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    """The URL without its password, for messages and `irbook doctor`: the one after the
+    user name (up to the last "@", since a password may hold an unencoded "@") and a
+    libpq `password=` parameter."""
+    url = re.sub(r"(://[^:/@]+):.*@(?=[^@]*$)", r"\1:***@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", url, flags=re.IGNORECASE)
 
 
 def errors() -> tuple[type[Exception], ...]:
@@ -109,6 +112,16 @@ def busy_errors() -> tuple[type[Exception], ...]:
     return found
 
 
+def unreachable_errors() -> tuple[type[Exception], ...]:
+    """A database irbook cannot use or reach (the URL, the server, the schema): one line
+    for the operator, not a traceback."""
+    found: tuple[type[Exception], ...] = (DatabaseUrlError,)
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None:
+        found += (psycopg.OperationalError,)
+    return found
+
+
 class Row(tuple):  # type: ignore[type-arg]
     """A result row readable by index and by column name, like sqlite3.Row."""
 
@@ -131,10 +144,14 @@ def _row_class(names: Sequence[str]) -> type[Row]:
 class Result:
     """What a PostgreSQL statement returned, read in full (the cursor is gone)."""
 
-    def __init__(self, rows: list[Any], rowcount: int) -> None:
+    def __init__(
+        self, rows: list[Any], rowcount: int, description: list[tuple[str]] | None = None
+    ) -> None:
         self._rows = rows
         self._at = 0
         self.rowcount = rowcount
+        #: (name,) per column, as sqlite3's cursor.description gives them first
+        self.description = description
 
     def fetchone(self) -> Any:
         if self._at >= len(self._rows):
@@ -188,14 +205,29 @@ def to_postgres(sql: str) -> str:
     return out
 
 
-def _split_script(script: str) -> list[str]:
+def split_script(script: str) -> list[str]:
+    """A script's statements, comments dropped first: a comment may hold a ";"."""
+    _QUOTED_OR_COMMENT = r"'(?:[^']|'')*'|--[^\n]*"
+    bare = re.sub(
+        _QUOTED_OR_COMMENT, lambda m: "" if m.group(0).startswith("--") else m.group(0), script
+    )
     statements = []
-    for part in script.split(";"):
-        lines = [line for line in part.splitlines() if not line.strip().startswith("--")]
-        text = "\n".join(re.sub(r"--[^\n']*$", "", line) for line in lines).strip()
+    for part in _statements(bare):
+        text = "\n".join(line.rstrip() for line in part.splitlines() if line.strip()).strip()
         if text:
             statements.append(text)
     return statements
+
+
+def _statements(script: str) -> list[str]:
+    """Split at the semicolons outside quoted literals."""
+    parts, start = [], 0
+    for match in re.finditer(r"'(?:[^']|'')*'|;", script):
+        if match.group(0) == ";":
+            parts.append(script[start : match.start()])
+            start = match.end()
+    parts.append(script[start:])
+    return parts
 
 
 def _params(params: Iterable[Any]) -> tuple[Any, ...]:
@@ -217,10 +249,12 @@ class PgConnection:
         with conn.cursor() as cursor:
             cursor.execute(to_postgres(sql), _params(params))
             rows: list[Any] = []
-            if cursor.description is not None:
-                cls = _row_class([d.name for d in cursor.description])
-                rows = [cls(r) for r in cursor.fetchall()]
-            return Result(rows, cursor.rowcount)
+            if cursor.description is None:
+                return Result(rows, cursor.rowcount)
+            names = [d.name for d in cursor.description]
+            cls = _row_class(names)
+            rows = [cls(r) for r in cursor.fetchall()]
+            return Result(rows, cursor.rowcount, [(n,) for n in names])
 
     def execute(self, sql: str, params: Iterable[Any] = ()) -> Result:
         if sql.lstrip().upper().startswith("PRAGMA"):
@@ -247,7 +281,7 @@ class PgConnection:
         """DDL, several statements: run in one serialized transaction, since processes
         creating the same tables at once would otherwise collide in the catalog."""
         if self._conn is not None:
-            for statement in _split_script(script):
+            for statement in split_script(script):
                 self._run(self._conn, statement, ())
             return
         with self._database.tx() as db:
@@ -261,7 +295,7 @@ class PostgresDatabase:
 
     def __init__(self, url: str, *, max_size: int = 10, timeout: float = 30.0) -> None:
         try:
-            import psycopg  # noqa: F401 - errors() finds it in sys.modules
+            import psycopg
             from psycopg_pool import ConnectionPool
         except ImportError as exc:  # pragma: no cover - a dependency
             raise DatabaseUrlError(
@@ -271,6 +305,15 @@ class PostgresDatabase:
         self.path = url
         self.timeout = timeout
         conninfo = "postgresql://" + url.split("://", 1)[1]
+        # One plain connection first: a server that is down or a database that does not
+        # exist is said at once, in libpq's words, instead of after the pool's timeout
+        # with its retries logged on the way.
+        try:
+            psycopg.connect(conninfo, connect_timeout=max(1, int(timeout))).close()
+        except psycopg.Error as exc:
+            raise DatabaseUrlError(
+                f"{URL_ENV}: cannot connect to {redacted_url(url)}: {first_line(exc)}"
+            ) from None
         self.pool = ConnectionPool(
             conninfo,
             min_size=1,
@@ -427,6 +470,13 @@ def open_database(
         if found is None or found.pool.closed:
             found = _shared[url] = PostgresDatabase(url, timeout=timeout)
         return found
+
+
+def shared_database(url: str) -> PostgresDatabase | None:
+    """The open PostgreSQL pool of this process for `url`, if there is one."""
+    with _shared_lock:
+        found = _shared.get(url)
+    return found if found is not None and not found.pool.closed else None
 
 
 def add_columns(db: Any, table: str, columns: dict[str, str]) -> None:

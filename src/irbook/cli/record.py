@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
 from irbook.cli.common import crash_reaper, find_run, first_line, when
+from irbook.db import errors as db_errors
 from irbook.errors import IrbookError
 from irbook.runs import RunStore, step_label, verdict_text
 
@@ -89,7 +89,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     reaped: list[Any] = []
     try:
         reaped = crash_reaper(store, None).reap()
-    except sqlite3.Error as exc:  # a read-only or busy file: list what is there
+    except db_errors() as exc:  # a read-only or busy database: list what is there
         print(f"irbook: warning: could not settle crashed runs: {exc}", file=sys.stderr)
     if args.action == "show":
         if not args.run_id:
