@@ -40,6 +40,7 @@ from irbook_flows.engine import (
     run_step,
     spec_for,
 )
+from irbook_flows.server import leased_run_settings
 
 
 class ApprovalInput(RunInput):
@@ -527,7 +528,7 @@ def execute(spec: RunSpec, extra_tags: list[str] | None = None) -> Outcome:
     labels.append("dry-run" if spec.dry_run else "live")
     labels.extend(extra_tags or [])
     try:
-        with tags(*labels):
+        with tags(*labels), leased_run_settings(spec.store.owner is not None):
             state = cast("State[Any]", playbook_flow(spec.run_id, return_state=True))
     except KeyboardInterrupt as exc:
         how = "cancelled by SIGTERM" if isinstance(exc, Terminated) else "cancelled with Ctrl-C"
