@@ -40,6 +40,7 @@ from irbook_flows.engine import (
     run_step,
     spec_for,
 )
+from irbook_flows.jsonflow import json_flow
 from irbook_flows.server import leased_run_settings
 
 
@@ -260,7 +261,7 @@ def _wait_any(futures: list[PrefectFuture[Any]]) -> PrefectFuture[Any]:
     return future
 
 
-@flow(
+@json_flow(  # prefect.flow, but the run_id parameter is stored without importing FastAPI
     name="irbook-playbook",
     flow_run_name=_flow_run_name,
     task_runner=cast(Any, ThreadPoolTaskRunner(max_workers=MAX_WORKERS)),
