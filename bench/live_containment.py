@@ -12,6 +12,15 @@ bursts on a shared machine hit both alike.
 
     .venv/bin/python bench/live_containment.py [--rounds N] [--json] [--profile]
 
+Where the time went (pyinstrument, December 2026): importing Prefect is about 1.4-1.6 s of
+CPU, three to four times the whole boto3 script, so the target cannot be met by a process
+that imports Prefect; the flow run's API calls and steps are about 0.85 s, irbook's own
+imports and planning about 0.25 s. Cut since: Prefect's heartbeat join at the flow's end
+(0.5 s on average, A/B 2.83 s against 3.40 s median), FastAPI's import to store the run id
+parameter, one boto3 client per service built per step timeout or role, and the first
+step's wait for boto3's import and the service model (now built while the flow run is
+created).
+
 Target (issue 14): at most 3.0x. Exit status 1 when it is missed. `--profile` also
 prints where the irbook process spends its time (one extra run under pyinstrument, when
 it is installed).
