@@ -9,9 +9,11 @@ Every client gets explicit timeouts so that a hung API cannot hang a run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 CONNECT_TIMEOUT = 5.0
@@ -100,55 +102,98 @@ class LiveClients:
         self.slack_token = slack_token
         self.slack_base_url = slack_base_url
         self.jira_options = jira_options
+        # One lock per boto3 session: a Session is not thread-safe, and the clones for
+        # step timeouts share their parent's session (so they share this lock too).
         self._lock = threading.Lock()
         self._session: Any = None
         self._aws: dict[tuple[str, str | None], Any] = {}
         self._slack: Any = None
         self._jira: Any = None
+        # The factories for a step's timeout or role, built once per run and reused by
+        # every step that asks for the same one: one session and one client per
+        # (role, region, service), and a role assumed once, not once per step.
+        self._derived: dict[tuple[Any, ...], LiveClients] = {}
+        self._parent: LiveClients | None = None  # whose session a timeout clone uses
 
     def with_timeout(self, seconds: float) -> LiveClients:
         """Clients for one step with a `timeout`: every call gives up within it.
 
         Prefect's task timeout cannot interrupt a blocking call in a worker thread, so the
         step's timeout becomes the clients' read timeout, with one attempt per call (the
-        step's own `retries` decide about trying again).
+        step's own `retries` decide about trying again). Steps with the same timeout share
+        one such factory, and every one shares this factory's credentials (its session).
         """
-        clone = LiveClients(
-            region=self.region,
-            aws_endpoint_url=self.aws_endpoint_url,
-            role_arn=self.role_arn,
-            external_id=self.external_id,
-            read_timeout=max(0.1, float(seconds)),
-            max_attempts=1,
-            slack_token=self.slack_token,
-            slack_base_url=self.slack_base_url,
-            jira_options=self.jira_options,
-        )
-        clone._session = self._session  # the same credentials, new clients
-        return clone
+        read_timeout = max(0.1, float(seconds))
+        with self._lock:
+            clone = self._derived.get(("timeout", read_timeout))
+            if clone is None:
+                clone = LiveClients(
+                    region=self.region,
+                    aws_endpoint_url=self.aws_endpoint_url,
+                    role_arn=self.role_arn,
+                    external_id=self.external_id,
+                    read_timeout=read_timeout,
+                    max_attempts=1,
+                    slack_token=self.slack_token,
+                    slack_base_url=self.slack_base_url,
+                    jira_options=self.jira_options,
+                )
+                clone._lock = self._lock  # the same session: the same lock
+                clone._parent = self
+                self._derived[("timeout", read_timeout)] = clone
+            return clone
 
     def with_role(
         self, role_arn: str, external_id: str | None = None, region: str | None = None
     ) -> LiveClients:
         """Clients acting in another account: the role is assumed on first use, with this
-        factory's own credentials (a step's or a playbook's `aws: {role_arn, external_id}`)."""
-        return LiveClients(
-            region=region or self.region,
-            aws_endpoint_url=self.aws_endpoint_url,
-            role_arn=role_arn,
-            external_id=external_id,
-            read_timeout=self.read_timeout,
-            max_attempts=self.max_attempts,
-            slack_token=self.slack_token,
-            slack_base_url=self.slack_base_url,
-            jira_options=self.jira_options,
-        )
+        factory's own credentials (a step's or a playbook's `aws: {role_arn, external_id}`).
+        Steps naming the same role, external id and region share one such factory."""
+        key = ("role", role_arn, external_id, region or self.region)
+        with self._lock:
+            child = self._derived.get(key)
+            if child is None:
+                child = LiveClients(
+                    region=region or self.region,
+                    aws_endpoint_url=self.aws_endpoint_url,
+                    role_arn=role_arn,
+                    external_id=external_id,
+                    read_timeout=self.read_timeout,
+                    max_attempts=self.max_attempts,
+                    slack_token=self.slack_token,
+                    slack_base_url=self.slack_base_url,
+                    jira_options=self.jira_options,
+                )
+                self._derived[key] = child
+            return child
+
+    def prepare(self, services: Iterable[tuple[str, str | None]]) -> threading.Thread:
+        """Build these (service, region) clients in a background thread, now.
+
+        Importing boto3 and loading a service's model take longer than the calls of a
+        short step; `irbook run` starts this while Prefect creates the flow run, so the
+        first step finds its client ready (a step asking for it meanwhile waits on the
+        lock, then reuses it). Building a client calls nothing; an error (no region, an
+        unknown service) is left for the step to meet and report as its own.
+        """
+
+        def build() -> None:
+            for service, region in services:
+                with contextlib.suppress(Exception):
+                    self.aws(service, region=region)
+
+        thread = threading.Thread(target=build, name="irbook-aws-clients", daemon=True)
+        thread.start()
+        return thread
 
     # -- AWS ------------------------------------------------------------------------
 
     def _boto_session(self) -> Any:
         import boto3
 
+        parent = self._parent
+        if self._session is None and parent is not None:
+            self._session = parent._boto_session()  # under the lock they share
         if self._session is None:
             base = boto3.session.Session(region_name=self.region)
             if self.role_arn:

@@ -41,6 +41,8 @@ from irbook_flows.engine import (
     run_step,
     spec_for,
 )
+from irbook_flows.jsonflow import json_flow
+from irbook_flows.server import leased_run_settings
 
 
 class ApprovalInput(RunInput):
@@ -260,7 +262,7 @@ def _wait_any(futures: list[PrefectFuture[Any]]) -> PrefectFuture[Any]:
     return future
 
 
-@flow(
+@json_flow(  # prefect.flow, but the run_id parameter is stored without importing FastAPI
     name="irbook-playbook",
     flow_run_name=_flow_run_name,
     task_runner=cast(Any, ThreadPoolTaskRunner(max_workers=MAX_WORKERS)),
@@ -542,7 +544,7 @@ def execute(spec: RunSpec, extra_tags: list[str] | None = None) -> Outcome:
     labels.append("dry-run" if spec.dry_run else "live")
     labels.extend(extra_tags or [])
     try:
-        with tags(*labels):
+        with tags(*labels), leased_run_settings(spec.store.owner is not None):
             state = cast("State[Any]", playbook_flow(spec.run_id, return_state=True))
     except KeyboardInterrupt as exc:
         how = "cancelled by SIGTERM" if isinstance(exc, Terminated) else "cancelled with Ctrl-C"

@@ -107,7 +107,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from irbook_flows.flow import Terminated, execute, quiet_console
 
     quiet_console()
-    clients: Any = NoClients() if dry_run and not args.live_reads else LiveClients()
+    clients: Any = NoClients()
+    if not dry_run or args.live_reads:
+        clients = LiveClients()
+        clients.prepare(aws_clients(plan))  # while Prefect creates the flow run
     REGISTRY.load_all()
     store = RunStore()
     store.hold()  # a lease: `irbook runs` can tell this run from one whose process died
@@ -170,6 +173,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         out.write(f"  Prefect: {url}/runs/flow-run/{outcome.flow_run_id}\n")
     out.write(f"  details: irbook runs show {run_id}\n")
     return EXIT_FOR_STATE.get(outcome.state, EXIT_FAILED)
+
+
+def aws_clients(plan: Any) -> list[tuple[str, str | None]]:
+    """The (service, region) AWS clients a run's steps will ask for, in the order of the
+    plan: the services of their planned calls, in the step's region, as the engine gives
+    them. Steps acting through a role are left out: its credentials are fetched when
+    the step runs, not before."""
+    book = plan.playbook
+    wanted: dict[tuple[str, str | None], None] = {}
+    for planned in plan.steps:
+        if planned.status != "run" or not planned.action.startswith("aws."):
+            continue
+        step = book.step(planned.id)
+        if (step.aws and step.aws.role_arn) or (book.aws and book.aws.role_arn):
+            continue
+        region = (step.aws.region if step.aws else None) or (book.aws.region if book.aws else None)
+        for call in planned.calls:
+            wanted.setdefault((call.service, region), None)
+    return list(wanted)
 
 
 def _run_grant(dry_run: bool) -> str:
