@@ -160,7 +160,7 @@ class StepTable:
 
 def _terminal_prompt(out: Output) -> Any:
     def ask(run_id: str, step: Any, info: dict[str, Any]) -> Any:
-        from irbook_flows.engine import Decision
+        from irbook_flows.executors import Decision
 
         out.write(
             f"\nApproval needed for step '{step.id}' ({step.action}). "
@@ -229,64 +229,58 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     ensure_api()
     from irbook.runs import RunStore
-    from irbook_flows.engine import RunSpec
-    from irbook_flows.flow import Terminated, execute, quiet_console
+    from irbook_flows.flow import Terminated, quiet_console
+    from irbook_flows.start import start_run
 
     quiet_console()
-    clients: Any
-    if dry_run and not args.live_reads:
-        from irbook.registry import NoClients
-
-        clients = NoClients()
-    else:
-        from irbook_actions.clients import LiveClients
-
-        clients = LiveClients()
     REGISTRY.load_all()
     store = RunStore()
     store.hold()  # a lease: `irbook runs` can tell this run from one whose process died
-    run_id = store.create_run_for(plan, dry_run=dry_run, started_by=started_by)
     label = "DRY RUN" if dry_run else "LIVE"
-    out.write(f"{label} run {run_id} of {playbook.metadata.id}\n")
-    # where the run executes, so that `irbook cancel` can stop this process too
-    store.event(run_id, "cli-process", None, pid=os.getpid(), host=socket.gethostname())
     table = StepTable([s.id for s in plan.steps], out, live=out.isatty() and not args.plain)
     interactive = sys.stdin.isatty() and (not dry_run or args.ask_approvals)
-    # Slack buttons for live runs only: a dry run makes no network call
-    slack_channel = None if dry_run else os.environ.get("IRBOOK_SLACK_APPROVAL_CHANNEL")
-    spec = RunSpec(
-        run_id=run_id,
-        playbook=playbook,
-        alert=alert or _manual(),
-        inputs=plan.inputs,
-        dry_run=dry_run,
-        started_by=started_by,
-        store=store,
-        clients=clients,
-        live_reads=bool(args.live_reads),
-        ask_approvals=bool(args.ask_approvals),
-        secrets=plan.secrets,
-        on_event=table.event,
-        prompt_approval=_terminal_prompt(out) if interactive else None,
-        slack_channel=slack_channel,
-        policy=rules,
-    )
+    started: list[str] = []
+
+    def announce(run_id: str) -> None:
+        started.append(run_id)
+        out.write(f"{label} run {run_id} of {playbook.metadata.id}\n")
+        # where the run executes, so that `irbook cancel` can stop this process too
+        store.event(run_id, "cli-process", None, pid=os.getpid(), host=socket.gethostname())
 
     def terminate(signum: int, frame: Any) -> None:
         raise Terminated()
 
     signal.signal(signal.SIGTERM, terminate)  # a killed run ends like Ctrl-C, recorded
     try:
-        outcome = execute(spec)
+        outcome = start_run(
+            playbook,
+            alert,
+            mode="dry-run" if dry_run else "live",
+            started_by=started_by,
+            store=store,
+            plan=plan,
+            announce=announce,
+            live_reads=bool(args.live_reads),
+            ask_approvals=bool(args.ask_approvals),
+            on_event=table.event,
+            prompt_approval=_terminal_prompt(out) if interactive else None,
+            # Slack buttons for live runs only (start_run drops it from dry runs)
+            slack_channel=os.environ.get("IRBOOK_SLACK_APPROVAL_CHANNEL"),
+            policy=rules,
+        )
     except KeyboardInterrupt as exc:
         how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
-        out.write(f"\ncancelled ({how}): run {run_id} is marked cancelled\n")
+        out.write(
+            f"\ncancelled ({how}): run {started[0] if started else '?'} is marked cancelled\n"
+        )
         out.flush()
         with contextlib.suppress(OSError, ValueError):
             sys.stderr.flush()
         # A step's thread may sit in a long call (a sleep, a hung API): the record and
         # Prefect already say cancelled, so leave now instead of joining it at exit.
         os._exit(EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED)
+    assert outcome is not None  # executed here, to its end
+    run_id = outcome.run_id
     message = first_line(outcome.message) if outcome.message else ""
     out.write(f"\n{label} run {run_id}: {verdict_line(outcome.state, message)}\n")
     if outcome.outputs:
@@ -347,12 +341,6 @@ def _may_start(args: argparse.Namespace, playbook: Any, dry_run: bool) -> tuple[
         refuse(_store(), ruling, "run")
         return rules, None
     return rules, str(me)
-
-
-def _manual() -> Any:
-    from irbook.plan import manual_alert
-
-    return manual_alert()
 
 
 def _store() -> Any:
@@ -435,7 +423,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
     ensure_api()
     from prefect.exceptions import FlowPauseTimeout, NotPausedError
 
-    from irbook_flows.engine import Decision
+    from irbook_flows.executors import Decision
     from irbook_flows.flow import resume
 
     ticket = store.request_approval(run_id, step, who, approved, args.comment or "", "cli")
@@ -803,7 +791,7 @@ def slack_interactions_from_env() -> Any:
     from irbook.triggers.limits import ReplayGuard
     from irbook.triggers.slack import SlackApprovals, SlackInteractions
     from irbook_actions.clients import LiveClients
-    from irbook_flows.engine import Decision
+    from irbook_flows.executors import Decision
     from irbook_flows.flow import resume
 
     ids = [i.strip() for i in os.environ.get("IRBOOK_SLACK_APPROVERS", "").split(",") if i.strip()]

@@ -45,8 +45,10 @@ if TYPE_CHECKING:
     from irbook.triggers.config import RunnerConfig
     from irbook.triggers.dispatch import StartRequest, StartRun
     from irbook_flows.flow import Outcome
+    from irbook_flows.start import Execute
 
-FLOW_NAME = "irbook-deployed-playbook"
+# One flow for every run (irbook_flows.flow.run_playbook): in this process and on workers.
+FLOW_NAME = "irbook-playbook"
 ENTRYPOINT = "irbook_flows.deploy.deployed_playbook"  # module path: imported, not copied
 DEFAULT_PREFIX = "irbook"
 MODES = ("live", "dry-run")
@@ -121,24 +123,23 @@ def run_deployed(
     run_id: str,
     source: str,
     deployed_digest: str | None = None,
+    execute: Execute | None = None,
 ) -> Outcome | None:
     """Start the run recorded under `run_id` and execute it; None if it started before.
 
     The receiver recorded the run `queued`; this claims it (or creates it, for a flow run
     started some other way). A cancelled run, or a playbook here that is not the one that
     was deployed (`deployed_digest`), raises `Refused` and the record says why. The same
-    steps as the receiver's in-process starter and the same engine
-    (`irbook_flows.flow.execute`); only the process differs.
+    start as every other (irbook_flows.start.start_run); on a worker, `execute` runs it
+    inside the worker's flow run (`flow.run_here`), elsewhere in a flow run of its own.
     """
     from irbook.loader import load_playbook
     from irbook.model.alert import Alert
-    from irbook.plan import build_plan
+    from irbook.plan import Plan
     from irbook.policy import active as active_policy
-    from irbook.registry import REGISTRY, NoClients
+    from irbook.registry import REGISTRY
     from irbook.runs import RunStore
-    from irbook_actions.clients import LiveClients
-    from irbook_flows.engine import RunSpec
-    from irbook_flows.flow import execute
+    from irbook_flows.start import start_run
 
     if mode not in MODES:
         raise IrbookError(f"mode must be live or dry-run, not {mode!r}")
@@ -159,35 +160,35 @@ def run_deployed(
         store.fail_queued(run_id, message)
         raise Refused(message)
     REGISTRY.load_all()
-    playbook = load_playbook(path).playbook
-    alert_obj = Alert.model_validate(alert)
-    plan = build_plan(playbook, alert_obj, {})
-    dry_run = mode != "live"
     started_by = f"webhook:{source}"
-    now = store.claim_queued(run_id)
-    if now == "missing":
-        try:
-            store.create_run_for(plan, dry_run=dry_run, started_by=started_by, run_id=run_id)
-        except sqlite3.IntegrityError:
-            return None  # created meanwhile by a second delivery of this flow run
-    elif now == "cancelled":
-        raise Refused(f"run {run_id} was cancelled before a worker started it", cancelled=True)
-    elif now is not None:
-        return None  # started before (a retried flow run): never run the steps twice
-    spec = RunSpec(
-        run_id=run_id,
-        playbook=playbook,
-        alert=alert_obj,
-        inputs=plan.inputs,
-        dry_run=dry_run,
+
+    def claim(plan: Plan) -> str | None:
+        now = store.claim_queued(run_id)
+        if now == "missing":
+            try:
+                return store.create_run_for(
+                    plan, dry_run=mode != "live", started_by=started_by, run_id=run_id
+                )
+            except sqlite3.IntegrityError:
+                return None  # created meanwhile by a second delivery of this flow run
+        if now == "cancelled":
+            raise Refused(f"run {run_id} was cancelled before a worker started it", cancelled=True)
+        if now is not None:
+            return None  # started before (a retried flow run): never run the steps twice
+        return run_id
+
+    return start_run(
+        load_playbook(path).playbook,
+        Alert.model_validate(alert),
+        mode=mode,
         started_by=started_by,
         store=store,
-        clients=NoClients() if dry_run else LiveClients(),
-        secrets=plan.secrets,
-        slack_channel=None if dry_run else os.environ.get("IRBOOK_SLACK_APPROVAL_CHANNEL"),
+        record=claim,
+        execute=execute,
+        tags=[f"source:{source}", "deployment"],
+        slack_channel=os.environ.get("IRBOOK_SLACK_APPROVAL_CHANNEL"),
         policy=active_policy(),
     )
-    return execute(spec, [f"source:{source}", "deployment"])
 
 
 def prefect_state(run_id: str, state: str, message: str, prefix: str = "") -> Any:
@@ -206,42 +207,40 @@ def prefect_state(run_id: str, state: str, message: str, prefix: str = "") -> An
     return Failed(message=f"{prefix}run {run_id} {state}: {message}"[:500])
 
 
-@functools.cache
-def _deployed_flow() -> Any:
-    from prefect import flow, runtime
+def on_worker(playbook_id: str, alert: dict[str, Any], mode: str, run_id: str, source: str) -> Any:
+    """The flow's body on a worker: plan, record and run here, and end the flow run in
+    the state of the run's verdict."""
+    from prefect import runtime
     from prefect.states import Cancelled, Failed
 
     from irbook.runs import RunStore
+    from irbook_flows.flow import run_here
 
-    @flow(
-        name=FLOW_NAME,
-        flow_run_name="{mode} {playbook_id} · {run_id}",
-        persist_result=False,
-        validate_parameters=False,
-        log_prints=False,
-    )
-    def deployed_playbook(
-        playbook_id: str, alert: dict[str, Any], mode: str, run_id: str, source: str
-    ) -> Any:
-        """Run one playbook for one alert (a flow run of `irbook deploy`'s deployments)."""
-        try:
-            outcome = run_deployed(
-                playbook_id, alert, mode, run_id, source, runtime.deployment.version
-            )
-        except Refused as exc:
-            return Cancelled(message=str(exc)) if exc.cancelled else Failed(message=str(exc))
-        if outcome is None:
-            # A second delivery of this flow run (rescheduled from a worker that seemed
-            # lost): the run was not started twice; the flow run says how the run stands.
-            record = RunStore().run(run_id) or {}
-            state = str(record.get("state"))
-            twice = f"run {run_id} was started by an earlier delivery, not twice"
-            if state in ("running", "queued"):
-                return Cancelled(message=f"{twice}; it is {state} there")
-            return prefect_state(run_id, state, record.get("message") or "", f"{twice}; ")
-        return prefect_state(run_id, outcome.state, outcome.message)
+    try:
+        outcome = run_deployed(
+            playbook_id, alert, mode, run_id, source, runtime.deployment.version, run_here
+        )
+    except Refused as exc:
+        return Cancelled(message=str(exc)) if exc.cancelled else Failed(message=str(exc))
+    if outcome is None:
+        # A second delivery of this flow run (rescheduled from a worker that seemed
+        # lost): the run was not started twice; the flow run says how the run stands.
+        record = RunStore().run(run_id) or {}
+        state = str(record.get("state"))
+        twice = f"run {run_id} was started by an earlier delivery, not twice"
+        if state in ("running", "queued"):
+            return Cancelled(message=f"{twice}; it is {state} there")
+        return prefect_state(run_id, state, record.get("message") or "", f"{twice}; ")
+    return prefect_state(run_id, outcome.state, outcome.message)
 
-    return deployed_playbook
+
+@functools.cache
+def _deployed_flow() -> Any:
+    """The one flow of every run (irbook_flows.flow.run_playbook), imported once Prefect's
+    settings are final."""
+    from irbook_flows.flow import run_playbook
+
+    return run_playbook
 
 
 def __getattr__(name: str) -> Any:
@@ -612,6 +611,7 @@ __all__ = [
     "flow_parameters",
     "full_name",
     "idempotency_key",
+    "on_worker",
     "playbook_digest",
     "register",
     "run_deployed",

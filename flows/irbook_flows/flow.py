@@ -29,17 +29,19 @@ from irbook.model import Step
 from irbook.plan import redact
 from irbook.registry import REGISTRY, ActionContext, RunInfo
 from irbook.runs import RunStore, rollback_outcome, step_label, verdict_line, verdict_text
+from irbook_flows.deploy import FLOW_NAME
 from irbook_flows.engine import (
     MAX_WORKERS,
-    Decision,
     Engine,
     RunSpec,
     drop_spec,
     register_spec,
+    registered,
     run_scrubbed,
     run_step,
     spec_for,
 )
+from irbook_flows.executors import Decision, Wiring, wire
 
 
 class ApprovalInput(RunInput):
@@ -120,16 +122,15 @@ def quiet_console() -> None:
 def _flow_run_name() -> str:
     from prefect.runtime import flow_run
 
-    run_id = str(flow_run.parameters.get("run_id", ""))
+    given = flow_run.parameters
+    run_id = str(given.get("run_id", ""))
     try:
         spec = spec_for(run_id)
-    except KeyError:
-        return f"irbook {run_id}"
+    except KeyError:  # on a worker: the run is planned inside the flow
+        return f"{given.get('mode')} {given.get('playbook_id')} · {run_id}"
     alert = spec.alert
     where = f"{alert.source}:{alert.id}" if alert.source != "manual" else "manual"
-    prefix = "DRY RUN " if spec.dry_run else ""
-    if spec.drill is not None:
-        prefix = f"DRILL {spec.drill.scenario_id} · "
+    prefix = spec.wired().executor.label
     name = f"{prefix}{spec.playbook.metadata.id} · {where[:60]} · {run_id}"
     return str(redact(name, spec.secrets))
 
@@ -260,20 +261,43 @@ def _wait_any(futures: list[PrefectFuture[Any]]) -> PrefectFuture[Any]:
 
 
 @flow(
-    name="irbook-playbook",
+    name=FLOW_NAME,
     flow_run_name=_flow_run_name,
     task_runner=cast(Any, ThreadPoolTaskRunner(max_workers=MAX_WORKERS)),
     persist_result=False,
     validate_parameters=False,
     log_prints=False,
 )
-def playbook_flow(run_id: str) -> Any:
+def run_playbook(
+    playbook_id: str, alert: dict[str, Any], mode: str, run_id: str, source: str = ""
+) -> Any:
+    """One playbook run for one alert: the same flow in this process and on a worker.
+
+    Started in this process (`irbook run`, the receiver's embedded runner, a drill), the
+    run's spec (secret inputs, clients, approvers, listeners) is registered here under
+    `run_id` and the parameters only name it. A deployment's flow run on a worker finds
+    none: it plans and records the run from the parameters, taking secrets and clients
+    from the worker's own environment (irbook_flows.deploy.run_deployed). No parameter
+    holds a secret: the alert is redacted of the run's secret inputs (see `execute`).
+    """
     # Prefect logs a flow's exception with its traceback: redacted, as a task's is.
-    return run_scrubbed(run_id, lambda: _playbook(run_id))
+    return run_scrubbed(run_id, lambda: _run_playbook(playbook_id, alert, mode, run_id, source))
 
 
-def _playbook(run_id: str) -> Any:
-    spec = spec_for(run_id)
+def _run_playbook(
+    playbook_id: str, alert: dict[str, Any], mode: str, run_id: str, source: str
+) -> Any:
+    if registered(run_id):
+        return _playbook(spec_for(run_id))
+    from irbook_flows.deploy import on_worker
+
+    return on_worker(playbook_id, alert, mode, run_id, source)
+
+
+def _playbook(spec: RunSpec) -> Any:
+    """The flow run's body: the engine's loop, the verdict, rollback, the record's end."""
+    run_id = spec.run_id
+    executor = spec.wired().executor
     context = FlowRunContext.get()
     if context is not None and context.flow_run is not None:
         spec.store.set_flow_run(run_id, str(context.flow_run.id))
@@ -283,18 +307,19 @@ def _playbook(run_id: str) -> Any:
         options: dict[str, Any] = {"task_run_name": name, "retries": step.retries}
         if step.retries:
             # a drill counts the delay on its clock instead of waiting it
-            options["retry_delay_seconds"] = 0 if spec.drill is not None else step.retry_delay
+            options["retry_delay_seconds"] = executor.retry_delay(step)
         if step.timeout:
             options["timeout_seconds"] = step.timeout
-        if REGISTRY.get(step.action).effect == "mutate" and spec.dry_run:
-            options["tags"] = ["dry-run"]
+        labels = executor.task_tags(REGISTRY.get(step.action))
+        if labels:
+            options["tags"] = labels
         task = step_task.with_options(**options)
         return cast(
             "PrefectFuture[Any]", task.submit(run_id, step.id, index, cast(Any, quote(params)))
         )
 
     engine = Engine(spec, submit, _wait_any)
-    engine.run(_pause(spec))
+    engine.run()
     state, message = engine.verdict()
     compensations = engine.compensations() if state == "failed" else []
     if compensations:
@@ -304,7 +329,7 @@ def _playbook(run_id: str) -> Any:
     shown = redact(message, spec.secrets)
     spec.store.finish_run(run_id, state, shown, engine.run_outputs())
     said = verdict_text(state, shown)
-    engine.close_card(verdict_line(state, shown))
+    engine.ended(verdict_line(state, shown))
     if state == "succeeded":
         return Completed(message="playbook succeeded")
     if state == "partial":
@@ -522,27 +547,71 @@ def execute(spec: RunSpec, extra_tags: list[str] | None = None) -> Outcome:
     if refused:
         spec.store.finish_run(spec.run_id, "rejected", refused)
         return Outcome(spec.run_id, "rejected", refused, None, {}, [])
+    mode = _wired(spec).executor.mode
     register_spec(spec)
-    labels = ["irbook", f"playbook:{spec.playbook.metadata.id}"]
-    labels.append("dry-run" if spec.dry_run else "live")
-    labels.extend(extra_tags or [])
+    labels = ["irbook", f"playbook:{spec.playbook.metadata.id}", mode, *(extra_tags or [])]
+    # The parameters name the run (its spec stays here): the alert without its raw payload,
+    # which may be large and is not needed, redacted of the run's secret inputs.
+    alert = redact(spec.alert.model_dump(mode="json", exclude={"raw"}), spec.secrets)
+    webhook = spec.started_by.startswith("webhook:")
+    source = spec.started_by.removeprefix("webhook:") if webhook else ""
     try:
         with tags(*labels):
-            state = cast("State[Any]", playbook_flow(spec.run_id, return_state=True))
+            state = cast(
+                "State[Any]",
+                run_playbook(
+                    spec.playbook.metadata.id,
+                    alert,
+                    mode,
+                    spec.run_id,
+                    source,
+                    return_state=True,
+                ),
+            )
     except KeyboardInterrupt as exc:
         how = "cancelled by SIGTERM" if isinstance(exc, Terminated) else "cancelled with Ctrl-C"
         cancel_run(spec.store, spec.run_id, how)
         raise
     finally:
         drop_spec(spec.run_id)
-    record = spec.store.run(spec.run_id) or {}
+    return outcome_of(spec.store, spec.run_id, state.message or "the flow run crashed")
+
+
+def run_here(spec: RunSpec, extra_tags: list[str] | None = None) -> Outcome:
+    """Run a playbook inside the flow run already going on (a worker's): the same steps
+    as `execute`, without a second flow run."""
+    refused = may_start(spec)
+    if refused:
+        spec.store.finish_run(spec.run_id, "rejected", refused)
+        return Outcome(spec.run_id, "rejected", refused, None, {}, [])
+    _wired(spec)
+    register_spec(spec)
+    crashed = "the flow run crashed"
+    try:
+        _playbook(spec)
+    except Exception as exc:  # the record says failed, with the reason (redacted)
+        crashed = redact(f"the flow run crashed: {type(exc).__name__}: {exc}", spec.secrets)
+    finally:
+        drop_spec(spec.run_id)
+    return outcome_of(spec.store, spec.run_id, crashed)
+
+
+def _wired(spec: RunSpec) -> Wiring:
+    """Choose the run's executor, approver and listeners, once, as it starts."""
+    if spec.wiring is None:
+        spec.wiring = wire(spec, _pause(spec))
+    return spec.wiring
+
+
+def outcome_of(store: RunStore, run_id: str, crashed: str) -> Outcome:
+    """What a run came to, from its record; a record the flow left running failed."""
+    record = store.run(run_id) or {}
     if record.get("state") == "running":  # the flow crashed before it could finish
-        message = state.message or "the flow run crashed"
-        spec.store.finish_run(spec.run_id, "failed", message)
-        record = spec.store.run(spec.run_id) or {}
-    rows = [e for e in spec.store.events(spec.run_id) if e["kind"] == "rollback-plan"]
+        store.finish_run(run_id, "failed", crashed)
+        record = store.run(run_id) or {}
+    rows = [e for e in store.events(run_id) if e["kind"] == "rollback-plan"]
     return Outcome(
-        spec.run_id,
+        run_id,
         str(record.get("state")),
         str(record.get("message") or ""),
         record.get("flow_run_id"),
