@@ -229,7 +229,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     ensure_api()
     from irbook.runs import RunStore
-    from irbook_flows.flow import Terminated, quiet_console
+    from irbook_flows.flow import Terminated, execute, quiet_console
     from irbook_flows.start import start_run
 
     quiet_console()
@@ -260,6 +260,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             store=store,
             plan=plan,
             announce=announce,
+            execute=execute,
             live_reads=bool(args.live_reads),
             ask_approvals=bool(args.ask_approvals),
             on_event=table.event,

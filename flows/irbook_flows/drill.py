@@ -33,7 +33,7 @@ def run_drill(loaded: LoadedScenario, rules: Policy | None = None) -> DrillResul
     from irbook.plan import build_plan, redact
     from irbook.registry import REGISTRY
     from irbook.runs import RunStore
-    from irbook_flows.flow import quiet_console
+    from irbook_flows.flow import execute, quiet_console
     from irbook_flows.server import ui_url
     from irbook_flows.start import start_run
 
@@ -53,6 +53,7 @@ def run_drill(loaded: LoadedScenario, rules: Policy | None = None) -> DrillResul
         started_by=f"drill:{drill.metadata.id}",
         store=store,
         plan=plan,
+        execute=execute,
         tags=["drill", f"drill:{drill.metadata.id}"],
         drill=controller,
         policy=rules,

@@ -676,13 +676,8 @@ def run_info(spec: RunSpec, step_id: str) -> RunInfo:
 
 
 def run_step(run_id: str, step_id: str, index: int, params: dict[str, Any]) -> dict[str, Any]:
-    """The body of a step's task: dry-run planning, or the real action. Its exceptions
-    reach Prefect's database, so one quoting a secret is redacted first."""
-    result: dict[str, Any] = run_scrubbed(run_id, lambda: _run_step(run_id, step_id, index, params))
-    return result
-
-
-def _run_step(run_id: str, step_id: str, index: int, params: dict[str, Any]) -> dict[str, Any]:
+    """The body of a step's task: one attempt, by the run's executor. Its exceptions reach
+    Prefect's database: the task runs it under `run_scrubbed`."""
     spec = spec_for(run_id)
     step = spec.playbook.step(step_id)
     action = REGISTRY.get(step.action)

@@ -1,4 +1,6 @@
-"""The Prefect side of a run: the flow, the step task, approvals by pause/resume, rollback.
+"""The Prefect side of a run: the one flow (`run_playbook`, started in this process by
+`execute` or by a worker for a deployment), the step task, approvals by pause/resume,
+rollback.
 
 Import this module only after `irbook_flows.server.ensure_api()`: Prefect reads its
 settings at import time.
@@ -7,6 +9,9 @@ settings at import time.
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import re
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,11 +30,13 @@ from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
+from irbook.errors import IrbookError
 from irbook.model import Step
+from irbook.model.base import ID_PATTERN
 from irbook.plan import redact
 from irbook.registry import REGISTRY, ActionContext, RunInfo
 from irbook.runs import RunStore, rollback_outcome, step_label, verdict_line, verdict_text
-from irbook_flows.deploy import FLOW_NAME
+from irbook_flows import FLOW_NAME
 from irbook_flows.engine import (
     MAX_WORKERS,
     Engine,
@@ -42,6 +49,9 @@ from irbook_flows.engine import (
     spec_for,
 )
 from irbook_flows.executors import Decision, Wiring, wire
+from irbook_flows.start import Execute, playbook_digest, start_run
+
+MODES = ("live", "dry-run")
 
 
 class ApprovalInput(RunInput):
@@ -67,7 +77,9 @@ class Outcome:
 
 @task(name="irbook-step", cache_policy=NO_CACHE, persist_result=False, log_prints=False)
 def step_task(run_id: str, step_id: str, index: int, params: dict[str, Any]) -> dict[str, Any]:
-    return run_step(run_id, step_id, index, params)
+    # an exception quoting a secret of the run is redacted before Prefect records it
+    result: dict[str, Any] = run_scrubbed(run_id, lambda: run_step(run_id, step_id, index, params))
+    return result
 
 
 @task(name="irbook-undo", cache_policy=NO_CACHE, persist_result=False)
@@ -281,17 +293,9 @@ def run_playbook(
     holds a secret: the alert is redacted of the run's secret inputs (see `execute`).
     """
     # Prefect logs a flow's exception with its traceback: redacted, as a task's is.
-    return run_scrubbed(run_id, lambda: _run_playbook(playbook_id, alert, mode, run_id, source))
-
-
-def _run_playbook(
-    playbook_id: str, alert: dict[str, Any], mode: str, run_id: str, source: str
-) -> Any:
     if registered(run_id):
-        return _playbook(spec_for(run_id))
-    from irbook_flows.deploy import on_worker
-
-    return on_worker(playbook_id, alert, mode, run_id, source)
+        return run_scrubbed(run_id, lambda: _playbook(spec_for(run_id)))
+    return on_worker(playbook_id, alert, mode, run_id, source)  # redacts in run_here
 
 
 def _playbook(spec: RunSpec) -> Any:
@@ -646,3 +650,134 @@ def cancel_run(store: RunStore, run_id: str, message: str) -> None:
             )
     if record.get("state") in ("running", "queued"):
         store.finish_run(run_id, "cancelled", message)
+
+
+# -- a deployment's flow run, on a worker ----------------------------------------------------
+
+
+def _find_playbook(playbook_id: str) -> str:
+    """The path of a playbook by id, searched only in the playbook folders."""
+    if not re.match(ID_PATTERN, playbook_id):
+        raise IrbookError(f"'{playbook_id}' is not a playbook id")
+    from irbook.checked import find_playbook
+
+    return find_playbook(playbook_id)
+
+
+class Refused(Exception):
+    """The worker will not run this flow run; the message says why (and the record too)."""
+
+    def __init__(self, message: str, *, cancelled: bool = False) -> None:
+        super().__init__(message)
+        self.cancelled = cancelled
+
+
+def run_deployed(
+    playbook_id: str,
+    alert: dict[str, Any],
+    mode: str,
+    run_id: str,
+    source: str,
+    deployed_digest: str | None = None,
+    execute: Execute | None = None,
+) -> Outcome | None:
+    """Start the run recorded under `run_id` and execute it; None if it started before.
+
+    The receiver recorded the run `queued`; this claims it (or creates it, for a flow run
+    started some other way). A cancelled run, or a playbook here that is not the one that
+    was deployed (`deployed_digest`), raises `Refused` and the record says why. The same
+    start as every other (irbook_flows.start.start_run); on a worker, `execute` runs it
+    inside the worker's flow run (`flow.run_here`), elsewhere in a flow run of its own.
+    """
+    from irbook.loader import load_playbook
+    from irbook.model.alert import Alert
+    from irbook.plan import Plan
+    from irbook.policy import active as active_policy
+    from irbook.registry import REGISTRY
+
+    if mode not in MODES:
+        raise IrbookError(f"mode must be live or dry-run, not {mode!r}")
+    store = RunStore()
+    store.hold()  # a worker killed mid-run leaves a run the receiver's reaper settles
+    try:
+        path = _find_playbook(playbook_id)
+    except IrbookError as exc:
+        message = f"this worker cannot start it: {exc} (set IRBOOK_PLAYBOOKS in its environment)"
+        store.fail_queued(run_id, message)
+        raise Refused(message) from None
+    if deployed_digest and playbook_digest(path) != deployed_digest:
+        message = (
+            f"this worker's copy of playbook {playbook_id} ({path}, digest"
+            f" {playbook_digest(path)}) is not the deployed one (digest {deployed_digest}):"
+            " sync the worker's playbooks and run irbook deploy again"
+        )
+        store.fail_queued(run_id, message)
+        raise Refused(message)
+    REGISTRY.load_all()
+    started_by = f"webhook:{source}"
+
+    def claim(plan: Plan) -> str | None:
+        now = store.claim_queued(run_id)
+        if now == "missing":
+            try:
+                return store.create_run_for(
+                    plan, dry_run=mode != "live", started_by=started_by, run_id=run_id
+                )
+            except sqlite3.IntegrityError:
+                return None  # created meanwhile by a second delivery of this flow run
+        if now == "cancelled":
+            raise Refused(f"run {run_id} was cancelled before a worker started it", cancelled=True)
+        if now is not None:
+            return None  # started before (a retried flow run): never run the steps twice
+        return run_id
+
+    return start_run(
+        load_playbook(path).playbook,
+        Alert.model_validate(alert),
+        mode=mode,
+        started_by=started_by,
+        store=store,
+        record=claim,
+        execute=execute or globals()["execute"],
+        tags=[f"source:{source}", "deployment"],
+        slack_channel=os.environ.get("IRBOOK_SLACK_APPROVAL_CHANNEL"),
+        policy=active_policy(),
+    )
+
+
+def prefect_state(run_id: str, state: str, message: str, prefix: str = "") -> Any:
+    """The Prefect state a deployed flow run ends in for a run's verdict."""
+    from prefect.states import Cancelled
+
+    if state == "succeeded":
+        return Completed(message=f"{prefix}run {run_id} succeeded"[:500])
+    if state == "partial":
+        said = verdict_text(state, message)
+        return Completed(message=f"{prefix}run {run_id} {said}"[:500], name="Partial")
+    if state == "cancelled":
+        return Cancelled(message=f"{prefix}run {run_id} cancelled: {message}"[:500])
+    return Failed(message=f"{prefix}run {run_id} {state}: {message}"[:500])
+
+
+def on_worker(playbook_id: str, alert: dict[str, Any], mode: str, run_id: str, source: str) -> Any:
+    """The flow's body on a worker: plan, record and run here, and end the flow run in
+    the state of the run's verdict."""
+    from prefect import runtime
+    from prefect.states import Cancelled, Failed
+
+    try:
+        outcome = run_deployed(
+            playbook_id, alert, mode, run_id, source, runtime.deployment.version, run_here
+        )
+    except Refused as exc:
+        return Cancelled(message=str(exc)) if exc.cancelled else Failed(message=str(exc))
+    if outcome is None:
+        # A second delivery of this flow run (rescheduled from a worker that seemed
+        # lost): the run was not started twice; the flow run says how the run stands.
+        record = RunStore().run(run_id) or {}
+        state = str(record.get("state"))
+        twice = f"run {run_id} was started by an earlier delivery, not twice"
+        if state in ("running", "queued"):
+            return Cancelled(message=f"{twice}; it is {state} there")
+        return prefect_state(run_id, state, record.get("message") or "", f"{twice}; ")
+    return prefect_state(run_id, outcome.state, outcome.message)

@@ -8,8 +8,8 @@ the worker's flow run) and what the caller hears (`announce`, the options of Run
 The executor, approver and listeners follow from the mode and options when the flow
 starts (irbook_flows.executors.wire).
 
-Import this module only after `irbook_flows.server.ensure_api()`, like flow.py, when
-`execute` is left to its default.
+It imports no Prefect: `execute` is the caller's (irbook_flows.flow.execute, in a flow
+run of its own; flow.run_here, inside a worker's flow run; the receiver's thread).
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ def start_run(
     params: dict[str, str] | None = None,
     plan: Plan | None = None,
     run_id: str | None = None,
+    execute: Execute,
     record: Record | None = None,
     announce: Callable[[str], None] | None = None,
-    execute: Execute | None = None,
     tags: Sequence[str] = (),
     clients: ClientFactory | None = None,
     live_reads: bool = False,
@@ -96,11 +96,16 @@ def start_run(
         slack_channel=None if dry_run else slack_channel,
         **options,
     )
-    if execute is None:
-        from irbook_flows.flow import execute as in_process
-
-        execute = in_process
     return execute(spec, list(tags))
 
 
-__all__ = ["Execute", "Record", "start_run"]
+def playbook_digest(path: str) -> str:
+    """The content digest a deployment is registered with (its version) and a worker checks
+    its own copy of the playbook against: SHA-256 of the file's bytes, 16 hex digits."""
+    import hashlib
+
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()[:16]
+
+
+__all__ = ["Execute", "Record", "playbook_digest", "start_run"]
