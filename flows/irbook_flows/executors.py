@@ -391,8 +391,10 @@ class SlackCard(Listener):
                 self.card = (str(out["channel"]), str(out["ts"]), str(asked.get("channel")))
                 self.text = str(asked.get("text") or "")
             return
+        if self.card is None:
+            return
         action = REGISTRY.find("slack.post_message")
-        if self.card is None or action is None:
+        if action is None:
             return
         lines = [
             f"{MARKS.get(engine.state[s.id], '…')} {s.id}: {engine.state[s.id]}"

@@ -289,7 +289,7 @@ def run_playbook(
     run's spec (secret inputs, clients, approvers, listeners) is registered here under
     `run_id` and the parameters only name it. A deployment's flow run on a worker finds
     none: it plans and records the run from the parameters, taking secrets and clients
-    from the worker's own environment (irbook_flows.deploy.run_deployed). No parameter
+    from the worker's own environment (`run_deployed`, below). No parameter
     holds a secret: the alert is redacted of the run's secret inputs (see `execute`).
     """
     # Prefect logs a flow's exception with its traceback: redacted, as a task's is.
