@@ -2,8 +2,9 @@
 
 The embedded default runs a playbook in the process that asked for it. With a Prefect
 server and process workers, `irbook deploy` registers one deployment per playbook
-(`irbook-<playbook id>`) of the flow `deployed_playbook`, importable from the installed
-package (module entrypoint: no git clone, no image), and the webhook receiver starts
+(`irbook-<playbook id>`) of the one flow every run is (`irbook_flows.flow.run_playbook`,
+exposed here as `deployed_playbook`), importable from the installed package (module
+entrypoint: no git clone, no image), and the webhook receiver starts
 runs through `run_deployment` with an idempotency key, so a redelivered alert or a
 restarted dispatcher never creates a second flow run.
 
@@ -21,34 +22,32 @@ id, and the playbook's content digest as the deployment's version, so a worker w
 of the playbook differs refuses the run instead of running other steps than were
 deployed. Paths, credentials and the database come from each worker's own environment.
 
-Like flow.py, the flow itself needs Prefect's settings to be final before Prefect is
-imported, so it is built on first access (`irbook_flows.deploy.deployed_playbook`):
-importing this module for `irbook deploy` does not import Prefect.
+The flow needs Prefect's settings to be final before Prefect is imported, so it is
+imported on first access (`irbook_flows.deploy.deployed_playbook`), as is the worker's
+side of a run (`run_deployed`, `Refused`, in flow.py): importing this module for
+`irbook deploy` does not import Prefect.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from irbook.db import integrity_errors
 from irbook.errors import IrbookError
-from irbook.model.base import ID_PATTERN
+from irbook_flows import FLOW_NAME
+from irbook_flows.start import playbook_digest
 
 if TYPE_CHECKING:
     from irbook.model import Playbook
     from irbook.runs import RunStore
     from irbook.triggers.config import RunnerConfig
     from irbook.triggers.dispatch import StartRequest, StartRun
-    from irbook_flows.flow import Outcome
 
-FLOW_NAME = "irbook-deployed-playbook"
 ENTRYPOINT = "irbook_flows.deploy.deployed_playbook"  # module path: imported, not copied
 DEFAULT_PREFIX = "irbook"
-MODES = ("live", "dry-run")
 
 
 def deployment_name(playbook_id: str, prefix: str = DEFAULT_PREFIX) -> str:
@@ -73,15 +72,6 @@ def idempotency_key(request: StartRequest) -> str:
     return f"irbook/{request.alert_key}/{request.run_id}"
 
 
-def playbook_digest(path: str) -> str:
-    """The content digest a deployment is registered with (its version) and a worker checks
-    its own copy of the playbook against: SHA-256 of the file's bytes, 16 hex digits."""
-    import hashlib
-
-    with open(path, "rb") as handle:
-        return hashlib.sha256(handle.read()).hexdigest()[:16]
-
-
 def flow_parameters(request: StartRequest) -> dict[str, Any]:
     """The deployed flow's parameters for a request: nothing secret, all JSON."""
     return {
@@ -93,160 +83,26 @@ def flow_parameters(request: StartRequest) -> dict[str, Any]:
     }
 
 
-# -- the deployed flow, on the worker ----------------------------------------------------
-
-
-def _find_playbook(playbook_id: str) -> str:
-    """The path of a playbook by id, searched only in the playbook folders."""
-    if not re.match(ID_PATTERN, playbook_id):
-        raise IrbookError(f"'{playbook_id}' is not a playbook id")
-    from irbook.checked import find_playbook
-
-    return find_playbook(playbook_id)
-
-
-class Refused(Exception):
-    """The worker will not run this flow run; the message says why (and the record too)."""
-
-    def __init__(self, message: str, *, cancelled: bool = False) -> None:
-        super().__init__(message)
-        self.cancelled = cancelled
-
-
-def run_deployed(
-    playbook_id: str,
-    alert: dict[str, Any],
-    mode: str,
-    run_id: str,
-    source: str,
-    deployed_digest: str | None = None,
-) -> Outcome | None:
-    """Start the run recorded under `run_id` and execute it; None if it started before.
-
-    The receiver recorded the run `queued`; this claims it (or creates it, for a flow run
-    started some other way). A cancelled run, or a playbook here that is not the one that
-    was deployed (`deployed_digest`), raises `Refused` and the record says why. The same
-    steps as the receiver's in-process starter and the same engine
-    (`irbook_flows.flow.execute`); only the process differs.
-    """
-    from irbook.loader import load_playbook
-    from irbook.model.alert import Alert
-    from irbook.plan import build_plan
-    from irbook.policy import active as active_policy
-    from irbook.registry import REGISTRY, NoClients
-    from irbook.runs import RunStore
-    from irbook_actions.clients import LiveClients
-    from irbook_flows.engine import RunSpec
-    from irbook_flows.flow import execute
-
-    if mode not in MODES:
-        raise IrbookError(f"mode must be live or dry-run, not {mode!r}")
-    store = RunStore()
-    store.hold()  # a worker killed mid-run leaves a run the receiver's reaper settles
-    try:
-        path = _find_playbook(playbook_id)
-    except IrbookError as exc:
-        message = f"this worker cannot start it: {exc} (set IRBOOK_PLAYBOOKS in its environment)"
-        store.fail_queued(run_id, message)
-        raise Refused(message) from None
-    if deployed_digest and playbook_digest(path) != deployed_digest:
-        message = (
-            f"this worker's copy of playbook {playbook_id} ({path}, digest"
-            f" {playbook_digest(path)}) is not the deployed one (digest {deployed_digest}):"
-            " sync the worker's playbooks and run irbook deploy again"
-        )
-        store.fail_queued(run_id, message)
-        raise Refused(message)
-    REGISTRY.load_all()
-    playbook = load_playbook(path).playbook
-    alert_obj = Alert.model_validate(alert)
-    plan = build_plan(playbook, alert_obj, {})
-    dry_run = mode != "live"
-    started_by = f"webhook:{source}"
-    now = store.claim_queued(run_id)
-    if now == "missing":
-        try:
-            store.create_run_for(plan, dry_run=dry_run, started_by=started_by, run_id=run_id)
-        except integrity_errors():
-            return None  # created meanwhile by a second delivery of this flow run
-    elif now == "cancelled":
-        raise Refused(f"run {run_id} was cancelled before a worker started it", cancelled=True)
-    elif now is not None:
-        return None  # started before (a retried flow run): never run the steps twice
-    spec = RunSpec(
-        run_id=run_id,
-        playbook=playbook,
-        alert=alert_obj,
-        inputs=plan.inputs,
-        dry_run=dry_run,
-        started_by=started_by,
-        store=store,
-        clients=NoClients() if dry_run else LiveClients(),
-        secrets=plan.secrets,
-        slack_channel=None if dry_run else os.environ.get("IRBOOK_SLACK_APPROVAL_CHANNEL"),
-        policy=active_policy(),
-    )
-    return execute(spec, [f"source:{source}", "deployment"])
-
-
-def prefect_state(run_id: str, state: str, message: str, prefix: str = "") -> Any:
-    """The Prefect state a deployed flow run ends in for a run's verdict."""
-    from prefect.states import Cancelled, Completed, Failed
-
-    from irbook.runs import verdict_text
-
-    if state == "succeeded":
-        return Completed(message=f"{prefix}run {run_id} succeeded"[:500])
-    if state == "partial":
-        said = verdict_text(state, message)
-        return Completed(message=f"{prefix}run {run_id} {said}"[:500], name="Partial")
-    if state == "cancelled":
-        return Cancelled(message=f"{prefix}run {run_id} cancelled: {message}"[:500])
-    return Failed(message=f"{prefix}run {run_id} {state}: {message}"[:500])
-
-
 @functools.cache
 def _deployed_flow() -> Any:
-    from prefect import flow, runtime
-    from prefect.states import Cancelled, Failed
+    """The one flow of every run (irbook_flows.flow.run_playbook), imported once Prefect's
+    settings are final."""
+    from irbook_flows.flow import run_playbook
 
-    from irbook.runs import RunStore
+    return run_playbook
 
-    @flow(
-        name=FLOW_NAME,
-        flow_run_name="{mode} {playbook_id} · {run_id}",
-        persist_result=False,
-        validate_parameters=False,
-        log_prints=False,
-    )
-    def deployed_playbook(
-        playbook_id: str, alert: dict[str, Any], mode: str, run_id: str, source: str
-    ) -> Any:
-        """Run one playbook for one alert (a flow run of `irbook deploy`'s deployments)."""
-        try:
-            outcome = run_deployed(
-                playbook_id, alert, mode, run_id, source, runtime.deployment.version
-            )
-        except Refused as exc:
-            return Cancelled(message=str(exc)) if exc.cancelled else Failed(message=str(exc))
-        if outcome is None:
-            # A second delivery of this flow run (rescheduled from a worker that seemed
-            # lost): the run was not started twice; the flow run says how the run stands.
-            record = RunStore().run(run_id) or {}
-            state = str(record.get("state"))
-            twice = f"run {run_id} was started by an earlier delivery, not twice"
-            if state in ("running", "queued"):
-                return Cancelled(message=f"{twice}; it is {state} there")
-            return prefect_state(run_id, state, record.get("message") or "", f"{twice}; ")
-        return prefect_state(run_id, outcome.state, outcome.message)
 
-    return deployed_playbook
+_ON_WORKER = ("Refused", "prefect_state", "run_deployed")  # in irbook_flows.flow
 
 
 def __getattr__(name: str) -> Any:
     # The worker imports `irbook_flows.deploy.deployed_playbook` after its settings are set.
     if name == "deployed_playbook":
         return _deployed_flow()
+    if name in _ON_WORKER:  # a worker's side of a deployed run, where Prefect is imported
+        from irbook_flows import flow
+
+        return getattr(flow, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -586,5 +442,4 @@ __all__ = [
     "playbook_digest",
     "prefect_reason",
     "register",
-    "run_deployed",
 ]

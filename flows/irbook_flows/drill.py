@@ -28,11 +28,11 @@ def run_drill(loaded: LoadedScenario, rules: Policy | None = None) -> DrillResul
     The result is redacted of the run's secret inputs: the scenario's injects and notes
     are free text, and a facilitator may well paste a secret into one."""
     from irbook.plan import build_plan, redact
-    from irbook.registry import REGISTRY, NoClients
+    from irbook.registry import REGISTRY
     from irbook.runs import RunStore
-    from irbook_flows.engine import RunSpec
     from irbook_flows.flow import execute, quiet_console
     from irbook_flows.server import ui_url
+    from irbook_flows.start import start_run
 
     drill = loaded.drill
     playbook = loaded.playbook.playbook
@@ -41,24 +41,22 @@ def run_drill(loaded: LoadedScenario, rules: Policy | None = None) -> DrillResul
     plan = build_plan(playbook, loaded.alert, params)  # resolves and checks the inputs
     quiet_console()
     store = RunStore()
-    started_by = f"drill:{drill.metadata.id}"
-    run_id = store.create_run_for(plan, dry_run=True, started_by=started_by)
     controller = DrillController(drill, playbook)
-    spec = RunSpec(
-        run_id=run_id,
-        playbook=playbook,
-        alert=loaded.alert,
-        inputs=plan.inputs,
-        dry_run=True,
-        started_by=started_by,
+    wall = time.time()
+    outcome = start_run(
+        playbook,
+        loaded.alert,
+        mode="dry-run",
+        started_by=f"drill:{drill.metadata.id}",
         store=store,
-        clients=NoClients(),
-        secrets=plan.secrets,
+        plan=plan,
+        execute=execute,
+        tags=["drill", f"drill:{drill.metadata.id}"],
         drill=controller,
         policy=rules,
     )
-    wall = time.time()
-    outcome = execute(spec, extra_tags=["drill", f"drill:{drill.metadata.id}"])
+    assert outcome is not None  # executed here, to its end
+    run_id = outcome.run_id
     compensation = {
         s.id: s.compensation or (f"irreversible: {s.irreversible}" if s.irreversible else "")
         for s in plan.steps

@@ -1,7 +1,7 @@
 """The receiver's in-process starter (`runner: embedded`): a run per alert, in a thread.
 
 The run record is created first, under the run id the queue assigned and this process's
-lease (irbook.leases), so a run id that exists already raises sqlite3.IntegrityError (the
+lease (irbook.leases), so a run id that exists already raises the database's integrity error (the
 dispatcher reads that as "already started": a restarted receiver starts nothing twice),
 and a run whose process dies is found by the reaper instead of staying 'running'.
 
@@ -60,45 +60,34 @@ class EmbeddedStarter:
 
     def __call__(self, request: StartRequest) -> str:
         from irbook.loader import load_playbook
-        from irbook.plan import build_plan
         from irbook.policy import active as active_policy
-        from irbook.registry import NoClients
-        from irbook_actions.clients import LiveClients
-        from irbook_flows.engine import RunSpec
+        from irbook_flows.start import start_run
 
-        playbook = load_playbook(request.playbook_path).playbook
-        plan = build_plan(playbook, request.alert, {})
-        dry_run = request.mode != "live"
-        started_by = f"webhook:{request.source}"
-        self.store.create_run_for(
-            plan, dry_run=dry_run, started_by=started_by, run_id=request.run_id
-        )
-        spec = RunSpec(
-            run_id=request.run_id,
-            playbook=playbook,
-            alert=request.alert,
-            inputs=plan.inputs,
-            dry_run=dry_run,
-            started_by=started_by,
+        start_run(
+            load_playbook(request.playbook_path).playbook,
+            request.alert,
+            mode=request.mode,
+            started_by=f"webhook:{request.source}",
             store=self.store,
-            clients=NoClients() if dry_run else LiveClients(),
-            secrets=plan.secrets,
-            slack_channel=None if dry_run else self.slack_channel,
+            run_id=request.run_id,  # recorded here, before the thread: a duplicate raises
+            execute=self._spawn,
+            tags=[f"source:{request.source}"],
+            slack_channel=self.slack_channel,
             policy=active_policy(),
         )
+        return request.run_id
+
+    def _spawn(self, spec: RunSpec, tags: list[str]) -> None:
+        """Execute the recorded run in a thread of its own (see the module)."""
         with self._lock:
             self._running += 1
         try:
             threading.Thread(
-                target=self._run,
-                args=(spec, [f"source:{request.source}"]),
-                daemon=True,
-                name=f"run-{request.run_id}",
+                target=self._run, args=(spec, tags), daemon=True, name=f"run-{spec.run_id}"
             ).start()
         except BaseException:
             self._finished()
             raise
-        return request.run_id
 
     def _finished(self) -> None:
         with self._lock:

@@ -18,12 +18,11 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from irbook import expr, policy
-from irbook.drill.clock import DrillController
 from irbook.model import Alert, Playbook, Step
 from irbook.model.base import format_duration
 from irbook.needs import upstream_of
@@ -40,29 +39,24 @@ from irbook.plan import (
 from irbook.policy import Policy as AccessPolicy
 from irbook.registry import (
     REGISTRY,
-    ActionContext,
     ActionFailed,
     ActionSpec,
     ClientFactory,
     NoClients,
     RunInfo,
-    recording_calls,
 )
 from irbook.runs import RunStore
+from irbook_flows.executors import Attempt, Gate
+from irbook_flows.executors import Decision as Decision  # re-exported: tests, older callers
+
+if TYPE_CHECKING:
+    from irbook.drill.clock import DrillController
+    from irbook_flows.executors import Wiring
 
 FINAL = frozenset(FINAL_STEP_STATES)
 MAX_WORKERS = 8
 
 EventSink = Callable[[str, str, str, str], None]  # kind, step id, state, detail
-
-
-@dataclass
-class Decision:
-    approved: bool
-    approver: str
-    comment: str = ""
-    how: str = "human"  # human | simulated | timeout
-    ticket: int = 0  # the run record's approval-request behind it (irbook approve, Slack)
 
 
 Approver = Callable[[str, Step, dict[str, Any]], Decision | None]
@@ -93,6 +87,14 @@ class RunSpec:
     drill: DrillController | None = None
     # Who may decide (irbook.policy); None: no policy in force, the behaviour before policies.
     policy: AccessPolicy | None = None
+    # The executor, approver and listeners chosen from the fields above when the run
+    # starts (irbook_flows.executors.wire); the engine asks nothing else about the mode.
+    wiring: Wiring | None = None
+
+    def wired(self) -> Wiring:
+        if self.wiring is None:
+            raise RuntimeError(f"run {self.run_id} was not wired (irbook_flows.executors.wire)")
+        return self.wiring
 
 
 _SPECS: dict[str, RunSpec] = {}
@@ -151,6 +153,12 @@ def drop_spec(run_id: str) -> None:
         _SPECS.pop(run_id, None)
 
 
+def registered(run_id: str) -> bool:
+    """Whether the run was started in this process (its spec is here)."""
+    with _SPECS_LOCK:
+        return run_id in _SPECS
+
+
 def spec_for(run_id: str) -> RunSpec:
     with _SPECS_LOCK:
         return _SPECS[run_id]
@@ -182,6 +190,10 @@ class Engine:
 
     def __init__(self, spec: RunSpec, submit: Callable[..., Any], wait_any: Callable[..., Any]):
         self.spec = spec
+        wiring = spec.wired()
+        self.mode = wiring.executor.mode
+        self.approver = wiring.approver
+        self.listeners = wiring.listeners
         self.submit = submit
         self.wait_any = wait_any
         self.playbook = spec.playbook
@@ -199,8 +211,8 @@ class Engine:
         self.alert_ctx = spec.alert.as_context()
         self.run_ctx = {
             "id": spec.run_id,
-            "mode": "dry-run" if spec.dry_run else "live",
-            "dry_run": spec.dry_run,
+            "mode": self.mode,
+            "dry_run": self.mode != "live",
             "playbook": self.playbook.metadata.id,
             "started_by": spec.started_by,
             "incident_key": incident_key(self.playbook.metadata.id, spec.alert.id),
@@ -211,80 +223,23 @@ class Engine:
         }
         self.rejected: list[str] = []
         self.tickets: set[int] = set()  # approval requests acted on (each once)
-        # The run's first Slack card (channel id, ts): later posts go into its thread,
-        # and it is updated in place as steps end.
-        self.slack_card: tuple[str, str, str] | None = None
-        self.card_text = ""
-        self.card_verdict = ""  # the run's verdict, the card's last line once it ends
-
-    def close_card(self, verdict: str) -> None:
-        """Say on the run's Slack card how the run ended, as the terminal does."""
-        self.card_verdict = redact(verdict, self.spec.secrets)
-        if self.order:
-            self.card(self.order[-1].id, self.state[self.order[-1].id])
 
     # -- events -----------------------------------------------------------------------
 
-    def emit(self, step_id: str, state: str, detail: str = "", item: int = 0) -> None:
-        safe = redact(detail, self.spec.secrets)
-        self.spec.store.upsert_step(self.spec.run_id, step_id, item, state=state, reason=safe)
-        if self.spec.on_event is not None:
-            self.spec.on_event("step", step_id, state, safe)
+    def tell(self, step_id: str, state: str, detail: str = "") -> None:
+        """Tell the listeners (terminal, Slack card) of a step's state; never fails it."""
+        for listener in self.listeners:
+            listener.step(self, step_id, state, detail)
 
     def finish_step(self, step_id: str, state: str, reason: str = "") -> None:
         self.state[step_id] = state
         self.reason[step_id] = reason
-        self.card(step_id, state)
-        if self.spec.on_event is not None:
-            self.spec.on_event("step", step_id, state, redact(reason, self.spec.secrets))
+        self.tell(step_id, state, redact(reason, self.spec.secrets))
 
-    def card(self, step_id: str, state: str) -> None:
-        """Keep the run's Slack card current: live runs only, never failing a step."""
-        step = self.playbook.step(step_id)
-        if (
-            self.slack_card is None
-            and state == "succeeded"
-            and step.action == "slack.post_message"
-            and step.for_each is None
-            and not self.spec.dry_run
-        ):
-            out = self.outputs.get(step_id) or {}
-            if out.get("channel") and out.get("ts") and not out.get("thread_ts"):
-                sent = next(
-                    (r for r in self.spec.store.steps(self.spec.run_id) if r["step_id"] == step_id),
-                    None,
-                )
-                asked = (sent or {}).get("params") or {}
-                self.slack_card = (str(out["channel"]), str(out["ts"]), str(asked.get("channel")))
-                self.card_text = str(asked.get("text") or "")
-            return
-        if self.slack_card is None or self.spec.dry_run:
-            return
-        action = REGISTRY.find("slack.post_message")
-        if action is None:
-            return
-        marks = {"succeeded": "✓", "failed": "✗", "skipped": "-", "rejected": "⊘"}
-        lines = [
-            f"{marks.get(self.state[s.id], '…')} {s.id}: {self.state[s.id]}"
-            for s in self.order
-            if self.state[s.id] != "pending"
-        ]
-        if self.card_verdict:
-            lines.append(f"Run {self.spec.run_id}: {self.card_verdict}")
-        channel, ts, _ = self.slack_card
-        text = (self.card_text + "\n\n" if self.card_text else "") + "\n".join(lines)
-        try:
-            params = action.params.model_validate(
-                {"channel": channel, "text": text[:39_000], "update_ts": ts}
-            )
-            action.func(ActionContext(run=self.run_info(step), clients=self.spec.clients), params)
-        except Exception as exc:  # the card is a courtesy; the run goes on
-            self.spec.store.event(
-                self.spec.run_id,
-                "slack-card-failed",
-                step_id,
-                error=redact(str(exc), self.spec.secrets)[:200],
-            )
+    def ended(self, verdict: str) -> None:
+        """The run ended: the listeners say how, as the terminal does."""
+        for listener in self.listeners:
+            listener.ended(self, verdict)
 
     # -- scheduling ---------------------------------------------------------------------
 
@@ -336,11 +291,8 @@ class Engine:
                 self.fail(step, validation_message(action, exc))
                 return None
             dumped = params.model_dump(mode="json", exclude_none=True)
-            if action.key == "slack.post_message" and self.slack_card is not None:
-                channel_id, ts, channel_asked = self.slack_card
-                same = dumped.get("channel") in (channel_id, channel_asked)
-                if same and "thread" not in dumped and "update_ts" not in dumped:
-                    dumped["thread"] = ts  # one thread per run: under the first card
+            for listener in self.listeners:
+                listener.params(self, action, dumped)  # the Slack card threads its posts
             items.append(_Item(index, value, dumped))
         return _Pending(step, action, items)
 
@@ -398,8 +350,7 @@ class Engine:
             )
             future = self.submit(step, item.index, item.params)
             launched.append((future, step.id, item.index))
-        if self.spec.on_event is not None:
-            self.spec.on_event("step", step.id, "running", "")
+        self.tell(step.id, "running")
         return launched
 
     def settle(self, step_id: str, index: int, ok: bool, payload: Any, reason: str) -> None:
@@ -451,26 +402,23 @@ class Engine:
 
     # -- approvals ----------------------------------------------------------------------
 
-    def gate(self, pending: _Pending, pause: Callable[[Step, float], Decision]) -> Decision:
-        """Wait for the step's decision. Every attempt, by any route, is judged by
-        irbook.policy (grant, the step's approvers, separation of duties, distinct
-        approvers) and recorded; a refused attempt changes nothing and the gate waits on."""
+    def gate(self, pending: _Pending) -> Decision:
+        """Wait for the step's decision from the run's approver. Every attempt, by any
+        route, is judged by irbook.policy (grant, the step's approvers, separation of
+        duties, distinct approvers) and recorded; a refused attempt changes nothing."""
         step = pending.step
         gate = step.approval
         timeout = gate.timeout if gate else 15 * 60.0
         on_timeout = gate.on_timeout if gate else "reject"
         started = time.time()
-        drill = self.spec.drill
-        simulated = self.spec.dry_run and not self.spec.ask_approvals and drill is None
         rules = self.gate_rules(step)
         waiting: dict[str, Any] = {
             "timeout": format_duration(timeout),
             "on_timeout": on_timeout,
             **rules.as_dict(),
             "scope": vars(self.scope()),
+            **self.approver.request(self, pending),
         }
-        if not simulated and self.spec.slack_channel:
-            waiting["slack"] = self.request_in_slack(pending)
         # requests for this gate come after the step says it waits: a ticket must be newer
         asked_after = self.spec.store.last_seq()
         self.spec.store.upsert_step(
@@ -482,54 +430,17 @@ class Engine:
             state="awaiting-approval",
             approval=waiting,
         )
-        if self.spec.on_event is not None:
-            self.spec.on_event("step", step.id, "awaiting-approval", format_duration(timeout))
-        drill_wait: float | None = None
-        votes: list[policy.Vote] = []
-        decision: Decision | None = None
-        if simulated:
-            decision = Decision(True, "simulated", "dry run: approval simulated", "simulated")
-        elif drill is not None:  # the scenario's approvers, judged like anyone, on drill time
-            for attempt in drill.attempts(step, timeout):
-                said = Decision(attempt.approved, attempt.by, attempt.comment, "scenario")
-                ruled = self.judge(step, rules, policy.Identity.parse(attempt.by), said, votes)
-                if ruled.outcome == "refused":
-                    drill.refused(step.id, attempt.by, ruled.reason, attempt.wait)
-                elif ruled.outcome == "recorded":
-                    votes.append(self.vote(ruled))
-                else:
-                    decision, drill_wait = said, attempt.wait
-                    drill.settle(step.id, attempt)
-                    break
-            if decision is None:
-                late = drill.decide(step, timeout, on_timeout, timed_out=True)
-                decision = Decision(late.approved, late.by, late.comment, late.how)
-                drill_wait = late.wait
-        else:
-            deadline = started + timeout
-            while decision is None:
-                answer = pause(step, max(0.0, deadline - time.time()))
-                if answer.how == "timeout":
-                    decision = Decision(
-                        on_timeout == "approve",
-                        "timeout",
-                        f"no decision within {format_duration(timeout)}; on_timeout: {on_timeout}",
-                        "timeout",
-                    )
-                    break
-                identity, problem = self.resumed_by(step, answer, asked_after)
-                ruled = self.judge(step, rules, identity, answer, votes, problem, answer.ticket)
-                if ruled.outcome == "recorded":
-                    votes.append(self.vote(ruled))
-                elif ruled.outcome != "refused":
-                    decision = Decision(answer.approved, str(identity), answer.comment, answer.how)
+        self.tell(step.id, "awaiting-approval", format_duration(timeout))
+        waited = Gate(pending, rules, timeout, on_timeout, started, asked_after)
+        decision, extra = self.approver.decide(self, waited)
+        votes = waited.votes
         record = {
             "decision": "approved" if decision.approved else "rejected",
             "by": decision.approver,
             "comment": decision.comment,
             "how": decision.how,
             "waited_seconds": round(time.time() - started, 3),
-            **({"drill_wait_seconds": drill_wait} if drill_wait is not None else {}),
+            **extra,
             **({"approvers": [v.who for v in votes] + [decision.approver]} if votes else {}),
             "at": time.time(),
         }
@@ -549,7 +460,7 @@ class Engine:
         return policy.Scope(
             self.playbook.metadata.id,
             self.playbook.metadata.severity,
-            "dry-run" if self.spec.dry_run else "live",
+            self.mode,
         )
 
     def gate_rules(self, step: Step) -> policy.Gate:
@@ -640,44 +551,9 @@ class Engine:
             return set()
         return set(slack().usergroups_users_list(usergroup=group)["users"])
 
-    def request_in_slack(self, pending: _Pending) -> dict[str, Any]:
-        """Post the Approve/Reject buttons; a Slack failure leaves the other ways open."""
-        step = pending.step
-        action = REGISTRY.find("slack.request_approval")
-        if action is None or self.spec.slack_channel is None:
-            return {}
-        planned = [
-            c.name
-            for item in pending.items
-            for c in pending.action.plan(pending.action.params.model_validate(item.params))
-        ]
-        try:
-            params = action.params.model_validate(
-                {
-                    "channel": self.spec.slack_channel,
-                    "step": step.id,
-                    "planned_calls": planned,
-                    "compensation": pending.action.compensation,
-                    "approvers": list(step.approval.approvers) if step.approval else [],
-                }
-            )
-            result = action.func(
-                ActionContext(run=self.run_info(step), clients=self.spec.clients), params
-            )
-        except Exception as exc:  # Slack down: `irbook approve` and the prompt still work
-            self.spec.store.event(
-                self.spec.run_id,
-                "slack-request-failed",
-                step.id,
-                error=redact(str(exc), self.spec.secrets)[:200],
-            )
-            return {}
-        out = result.model_dump(mode="json")
-        return {"channel": out.get("channel"), "ts": out.get("ts")}
-
     # -- the loop -----------------------------------------------------------------------
 
-    def run(self, pause: Callable[[Step, float], Decision]) -> None:
+    def run(self) -> None:
         running: dict[Any, tuple[str, int]] = {}
         while True:
             progressed = True
@@ -707,7 +583,7 @@ class Engine:
             if self.awaiting:
                 sid = next(iter(self.awaiting))
                 pending = self.awaiting.pop(sid)
-                decision = self.gate(pending, pause)
+                decision = self.gate(pending)
                 if decision.approved:
                     for future, s, index in self.launch(pending):
                         running[future] = (s, index)
@@ -792,7 +668,7 @@ def run_info(spec: RunSpec, step_id: str) -> RunInfo:
         run_id=spec.run_id,
         playbook_id=book.id,
         step_id=step_id,
-        dry_run=spec.dry_run,
+        dry_run=spec.wired().executor.mode != "live",
         incident_key=incident_key(book.id, spec.alert.id),
         severity=book.severity,
         title=book.title,
@@ -800,13 +676,8 @@ def run_info(spec: RunSpec, step_id: str) -> RunInfo:
 
 
 def run_step(run_id: str, step_id: str, index: int, params: dict[str, Any]) -> dict[str, Any]:
-    """The body of a step's task: dry-run planning, or the real action. Its exceptions
-    reach Prefect's database, so one quoting a secret is redacted first."""
-    result: dict[str, Any] = run_scrubbed(run_id, lambda: _run_step(run_id, step_id, index, params))
-    return result
-
-
-def _run_step(run_id: str, step_id: str, index: int, params: dict[str, Any]) -> dict[str, Any]:
+    """The body of a step's task: one attempt, by the run's executor. Its exceptions reach
+    Prefect's database: the task runs it under `run_scrubbed`."""
     spec = spec_for(run_id)
     step = spec.playbook.step(step_id)
     action = REGISTRY.get(step.action)
@@ -820,38 +691,8 @@ def _run_step(run_id: str, step_id: str, index: int, params: dict[str, Any]) -> 
     except Exception:  # outside a task run (tests call this directly)
         attempts = 1
     spec.store.upsert_step(run_id, step_id, index, attempts=attempts)
-    simulate = spec.dry_run and not (action.pure or (action.effect == "read" and spec.live_reads))
-    if spec.drill is not None:
-        injected = spec.drill.attempt_error(step, index, attempts)
-        if injected is not None:
-            raise ActionFailed(injected)
-    if simulate:
-        result = action.simulated(model, info)
-        given = spec.drill.output(step_id, index) if spec.drill is not None else None
-        if given:  # what the scenario says this step returns, over the simulated result
-            result = action.result.model_validate({**result.model_dump(mode="json"), **given})
-        real_calls: list[dict[str, Any]] = []
-    else:
-        region = (step.aws.region if step.aws else None) or (
-            spec.playbook.aws.region if spec.playbook.aws else None
-        )
-        clients = spec.clients
-        target = step.aws or spec.playbook.aws
-        role = (step.aws.role_arn if step.aws else None) or (
-            spec.playbook.aws.role_arn if spec.playbook.aws else None
-        )
-        if role and hasattr(clients, "with_role"):  # another account: assume its role
-            external = target.external_id if target else None
-            clients = clients.with_role(role, external, region)
-        if step.timeout and hasattr(clients, "with_timeout"):
-            clients = clients.with_timeout(step.timeout)  # a hung API cannot hang the run
-        ctx = ActionContext(run=info, clients=clients, region=region)
-        with recording_calls() as calls:
-            result = action.func(ctx, model)
-        for text in ctx.notes:
-            spec.store.event(run_id, "note", step_id, text=redact(text, spec.secrets))
-        # AWS calls come from the botocore hook; Slack, Jira and webhooks add their own
-        real_calls = [c.as_dict() for c in (*calls, *ctx.calls)]
+    attempt = Attempt(spec, step, action, model, info, index, attempts)
+    result, real_calls = spec.wired().executor.call(attempt)
     out: dict[str, Any] = {
         "outputs": result.model_dump(mode="json"),
         "real_calls": real_calls,

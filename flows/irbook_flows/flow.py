@@ -1,4 +1,6 @@
-"""The Prefect side of a run: the flow, the step task, approvals by pause/resume, rollback.
+"""The Prefect side of a run: the one flow (`run_playbook`, started in this process by
+`execute` or by a worker for a deployment), the step task, approvals by pause/resume,
+rollback.
 
 Import this module only after `irbook_flows.server.ensure_api()`: Prefect reads its
 settings at import time.
@@ -7,6 +9,8 @@ settings at import time.
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import re
 import threading
 import time
 from contextvars import ContextVar
@@ -26,23 +30,31 @@ from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
+from irbook.db import integrity_errors
+from irbook.errors import IrbookError
 from irbook.model import Step
+from irbook.model.base import ID_PATTERN
 from irbook.plan import redact
 from irbook.registry import REGISTRY, ActionContext, RunInfo
 from irbook.runs import RunStore, rollback_outcome, step_label, verdict_line, verdict_text
+from irbook_flows import FLOW_NAME
 from irbook_flows.engine import (
     MAX_WORKERS,
-    Decision,
     Engine,
     RunSpec,
     drop_spec,
     register_spec,
+    registered,
     run_scrubbed,
     run_step,
     spec_for,
 )
+from irbook_flows.executors import Decision, Wiring, wire
 from irbook_flows.jsonflow import json_flow
 from irbook_flows.server import leased_run_settings
+from irbook_flows.start import Execute, playbook_digest, start_run
+
+MODES = ("live", "dry-run")
 
 
 class ApprovalInput(RunInput):
@@ -68,7 +80,9 @@ class Outcome:
 
 @task(name="irbook-step", cache_policy=NO_CACHE, persist_result=False, log_prints=False)
 def step_task(run_id: str, step_id: str, index: int, params: dict[str, Any]) -> dict[str, Any]:
-    return run_step(run_id, step_id, index, params)
+    # an exception quoting a secret of the run is redacted before Prefect records it
+    result: dict[str, Any] = run_scrubbed(run_id, lambda: run_step(run_id, step_id, index, params))
+    return result
 
 
 @task(name="irbook-undo", cache_policy=NO_CACHE, persist_result=False)
@@ -123,16 +137,15 @@ def quiet_console() -> None:
 def _flow_run_name() -> str:
     from prefect.runtime import flow_run
 
-    run_id = str(flow_run.parameters.get("run_id", ""))
+    given = flow_run.parameters
+    run_id = str(given.get("run_id", ""))
     try:
         spec = spec_for(run_id)
-    except KeyError:
-        return f"irbook {run_id}"
+    except KeyError:  # on a worker: the run is planned inside the flow
+        return f"{given.get('mode')} {given.get('playbook_id')} · {run_id}"
     alert = spec.alert
     where = f"{alert.source}:{alert.id}" if alert.source != "manual" else "manual"
-    prefix = "DRY RUN " if spec.dry_run else ""
-    if spec.drill is not None:
-        prefix = f"DRILL {spec.drill.scenario_id} · "
+    prefix = spec.wired().executor.label
     name = f"{prefix}{spec.playbook.metadata.id} · {where[:60]} · {run_id}"
     return str(redact(name, spec.secrets))
 
@@ -262,21 +275,36 @@ def _wait_any(futures: list[PrefectFuture[Any]]) -> PrefectFuture[Any]:
     return future
 
 
-@json_flow(  # prefect.flow, but the run_id parameter is stored without importing FastAPI
-    name="irbook-playbook",
+@json_flow(  # prefect.flow, but JSON parameters are stored without importing FastAPI
+    name=FLOW_NAME,
     flow_run_name=_flow_run_name,
     task_runner=cast(Any, ThreadPoolTaskRunner(max_workers=MAX_WORKERS)),
     persist_result=False,
     validate_parameters=False,
     log_prints=False,
 )
-def playbook_flow(run_id: str) -> Any:
+def run_playbook(
+    playbook_id: str, alert: dict[str, Any], mode: str, run_id: str, source: str = ""
+) -> Any:
+    """One playbook run for one alert: the same flow in this process and on a worker.
+
+    Started in this process (`irbook run`, the receiver's embedded runner, a drill), the
+    run's spec (secret inputs, clients, approvers, listeners) is registered here under
+    `run_id` and the parameters only name it. A deployment's flow run on a worker finds
+    none: it plans and records the run from the parameters, taking secrets and clients
+    from the worker's own environment (`run_deployed`, below). No parameter
+    holds a secret: the alert is redacted of the run's secret inputs (see `execute`).
+    """
     # Prefect logs a flow's exception with its traceback: redacted, as a task's is.
-    return run_scrubbed(run_id, lambda: _playbook(run_id))
+    if registered(run_id):
+        return run_scrubbed(run_id, lambda: _playbook(spec_for(run_id)))
+    return on_worker(playbook_id, alert, mode, run_id, source)  # redacts in run_here
 
 
-def _playbook(run_id: str) -> Any:
-    spec = spec_for(run_id)
+def _playbook(spec: RunSpec) -> Any:
+    """The flow run's body: the engine's loop, the verdict, rollback, the record's end."""
+    run_id = spec.run_id
+    executor = spec.wired().executor
     context = FlowRunContext.get()
     if context is not None and context.flow_run is not None:
         spec.store.set_flow_run(run_id, str(context.flow_run.id))
@@ -286,18 +314,19 @@ def _playbook(run_id: str) -> Any:
         options: dict[str, Any] = {"task_run_name": name, "retries": step.retries}
         if step.retries:
             # a drill counts the delay on its clock instead of waiting it
-            options["retry_delay_seconds"] = 0 if spec.drill is not None else step.retry_delay
+            options["retry_delay_seconds"] = executor.retry_delay(step)
         if step.timeout:
             options["timeout_seconds"] = step.timeout
-        if REGISTRY.get(step.action).effect == "mutate" and spec.dry_run:
-            options["tags"] = ["dry-run"]
+        labels = executor.task_tags(REGISTRY.get(step.action))
+        if labels:
+            options["tags"] = labels
         task = step_task.with_options(**options)
         return cast(
             "PrefectFuture[Any]", task.submit(run_id, step.id, index, cast(Any, quote(params)))
         )
 
     engine = Engine(spec, submit, _wait_any)
-    engine.run(_pause(spec))
+    engine.run()
     state, message = engine.verdict()
     compensations = engine.compensations() if state == "failed" else []
     if compensations:
@@ -307,7 +336,7 @@ def _playbook(run_id: str) -> Any:
     shown = redact(message, spec.secrets)
     spec.store.finish_run(run_id, state, shown, engine.run_outputs())
     said = verdict_text(state, shown)
-    engine.close_card(verdict_line(state, shown))
+    engine.ended(verdict_line(state, shown))
     if state == "succeeded":
         return Completed(message="playbook succeeded")
     if state == "partial":
@@ -539,27 +568,71 @@ def execute(spec: RunSpec, extra_tags: list[str] | None = None) -> Outcome:
     if refused:
         spec.store.finish_run(spec.run_id, "rejected", refused)
         return Outcome(spec.run_id, "rejected", refused, None, {}, [])
+    mode = _wired(spec).executor.mode
     register_spec(spec)
-    labels = ["irbook", f"playbook:{spec.playbook.metadata.id}"]
-    labels.append("dry-run" if spec.dry_run else "live")
-    labels.extend(extra_tags or [])
+    labels = ["irbook", f"playbook:{spec.playbook.metadata.id}", mode, *(extra_tags or [])]
+    # The parameters name the run (its spec stays here): the alert without its raw payload,
+    # which may be large and is not needed, redacted of the run's secret inputs.
+    alert = redact(spec.alert.model_dump(mode="json", exclude={"raw"}), spec.secrets)
+    webhook = spec.started_by.startswith("webhook:")
+    source = spec.started_by.removeprefix("webhook:") if webhook else ""
     try:
         with tags(*labels), leased_run_settings(spec.store.owner is not None):
-            state = cast("State[Any]", playbook_flow(spec.run_id, return_state=True))
+            state = cast(
+                "State[Any]",
+                run_playbook(
+                    spec.playbook.metadata.id,
+                    alert,
+                    mode,
+                    spec.run_id,
+                    source,
+                    return_state=True,
+                ),
+            )
     except KeyboardInterrupt as exc:
         how = "cancelled by SIGTERM" if isinstance(exc, Terminated) else "cancelled with Ctrl-C"
         cancel_run(spec.store, spec.run_id, how)
         raise
     finally:
         drop_spec(spec.run_id)
-    record = spec.store.run(spec.run_id) or {}
+    return outcome_of(spec.store, spec.run_id, state.message or "the flow run crashed")
+
+
+def run_here(spec: RunSpec, extra_tags: list[str] | None = None) -> Outcome:
+    """Run a playbook inside the flow run already going on (a worker's): the same steps
+    as `execute`, without a second flow run."""
+    refused = may_start(spec)
+    if refused:
+        spec.store.finish_run(spec.run_id, "rejected", refused)
+        return Outcome(spec.run_id, "rejected", refused, None, {}, [])
+    _wired(spec)
+    register_spec(spec)
+    crashed = "the flow run crashed"
+    try:
+        _playbook(spec)
+    except Exception as exc:  # the record says failed, with the reason (redacted)
+        crashed = redact(f"the flow run crashed: {type(exc).__name__}: {exc}", spec.secrets)
+    finally:
+        drop_spec(spec.run_id)
+    return outcome_of(spec.store, spec.run_id, crashed)
+
+
+def _wired(spec: RunSpec) -> Wiring:
+    """Choose the run's executor, approver and listeners, once, as it starts."""
+    if spec.wiring is None:
+        spec.wiring = wire(spec, _pause(spec))
+    return spec.wiring
+
+
+def outcome_of(store: RunStore, run_id: str, crashed: str) -> Outcome:
+    """What a run came to, from its record; a record the flow left running failed."""
+    record = store.run(run_id) or {}
     if record.get("state") == "running":  # the flow crashed before it could finish
-        message = state.message or "the flow run crashed"
-        spec.store.finish_run(spec.run_id, "failed", message)
-        record = spec.store.run(spec.run_id) or {}
-    rows = [e for e in spec.store.events(spec.run_id) if e["kind"] == "rollback-plan"]
+        store.finish_run(run_id, "failed", crashed)
+        record = store.run(run_id) or {}
+    rows = [e for e in store.events(run_id) if e["kind"] == "rollback-plan"]
     return Outcome(
-        spec.run_id,
+        run_id,
         str(record.get("state")),
         str(record.get("message") or ""),
         record.get("flow_run_id"),
@@ -594,3 +667,134 @@ def cancel_run(store: RunStore, run_id: str, message: str) -> None:
             )
     if record.get("state") in ("running", "queued"):
         store.finish_run(run_id, "cancelled", message)
+
+
+# -- a deployment's flow run, on a worker ----------------------------------------------------
+
+
+def _find_playbook(playbook_id: str) -> str:
+    """The path of a playbook by id, searched only in the playbook folders."""
+    if not re.match(ID_PATTERN, playbook_id):
+        raise IrbookError(f"'{playbook_id}' is not a playbook id")
+    from irbook.checked import find_playbook
+
+    return find_playbook(playbook_id)
+
+
+class Refused(Exception):
+    """The worker will not run this flow run; the message says why (and the record too)."""
+
+    def __init__(self, message: str, *, cancelled: bool = False) -> None:
+        super().__init__(message)
+        self.cancelled = cancelled
+
+
+def run_deployed(
+    playbook_id: str,
+    alert: dict[str, Any],
+    mode: str,
+    run_id: str,
+    source: str,
+    deployed_digest: str | None = None,
+    execute: Execute | None = None,
+) -> Outcome | None:
+    """Start the run recorded under `run_id` and execute it; None if it started before.
+
+    The receiver recorded the run `queued`; this claims it (or creates it, for a flow run
+    started some other way). A cancelled run, or a playbook here that is not the one that
+    was deployed (`deployed_digest`), raises `Refused` and the record says why. The same
+    start as every other (irbook_flows.start.start_run); on a worker, `execute` runs it
+    inside the worker's flow run (`flow.run_here`), elsewhere in a flow run of its own.
+    """
+    from irbook.loader import load_playbook
+    from irbook.model.alert import Alert
+    from irbook.plan import Plan
+    from irbook.policy import active as active_policy
+    from irbook.registry import REGISTRY
+
+    if mode not in MODES:
+        raise IrbookError(f"mode must be live or dry-run, not {mode!r}")
+    store = RunStore()
+    store.hold()  # a worker killed mid-run leaves a run the receiver's reaper settles
+    try:
+        path = _find_playbook(playbook_id)
+    except IrbookError as exc:
+        message = f"this worker cannot start it: {exc} (set IRBOOK_PLAYBOOKS in its environment)"
+        store.fail_queued(run_id, message)
+        raise Refused(message) from None
+    if deployed_digest and playbook_digest(path) != deployed_digest:
+        message = (
+            f"this worker's copy of playbook {playbook_id} ({path}, digest"
+            f" {playbook_digest(path)}) is not the deployed one (digest {deployed_digest}):"
+            " sync the worker's playbooks and run irbook deploy again"
+        )
+        store.fail_queued(run_id, message)
+        raise Refused(message)
+    REGISTRY.load_all()
+    started_by = f"webhook:{source}"
+
+    def claim(plan: Plan) -> str | None:
+        now = store.claim_queued(run_id)
+        if now == "missing":
+            try:
+                return store.create_run_for(
+                    plan, dry_run=mode != "live", started_by=started_by, run_id=run_id
+                )
+            except integrity_errors():
+                return None  # created meanwhile by a second delivery of this flow run
+        if now == "cancelled":
+            raise Refused(f"run {run_id} was cancelled before a worker started it", cancelled=True)
+        if now is not None:
+            return None  # started before (a retried flow run): never run the steps twice
+        return run_id
+
+    return start_run(
+        load_playbook(path).playbook,
+        Alert.model_validate(alert),
+        mode=mode,
+        started_by=started_by,
+        store=store,
+        record=claim,
+        execute=execute or globals()["execute"],
+        tags=[f"source:{source}", "deployment"],
+        slack_channel=os.environ.get("IRBOOK_SLACK_APPROVAL_CHANNEL"),
+        policy=active_policy(),
+    )
+
+
+def prefect_state(run_id: str, state: str, message: str, prefix: str = "") -> Any:
+    """The Prefect state a deployed flow run ends in for a run's verdict."""
+    from prefect.states import Cancelled
+
+    if state == "succeeded":
+        return Completed(message=f"{prefix}run {run_id} succeeded"[:500])
+    if state == "partial":
+        said = verdict_text(state, message)
+        return Completed(message=f"{prefix}run {run_id} {said}"[:500], name="Partial")
+    if state == "cancelled":
+        return Cancelled(message=f"{prefix}run {run_id} cancelled: {message}"[:500])
+    return Failed(message=f"{prefix}run {run_id} {state}: {message}"[:500])
+
+
+def on_worker(playbook_id: str, alert: dict[str, Any], mode: str, run_id: str, source: str) -> Any:
+    """The flow's body on a worker: plan, record and run here, and end the flow run in
+    the state of the run's verdict."""
+    from prefect import runtime
+    from prefect.states import Cancelled, Failed
+
+    try:
+        outcome = run_deployed(
+            playbook_id, alert, mode, run_id, source, runtime.deployment.version, run_here
+        )
+    except Refused as exc:
+        return Cancelled(message=str(exc)) if exc.cancelled else Failed(message=str(exc))
+    if outcome is None:
+        # A second delivery of this flow run (rescheduled from a worker that seemed
+        # lost): the run was not started twice; the flow run says how the run stands.
+        record = RunStore().run(run_id) or {}
+        state = str(record.get("state"))
+        twice = f"run {run_id} was started by an earlier delivery, not twice"
+        if state in ("running", "queued"):
+            return Cancelled(message=f"{twice}; it is {state} there")
+        return prefect_state(run_id, state, record.get("message") or "", f"{twice}; ")
+    return prefect_state(run_id, outcome.state, outcome.message)

@@ -572,8 +572,7 @@ def test_prefect_failures_are_retried_and_refusals_are_not(deployed: str, tmp_pa
     rows = {r["run_id"]: r for r in queue.rows()}
     assert rows[missing.run_id]["attempts"] == 2  # tried, retried, then failed
     assert rows[missing.run_id]["error"] == (
-        "deployment irbook-deployed-playbook/not-deployed-dep-note: "
-        "not registered (run: irbook deploy)"
+        "deployment irbook-playbook/not-deployed-dep-note: not registered (run: irbook deploy)"
     )
     assert rows[leaky.run_id]["attempts"] == 1  # no retry can change a refusal
     assert "secret input(s) key" in rows[leaky.run_id]["error"]

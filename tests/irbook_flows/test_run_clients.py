@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from irbook.cli.runs import aws_clients
+from irbook_flows.start import aws_clients
 from irbook.loader import load_playbook
 from irbook.plan import build_plan
 

@@ -117,7 +117,16 @@ def test_parallel_branches_overlap_and_needs_are_respected(tmp_path: Path) -> No
     flow_run = prefect_state(outcome.flow_run_id)
     assert flow_run.state.type.value == "COMPLETED"
     assert set(flow_run.tags) >= {"irbook", "live", "playbook:rt-test"}
-    assert flow_run.parameters == {"run_id": outcome.run_id}  # nothing else reaches Prefect
+    # the one flow's parameters, as a deployment's flow run has them: nothing secret, and
+    # the alert without its raw payload (the run's own copy stays in this process)
+    given = flow_run.parameters
+    assert sorted(given) == ["alert", "mode", "playbook_id", "run_id", "source"]
+    assert (given["playbook_id"], given["mode"], given["run_id"]) == (
+        "rt-test",
+        "live",
+        outcome.run_id,
+    )
+    assert given["alert"]["source"] == "manual" and "raw" not in given["alert"]
 
 
 def test_retries_then_success_and_no_rollback(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from irbook.cli.common import (
 )
 from irbook.errors import IrbookError
 from irbook.runs import RunStore
-from irbook_flows.engine import Decision
+from irbook_flows.executors import Decision
 from irbook_flows.server import ensure_api
 
 

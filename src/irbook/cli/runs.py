@@ -41,8 +41,9 @@ from irbook.registry import REGISTRY, NoClients
 from irbook.runs import RunStore, step_label, verdict_line, verdict_text
 from irbook.validate import find_playbook
 from irbook_actions.clients import LiveClients
-from irbook_flows.engine import Decision, RunSpec
+from irbook_flows.executors import Decision
 from irbook_flows.server import ensure_api, ui_url
+from irbook_flows.start import start_run
 
 
 def _terminal_prompt(out: Output) -> Any:
@@ -107,55 +108,55 @@ def cmd_run(args: argparse.Namespace) -> int:
     from irbook_flows.flow import Terminated, execute, quiet_console
 
     quiet_console()
-    clients: Any = NoClients()
-    if not dry_run or args.live_reads:
-        clients = LiveClients()
-        clients.prepare(aws_clients(plan))  # while Prefect creates the flow run
     REGISTRY.load_all()
     store = RunStore()
     store.hold()  # a lease: `irbook runs` can tell this run from one whose process died
-    run_id = store.create_run_for(plan, dry_run=dry_run, started_by=started_by)
     label = "DRY RUN" if dry_run else "LIVE"
-    out.write(f"{label} run {run_id} of {playbook.metadata.id}\n")
-    # where the run executes, so that `irbook cancel` can stop this process too
-    store.event(run_id, "cli-process", None, pid=os.getpid(), host=socket.gethostname())
     table = StepTable([s.id for s in plan.steps], out, live=out.isatty() and not args.plain)
     interactive = sys.stdin.isatty() and (not dry_run or args.ask_approvals)
-    # Slack buttons for live runs only: a dry run makes no network call
-    slack_channel = None if dry_run else os.environ.get("IRBOOK_SLACK_APPROVAL_CHANNEL")
-    spec = RunSpec(
-        run_id=run_id,
-        playbook=playbook,
-        alert=alert or _manual(),
-        inputs=plan.inputs,
-        dry_run=dry_run,
-        started_by=started_by,
-        store=store,
-        clients=clients,
-        live_reads=bool(args.live_reads),
-        ask_approvals=bool(args.ask_approvals),
-        secrets=plan.secrets,
-        on_event=table.event,
-        prompt_approval=_terminal_prompt(out) if interactive else None,
-        slack_channel=slack_channel,
-        policy=rules,
-    )
+    started: list[str] = []
+
+    def announce(run_id: str) -> None:
+        started.append(run_id)
+        out.write(f"{label} run {run_id} of {playbook.metadata.id}\n")
+        # where the run executes, so that `irbook cancel` can stop this process too
+        store.event(run_id, "cli-process", None, pid=os.getpid(), host=socket.gethostname())
 
     def terminate(signum: int, frame: Any) -> None:
         raise Terminated()
 
     signal.signal(signal.SIGTERM, terminate)  # a killed run ends like Ctrl-C, recorded
     try:
-        outcome = execute(spec)
+        outcome = start_run(
+            playbook,
+            alert,
+            mode="dry-run" if dry_run else "live",
+            started_by=started_by,
+            store=store,
+            plan=plan,
+            announce=announce,
+            execute=execute,
+            live_reads=bool(args.live_reads),
+            ask_approvals=bool(args.ask_approvals),
+            on_event=table.event,
+            prompt_approval=_terminal_prompt(out) if interactive else None,
+            # Slack buttons for live runs only (start_run drops it from dry runs)
+            slack_channel=os.environ.get("IRBOOK_SLACK_APPROVAL_CHANNEL"),
+            policy=rules,
+        )
     except KeyboardInterrupt as exc:
         how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
-        out.write(f"\ncancelled ({how}): run {run_id} is marked cancelled\n")
+        out.write(
+            f"\ncancelled ({how}): run {started[0] if started else '?'} is marked cancelled\n"
+        )
         out.flush()
         with contextlib.suppress(OSError, ValueError):
             sys.stderr.flush()
         # A step's thread may sit in a long call (a sleep, a hung API): the record and
         # Prefect already say cancelled, so leave now instead of joining it at exit.
         os._exit(EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED)
+    assert outcome is not None  # executed here, to its end
+    run_id = outcome.run_id
     message = first_line(outcome.message) if outcome.message else ""
     out.write(f"\n{label} run {run_id}: {verdict_line(outcome.state, message)}\n")
     if outcome.outputs:
@@ -173,25 +174,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         out.write(f"  Prefect: {url}/runs/flow-run/{outcome.flow_run_id}\n")
     out.write(f"  details: irbook runs show {run_id}\n")
     return EXIT_FOR_STATE.get(outcome.state, EXIT_FAILED)
-
-
-def aws_clients(plan: Any) -> list[tuple[str, str | None]]:
-    """The (service, region) AWS clients a run's steps will ask for, in the order of the
-    plan: the services of their planned calls, in the step's region, as the engine gives
-    them. Steps acting through a role are left out: its credentials are fetched when
-    the step runs, not before."""
-    book = plan.playbook
-    wanted: dict[tuple[str, str | None], None] = {}
-    for planned in plan.steps:
-        if planned.status != "run" or not planned.action.startswith("aws."):
-            continue
-        step = book.step(planned.id)
-        if (step.aws and step.aws.role_arn) or (book.aws and book.aws.role_arn):
-            continue
-        region = (step.aws.region if step.aws else None) or (book.aws.region if book.aws else None)
-        for call in planned.calls:
-            wanted.setdefault((call.service, region), None)
-    return list(wanted)
 
 
 def _run_grant(dry_run: bool) -> str:
@@ -214,10 +196,6 @@ def _may_start(args: argparse.Namespace, playbook: Any, dry_run: bool) -> tuple[
         refuse(RunStore(), ruling, "run")
         return rules, None
     return rules, str(me)
-
-
-def _manual() -> Any:
-    return manual_alert()
 
 
 def _undo_calls(entry: dict[str, Any]) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from irbook.triggers.slack import SlackApprovals, SlackInteractions
 from irbook_actions.clients import LiveClients
 from irbook_flows.deploy import check_deployments, deployments_starter
 from irbook_flows.embedded import EmbeddedStarter
-from irbook_flows.engine import Decision
+from irbook_flows.executors import Decision
 from irbook_flows.server import ensure_api
 
 
