@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 import pytest
-from prefect.settings import get_current_settings
 
-from irbook_flows.jsonflow import JsonFlow
 from irbook_flows.server import HEARTBEAT_VARIABLES, leased_run_settings
+
+# Prefect is imported inside the tests, never at collection: Prefect reads its settings
+# (the API URL) when first imported, and the session's API (tests/conftest.py) is set
+# only when a test asks for it; imported earlier, every later run would start a
+# temporary server of its own.
+
+
+def get_current_settings() -> Any:
+    from prefect.settings import get_current_settings as current
+
+    return current()
 
 
 def heartbeat() -> int | None:
@@ -64,6 +74,8 @@ def test_json_flow_stores_parameters_as_prefect_does(parameters: dict[str, objec
     """Plain JSON is kept as it is, without importing FastAPI; anything else still goes
     through Prefect's own encoding. Either way what Prefect stores is the same."""
     from prefect import Flow
+
+    from irbook_flows.jsonflow import JsonFlow
 
     ours = JsonFlow(fn=_fn, name="json-flow-test").serialize_parameters(dict(parameters))
     theirs = Flow(fn=_fn, name="json-flow-test").serialize_parameters(dict(parameters))
