@@ -818,7 +818,10 @@ def slack_interactions_from_env() -> Any:
     def decide(flow_run_id: str, approved: bool, approver: str, comment: str, ticket: int) -> None:
         resume(flow_run_id, Decision(approved, approver, comment, ticket=ticket), wait_paused=2)
 
-    guard = ReplayGuard(str(home() / "replay.db"))
+    from irbook.db import database_url
+
+    # Shared by every receiver on a PostgreSQL URL: a button press is taken once.
+    guard = ReplayGuard(database_url(None, str(home() / "replay.db")))
     return SlackInteractions(
         verifier=build_verifier({"scheme": "slack", "secret": secret}),
         approvals=SlackApprovals(
@@ -835,10 +838,9 @@ def slack_interactions_from_env() -> Any:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
+    from irbook.db import DatabaseUrlError
     from irbook.source import default_playbook_dirs
-    from irbook.triggers.app import WebhookReceiver, create_app, load_playbooks
+    from irbook.triggers.app import load_playbooks
     from irbook.triggers.config import load_config, route_playbooks
 
     # Everything the files can get wrong (configuration, secrets, playbooks, triggers no
@@ -846,6 +848,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     loaded = playbooks = None
     if args.config:
         loaded = load_config(args.config)
+        from irbook.db import URL_ENV
+
+        if loaded.config.database_url and not os.environ.get(URL_ENV):
+            # the environment wins; set, it reaches every store of this process (runs,
+            # audit, leases, the alert queue) and the runs it starts
+            os.environ[URL_ENV] = loaded.config.database_url
         if loaded.config.policy and not os.environ.get("IRBOOK_POLICY"):
             # the runs this receiver starts and the Slack buttons it serves read it there
             where = os.path.dirname(os.path.abspath(args.config))
@@ -860,13 +868,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from irbook_flows.server import ensure_api
 
     ensure_api()
-    from irbook import leases
     from irbook.registry import REGISTRY
-    from irbook.runs import RunStore
     from irbook_flows.flow import quiet_console
 
     quiet_console()
     REGISTRY.load_all()
+    try:
+        return _serve(args, loaded, playbooks)
+    except DatabaseUrlError as exc:  # unreachable, or refused: one line, no traceback
+        raise IrbookError(str(exc)) from None
+
+
+def _serve(args: argparse.Namespace, loaded: Any, playbooks: Any) -> int:
+    import uvicorn
+
+    from irbook import leases
+    from irbook.runs import RunStore
+    from irbook.triggers.app import WebhookReceiver, create_app
+
     hooks = None
     reaper = None
     if loaded is not None:
