@@ -261,7 +261,7 @@ def test_an_inserted_step_is_named(tmp_path: Path) -> None:
         ("DELETE FROM audit", "record 1 is not in the chain (run run1, run-started)"),
         ("DELETE FROM events; DELETE FROM audit", "record 1 to 14 removed"),
         (
-            "DELETE FROM events; DELETE FROM audit; DELETE FROM sqlite_sequence",
+            "DELETE FROM events; DELETE FROM audit; DELETE FROM audit_head",
             "run record does not match its audit chain: run run1 is in the runs table but not"
             " in the audit chain",
         ),
@@ -277,7 +277,7 @@ def test_an_inserted_step_is_named(tmp_path: Path) -> None:
             "record -1 (run run1, note) is before the chain's first record 1",
         ),
     ],
-    ids=["audit-emptied", "chain-emptied", "chain-and-sequence-emptied", "seq-0", "seq-minus-1"],
+    ids=["audit-emptied", "chain-emptied", "chain-and-head-emptied", "seq-0", "seq-minus-1"],
 )
 def test_an_emptied_or_extended_chain_fails(tmp_path: Path, sql: str, problem: str) -> None:
     path = tmp_path / "irbook.db"
@@ -295,8 +295,13 @@ def test_a_truncated_tail_fails(tmp_path: Path) -> None:
     done = verify(path)
     assert done.returncode == 1
     assert "record 13 to 14 removed: the chain ends at 12 but 14 were written" in done.stdout
-    # the counter covered up too: the tables still say more than the chain
-    tamper(path, "UPDATE sqlite_sequence SET seq = 12 WHERE name = 'events'")
+    # the head's count covered up, not its link: the head names the record it expected
+    tamper(path, "UPDATE audit_head SET seq = 12")
+    done = verify(path)
+    assert done.returncode == 1
+    assert "the chain's head says record 12 has link" in done.stdout, done.stdout
+    # the head covered up too: the tables still say more than the chain
+    tamper(path, "UPDATE audit_head SET hash = (SELECT hash FROM audit WHERE seq = 12)")
     done = verify(path)
     assert done.returncode == 1
     assert (
@@ -322,6 +327,7 @@ def rechain(path: Path) -> None:
         for row in db.execute("SELECT * FROM events ORDER BY seq").fetchall():
             prev = audit.link(prev, row)
             db.execute("UPDATE audit SET hash = ? WHERE seq = ?", (prev, row["seq"]))
+        db.execute("UPDATE audit_head SET hash = ?", (prev,))
     db.close()
 
 
@@ -360,7 +366,8 @@ def test_a_run_cut_off_with_its_records_fails_against_the_published_head(
         path,
         "DELETE FROM steps WHERE run_id = 'run2'; DELETE FROM runs WHERE id = 'run2';"
         f" DELETE FROM events WHERE seq >= {first}; DELETE FROM audit WHERE seq >= {first};"
-        f" UPDATE sqlite_sequence SET seq = {first - 1} WHERE name = 'events'",
+        f" UPDATE audit_head SET seq = {first - 1},"
+        f" hash = (SELECT hash FROM audit WHERE seq = {first - 1})",
     )
     assert verify(path).returncode == 0  # a shorter, consistent record
     done = verify(path, "--expect-head", head)

@@ -3,8 +3,17 @@
 Each row of the run record's `events` table (run started, each step's transitions with
 the API calls it made, approvals with who decided, compensations, the run's end) gets a
 link in `audit`: hash(n) = SHA-256(hash(n-1) + the event's canonical JSON), from a fixed
-genesis at seq 1. The link is written in the event's own transaction, and writes are
-serialized (BEGIN IMMEDIATE), so the chain has one order across threads and processes.
+genesis at seq 1. The link is written in the event's own transaction.
+
+One chain per database, whatever the back-end and however many processes append: an
+append first moves the one `audit_head` row (the newest seq and its link) forward, and
+takes its seq from it. Moving that row locks it until the transaction ends (SQLite's
+write lock, which BEGIN IMMEDIATE takes first; a row lock on PostgreSQL, where irbook's
+write transactions also hold one advisory lock), so appends from any number of threads
+and processes queue on it: each link is computed from the one committed before it, and
+a transaction that rolls back gives its seq back (a PostgreSQL sequence would not, and
+leave a gap verify could not tell from a removed record). The head row also tells how
+many records were written, so removing the newest ones shows.
 
 Every write to the `runs` and `steps` rows is such an event, carrying the columns it set
 (see irbook.runs), so `irbook audit verify` checks two things: the chain itself (seqs
@@ -24,8 +33,13 @@ import json
 import math
 import re
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from irbook.db import AnyDatabase
 
 # Columns stored as JSON text; an event's "set" holds their decoded values.
 JSON_COLUMNS = {
@@ -54,6 +68,15 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 """
 
+# Schema version 2 (irbook.migrations): the chain's head, one row.
+HEAD_SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit_head (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL,             -- the newest record's seq: how many were written
+    hash TEXT NOT NULL                -- its link
+);
+"""
+
 GENESIS = "0" * 64
 
 
@@ -67,14 +90,50 @@ def link(prev: str, row: Any) -> str:
     return hashlib.sha256(prev.encode() + b"\n" + _canonical(row)).hexdigest()
 
 
-def append(db: sqlite3.Connection, seq: int) -> None:
-    """Chain the event `seq`; call inside the transaction that inserted it."""
-    row = db.execute(
-        "SELECT seq, at, run_id, kind, step_id, detail FROM events WHERE seq = ?", (seq,)
-    ).fetchone()
-    last = db.execute("SELECT hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-    prev = last[0] if last is not None else GENESIS
-    db.execute("INSERT INTO audit (seq, hash) VALUES (?, ?)", (seq, link(prev, _row(row))))
+def append(
+    db: Any, run_id: str, at: float, kind: str, step_id: str | None, detail: str | None
+) -> int:
+    """Insert one event and its link, inside the caller's write transaction; its seq."""
+    head = db.execute(
+        "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash"
+    ).fetchall()
+    if not head:  # the head row was removed: start it again from the chain as it is
+        start_head(db)
+        head = db.execute(
+            "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash"
+        ).fetchall()
+    seq, prev = int(head[0][0]), str(head[0][1])
+    db.execute(
+        "INSERT INTO events (seq, run_id, at, kind, step_id, detail) VALUES (?, ?, ?, ?, ?, ?)",
+        (seq, run_id, at, kind, step_id, detail),
+    )
+    row = {"seq": seq, "at": at, "run_id": run_id, "kind": kind, "step_id": step_id}
+    new = link(prev, {**row, "detail": detail})
+    db.execute("INSERT INTO audit (seq, hash) VALUES (?, ?)", (seq, new))
+    db.execute("UPDATE audit_head SET hash = ? WHERE id = 1", (new,))
+    return seq
+
+
+def start_head(db: Any) -> None:
+    """Create the head row from the chain a database holds (schema version 2 adopts an
+    older file so): its newest seq, or more if SQLite's counter says more were written."""
+    top = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    seq, head = (int(top[0]), str(top[1])) if top is not None else (0, GENESIS)
+    events = db.execute("SELECT MAX(seq) FROM events").fetchone()
+    seq = max(seq, int(events[0] or 0))
+    if getattr(db, "dialect", "sqlite") == "sqlite":
+        written = (
+            db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+            if _sqlite_has(db, "sqlite_sequence")
+            else None
+        )
+        seq = max(seq, int(written[0]) if written is not None else 0)
+    db.execute("INSERT OR IGNORE INTO audit_head (id, seq, hash) VALUES (1, ?, ?)", (seq, head))
+
+
+def _sqlite_has(db: Any, table: str) -> bool:
+    found = db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone()
+    return found is not None
 
 
 def _row(row: Any) -> dict[str, Any]:
@@ -114,29 +173,48 @@ class Verdict:
     after_anchor: list[int] = field(default_factory=list)  # records newer than each anchor
 
 
-def verify(db: sqlite3.Connection, anchors: tuple[Anchor, ...] = ()) -> Verdict:
-    """Check the chain, then the tables against it, then the published heads.
+def verify(db: sqlite3.Connection | AnyDatabase, anchors: tuple[Anchor, ...] = ()) -> Verdict:
+    """Check the chain, then the tables against it, then the published heads, in a
+    SQLite connection (read-only will do) or an irbook database of either kind.
 
     All in one read transaction: a run writing meanwhile is seen wholly before or after
     each of its writes (a row and its event commit together), never half.
     """
-    has_audit = db.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit'"
-    ).fetchone()
-    if has_audit is None:
-        return Verdict(False, 0, "", "no audit chain in this file", "chain")
-    db.execute("BEGIN")
-    try:
-        return _verify(db, anchors)
-    finally:
-        db.execute("ROLLBACK")
+    with _snapshot(db) as conn:
+        tables = _tables(conn)
+        if "audit" not in tables:
+            return Verdict(False, 0, "", "no audit chain in this database", "chain")
+        return _verify(conn, anchors, tables)
+
+
+@contextmanager
+def _snapshot(db: Any) -> Iterator[Any]:
+    if isinstance(db, sqlite3.Connection):
+        db.execute("BEGIN")
+        try:
+            yield db
+        finally:
+            db.execute("ROLLBACK")
+        return
+    with db.snapshot() as conn:
+        yield conn
+
+
+def _tables(db: Any) -> set[str]:
+    if getattr(db, "dialect", "sqlite") == "postgresql":
+        rows = db.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        ).fetchall()
+    else:
+        rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    return {str(r[0]) for r in rows}
 
 
 # A row as the chain says it is: column -> (value, seq of the event that set it).
 _Replayed = dict[str, tuple[Any, int]]
 
 
-def _verify(db: sqlite3.Connection, anchors: tuple[Anchor, ...]) -> Verdict:
+def _verify(db: Any, anchors: tuple[Anchor, ...], tables: set[str]) -> Verdict:
     rows = db.execute(
         "SELECT e.seq, e.at, e.run_id, e.kind, e.step_id, e.detail, a.seq AS aseq, a.hash"
         " FROM events e LEFT JOIN audit a ON a.seq = e.seq"
@@ -186,10 +264,21 @@ def _verify(db: sqlite3.Connection, anchors: tuple[Anchor, ...]) -> Verdict:
         detail = row[5]
         if detail and '"set": {' in detail:  # cheap test before parsing
             _replay(runs, steps, seq, row[2], row[4], json.loads(detail))
-    written = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+    if "audit_head" in tables:
+        written = db.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+    elif "sqlite_sequence" in tables:  # a file from before schema version 2, read-only
+        written = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+    else:
+        written = None
     if written is not None and int(written[0]) > count:
         gap = f"record {count + 1}" + (f" to {written[0]}" if written[0] > count + 1 else "")
         return broken(f"{gap} removed: the chain ends at {count} but {written[0]} were written")
+    if written is not None and len(written) > 1 and count and written[1] != prev:
+        return broken(
+            f"the chain's head says record {written[0]} has link {str(written[1])[:16]}…,"
+            f" but record {count} has {prev[:16]}…: the head or the newest records were"
+            " changed outside irbook"
+        )
 
     verdict = Verdict(True, count, head, runs=len(runs), steps=len(steps))
     # a rewritten chain first: comparing the tables with it would say nothing
@@ -229,7 +318,7 @@ def _replay(
 
 
 def _compare(
-    db: sqlite3.Connection,
+    db: Any,
     runs: dict[str, _Replayed],
     steps: dict[tuple[str, str, int], _Replayed],
 ) -> str:

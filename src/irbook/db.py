@@ -78,8 +78,11 @@ def sqlite_path(url: str) -> str:
 
 
 def redacted_url(url: str) -> str:
-    """The URL without its password, for messages and `irbook doctor`."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    """The URL without its password, for messages and `irbook doctor`: the one after the
+    user name (up to the last "@", since a password may hold an unencoded "@") and a
+    libpq `password=` parameter."""
+    url = re.sub(r"(://[^:/@]+):.*@(?=[^@]*$)", r"\1:***@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", url, flags=re.IGNORECASE)
 
 
 def errors() -> tuple[type[Exception], ...]:
@@ -131,10 +134,14 @@ def _row_class(names: Sequence[str]) -> type[Row]:
 class Result:
     """What a PostgreSQL statement returned, read in full (the cursor is gone)."""
 
-    def __init__(self, rows: list[Any], rowcount: int) -> None:
+    def __init__(
+        self, rows: list[Any], rowcount: int, description: list[tuple[str]] | None = None
+    ) -> None:
         self._rows = rows
         self._at = 0
         self.rowcount = rowcount
+        #: (name,) per column, as sqlite3's cursor.description gives them first
+        self.description = description
 
     def fetchone(self) -> Any:
         if self._at >= len(self._rows):
@@ -188,14 +195,29 @@ def to_postgres(sql: str) -> str:
     return out
 
 
-def _split_script(script: str) -> list[str]:
+def split_script(script: str) -> list[str]:
+    """A script's statements, comments dropped first: a comment may hold a ";"."""
+    _QUOTED_OR_COMMENT = r"'(?:[^']|'')*'|--[^\n]*"
+    bare = re.sub(
+        _QUOTED_OR_COMMENT, lambda m: "" if m.group(0).startswith("--") else m.group(0), script
+    )
     statements = []
-    for part in script.split(";"):
-        lines = [line for line in part.splitlines() if not line.strip().startswith("--")]
-        text = "\n".join(re.sub(r"--[^\n']*$", "", line) for line in lines).strip()
+    for part in _statements(bare):
+        text = "\n".join(line.rstrip() for line in part.splitlines() if line.strip()).strip()
         if text:
             statements.append(text)
     return statements
+
+
+def _statements(script: str) -> list[str]:
+    """Split at the semicolons outside quoted literals."""
+    parts, start = [], 0
+    for match in re.finditer(r"'(?:[^']|'')*'|;", script):
+        if match.group(0) == ";":
+            parts.append(script[start : match.start()])
+            start = match.end()
+    parts.append(script[start:])
+    return parts
 
 
 def _params(params: Iterable[Any]) -> tuple[Any, ...]:
@@ -217,10 +239,12 @@ class PgConnection:
         with conn.cursor() as cursor:
             cursor.execute(to_postgres(sql), _params(params))
             rows: list[Any] = []
-            if cursor.description is not None:
-                cls = _row_class([d.name for d in cursor.description])
-                rows = [cls(r) for r in cursor.fetchall()]
-            return Result(rows, cursor.rowcount)
+            if cursor.description is None:
+                return Result(rows, cursor.rowcount)
+            names = [d.name for d in cursor.description]
+            cls = _row_class(names)
+            rows = [cls(r) for r in cursor.fetchall()]
+            return Result(rows, cursor.rowcount, [(n,) for n in names])
 
     def execute(self, sql: str, params: Iterable[Any] = ()) -> Result:
         if sql.lstrip().upper().startswith("PRAGMA"):
@@ -247,7 +271,7 @@ class PgConnection:
         """DDL, several statements: run in one serialized transaction, since processes
         creating the same tables at once would otherwise collide in the catalog."""
         if self._conn is not None:
-            for statement in _split_script(script):
+            for statement in split_script(script):
                 self._run(self._conn, statement, ())
             return
         with self._database.tx() as db:
@@ -427,6 +451,13 @@ def open_database(
         if found is None or found.pool.closed:
             found = _shared[url] = PostgresDatabase(url, timeout=timeout)
         return found
+
+
+def shared_database(url: str) -> PostgresDatabase | None:
+    """The open PostgreSQL pool of this process for `url`, if there is one."""
+    with _shared_lock:
+        found = _shared.get(url)
+    return found if found is not None and not found.pool.closed else None
 
 
 def add_columns(db: Any, table: str, columns: dict[str, str]) -> None:

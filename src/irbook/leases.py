@@ -16,6 +16,9 @@ the lease tells. A clean exit expires the lease at once.
 
 `IRBOOK_RUN_LEASE` sets the lease in seconds (default 30; the heartbeat renews it three
 times per lease), for tests and for hosts whose processes may stall for longer.
+
+On PostgreSQL the lease rows live in the shared database: a reaper on any host sees
+every owner's lease, and judges one of another host by its lease alone.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any
+
+from irbook import db as database
 
 log = logging.getLogger("irbook.runs")
 
@@ -110,7 +115,7 @@ def process_alive(pid: int, proc_start: str | None) -> bool:
     return now == proc_start
 
 
-def owner_gone(row: dict[str, Any] | sqlite3.Row | None, now: float) -> bool:
+def owner_gone(row: Any, now: float) -> bool:
     """Whether the owner of a run is gone (see the module's docstring); never this process."""
     if row is None:
         return False  # a run without an owner: who ran it is unknown, so it is not judged
@@ -159,8 +164,11 @@ class _Heartbeat:
             for path in paths:
                 try:
                     _renew(path, owner, time.time() + lease_seconds())
-                except sqlite3.Error as exc:  # a busy file: the next beat tries again
-                    log.warning("could not renew the run lease in %s: %s", path, exc)
+                except Exception as exc:  # a busy or unreachable database: the next beat
+                    if not isinstance(exc, (*database.errors(), database.DatabaseUrlError)):
+                        raise
+                    where = database.redacted_url(path)
+                    log.warning("could not renew the run lease in %s: %s", where, exc)
 
     def release(self) -> None:
         """A clean exit: our runs cannot go on, so say so now rather than at expiry."""
@@ -169,25 +177,37 @@ class _Heartbeat:
         with self.lock:
             paths, self.paths = sorted(self.paths), set()
         for path in paths:
-            with contextlib.suppress(sqlite3.Error):  # expiry will say it anyway
-                _renew(path, owner, 0.0)
+            with contextlib.suppress(*database.errors(), database.DatabaseUrlError):
+                _renew(path, owner, 0.0)  # else expiry will say it
 
 
 def _renew(path: str, owner: Owner, expires: float, *, register: bool = False) -> None:
-    db = sqlite3.connect(path, timeout=30, isolation_level=None)
+    if database.dialect_of(path) == "postgresql":  # the store created the table
+        shared = database.shared_database(path)
+        if shared is None and not register:
+            return  # the process closed its pool: its stores are done, so is their lease
+        pg = shared or database.open_database(path)
+        _write(pg.conn(), owner, expires, register=register)
+        return
+    db = sqlite3.connect(database.sqlite_path(path), timeout=30, isolation_level=None)
     try:
         if register:
             db.executescript(SCHEMA)
-            db.execute(
-                "INSERT INTO run_owners (id, host, pid, proc_start, started_at, lease_expires)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE"
-                " SET lease_expires = excluded.lease_expires",
-                (owner.id, owner.host, owner.pid, owner.proc_start, time.time(), expires),
-            )
-        else:
-            db.execute("UPDATE run_owners SET lease_expires = ? WHERE id = ?", (expires, owner.id))
+        _write(db, owner, expires, register=register)
     finally:
         db.close()
+
+
+def _write(db: Any, owner: Owner, expires: float, *, register: bool) -> None:
+    if register:
+        db.execute(
+            "INSERT INTO run_owners (id, host, pid, proc_start, started_at, lease_expires)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE"
+            " SET lease_expires = excluded.lease_expires",
+            (owner.id, owner.host, owner.pid, owner.proc_start, time.time(), expires),
+        )
+    else:
+        db.execute("UPDATE run_owners SET lease_expires = ? WHERE id = ?", (expires, owner.id))
 
 
 _HEARTBEAT = _Heartbeat()

@@ -1,12 +1,15 @@
-"""The run record: what every run did, kept in irbook's own SQLite file.
+"""The run record: what every run did, kept in irbook's database (irbook.db).
 
 Prefect keeps its own records of flow and task runs; this store keeps what an incident
 review and a drill need and Prefect does not model: who started the run and from which
 alert, the mode, the inputs (secrets redacted), each step's planned and real calls,
 outputs, approvals and compensations, in one place that works without the Prefect API.
 
-SQLite in WAL mode under $IRBOOK_HOME; every write is one short transaction, so a
-crashed run leaves a consistent record (the run stays 'running' and says so).
+A SQLite file in WAL mode under $IRBOOK_HOME by default, or the PostgreSQL database
+IRBOOK_DATABASE_URL names, shared by every receiver, worker and CLI that has the URL;
+every write is one short transaction, so a crashed run leaves a consistent record (the
+run stays 'running' and says so). The tables are versioned (irbook.migrations): the
+first store to open a database creates or upgrades them.
 
 Every write to a run's or a step's row is recorded, in its own transaction, by a chained
 event whose detail carries the columns it wrote under "set" (as stored, read back): the
@@ -17,18 +20,16 @@ compares the result with the tables, so what `irbook runs` prints is covered by 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 import uuid
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from irbook import audit, leases
+from irbook import audit, leases, migrations
 from irbook.audit import JSON_COLUMNS, KEY_COLUMNS
 from irbook.audit import dumps as _dumps
 from irbook.audit import step_label as step_label  # where runs show, rollback, reaper look
-from irbook.cache import home
-from irbook.db import Database, add_columns
+from irbook.db import AnyDatabase, add_columns, database_url, open_database
 
 if TYPE_CHECKING:
     from irbook.plan import Plan
@@ -78,7 +79,7 @@ CREATE TABLE IF NOT EXISTS steps (
 );
 CREATE TABLE IF NOT EXISTS events (
     run_id TEXT NOT NULL,
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,          -- given by audit.append (the chain's head)
     at REAL NOT NULL,
     kind TEXT NOT NULL,
     step_id TEXT,
@@ -113,9 +114,27 @@ def verdict_line(state: str, message: str | None = None) -> str:
     return f"{said} ({message})" if message and state != "partial" else said
 
 
-# Added to existing files too (`_migrate`): which process runs a run (irbook.leases).
+# Added to existing files too: which process runs a run (irbook.leases).
 _COLUMNS = {"owner": "TEXT"}
 _INDEXES = "CREATE INDEX IF NOT EXISTS runs_running ON runs (owner) WHERE state = 'running';"
+
+
+def _version_1(db: Any) -> None:
+    """The tables as irbook kept them before the schema had a version (a file written
+    then already has them: nothing changes but the added column and tables)."""
+    migrations.run_script(db, SCHEMA + audit.SCHEMA)
+    add_columns(db, "runs", _COLUMNS)
+    migrations.run_script(db, _INDEXES + leases.SCHEMA)
+
+
+def _version_2(db: Any) -> None:
+    """The audit chain's head row: seqs come from it, on SQLite and PostgreSQL alike."""
+    migrations.run_script(db, audit.HEAD_SCHEMA)
+    audit.start_head(db)
+
+
+#: The run record's tables: runs, steps, events, the audit chain, run owners.
+COMPONENT = migrations.register(migrations.Component("runs", (_version_1, _version_2)))
 
 # What `irbook rollback` (or an auto rollback) left the run's effects in; shown beside the
 # run's own verdict ("failed, rolled back") so neither hides the other.
@@ -134,14 +153,18 @@ def _loads(text: str | None) -> Any:
 
 
 class RunStore:
-    """Thread-safe access to the run record; one connection per thread."""
+    """Thread-safe access to the run record: one SQLite connection per thread, or
+    PostgreSQL's pool (shared by the stores of a process that name the same URL).
+
+    `path` is a SQLite file, a `sqlite:///PATH` or a `postgresql://` URL; without it,
+    the database irbook.db.database_url() resolves (IRBOOK_DATABASE_URL, else
+    `$IRBOOK_HOME/irbook.db`)."""
 
     def __init__(self, path: str | None = None) -> None:
-        self.path = path or str(home() / "irbook.db")
-        self._database = Database(self.path)
-        self._db().executescript(SCHEMA + audit.SCHEMA)
+        self.path = str(path) if path else database_url()
+        self._database: AnyDatabase = open_database(self.path)
+        migrations.ensure(self._database, COMPONENT)
         self._secrets: dict[str, tuple[str, ...]] = {}
-        self._migrate()
         #: The owner id stamped on runs this store creates (`hold`); None: not leased.
         self.owner: str | None = None
 
@@ -160,10 +183,18 @@ class RunStore:
 
         return redact(value, secrets)
 
-    def _db(self) -> sqlite3.Connection:
+    @property
+    def database(self) -> AnyDatabase:
+        return self._database
+
+    @property
+    def dialect(self) -> str:
+        return self._database.dialect
+
+    def _db(self) -> Any:
         return self._database.conn()
 
-    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+    def _tx(self) -> AbstractContextManager[Any]:
         return self._database.tx()
 
     # -- runs -------------------------------------------------------------------------
@@ -505,7 +536,7 @@ class RunStore:
 
     def _event(
         self,
-        db: sqlite3.Connection,
+        db: Any,
         run_id: str,
         kind: str,
         step_id: str | None,
@@ -513,13 +544,7 @@ class RunStore:
     ) -> int:
         """Append one chained event. Its detail is clean already: the rows read back were
         redacted when written, and `event()` redacts what callers pass."""
-        cursor = db.execute(
-            "INSERT INTO events (run_id, at, kind, step_id, detail) VALUES (?, ?, ?, ?, ?)",
-            (run_id, time.time(), kind, step_id, _dumps(detail)),
-        )
-        seq = int(cursor.lastrowid or 0)
-        audit.append(db, seq)
-        return seq
+        return audit.append(db, run_id, time.time(), kind, step_id, _dumps(detail))
 
     def events(self, run_id: str, after: int = 0) -> list[dict[str, Any]]:
         rows = (
@@ -537,11 +562,6 @@ class RunStore:
         return out
 
     # -- ownership (irbook.leases) -------------------------------------------------------
-
-    def _migrate(self) -> None:
-        db = self._db()
-        add_columns(db, "runs", _COLUMNS)
-        db.executescript(_INDEXES + leases.SCHEMA)
 
     def hold(self) -> str:
         """Run runs under this process's lease from now on: the runs this store creates are
@@ -614,7 +634,7 @@ class RunStore:
 
 
 def _read_back(
-    db: sqlite3.Connection, table: str, key: tuple[Any, ...], columns: tuple[str, ...] | None
+    db: Any, table: str, key: tuple[Any, ...], columns: tuple[str, ...] | None
 ) -> dict[str, Any]:
     """The columns just written, as the table now holds them (None: the whole row but its
     key), JSON decoded: what the chained event records, so a replay matches the row exactly

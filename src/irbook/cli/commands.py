@@ -345,20 +345,32 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from irbook import audit
-    from irbook.cache import home
+    from irbook import db as database
 
     try:
         anchors = tuple(audit.Anchor.parse(text) for text in args.expect_head)
+        url = args.path or database.database_url()
+        database.check_url(url, "PATH" if args.path else database.URL_ENV)
     except ValueError as exc:
         raise IrbookError(str(exc)) from None
-    path = Path(args.path) if args.path else home() / "irbook.db"
-    if not path.is_file():
-        raise IrbookError(f"{path}: no such file (no run recorded yet?)")
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
-        verdict = audit.verify(db, anchors)
-    except sqlite3.DatabaseError as exc:
-        raise IrbookError(f"{path}: not an irbook run record ({exc})") from None
+    if database.dialect_of(url) == "postgresql":
+        path: Path | str = database.redacted_url(url)
+        try:
+            verdict = audit.verify(database.open_database(url), anchors)
+        except database.DatabaseUrlError as exc:
+            raise IrbookError(str(exc)) from None
+        except database.errors() as exc:
+            why = database.first_line(exc)
+            raise IrbookError(f"{path}: cannot read the run record ({why})") from None
+    else:
+        path = Path(database.sqlite_path(url))
+        if not path.is_file():
+            raise IrbookError(f"{path}: no such file (no run recorded yet?)")
+        try:
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+            verdict = audit.verify(db, anchors)
+        except sqlite3.DatabaseError as exc:
+            raise IrbookError(f"{path}: not an irbook run record ({exc})") from None
     if not verdict.ok:
         what = {
             "chain": f"audit chain BROKEN after {verdict.records} good records",

@@ -152,7 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("audit", help="check the run record's audit chain (audit verify)")
     p.add_argument("verb", choices=("verify",), metavar="verify")
-    p.add_argument("path", nargs="?", metavar="PATH", help="default: $IRBOOK_HOME/irbook.db")
+    p.add_argument(
+        "path",
+        nargs="?",
+        metavar="PATH",
+        help="a SQLite file or a database URL (default: IRBOOK_DATABASE_URL, else"
+        " $IRBOOK_HOME/irbook.db)",
+    )
     p.add_argument(
         "--expect-head",
         action="append",
