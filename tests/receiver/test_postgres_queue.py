@@ -4,6 +4,7 @@ one `irbook serve` holds; tests/receiver/test_scale_out.py runs real processes."
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -88,18 +89,19 @@ def test_claims_of_two_dispatchers_never_overlap(pg_url: str) -> None:
 
 def _claimed_by_a_dead_receiver(pg_url: str, queue: AlertQueue, alive: bool) -> str:
     """Rows claimed under an owner whose lease has expired: a process of this host that
-    is dead (pid 2**22 + 1 is above any pid_max), or alive (this very process's pid with
-    its start time, under another owner id)."""
+    is dead (pid 2**22 + 1 is above any pid_max), or alive (pytest's parent process, with
+    its start time: a receiver that stalled past its lease)."""
     from irbook import leases
 
     me = leases.this_owner()
-    owner = "elsewhere:1:dead" if not alive else f"{me.host}:{me.pid}:other"
-    pid = me.pid if alive else 2**22 + 1
+    pid = os.getppid() if alive else 2**22 + 1
+    owner = f"{me.host}:{pid}:claimant"
+    started = leases._proc_start(pid) if alive else None
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO run_owners (id, host, pid, proc_start, started_at, lease_expires)"
             " VALUES (%s, %s, %s, %s, %s, %s)",
-            (owner, me.host, pid, me.proc_start, time.time() - 100, time.time() - 50),
+            (owner, me.host, pid, started, time.time() - 100, time.time() - 50),
         )
         conn.execute(
             "UPDATE webhook_alerts SET status = 'starting', attempts = 1, claimed_by = %s,"

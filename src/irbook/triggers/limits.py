@@ -40,8 +40,11 @@ CREATE TABLE IF NOT EXISTS webhook_replay (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS webhook_replay_seen ON webhook_replay (seen_at);
 """
-# PostgreSQL has no WITHOUT ROWID: its tables are heaps with the key as an index anyway.
-_PG_REPLAY_SCHEMA = REPLAY_SCHEMA.replace(") WITHOUT ROWID;", ");")
+
+
+def replay_schema(postgres: bool) -> str:
+    """PostgreSQL has no WITHOUT ROWID: its tables are heaps with the key as an index."""
+    return REPLAY_SCHEMA.replace(") WITHOUT ROWID;", ");") if postgres else REPLAY_SCHEMA
 
 
 class ReplayGuard:
@@ -76,8 +79,7 @@ class ReplayGuard:
         self._database = open_database(self.path)
         self._lock = threading.Lock()
         self._next_prune: float | None = None
-        postgres = self._database.dialect == "postgresql"
-        self._db().executescript(_PG_REPLAY_SCHEMA if postgres else REPLAY_SCHEMA)
+        self._db().executescript(replay_schema(self._database.dialect == "postgresql"))
 
     def _db(self) -> Any:
         return self._database.conn()

@@ -42,7 +42,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -54,6 +53,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from irbook import db as dbmod
+from irbook import migrations
 from irbook.cache import home
 from irbook.db import add_columns, open_database
 from irbook.model.alert import Alert
@@ -102,7 +102,7 @@ CREATE TABLE IF NOT EXISTS webhook_dead_letters (
 
 PENDING = ("queued", "starting")
 
-# PostgreSQL only: who claimed a 'starting' row (a leases owner id), and when.
+# Who claimed a 'starting' row (a leases owner id), and when: used on PostgreSQL only.
 _CLAIM_COLUMNS = {"claimed_by": "TEXT", "claimed_at": "REAL"}
 
 #: The advisory-lock class of alert keys and delivery ids ("alrt"): the two-key form of
@@ -320,6 +320,26 @@ class _Enqueue:
     locks: tuple[str, ...] = ()  # what `also` writes: locked first on PostgreSQL
 
 
+def _version_1(db: Any) -> None:
+    """The receiver's tables as irbook kept them before the schema had a version (a file
+    written then already has them: only the columns added since are added), plus the
+    claim columns (claimed_by, claimed_at) receivers on one PostgreSQL database need,
+    and the run owners' table their claims name (also irbook.runs')."""
+    from irbook import leases
+    from irbook.triggers.limits import replay_schema
+
+    migrations.run_script(db, SCHEMA + replay_schema(_is_postgres(db)) + leases.SCHEMA)
+    add_columns(db, "webhook_alerts", {**_RESTART_COLUMNS, **_CLAIM_COLUMNS})
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS webhook_alerts_restarted ON webhook_alerts"
+        " (restarted_from) WHERE restarted_from IS NOT NULL"
+    )
+
+
+#: The receiver's tables: the alert queue, dead letters, the replay guard.
+COMPONENT = migrations.register(migrations.Component("receiver", (_version_1,)))
+
+
 class _Marks:
     """The started marks waiting for a batch, taken once: run again (a batch PostgreSQL
     aborted), the work writes the same marks, not none."""
@@ -430,13 +450,7 @@ class AlertQueue:
         # (SQLite), or a pooled one per batch (PostgreSQL).
         self._database = open_database(self.path, synchronous="FULL", timeout=60)
         self.dialect = self._database.dialect
-        if self.dialect == "postgresql":
-            with self._database.tx() as db:  # one process at a time creates the tables
-                db.executescript(re.sub(r"--[^\n]*", "", SCHEMA))
-                self._migrate(db)
-        else:
-            self._db().executescript(SCHEMA)
-            self._migrate(self._db())
+        migrations.ensure(self._database, COMPONENT)
         self._cond = threading.Condition(threading.Lock())
         self._pending: deque[_Job] = deque()
         self._writer: threading.Thread | None = None
@@ -1124,15 +1138,6 @@ class AlertQueue:
 
         outcome: tuple[str, str] = self.write(work)
         return outcome
-
-    def _migrate(self, db: Any) -> None:
-        add_columns(db, "webhook_alerts", _RESTART_COLUMNS)
-        if _is_postgres(db):
-            add_columns(db, "webhook_alerts", _CLAIM_COLUMNS)
-        db.execute(
-            "CREATE INDEX IF NOT EXISTS webhook_alerts_restarted ON webhook_alerts"
-            " (restarted_from) WHERE restarted_from IS NOT NULL"
-        )
 
     def mark_retry(self, row_id: str, error: str, not_before: float) -> None:
         self._update(
