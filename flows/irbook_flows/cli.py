@@ -838,7 +838,7 @@ def slack_interactions_from_env() -> Any:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from irbook.db import DatabaseUrlError
+    from irbook.db import DatabaseUrlError, database_url
     from irbook.source import default_playbook_dirs
     from irbook.triggers.app import load_playbooks
     from irbook.triggers.config import load_config, route_playbooks
@@ -850,6 +850,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         loaded = load_config(args.config)
         from irbook.db import URL_ENV
 
+        setting = URL_ENV if os.environ.get(URL_ENV) else "database_url"
         if loaded.config.database_url and not os.environ.get(URL_ENV):
             # the environment wins; set, it reaches every store of this process (runs,
             # audit, leases, the alert queue) and the runs it starts
@@ -861,6 +862,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         playbooks = load_playbooks(loaded.config.playbooks or default_playbook_dirs())
         for warning in [*loaded.warnings, *route_playbooks(loaded, playbooks).warnings]:
             print(f"irbook: warning: {warning}", file=sys.stderr)
+        _check_database(database_url(), setting)  # before Prefect starts, as the files are
 
     from irbook.policy import active as active_policy
 
@@ -877,6 +879,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return _serve(args, loaded, playbooks)
     except DatabaseUrlError as exc:  # unreachable, or refused: one line, no traceback
         raise IrbookError(str(exc)) from None
+
+
+def _check_database(url: str, setting: str) -> None:
+    """A PostgreSQL database the receiver cannot reach, in one line naming the setting
+    and the server's reason, at once (the pool would retry it for half a minute)."""
+    from irbook.db import dialect_of, first_line, redacted_url
+
+    if dialect_of(url) != "postgresql":
+        return
+    import psycopg
+
+    try:
+        psycopg.connect("postgresql://" + url.split("://", 1)[1], connect_timeout=10).close()
+    except psycopg.Error as exc:
+        reason = first_line(exc).split(": ", 1)[-1] if "connection failed" in str(exc) else ""
+        raise IrbookError(
+            f"{setting}: cannot connect to {redacted_url(url)}: {reason or first_line(exc)}"
+        ) from None
 
 
 def _serve(args: argparse.Namespace, loaded: Any, playbooks: Any) -> int:

@@ -39,7 +39,7 @@ apiVersion: irbook/v1
 kind: Playbook
 metadata: {id: cred-exfil, title: Instance credentials used outside AWS}
 triggers:
-  - source: guardduty
+  - format: guardduty
     match:
       type: "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.*"
       severity: {gte: 7}
@@ -287,3 +287,27 @@ def test_a_receiver_killed_under_load_loses_nothing_and_starts_nothing_twice(
         assert crashed == ([restarted_from] if restarted_from else []), (alert_id, mine)
     verified = irbook(pg_url, tmp_path / "third", "audit", "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_a_database_the_receiver_cannot_reach_is_one_line_before_prefect_starts(
+    tmp_path: Path,
+) -> None:
+    config = write_config(tmp_path, "postgresql://irbook@127.0.0.1:1/irbook")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IRBOOK_", "PREFECT_"))}
+    env.update(GD_TOKEN=TOKEN, IRBOOK_HOME=str(tmp_path / "home"))
+    done = subprocess.run(
+        [*IRBOOK, "serve", "--port", str(free_port()), "--config", str(config)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert (
+        len(lines) == 1
+        and "database_url: cannot connect to postgresql://irbook@127.0.0.1:1/irbook" in lines[0]
+    )
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "home" / "prefect").exists()  # refused before Prefect started
