@@ -123,8 +123,10 @@ class ReplayGuard:
         return due
 
     def close(self) -> None:
-        """Close every thread's connection (call once the receiver has stopped)."""
-        self._database.close()
+        """Close every thread's connection (call once the receiver has stopped); a
+        PostgreSQL pool is the process's, shared with its other stores, and stays open."""
+        if self._database.dialect == "sqlite":
+            self._database.close()
 
     def __enter__(self) -> ReplayGuard:
         return self

@@ -1203,7 +1203,8 @@ class AlertQueue:
         finally:
             with self._cond:
                 self._closing = False
-        self._database.close()
+        if self.dialect == "sqlite":  # a PostgreSQL pool is the process's (irbook.db)
+            self._database.close()
 
 
 __all__ = [
