@@ -73,8 +73,10 @@ COMMANDS = [
     "approve",
     "audit",
     "cancel",
+    "db",
     "deploy",
     "docs",
+    "doctor",
     "drill",
     "iam-policy",
     "list",
@@ -166,7 +168,8 @@ def test_help_lists_every_command() -> None:
 @pytest.mark.parametrize("command", COMMANDS)
 def test_a_bad_option_is_a_one_line_user_error(command: str) -> None:
     """Exit 1 with one line on stderr, for every command, before it does anything."""
-    words = {"audit": ["audit", "verify"], "server": ["server", "stop"]}.get(command, [command])
+    verbs = {"audit": ["audit", "verify"], "server": ["server", "stop"], "db": ["db", "status"]}
+    words = verbs.get(command, [command])
     env = {**os.environ, "PREFECT_API_URL": "http://127.0.0.1:9/api"}  # never reached
     done = subprocess.run(
         [IRBOOK, *words, "--no-such-option"],

@@ -113,10 +113,11 @@ def test_the_default_store_follows_irbook_database_url(
 
 
 WRITER = """
-import sys
-from irbook.runs import COMPONENT, RunStore
+import sys, time
+from irbook.runs import RunStore
 store = RunStore(sys.argv[1])
 n = sys.argv[2]
+time.sleep(max(0.0, float(sys.argv[3]) - time.time()))  # all start writing at once
 run = store.create_run(playbook_id="pb", playbook_title="PB", mode="dry-run",
     started_by="cli:" + n, inputs={}, rollback="manual", run_id="run-" + n)
 for i in range(20):
@@ -129,7 +130,10 @@ store.finish_run(run, "succeeded")
 
 def test_processes_appending_at_once_keep_one_chain(pg_url: str) -> None:
     RunStore(pg_url)  # the tables exist before the writers race
-    writers = [subprocess.Popen([sys.executable, "-c", WRITER, pg_url, str(n)]) for n in range(4)]
+    at = str(time.time() + 8)  # after every writer has imported irbook and connected
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, pg_url, str(n), at]) for n in range(4)
+    ]
     for writer in writers:
         assert writer.wait(timeout=180) == 0
     done = cli("audit", "verify", url=pg_url)

@@ -15,13 +15,13 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import sys
 import threading
 import time
 from datetime import UTC, datetime
 from typing import Any, Protocol, TextIO
 
+from irbook.db import errors as db_errors
 from irbook.errors import IrbookError
 from irbook.runs import step_label, verdict_line, verdict_text
 
@@ -558,7 +558,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     reaped: list[Any] = []
     try:
         reaped = _reaper(store, None).reap()
-    except sqlite3.Error as exc:  # a read-only or busy file: list what is there
+    except db_errors() as exc:  # a read-only or busy database: list what is there
         print(f"irbook: warning: could not settle crashed runs: {exc}", file=sys.stderr)
     if args.action == "show":
         if not args.run_id:

@@ -32,10 +32,10 @@ import argparse
 import functools
 import os
 import re
-import sqlite3
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from irbook.db import integrity_errors
 from irbook.errors import IrbookError
 from irbook.model.base import ID_PATTERN
 
@@ -168,7 +168,7 @@ def run_deployed(
     if now == "missing":
         try:
             store.create_run_for(plan, dry_run=dry_run, started_by=started_by, run_id=run_id)
-        except sqlite3.IntegrityError:
+        except integrity_errors():
             return None  # created meanwhile by a second delivery of this flow run
     elif now == "cancelled":
         raise Refused(f"run {run_id} was cancelled before a worker started it", cancelled=True)
@@ -339,7 +339,7 @@ def deployments_starter(runner: RunnerConfig, store: RunStore | None = None) -> 
                 run_id=request.run_id,
                 state="queued",
             )
-        except sqlite3.IntegrityError:
+        except integrity_errors():
             record = runs.run(request.run_id)
             if record is None or record["state"] != "queued":
                 raise AlreadyStarted(request.run_id) from None

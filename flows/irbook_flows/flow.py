@@ -9,6 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, cast
 from uuid import UUID
@@ -417,9 +418,18 @@ def _roll_back(spec: RunSpec, plan: list[dict[str, Any]]) -> None:
         record_rollback(spec.store, spec.run_id, tally, "auto")
 
 
+# The store `irbook rollback` passes to its flow run in this process. A database URL is
+# never a flow parameter: Prefect keeps parameters in its database, and a PostgreSQL URL
+# may hold a password; only a SQLite file's path is passed (as before), else "".
+_ROLLBACK_STORE: ContextVar[RunStore | None] = ContextVar("irbook_rollback_store", default=None)
+
+
 @flow(name="irbook-rollback", persist_result=False, validate_parameters=False, log_prints=False)
 def rollback_flow(run_id: str, plan: list[dict[str, Any]], dry_run: bool, store_path: str) -> Any:
-    tally = _undo_all(run_id, plan, dry_run, None, RunStore(store_path))
+    """`store_path`: a SQLite file, or "" for the caller's store (else the database
+    IRBOOK_DATABASE_URL names in this process's environment)."""
+    store = RunStore(store_path) if store_path else _ROLLBACK_STORE.get() or RunStore()
+    tally = _undo_all(run_id, plan, dry_run, None, store)
     if tally.failures:
         return Failed(message=f"{len(tally.failures)} compensation(s) failed: {tally.failures[0]}")
     return Completed(message=f"{tally.undone} compensation(s) ran, {tally.skipped} skipped")
@@ -448,10 +458,15 @@ def roll_back_run(
         "irbook", "rollback", f"playbook:{record['playbook_id']}", "dry-run" if dry_run else "live"
     ):
         named = rollback_flow.with_options(flow_run_name=f"{mode}rollback of {run_id}")
-        state = cast(
-            "State[Any]",
-            named(run_id, cast(Any, quote(plan)), dry_run, store.path, return_state=True),
-        )
+        path = store.path if store.dialect == "sqlite" else ""
+        token = _ROLLBACK_STORE.set(store)
+        try:
+            state = cast(
+                "State[Any]",
+                named(run_id, cast(Any, quote(plan)), dry_run, path, return_state=True),
+            )
+        finally:
+            _ROLLBACK_STORE.reset(token)
     marks = {"compensated": "✓", "compensation-skipped": "-", "compensation-failed": "✗"}
     tally = UndoTally()
     for event in store.events(run_id, after=after):

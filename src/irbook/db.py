@@ -112,6 +112,16 @@ def busy_errors() -> tuple[type[Exception], ...]:
     return found
 
 
+def unreachable_errors() -> tuple[type[Exception], ...]:
+    """A database irbook cannot use or reach (the URL, the server, the schema): one line
+    for the operator, not a traceback."""
+    found: tuple[type[Exception], ...] = (DatabaseUrlError,)
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None:
+        found += (psycopg.OperationalError,)
+    return found
+
+
 class Row(tuple):  # type: ignore[type-arg]
     """A result row readable by index and by column name, like sqlite3.Row."""
 
@@ -285,7 +295,7 @@ class PostgresDatabase:
 
     def __init__(self, url: str, *, max_size: int = 10, timeout: float = 30.0) -> None:
         try:
-            import psycopg  # noqa: F401 - errors() finds it in sys.modules
+            import psycopg
             from psycopg_pool import ConnectionPool
         except ImportError as exc:  # pragma: no cover - a dependency
             raise DatabaseUrlError(
@@ -295,6 +305,15 @@ class PostgresDatabase:
         self.path = url
         self.timeout = timeout
         conninfo = "postgresql://" + url.split("://", 1)[1]
+        # One plain connection first: a server that is down or a database that does not
+        # exist is said at once, in libpq's words, instead of after the pool's timeout
+        # with its retries logged on the way.
+        try:
+            psycopg.connect(conninfo, connect_timeout=max(1, int(timeout))).close()
+        except psycopg.Error as exc:
+            raise DatabaseUrlError(
+                f"{URL_ENV}: cannot connect to {redacted_url(url)}: {first_line(exc)}"
+            ) from None
         self.pool = ConnectionPool(
             conninfo,
             min_size=1,

@@ -77,10 +77,16 @@ def judge(record: dict[str, Any], steps: list[dict[str, Any]]) -> tuple[list[str
         for s in steps
         if record["mode"] == "live" and s["effect"] in SIDE_EFFECTS and s["state"] not in NOT_BEGUN
     ]
-    started = [s for s in steps if s["started_at"] is not None]
+    # A step still in flight is the last one known; a gate waiting for approval has no
+    # start time, and waits after every step it needs has ended.
+    in_flight = [s for s in steps if s["state"] in IN_FLIGHT]
+    started = in_flight or [s for s in steps if s["started_at"] is not None]
     last = None
     if started:
-        step = max(started, key=lambda s: float(s["started_at"]))
+        step = max(
+            started,
+            key=lambda s: (s["started_at"] is None, float(s["started_at"] or 0)),
+        )
         last = f"{_label(step)} ({step['state']})"
     return begun, last
 

@@ -169,6 +169,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler="irbook.cli.commands:cmd_audit")
 
+    p = sub.add_parser("db", help="the database's schema version (db status), or upgrade it")
+    p.add_argument("verb", choices=("status", "upgrade"), metavar="status|upgrade")
+    p.add_argument(
+        "url",
+        nargs="?",
+        metavar="URL",
+        help="a SQLite file or a database URL (default: IRBOOK_DATABASE_URL, else"
+        " $IRBOOK_HOME/irbook.db)",
+    )
+    p.set_defaults(handler="irbook.cli.database:cmd_db")
+
+    p = sub.add_parser(
+        "doctor", help="check the database, the Prefect API and the work pool; exit 1 if not"
+    )
+    p.add_argument(
+        "--config", metavar="PATH", help="the receiver's configuration: its runner and work pool"
+    )
+    p.add_argument(
+        "--pool", metavar="NAME", help="a work pool to check (default: the configuration's)"
+    )
+    p.set_defaults(handler="irbook_flows.doctor:cmd_doctor")
+
     p = sub.add_parser("server", help="stop the local Prefect server irbook started (server stop)")
     p.add_argument("verb", choices=("stop",), metavar="stop")
     p.set_defaults(handler="irbook_flows.server:cmd_server")
@@ -262,6 +284,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("IRBOOK_DEBUG"):
             raise
+        database = sys.modules.get("irbook.db")  # loaded by whatever touched a database
+        if database is not None and isinstance(exc, database.unreachable_errors()):
+            # a database URL irbook cannot use, or a server that went away: not a bug
+            print(f"irbook: {database.first_line(exc)}", file=sys.stderr)
+            return 1
         print(
             f"irbook: internal error: {type(exc).__name__}: {exc} "
             "(a bug: rerun with IRBOOK_DEBUG=1 for the traceback)",
