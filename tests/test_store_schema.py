@@ -202,3 +202,31 @@ def test_doctor_says_what_is_missing_one_line_each(
     )
     assert "FAIL  prefect api: http://127.0.0.1:9/api (PREFECT_API_URL): no answer" in down.stdout
     assert "Traceback" not in down.stderr
+
+
+def test_urls_are_shown_without_any_password() -> None:
+    from irbook.db import redacted_url
+
+    assert redacted_url("postgresql://irbook:s3cr@t@db:5432/irbook") == (
+        "postgresql://irbook:***@db:5432/irbook"
+    )
+    assert redacted_url("postgresql://irbook@db/irbook?sslmode=require&password=s3cret") == (
+        "postgresql://irbook@db/irbook?sslmode=require&password=***"
+    )
+    assert redacted_url("postgresql://irbook@db/irbook") == "postgresql://irbook@db/irbook"
+    assert redacted_url("/var/lib/irbook/irbook.db") == "/var/lib/irbook/irbook.db"
+
+
+def test_a_script_splits_at_statements_not_at_semicolons_in_comments_or_literals() -> None:
+    from irbook.db import split_script
+
+    script = """
+    CREATE TABLE a (x INTEGER NOT NULL, -- a comment; with a semicolon
+        y TEXT DEFAULT 'p;q');
+    -- a whole-line comment; also
+    CREATE INDEX a_x ON a (x);
+    """
+    assert split_script(script) == [
+        "CREATE TABLE a (x INTEGER NOT NULL,\n        y TEXT DEFAULT 'p;q')",
+        "CREATE INDEX a_x ON a (x)",
+    ]
