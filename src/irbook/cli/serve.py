@@ -12,6 +12,8 @@ from typing import Any
 from irbook import leases
 from irbook.cache import home
 from irbook.cli.common import crash_reaper
+from irbook.db import URL_ENV, DatabaseUrlError, database_url, dialect_of, first_line, redacted_url
+from irbook.errors import IrbookError
 from irbook.policy import active as active_policy
 from irbook.registry import REGISTRY
 from irbook.runs import RunStore
@@ -51,7 +53,8 @@ def slack_interactions_from_env() -> Any:
     def decide(flow_run_id: str, approved: bool, approver: str, comment: str, ticket: int) -> None:
         resume(flow_run_id, Decision(approved, approver, comment, ticket=ticket), wait_paused=2)
 
-    guard = ReplayGuard(str(home() / "replay.db"))
+    # Shared by every receiver on a PostgreSQL URL: a button press is taken once.
+    guard = ReplayGuard(database_url(None, str(home() / "replay.db")))
     return SlackInteractions(
         verifier=build_verifier({"scheme": "slack", "secret": secret}),
         approvals=SlackApprovals(
@@ -68,13 +71,16 @@ def slack_interactions_from_env() -> Any:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     # Everything the files can get wrong (configuration, secrets, playbooks, triggers no
     # source can produce) is refused before the Prefect server starts, which takes 15 s.
     loaded = playbooks = None
     if args.config:
         loaded = load_config(args.config)
+        setting = URL_ENV if os.environ.get(URL_ENV) else "database_url"
+        if loaded.config.database_url and not os.environ.get(URL_ENV):
+            # the environment wins; set, it reaches every store of this process (runs,
+            # audit, leases, the alert queue) and the runs it starts
+            os.environ[URL_ENV] = loaded.config.database_url
         if loaded.config.policy and not os.environ.get("IRBOOK_POLICY"):
             # the runs this receiver starts and the Slack buttons it serves read it there
             where = os.path.dirname(os.path.abspath(args.config))
@@ -82,6 +88,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         playbooks = load_playbooks(loaded.config.playbooks or default_playbook_dirs())
         for warning in [*loaded.warnings, *route_playbooks(loaded, playbooks).warnings]:
             print(f"irbook: warning: {warning}", file=sys.stderr)
+        _check_database(database_url(), setting)  # before Prefect starts, as the files are
 
     active_policy()  # a broken policy file stops the receiver here, before Prefect starts
 
@@ -90,6 +97,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     quiet_console()
     REGISTRY.load_all()
+    try:
+        return _serve(args, loaded, playbooks)
+    except DatabaseUrlError as exc:  # unreachable, or refused: one line, no traceback
+        raise IrbookError(str(exc)) from None
+
+
+def _check_database(url: str, setting: str) -> None:
+    """A PostgreSQL database the receiver cannot reach, in one line naming the setting
+    and the server's reason, at once (the pool would retry it for half a minute)."""
+    if dialect_of(url) != "postgresql":
+        return
+    import psycopg
+
+    try:
+        psycopg.connect("postgresql://" + url.split("://", 1)[1], connect_timeout=10).close()
+    except psycopg.Error as exc:
+        reason = first_line(exc).split(": ", 1)[-1] if "connection failed" in str(exc) else ""
+        raise IrbookError(
+            f"{setting}: cannot connect to {redacted_url(url)}: {reason or first_line(exc)}"
+        ) from None
+
+
+def _serve(args: argparse.Namespace, loaded: Any, playbooks: Any) -> int:
+    import uvicorn
+
     hooks = None
     reaper = None
     if loaded is not None:

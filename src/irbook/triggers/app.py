@@ -40,6 +40,7 @@ from typing import Any
 
 import orjson
 
+from irbook import db as dbmod
 from irbook.errors import LoadFailed
 from irbook.triggers.auth import QUERY, AuthError
 from irbook.triggers.config import (
@@ -247,10 +248,12 @@ def load_playbooks(folders: Iterable[str]) -> list[HookPlaybook]:
 class WebhookReceiver:
     """The framework-free part of `POST /hooks/{source}`, plus the dispatcher it feeds.
 
-    `db_path` holds the alert queue, the dead letters and the replay table (irbook's
-    SQLite file by default). `playbooks` defaults to loading the configured folders once,
-    here: a playbook edited while the receiver runs takes effect on restart, so what
-    runs is what was validated.
+    `db_path` holds the alert queue, the dead letters and the replay table; without it,
+    the database irbook.db.database_url names (IRBOOK_DATABASE_URL, else the
+    configuration's `database_url:`, else irbook's SQLite file). Receivers on one
+    PostgreSQL URL act as one: shared dedup, replay refusal and dispatch. `playbooks`
+    defaults to loading the configured folders once, here: a playbook edited while the
+    receiver runs takes effect on restart, so what runs is what was validated.
 
     `dispatch=False` accepts and commits alerts without starting their runs: another
     process dispatching from the same file starts them (a `Dispatcher` over an
@@ -285,6 +288,8 @@ class WebhookReceiver:
         routes = route_playbooks(config, playbooks)
         self._per_source = routes.per_source
         self.warnings = routes.warnings
+        if db_path is None:
+            db_path = dbmod.database_url(config.config.database_url)
         self.queue = AlertQueue(db_path, run_active=run_active)
         tolerance = max([src.verifier.tolerance or 0.0 for src in self.sources.values()] + [300.0])
         self.replay = ReplayGuard(self.queue.path, window=max(DAY, tolerance), tolerance=tolerance)
@@ -345,8 +350,11 @@ class WebhookReceiver:
         self.metrics.inc("irbook_webhook_rejected_total", source=source, reason=reason)
         return Answer(status, {"error": message, "reason": reason})
 
-    def _reader(self) -> sqlite3.Connection:
-        """This thread's read connection to the alert store (replays, stored alerts)."""
+    def _reader(self) -> Any:
+        """This thread's read connection to the alert store (replays, stored alerts);
+        on PostgreSQL, one borrowed from the pool per statement."""
+        if self.queue.dialect == "postgresql":
+            return self.queue.reader()
         db: sqlite3.Connection | None = getattr(self._replay_local, "db", None)
         if db is None:
             db = sqlite3.connect(
@@ -387,7 +395,11 @@ class WebhookReceiver:
             )
             return step.answer
         results = self.queue.enqueue(
-            step.items, windows=step.windows, now=step.now, also=self.recorder(step)
+            step.items,
+            windows=step.windows,
+            now=step.now,
+            also=self.recorder(step),
+            locks=self.locks(step),
         )
         return self.finish(step, results)
 
@@ -489,14 +501,20 @@ class WebhookReceiver:
                 self._seen.popitem(last=False)
             return False
 
-    def recorder(self, step: Prepared) -> Callable[[sqlite3.Connection], None] | None:
+    @staticmethod
+    def locks(step: Prepared) -> tuple[str, ...]:
+        """What `recorder` writes, for the queue to lock in order (PostgreSQL)."""
+        key = step.replay_key
+        return () if key is None else (f"replay/{step.source}/{key}",)
+
+    def recorder(self, step: Prepared) -> Callable[[Any], None] | None:
         """What records the delivery id, in the transaction that queues its alerts."""
         key = step.replay_key
         if key is None:
             return None
         replay, name, now = self.replay, step.source, step.now
 
-        def record(db: sqlite3.Connection) -> None:
+        def record(db: Any) -> None:
             replay.record(db, name, key, now)
 
         return record
@@ -587,7 +605,7 @@ class WebhookReceiver:
     def gauges(self) -> dict[str, float]:
         try:
             depth = float(self.queue.depth())
-        except sqlite3.Error:
+        except dbmod.errors():
             depth = -1.0
         return {
             "irbook_webhook_queue_depth": depth,
@@ -1035,10 +1053,14 @@ def create_app(
             # Group commit: the writer thread commits this post with the others waiting,
             # and the 202 is built only after that commit.
             results = await hooks.queue.enqueue_async(
-                step.items, windows=step.windows, now=step.now, also=hooks.recorder(step)
+                step.items,
+                windows=step.windows,
+                now=step.now,
+                also=hooks.recorder(step),
+                locks=hooks.locks(step),
             )
             return hooks.finish(step, results)
-        except sqlite3.OperationalError:
+        except dbmod.busy_errors():
             log.exception("webhook %s: the alert store is unavailable", name)
             hooks.metrics.inc("irbook_webhook_rejected_total", source=name, reason="store-busy")
             return Answer(503, {"error": "try again later"}, {"Retry-After": "5"})

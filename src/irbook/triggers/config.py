@@ -8,6 +8,7 @@ still work (for a laptop demo) but come with a warning.
 ```yaml
 playbooks: [playbooks]          # folders to load playbooks from (default $IRBOOK_PLAYBOOKS)
 runner: embedded                # or {type: deployments, prefix: irbook, pool: irbook}
+database_url: postgresql://irbook@db:5432/irbook   # $IRBOOK_DATABASE_URL wins
 sources:
   guardduty-prod:
     format: guardduty           # a key of irbook.triggers.normalizers.NORMALIZERS
@@ -285,6 +286,15 @@ class ReceiverConfig(_Model):
     runner: RunnerConfig = Field(
         default=RunnerConfig(), description="embedded (default), deployments, or a mapping."
     )
+    database_url: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Where irbook keeps its state: sqlite:///PATH or"
+        " postgresql://user@host:port/dbname; $IRBOOK_DATABASE_URL wins. Receivers on one"
+        " PostgreSQL URL act as one (shared dedup, replay refusal and dispatch). Default:"
+        " $IRBOOK_HOME/irbook.db. Keep a password out of this file (IRBOOK_DATABASE_URL,"
+        " or ~/.pgpass).",
+    )
     policy: str | None = Field(
         default=None,
         min_length=1,
@@ -321,6 +331,18 @@ class ReceiverConfig(_Model):
             return {"type": value}
         if not isinstance(value, dict):
             raise ValueError("expected embedded, deployments or {type: deployments, ...}")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            from irbook.db import DatabaseUrlError, check_url
+
+            try:
+                check_url(value, "database_url")
+            except DatabaseUrlError as exc:  # the location already names the field
+                raise ValueError(str(exc).removeprefix("database_url: ")) from None
         return value
 
     @field_validator("sources", mode="before")
@@ -394,6 +416,11 @@ def parse_config(
             message = "unknown setting"
         raise ConfigError(f"{_dotted(loc)}: {message}", located(loc)) from None
     warnings: list[str] = []
+    if config.database_url is not None and re.search(r"://[^/@]*:[^/@]*@", config.database_url):
+        warnings.append(
+            f"{located(('database_url',))}: database_url holds a password in the file; put"
+            " the URL in IRBOOK_DATABASE_URL or the password in ~/.pgpass"
+        )
     sources: dict[str, HookSource] = {}
     for name, cfg in config.sources.items():
         base = ("sources", name)

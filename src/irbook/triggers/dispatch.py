@@ -7,16 +7,19 @@ slow Prefect API slows the starts, never the webhook's answers.
 
 Exactly once, by construction rather than by luck:
 - at least once: a row stays in the table until its start is confirmed, and rows a dead
-  process had claimed go back to the queue at start-up (`AlertQueue.recover`);
+  process had claimed go back to the queue at start-up (`AlertQueue.recover`); on
+  PostgreSQL, where several receivers dispatch from one table, every dispatcher also
+  looks every `recover_every` seconds for rows claimed by a receiver whose lease has
+  expired, so a receiver killed mid-dispatch leaves its rows to the others;
 - at most once: the run id was fixed at enqueue time and the starter refuses an id that
-  already exists (`RunStore.create_run` raises `sqlite3.IntegrityError` on the duplicate
-  primary key), which the dispatcher reads as "this run was already started".
+  already exists (`RunStore.create_run` raises an IntegrityError on the duplicate
+  primary key, sqlite3's or psycopg's), which the dispatcher reads as "this run was
+  already started".
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections import deque
@@ -24,6 +27,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from irbook import db as dbmod
 from irbook.model.alert import Alert
 from irbook.triggers.queue import AlertQueue, QueuedAlert
 
@@ -35,7 +39,7 @@ class StartRequest:
     """Everything a starter needs to start one playbook run for one alert.
 
     `run_id` is already assigned: the starter must create the run under exactly this id
-    and refuse (raise `sqlite3.IntegrityError`, or `AlreadyStarted`) if it exists.
+    and refuse (raise an IntegrityError, or `AlreadyStarted`) if it exists.
     """
 
     run_id: str
@@ -97,6 +101,7 @@ class Dispatcher:
         prefetch: int = 64,
         run_limit: int | None = None,
         running: Callable[[], int] | None = None,
+        recover_every: float | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
@@ -120,11 +125,21 @@ class Dispatcher:
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._held: deque[QueuedAlert] = deque()  # claimed, waiting for a free worker
+        #: Seconds between looks for dead receivers' claims (PostgreSQL); default: a third
+        #: of the lease (irbook.leases), so a dead receiver's rows wait about one lease.
+        self.recover_every = recover_every
+        self._next_recover = 0.0
 
     def start(self) -> None:
         """Recover rows a dead process left half-claimed, then start dispatching."""
         if self._thread is not None:
             return
+        self.queue.hold()  # PostgreSQL: claims name this process, alive while it renews
+        if self.recover_every is None and self.queue.dialect == "postgresql":
+            from irbook import leases
+
+            self.recover_every = leases.lease_seconds() / 3
+        self._next_recover = time.monotonic() + (self.recover_every or 0.0)
         recovered = self.queue.recover()
         if recovered:
             log.warning("re-queued %d alert(s) whose start was interrupted", recovered)
@@ -167,13 +182,13 @@ class Dispatcher:
         # handed its rows over (they are held here, and given back below).
         try:
             self.queue.write(lambda db, batch: None, durable=False)
-        except sqlite3.Error:
+        except dbmod.errors():
             log.exception("could not wait for the alert store's writer")
         held = [row.row_id for row in self._held]
         self._held.clear()
         try:
             self.queue.unclaim(held)
-        except sqlite3.Error:  # recover() puts them back at the next start
+        except dbmod.errors():  # recover() puts them back (at the next start, or others')
             log.exception("could not give back %d claimed alert(s)", len(held))
 
     @property
@@ -185,12 +200,22 @@ class Dispatcher:
         while not self._stop.is_set():
             self._wake.clear()
             try:
+                self._recover_due()
                 claimed = self._claim_available()
-            except sqlite3.Error:
+            except dbmod.errors():
                 log.exception("could not read the alert queue; retrying")
                 claimed = 0
             if claimed == 0:
                 self._wake.wait(self.poll_interval)
+
+    def _recover_due(self) -> None:
+        """Take back rows of receivers that died holding them (PostgreSQL), when due."""
+        if not self.recover_every or time.monotonic() < self._next_recover:
+            return
+        self._next_recover = time.monotonic() + self.recover_every
+        recovered = self.queue.recover()
+        if recovered:
+            log.warning("re-queued %d alert(s) a receiver that died had claimed", recovered)
 
     def _claim_available(self) -> int:
         """Hand held rows to free workers, claiming more when none are held; returns how
@@ -251,7 +276,7 @@ class Dispatcher:
     def _attempt(self, row: QueuedAlert, request: StartRequest) -> None:
         try:
             ref = self.start_run(request)
-        except (sqlite3.IntegrityError, AlreadyStarted):
+        except (AlreadyStarted, *dbmod.integrity_errors()):  # type: ignore[misc]
             # Started before a crash (or by another receiver): confirm, do not repeat.
             log.info("run %s was already started", row.run_id)
             self.queue.mark_started_later(row.row_id, None)

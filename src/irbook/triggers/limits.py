@@ -5,10 +5,11 @@ isolate hosts, so a replayed or flooded request costs more than a wasted CPU cyc
 They are plain objects with an injected `now` so that tests and drills control time,
 and they know nothing of any web framework.
 
-- `ReplayGuard` keeps delivery ids in irbook's SQLite file, so a restart (or a second
-  receiver process on the same home) does not forget what it has already accepted.
+- `ReplayGuard` keeps delivery ids in irbook's database (the SQLite file, or the
+  PostgreSQL database every receiver of a scaled-out deployment shares), so a restart, or
+  another receiver on the same database, does not forget what was already accepted.
 - `RateLimiter` is in memory on purpose: it protects this process, and a restart that
-  refills the buckets is harmless.
+  refills the buckets is harmless. Several receivers each have their own buckets.
 - `read_limited` / `aread_limited` stop pulling body chunks the moment a limit is passed,
   so an oversized body never sits whole in memory.
 - `BodyDeadlines` ends a body read that takes too long, so a sender trickling a byte a
@@ -19,14 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterable, Awaitable, Iterable, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from irbook.cache import home
-from irbook.db import Database
+from irbook.db import open_database
 
 DAY = 86_400.0
 DEFAULT_BODY_LIMIT = 1024 * 1024  # 1 MiB: PagerDuty caps at 256 KB, GitHub at 25 MB (!)
@@ -42,6 +42,11 @@ CREATE INDEX IF NOT EXISTS webhook_replay_seen ON webhook_replay (seen_at);
 """
 
 
+def replay_schema(postgres: bool) -> str:
+    """PostgreSQL has no WITHOUT ROWID: its tables are heaps with the key as an index."""
+    return REPLAY_SCHEMA.replace(") WITHOUT ROWID;", ");") if postgres else REPLAY_SCHEMA
+
+
 class ReplayGuard:
     """Refuses a delivery id seen from the same source within `window` seconds.
 
@@ -50,8 +55,9 @@ class ReplayGuard:
     signed timestamp is still accepted. The default day also covers senders that
     retry for hours (PagerDuty, GitHub redeliveries) without a timestamp at all.
 
-    One upsert decides atomically, in SQLite, whether an id is new; threads each use
-    their own connection, and separate processes on the same file agree too.
+    One upsert decides atomically, in the database, whether an id is new; threads each
+    use their own connection, and separate processes on the same file or PostgreSQL
+    database agree too (the primary key, not this process's memory, decides).
     """
 
     def __init__(
@@ -70,12 +76,12 @@ class ReplayGuard:
         self.path = str(path) if path is not None else str(home() / "irbook.db")
         self.window = float(window)
         self.prune_every = prune_every
-        self._database = Database(self.path)
+        self._database = open_database(self.path)
         self._lock = threading.Lock()
         self._next_prune: float | None = None
-        self._db().executescript(REPLAY_SCHEMA)
+        self._db().executescript(replay_schema(self._database.dialect == "postgresql"))
 
-    def _db(self) -> sqlite3.Connection:
+    def _db(self) -> Any:
         return self._database.conn()
 
     def seen_before(self, source: str, delivery_id: str, now: float) -> bool:
@@ -86,7 +92,7 @@ class ReplayGuard:
         """
         return self.record(self._db(), source, delivery_id, now)
 
-    def record(self, db: sqlite3.Connection, source: str, delivery_id: str, now: float) -> bool:
+    def record(self, db: Any, source: str, delivery_id: str, now: float) -> bool:
         """`seen_before` on the caller's connection, inside the caller's transaction.
 
         The receiver records a delivery in the very transaction that queues its alerts,
@@ -100,15 +106,14 @@ class ReplayGuard:
         ).rowcount
         if self._prune_due(now):
             db.execute("DELETE FROM webhook_replay WHERE seen_at <= ?", (now - self.window,))
-        return changed != 1
+        return bool(changed != 1)
 
     def prune(self, now: float) -> int:
         """Forget ids older than the window; returns how many rows went."""
-        return (
-            self._db()
-            .execute("DELETE FROM webhook_replay WHERE seen_at <= ?", (now - self.window,))
-            .rowcount
+        cursor = self._db().execute(
+            "DELETE FROM webhook_replay WHERE seen_at <= ?", (now - self.window,)
         )
+        return int(cursor.rowcount)
 
     def _prune_due(self, now: float) -> bool:
         with self._lock:
@@ -118,8 +123,10 @@ class ReplayGuard:
         return due
 
     def close(self) -> None:
-        """Close every thread's connection (call once the receiver has stopped)."""
-        self._database.close()
+        """Close every thread's connection (call once the receiver has stopped); a
+        PostgreSQL pool is the process's, shared with its other stores, and stays open."""
+        if self._database.dialect == "sqlite":
+            self._database.close()
 
     def __enter__(self) -> ReplayGuard:
         return self

@@ -21,11 +21,24 @@ window after it was first seen. `BEGIN IMMEDIATE` takes SQLite's write lock befo
 look-up, so concurrent duplicates, from threads or from other processes on the same file,
 are serialised and exactly one of them inserts. Copies in the same batch are looked up
 once and their counts written once (`count += n`, `last_seen` of the latest).
+
+On PostgreSQL (`IRBOOK_DATABASE_URL`, shared by several receivers) the same writer thread
+groups the commits, through a pooled connection. A batch takes, before its look-up, one
+transaction-scoped advisory lock per alert key and per delivery id it writes (in sorted
+order, so two batches never wait on each other in a cycle): duplicates posted to two
+receivers at once are serialised as `BEGIN IMMEDIATE` serialises them on SQLite, while
+distinct alerts commit side by side. A batch of bookkeeping only commits with
+`synchronous_commit = off` (the PRAGMA's counterpart), and a batch PostgreSQL broke as a
+deadlock victim is run again. Claims take rows with `FOR UPDATE SKIP LOCKED` and stamp
+them with the claiming process's owner id (irbook.leases): rows a dead receiver had
+claimed go back to the queue when its lease has expired (`recover`, which every
+dispatcher calls now and then), never while it lives, so no row is given to two.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -39,8 +52,10 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from irbook import db as dbmod
+from irbook import migrations
 from irbook.cache import home
-from irbook.db import Database, add_columns
+from irbook.db import add_columns, open_database
 from irbook.model.alert import Alert
 
 log = logging.getLogger("irbook.webhooks")
@@ -86,6 +101,25 @@ CREATE TABLE IF NOT EXISTS webhook_dead_letters (
 """
 
 PENDING = ("queued", "starting")
+
+# Who claimed a 'starting' row (a leases owner id), and when: used on PostgreSQL only.
+_CLAIM_COLUMNS = {"claimed_by": "TEXT", "claimed_at": "REAL"}
+
+#: The advisory-lock class of alert keys and delivery ids ("alrt"): the two-key form of
+#: pg_advisory_xact_lock, a key space apart from irbook.db's one-key WRITE_LOCK.
+KEY_LOCKS = 0x616C7274
+_RETRIES = 5  # a batch PostgreSQL aborted as a deadlock victim is run again this often
+
+
+def _lock_id(key: str) -> int:
+    """A 32-bit advisory lock number for a key (a collision only serialises two keys)."""
+    digest = hashlib.blake2b(key.encode("utf-8"), digest_size=4).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _is_postgres(db: Any) -> bool:
+    return getattr(db, "dialect", "sqlite") == "postgresql"
+
 
 # Added to existing files too (`_migrate`): restarts after a crash (irbook.reaper).
 _RESTART_COLUMNS = {
@@ -136,19 +170,29 @@ class QueuedAlert:
     attempts: int
 
 
-def latest_rows(db: sqlite3.Connection, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+_LATEST = ("id", "alert_key", "run_id", "mode", "status", "count", "first_seen")
+
+
+def latest_rows(db: Any, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
     """The newest row of each alert key that is not failed: what a new alert with that
     key attaches to. The writer reads it in its transaction, the receiver to admit
     duplicates over the rate limit."""
-    cursor = db.execute(
-        "SELECT id, alert_key, run_id, mode, status, count, first_seen FROM webhook_alerts"
-        " WHERE alert_key IN (SELECT value FROM json_each(?)) AND status != 'failed'",
-        (json.dumps(sorted(set(keys))),),
-    )
-    names = [d[0] for d in cursor.description]
+    wanted = sorted(set(keys))
+    if _is_postgres(db):
+        cursor = db.execute(
+            f"SELECT {', '.join(_LATEST)} FROM webhook_alerts"  # noqa: S608 - names only
+            " WHERE alert_key = ANY(?) AND status != 'failed'",
+            (wanted,),
+        )
+    else:
+        cursor = db.execute(
+            f"SELECT {', '.join(_LATEST)} FROM webhook_alerts"  # noqa: S608 - names only
+            " WHERE alert_key IN (SELECT value FROM json_each(?)) AND status != 'failed'",
+            (json.dumps(wanted),),
+        )
     latest: dict[str, dict[str, Any]] = {}
     for values in cursor:
-        row = dict(zip(names, values, strict=True))
+        row = dict(zip(_LATEST, values, strict=True))
         current = latest.get(row["alert_key"])
         if current is None or float(row["first_seen"]) > float(current["first_seen"]):
             latest[row["alert_key"]] = row
@@ -210,7 +254,19 @@ class _Batch:
         self.room = room  # new rows the dispatcher takes as they are inserted
         self.handed: list[QueuedAlert] = []  # those rows, handed over after the commit
 
-    def flush_started(self, db: sqlite3.Connection) -> None:
+    def flush_started(self, db: Any) -> None:
+        if _is_postgres(db):
+            if self.started:
+                ids, refs, ats = (list(column) for column in zip(*self.started, strict=True))
+                db.execute(
+                    "UPDATE webhook_alerts AS w SET status = 'started', started_ref = v.ref,"
+                    " started_at = v.at, error = NULL, claimed_by = NULL"
+                    " FROM unnest(?::text[], ?::text[], ?::float8[]) AS v(id, ref, at)"
+                    " WHERE w.id = v.id",
+                    (ids, refs, ats),
+                )
+                self.started.clear()
+            return
         for chunk in _chunks(self.started, 200):
             values = ", ".join(["(?, ?, ?)"] * len(chunk))  # placeholders only
             db.execute(
@@ -221,8 +277,18 @@ class _Batch:
             )
         self.started.clear()
 
-    def flush_counts(self, db: sqlite3.Connection) -> None:
-        if self.counts:
+    def flush_counts(self, db: Any) -> None:
+        if self.counts and _is_postgres(db):
+            ids = list(self.counts)
+            db.execute(
+                "UPDATE webhook_alerts AS w SET count = w.count + v.n,"
+                " last_seen = GREATEST(w.last_seen, v.seen)"
+                " FROM unnest(?::text[], ?::bigint[], ?::float8[]) AS v(id, n, seen)"
+                " WHERE w.id = v.id",
+                (ids, [self.counts[i][0] for i in ids], [self.counts[i][1] for i in ids]),
+            )
+            self.counts.clear()
+        elif self.counts:
             db.executemany(
                 "UPDATE webhook_alerts SET count = count + ?, last_seen = ? WHERE id = ?",
                 [(added, seen, row_id) for row_id, (added, seen) in self.counts.items()],
@@ -240,6 +306,8 @@ _COLUMNS = (
 )
 _ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)"
 _INSERT_CHUNK = 70  # rows per INSERT statement (14 parameters each)
+_PG_COLUMNS = _COLUMNS + ", claimed_by, claimed_at"
+_PG_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,10 +316,51 @@ class _Enqueue:
 
     items: list[tuple[QueueItem, float, str, str]]  # (item, window, key, alert JSON)
     now: float
-    also: Callable[[sqlite3.Connection], None] | None
+    also: Callable[[Any], None] | None
+    locks: tuple[str, ...] = ()  # what `also` writes: locked first on PostgreSQL
 
 
-Work = Callable[[sqlite3.Connection, _Batch], Any]
+def _version_1(db: Any) -> None:
+    """The receiver's tables as irbook kept them before the schema had a version (a file
+    written then already has them: only the columns added since are added), plus the
+    claim columns (claimed_by, claimed_at) receivers on one PostgreSQL database need,
+    and the run owners' table their claims name (also irbook.runs')."""
+    from irbook import leases
+    from irbook.triggers.limits import replay_schema
+
+    migrations.run_script(db, SCHEMA + replay_schema(_is_postgres(db)) + leases.SCHEMA)
+    add_columns(db, "webhook_alerts", {**_RESTART_COLUMNS, **_CLAIM_COLUMNS})
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS webhook_alerts_restarted ON webhook_alerts"
+        " (restarted_from) WHERE restarted_from IS NOT NULL"
+    )
+
+
+#: The receiver's tables: the alert queue, dead letters, the replay guard.
+COMPONENT = migrations.register(migrations.Component("receiver", (_version_1,)))
+
+
+class _Marks:
+    """The started marks waiting for a batch, taken once: run again (a batch PostgreSQL
+    aborted), the work writes the same marks, not none."""
+
+    __slots__ = ("queue", "taken")
+
+    def __init__(self, queue: AlertQueue) -> None:
+        self.queue = queue
+        self.taken: list[tuple[str, str | None, float]] | None = None
+
+    def __call__(self, db: Any, batch: _Batch) -> None:
+        if self.taken is None:
+            queue = self.queue
+            with queue._marks_lock:
+                self.taken, queue._marks = queue._marks, []
+                queue._marks_future = None
+        batch.latest.clear()
+        batch.started.extend(self.taken)  # one UPDATE for all the batch's starts
+
+
+Work = Callable[[Any, _Batch], Any]
 
 
 class _Job:
@@ -329,16 +438,19 @@ class AlertQueue:
     ) -> None:
         self.path = str(path) if path is not None else str(home() / "irbook.db")
         self.run_active = run_active
+        #: The leases owner id stamped on the rows this process claims (PostgreSQL).
+        self.owner: str | None = None
         self.on_queued: Callable[[], None] | None = None
         self.handoff: Callable[[], int] | None = None
         self.on_handed: Callable[[list[QueuedAlert]], None] | None = None
         self.max_batch = max_batch
         self.idle_exit = idle_exit
         self.bookkeeping_delay = bookkeeping_delay
-        # Readers' connections. Writes go through the writer's own connection, below.
-        self._database = Database(self.path, synchronous="FULL", timeout=60)
-        self._db().executescript(SCHEMA)
-        self._migrate()
+        # Readers' connections. Writes go through the writer's own connection, below
+        # (SQLite), or a pooled one per batch (PostgreSQL).
+        self._database = open_database(self.path, synchronous="FULL", timeout=60)
+        self.dialect = self._database.dialect
+        migrations.ensure(self._database, COMPONENT)
         self._cond = threading.Condition(threading.Lock())
         self._pending: deque[_Job] = deque()
         self._writer: threading.Thread | None = None
@@ -350,7 +462,11 @@ class AlertQueue:
         self.batches = 0  # committed transactions, for tests and the curious
         self.batched_jobs = 0
 
-    def _db(self) -> sqlite3.Connection:
+    def _db(self) -> Any:
+        return self._database.conn()
+
+    def reader(self) -> Any:
+        """A connection for reads on the caller's thread (PostgreSQL: pooled per call)."""
         return self._database.conn()
 
     # -- group commit ----------------------------------------------------------------
@@ -405,27 +521,34 @@ class AlertQueue:
             db.execute(f"PRAGMA synchronous={level}")
             self._synchronous = level
 
+    def _next_jobs(self) -> list[_Job] | None:
+        """The writes of the next batch, waiting for them; None once idle (or closing):
+        the writer exits, and the next write starts a new one."""
+        with self._cond:
+            if not self._pending and not self._closing:
+                self._cond.wait(self.idle_exit)
+            if not self._pending:
+                self._writer = None
+                return None
+            # Bookkeeping alone waits a moment for alerts to ride along with: a
+            # transaction costs the same for one write as for fifty.
+            deadline = time.monotonic() + self.bookkeeping_delay
+            while not self._closing and not any(job.durable for job in self._pending):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            take = min(len(self._pending), self.max_batch)
+            return [self._pending.popleft() for _ in range(take)]
+
     def _write_loop(self) -> None:
+        if self.dialect == "postgresql":  # a pooled connection per batch: see _pg_transaction
+            while (jobs := self._next_jobs()) is not None:
+                self._run_batch(None, jobs)
+            return
         db: sqlite3.Connection | None = None
         try:
-            while True:
-                with self._cond:
-                    if not self._pending and not self._closing:
-                        self._cond.wait(self.idle_exit)
-                    if not self._pending:
-                        # Idle (or closing): exit; the next write starts a new writer.
-                        self._writer = None
-                        return
-                    # Bookkeeping alone waits a moment for alerts to ride along with: a
-                    # transaction costs the same for one write as for fifty.
-                    deadline = time.monotonic() + self.bookkeeping_delay
-                    while not self._closing and not any(job.durable for job in self._pending):
-                        left = deadline - time.monotonic()
-                        if left <= 0:
-                            break
-                        self._cond.wait(left)
-                    take = min(len(self._pending), self.max_batch)
-                    jobs = [self._pending.popleft() for _ in range(take)]
+            while (jobs := self._next_jobs()) is not None:
                 if db is None:
                     try:
                         db = self._connect()
@@ -439,11 +562,11 @@ class AlertQueue:
             if db is not None:
                 db.close()
 
-    def _run_batch(self, db: sqlite3.Connection, jobs: list[_Job]) -> None:
+    def _run_batch(self, db: sqlite3.Connection | None, jobs: list[_Job]) -> None:
         batches: list[_Batch] = []
         try:
             batches.append(self._transaction(db, jobs))
-        except sqlite3.OperationalError as exc:
+        except dbmod.busy_errors() as exc:
             # The store itself failed (busy past the timeout, disk full, I/O): every write
             # in the batch was rolled back, and every caller hears so (the receiver says
             # 503, so the sender retries). Nothing was answered as committed.
@@ -473,31 +596,39 @@ class AlertQueue:
             except Exception:  # a notification, nothing more
                 log.exception("alert store: on_queued failed")
 
-    def _transaction(self, db: sqlite3.Connection, jobs: list[_Job]) -> _Batch:
-        """Run the jobs in one transaction; raises (after rolling back) if any failed."""
+    def _room(self, jobs: list[_Job]) -> int:
         room = 0
         if self.handoff is not None and any(isinstance(job.work, _Enqueue) for job in jobs):
             try:
                 room = max(0, int(self.handoff()))
             except Exception:  # then the rows wait in the queue for a claim
                 log.exception("alert store: handoff failed")
-        batch = _Batch(room)
+        return room
+
+    def _batch_body(self, db: Any, batch: _Batch, jobs: list[_Job]) -> None:
+        # Bookkeeping first, then every enqueue of the batch together. They were
+        # concurrent, so any order is one they could have had.
+        enqueues: list[_Job] = []
+        for job in jobs:
+            if isinstance(job.work, _Enqueue):
+                enqueues.append(job)
+            else:
+                job.result = job.work(db, batch)
+        batch.flush_started(db)
+        if enqueues:
+            self._enqueue_all(db, batch, enqueues)
+        batch.flush_counts(db)
+
+    def _transaction(self, db: sqlite3.Connection | None, jobs: list[_Job]) -> _Batch:
+        """Run the jobs in one transaction; raises (after rolling back) if any failed."""
+        if db is None:
+            return self._pg_transaction(jobs)
+        batch = _Batch(self._room(jobs))
         # Any write a caller was promised durable makes the whole batch FULL.
         self._set_synchronous(db, "FULL" if any(job.durable for job in jobs) else "NORMAL")
         db.execute("BEGIN IMMEDIATE")
         try:
-            # Bookkeeping first, then every enqueue of the batch together. They were
-            # concurrent, so any order is one they could have had.
-            enqueues: list[_Job] = []
-            for job in jobs:
-                if isinstance(job.work, _Enqueue):
-                    enqueues.append(job)
-                else:
-                    job.result = job.work(db, batch)
-            batch.flush_started(db)
-            if enqueues:
-                self._enqueue_all(db, batch, enqueues)
-            batch.flush_counts(db)
+            self._batch_body(db, batch, jobs)
         except BaseException:
             with suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
@@ -508,6 +639,43 @@ class AlertQueue:
             with suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
             raise
+        self.batches += 1
+        self.batched_jobs += len(jobs)
+        return batch
+
+    def _pg_transaction(self, jobs: list[_Job]) -> _Batch:
+        """`_transaction` on PostgreSQL: the keys' advisory locks first, in one order;
+        run again when PostgreSQL picked it as a deadlock's victim (rows of both
+        receivers' bookkeeping updated in opposite orders)."""
+        import psycopg.errors
+
+        room = self._room(jobs)
+        durable = any(job.durable for job in jobs)
+        keys: set[str] = set()
+        for job in jobs:
+            if isinstance(job.work, _Enqueue):
+                keys.update(key for _, _, key, _ in job.work.items)
+                keys.update(job.work.locks)
+        locks = sorted({_lock_id(key) for key in keys})
+        for attempt in range(_RETRIES):
+            batch = _Batch(room)
+            try:
+                with self._database.tx(serialize=False) as db:
+                    if not durable:  # what recovery re-derives: no wait for the flush
+                        db.execute("SET LOCAL synchronous_commit = off")
+                    if locks:
+                        db.execute(
+                            "SELECT count(pg_advisory_xact_lock(?, k))"
+                            " FROM (SELECT unnest(?::int[]) AS k ORDER BY 1) AS keys",
+                            (KEY_LOCKS, locks),
+                        )
+                    self._batch_body(db, batch, jobs)
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+                if attempt == _RETRIES - 1:
+                    raise
+                log.info("alert store: a batch was a deadlock's victim; running it again")
+                continue
+            break
         self.batches += 1
         self.batched_jobs += len(jobs)
         return batch
@@ -534,15 +702,18 @@ class AlertQueue:
         *,
         windows: Sequence[float],
         now: float | None = None,
-        also: Callable[[sqlite3.Connection], None] | None = None,
+        also: Callable[[Any], None] | None = None,
+        locks: Sequence[str] = (),
     ) -> list[Enqueued]:
         """Queue every item or attach it to its live duplicate; all in one commit.
 
         `windows[i]` is item i's dedup window in seconds. Returns once the rows are
         durable, which is what allows the caller to answer 202. `also(db)` is run in the
-        same transaction (the receiver records the delivery id for replay refusal there).
+        same transaction (the receiver records the delivery id for replay refusal there);
+        `locks` names what it writes (a delivery id), locked with the alert keys on
+        PostgreSQL so that no two receivers' batches wait on each other in a cycle.
         """
-        return self.write(self._enqueue_work(items, windows, now, also))  # type: ignore[no-any-return]
+        return self.write(self._enqueue_work(items, windows, now, also, locks))  # type: ignore[no-any-return]
 
     async def enqueue_async(
         self,
@@ -550,10 +721,11 @@ class AlertQueue:
         *,
         windows: Sequence[float],
         now: float | None = None,
-        also: Callable[[sqlite3.Connection], None] | None = None,
+        also: Callable[[Any], None] | None = None,
+        locks: Sequence[str] = (),
     ) -> list[Enqueued]:
         """`enqueue` for the event loop: waits for the commit without blocking the loop."""
-        work = self._enqueue_work(items, windows, now, also)
+        work = self._enqueue_work(items, windows, now, also, locks)
         return await self.write_async(work)  # type: ignore[no-any-return]
 
     def _enqueue_work(
@@ -561,7 +733,8 @@ class AlertQueue:
         items: Sequence[QueueItem],
         windows: Sequence[float],
         now: float | None,
-        also: Callable[[sqlite3.Connection], None] | None,
+        also: Callable[[Any], None] | None,
+        locks: Sequence[str] = (),
     ) -> _Enqueue:
         if len(windows) != len(items):
             raise ValueError("one dedup window per item")
@@ -576,9 +749,9 @@ class AlertQueue:
             )
             for item, window in zip(items, windows, strict=True)
         ]
-        return _Enqueue(prepared, when, also)
+        return _Enqueue(prepared, when, also, tuple(locks))
 
-    def _enqueue_all(self, db: sqlite3.Connection, batch: _Batch, jobs: list[_Job]) -> None:
+    def _enqueue_all(self, db: Any, batch: _Batch, jobs: list[_Job]) -> None:
         """Every enqueue of the batch: one look-up, one insert, in the callers' order."""
         specs = [job.work for job in jobs]
         assert all(isinstance(spec, _Enqueue) for spec in specs)
@@ -597,10 +770,11 @@ class AlertQueue:
                 self._enqueue_one(batch, inserts, item, window, key, text, spec.now)
                 for item, window, key, text in spec.items
             ]
+        columns, marks = (_PG_COLUMNS, _PG_ROW) if _is_postgres(db) else (_COLUMNS, _ROW)
         for chunk in _chunks(inserts, _INSERT_CHUNK):
             db.execute(
-                f"INSERT INTO webhook_alerts ({_COLUMNS}) VALUES "  # noqa: S608
-                + ", ".join([_ROW] * len(chunk)),
+                f"INSERT INTO webhook_alerts ({columns}) VALUES "  # noqa: S608
+                + ", ".join([marks] * len(chunk)),
                 [value for row in chunk for value in row],
             )
 
@@ -635,6 +809,9 @@ class AlertQueue:
         row_id, run_id = _row_id(), new_run_id()
         handed = batch.room > len(batch.handed)
         status, attempts = ("starting", 1) if handed else ("queued", 0)
+        claim: tuple[Any, ...] = ()
+        if self.dialect == "postgresql":
+            claim = (self.owner, now) if handed else (None, None)
         inserts.append(
             (
                 row_id,
@@ -651,6 +828,7 @@ class AlertQueue:
                 now,
                 now,
                 now,
+                *claim,
             )
         )
         batch.latest[key] = {
@@ -727,9 +905,35 @@ class AlertQueue:
     def recover(self) -> int:
         """Put rows claimed by a process that died back in the queue; returns how many.
 
-        Called once at start-up. A row left 'starting' may or may not have started its
-        run; starting it again is safe because the starter refuses a known run id.
+        On SQLite, called once at start-up: every 'starting' row is a dead process's
+        (receivers on one file take turns). On PostgreSQL, other receivers share the
+        table, so only rows whose claiming owner is gone (irbook.leases: its lease has
+        expired and, on this host, its process is dead) go back, and dispatchers call this
+        now and then, not only at start-up: a receiver killed mid-dispatch leaves its
+        rows to the others, never to two. A row left 'starting' may or may not have
+        started its run; starting it again is safe because the starter refuses a known
+        run id.
         """
+
+        if self.dialect == "postgresql":
+            gone = self._gone_claimants()
+            if not gone:
+                return 0
+
+            def again(db: Any, batch: _Batch) -> int:
+                batch.latest.clear()
+                return int(
+                    db.execute(
+                        "UPDATE webhook_alerts SET status = 'queued', claimed_by = NULL"
+                        " WHERE status = 'starting' AND claimed_by = ANY(?)",
+                        (gone,),
+                    ).rowcount
+                )
+
+            recovered = int(self.write(again, durable=False))
+            if recovered and self.on_queued is not None:
+                self.on_queued()
+            return recovered
 
         def work(db: sqlite3.Connection, batch: _Batch) -> int:
             batch.latest.clear()
@@ -739,23 +943,84 @@ class AlertQueue:
 
         return int(self.write(work, durable=False))
 
+    def _gone_claimants(self) -> list[str]:
+        """Owners of 'starting' rows that are gone (PostgreSQL): see `recover`."""
+        from irbook import leases
+
+        now = time.time()
+        found = (
+            self._db()
+            .execute(
+                "SELECT DISTINCT w.claimed_by, o.id, o.host, o.pid, o.proc_start,"
+                " o.lease_expires, w.claimed_at FROM webhook_alerts AS w"
+                " LEFT JOIN run_owners AS o ON o.id = w.claimed_by"
+                " WHERE w.status = 'starting'"
+            )
+            .fetchall()
+        )
+        gone = set()
+        grace = leases.lease_seconds()
+        for row in found:
+            claimant = row[0]
+            if claimant is None or claimant == self.owner:  # NULL: never, claims hold()
+                continue
+            if row[1] is None:  # no lease at all: a claim older than a lease is orphaned
+                if now > float(row[6] or 0) + grace:
+                    gone.add(str(claimant))
+                continue
+            owner = {
+                "id": row[1],
+                "host": row[2],
+                "pid": row[3],
+                "proc_start": row[4],
+                "lease_expires": row[5],
+            }
+            if leases.owner_gone(owner, now):
+                gone.add(str(claimant))
+        return sorted(gone)
+
+    def hold(self) -> str | None:
+        """Register this process as an owner in the store (PostgreSQL): its claims are
+        stamped with the owner id, and its lease tells other receivers it is alive."""
+        if self.dialect == "postgresql" and self.owner is None:
+            from irbook import leases
+
+            self.owner = leases.hold(self.path)
+        return self.owner
+
     def claim(self, limit: int, now: float | None = None) -> list[QueuedAlert]:
         """Mark up to `limit` due rows 'starting' and return them, oldest first."""
         if limit <= 0:
             return []
         when = time.time() if now is None else now
+        self.hold()
 
-        def work(db: sqlite3.Connection, batch: _Batch) -> list[sqlite3.Row]:
+        def work(db: Any, batch: _Batch) -> list[Any]:
             batch.latest.clear()
-            return db.execute(
-                "UPDATE webhook_alerts SET status = 'starting', attempts = attempts + 1"
-                " WHERE id IN (SELECT id FROM webhook_alerts INDEXED BY webhook_alerts_waiting"
-                " WHERE status = 'queued' AND not_before <= ? ORDER BY received_at LIMIT ?)"
-                " RETURNING *",
-                (when, limit),
-            ).fetchall()
+            if _is_postgres(db):
+                # Rows another receiver's batch holds are skipped, not waited for; the
+                # claim names this process, so only its death returns them (`recover`).
+                return list(
+                    db.execute(
+                        "UPDATE webhook_alerts SET status = 'starting',"
+                        " attempts = attempts + 1, claimed_by = ?, claimed_at = ?"
+                        " WHERE id IN (SELECT id FROM webhook_alerts WHERE status = 'queued'"
+                        " AND not_before <= ? ORDER BY received_at LIMIT ?"
+                        " FOR UPDATE SKIP LOCKED) RETURNING *",
+                        (self.owner, when, when, limit),
+                    ).fetchall()
+                )
+            return list(
+                db.execute(
+                    "UPDATE webhook_alerts SET status = 'starting', attempts = attempts + 1"
+                    " WHERE id IN (SELECT id FROM webhook_alerts INDEXED BY webhook_alerts_waiting"
+                    " WHERE status = 'queued' AND not_before <= ? ORDER BY received_at LIMIT ?)"
+                    " RETURNING *",
+                    (when, limit),
+                ).fetchall()
+            )
 
-        rows: list[sqlite3.Row] = self.write(work, durable=False)
+        rows: list[Any] = self.write(work, durable=False)
         rows.sort(key=lambda row: (row["received_at"], row["id"]))  # RETURNING has no order
         # Parsed here, on the dispatcher's thread, not on the writer's.
         return [
@@ -774,7 +1039,7 @@ class AlertQueue:
         ]
 
     def _update(self, sql: str, args: tuple[Any, ...]) -> None:
-        def work(db: sqlite3.Connection, batch: _Batch) -> None:
+        def work(db: Any, batch: _Batch) -> None:
             batch.latest.clear()
             db.execute(sql, args)
 
@@ -798,15 +1063,8 @@ class AlertQueue:
                 return future
             future = self._marks_future = Future()
         future.add_done_callback(_log_lost_marks)
-        self._submit(_Job(self._write_marks, future, None, durable=False))
+        self._submit(_Job(_Marks(self), future, None, durable=False))
         return future
-
-    def _write_marks(self, db: sqlite3.Connection, batch: _Batch) -> None:
-        with self._marks_lock:
-            marks, self._marks = self._marks, []
-            self._marks_future = None
-        batch.latest.clear()
-        batch.started.extend(marks)  # one UPDATE for all the batch's starts
 
     def unclaim(self, row_ids: Sequence[str]) -> None:
         """Put claimed rows nobody started back in the queue, as if never claimed."""
@@ -814,8 +1072,15 @@ class AlertQueue:
             return
         ids = json.dumps(list(row_ids))
 
-        def work(db: sqlite3.Connection, batch: _Batch) -> None:
+        def work(db: Any, batch: _Batch) -> None:
             batch.latest.clear()
+            if _is_postgres(db):
+                db.execute(
+                    "UPDATE webhook_alerts SET status = 'queued', attempts = attempts - 1,"
+                    " claimed_by = NULL WHERE status = 'starting' AND id = ANY(?)",
+                    (list(row_ids),),
+                )
+                return
             db.execute(
                 "UPDATE webhook_alerts SET status = 'queued', attempts = attempts - 1"
                 " WHERE status = 'starting' AND id IN (SELECT value FROM json_each(?))",
@@ -843,7 +1108,7 @@ class AlertQueue:
         `max_restarts` (the process died for other reasons than this alert's run).
         """
 
-        def work(db: sqlite3.Connection, batch: _Batch) -> tuple[str, str]:
+        def work(db: Any, batch: _Batch) -> tuple[str, str]:
             batch.latest.clear()
             row = db.execute(
                 "SELECT id, restarts, status FROM webhook_alerts WHERE run_id = ?", (run_id,)
@@ -857,25 +1122,22 @@ class AlertQueue:
                 return ("pending", run_id)
             if counted and int(row[1]) >= max_restarts:
                 return ("exhausted", run_id)
-            db.execute(
+            changed = db.execute(
                 "UPDATE webhook_alerts SET run_id = ?, restarted_from = ?, status = 'queued',"
                 " attempts = 0, not_before = 0, error = NULL, started_ref = NULL,"
-                " started_at = NULL, restarts = restarts + ? WHERE id = ?",
-                (new_run_id, run_id, int(counted), row[0]),
-            )
+                " started_at = NULL, restarts = restarts + ? WHERE id = ? AND run_id = ?",
+                (new_run_id, run_id, int(counted), row[0], run_id),
+            ).rowcount
+            if not changed:  # another receiver's reaper restarted it in between
+                again = db.execute(
+                    "SELECT run_id FROM webhook_alerts WHERE restarted_from = ?", (run_id,)
+                ).fetchone()
+                return ("restarted", str(again[0])) if again else ("none", run_id)
             batch.queued += 1  # the dispatcher is told after the commit
             return ("restarted", new_run_id)
 
         outcome: tuple[str, str] = self.write(work)
         return outcome
-
-    def _migrate(self) -> None:
-        db = self._db()
-        add_columns(db, "webhook_alerts", _RESTART_COLUMNS)
-        db.execute(
-            "CREATE INDEX IF NOT EXISTS webhook_alerts_restarted ON webhook_alerts"
-            " (restarted_from) WHERE restarted_from IS NOT NULL"
-        )
 
     def mark_retry(self, row_id: str, error: str, not_before: float) -> None:
         self._update(
@@ -905,7 +1167,7 @@ class AlertQueue:
         allowed = {"source", "status", "run_id", "alert_key", "playbook_id", "alert_id"}
         if not set(where) <= allowed:
             raise ValueError(f"filter on {', '.join(sorted(allowed))} only")
-        clause = " AND ".join(f"{name} = ?" for name in where) or "1"
+        clause = " AND ".join(f"{name} = ?" for name in where) or "1 = 1"
         found = (
             self._db()
             .execute(
@@ -941,7 +1203,8 @@ class AlertQueue:
         finally:
             with self._cond:
                 self._closing = False
-        self._database.close()
+        if self.dialect == "sqlite":  # a PostgreSQL pool is the process's (irbook.db)
+            self._database.close()
 
 
 __all__ = [
