@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 from typing import Any
 
 from irbook import policy as access
@@ -104,7 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             return EXIT_FAILED
 
     ensure_api()
-    from irbook_flows.flow import Terminated, execute, quiet_console
+    from irbook_flows.flow import Terminated, cancel_run, execute, quiet_console
 
     quiet_console()
     REGISTRY.load_all()
@@ -122,9 +123,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         store.event(run_id, "cli-process", None, pid=os.getpid(), host=socket.gethostname())
 
     def terminate(signum: int, frame: Any) -> None:
-        raise Terminated()
+        if not started:  # nothing recorded yet: unwind as an interrupt
+            raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+        # The run is recorded: say cancelled and leave now. Unwinding instead would wait
+        # for the steps' threads (Prefect's task runner joins them), so a Ctrl-C during
+        # a long step (a sleep, a hung API) would take as long as the step.
+        how = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+        said = "cancelled by SIGTERM" if signum == signal.SIGTERM else "cancelled with Ctrl-C"
+        # in a thread of its own: its own database connection, never the one this
+        # (interrupted) thread may be in the middle of using
+        marker = threading.Thread(target=cancel_run, args=(store, started[0], said), daemon=True)
+        marker.start()
+        marker.join(20)
+        out.write(f"\ncancelled ({how}): run {started[0]} is marked cancelled\n")
+        out.flush()
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
+        os._exit(EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED)
 
     signal.signal(signal.SIGTERM, terminate)  # a killed run ends like Ctrl-C, recorded
+    signal.signal(signal.SIGINT, terminate)
     try:
         outcome = start_run(
             playbook,
