@@ -2,21 +2,30 @@
 worker` process whose environment has IRBOOK_DATABASE_URL runs a live deployed run that
 waits for an approval; another process that has only the URL approves it (`irbook
 approve`, a subprocess), a third lists and verifies it; a run approved from Prefect's
-side (a paused flow run resumed with input, as the UI does) finishes too; and a worker
-SIGKILLed mid-run leaves a record that says so, with the last step known."""
+side (a paused flow run resumed with input, as the UI does) finishes too, and so does one
+approved by a signed Slack button press to an `irbook serve` that did not start it; and a
+worker SIGKILLed mid-run leaves a record that says so, with the last step known."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import hmac
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -214,6 +223,127 @@ def test_a_run_on_a_worker_is_approved_from_prefect_as_the_ui_does(
     # no policy in force: the name typed into the form, as before policies
     assert steps["gate"]["approval"]["by"] == "dana", steps["gate"]["approval"]
     reader = host_env(tmp_path, "reader-host", pg_url)
+    assert cli(reader, "audit", "verify").returncode == 0
+
+
+SLACK_SECRET = "pg-slack-signing-secret"
+SLACK_APPROVER = "U0PGAPPROVER"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def slack_receiver(env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """`irbook serve` with Slack approvals only (no --config), as another host runs it;
+    its output is checked for tracebacks when it stops."""
+    port = free_port()
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        [IRBOOK, "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, "irbook serve exited: " + log_path.read_text()
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise AssertionError("irbook serve never answered") from None
+                time.sleep(0.3)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(30)
+        log.close()
+    assert "Traceback" not in log_path.read_text(), log_path.read_text()
+
+
+def slack_press(url: str, run_id: str, step: str, user: str) -> tuple[int, dict[str, Any]]:
+    """An Approve button press as Slack posts it: a form field `payload`, signed v0."""
+    payload = {
+        "type": "block_actions",
+        "user": {"id": user, "username": user.lower()},
+        "actions": [
+            {"action_id": "irbook_approve", "value": json.dumps({"run_id": run_id, "step": step})}
+        ],
+    }
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    ts = str(int(time.time()))
+    mac = hmac.new(SLACK_SECRET.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256)
+    request = urllib.request.Request(
+        f"{url}/slack/interactions",
+        data=body,
+        headers={
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": "v0=" + mac.hexdigest(),
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_a_run_on_a_worker_is_approved_by_a_slack_button_through_another_receiver(
+    deployed: Deployed,
+    pg_url: str,
+    worker: subprocess.Popen[bytes],
+    tmp_path: Path,
+) -> None:
+    """A Slack button press reaches an `irbook serve` that did not start the run (another
+    host, only the URL and the Prefect API in common); it resumes the worker's run."""
+    store = RunStore(pg_url)
+    run_id, _deployment_run = start(deployed, pg_url, "pg-slack-approve")
+    wait_for(lambda: gate(store, run_id) == "awaiting-approval", 120, "the gate to wait")
+    flow_run_id = str((store.run(run_id) or {})["flow_run_id"])
+    wait_for(lambda: flow_run_state(flow_run_id) == "PAUSED", 60, "the flow run to pause")
+
+    env = host_env(
+        tmp_path,
+        "slack-host",
+        pg_url,
+        IRBOOK_SLACK_SIGNING_SECRET=SLACK_SECRET,
+        IRBOOK_SLACK_APPROVERS=SLACK_APPROVER,
+    )
+    env.pop("SLACK_BOT_TOKEN", None)  # no message to update: no Slack API here
+    with slack_receiver(env, tmp_path / "serve.log") as url:
+        status, answer = slack_press(url, run_id, "gate", SLACK_APPROVER)
+        # the run's own answer, or "submitted" when it takes longer than Slack waits
+        assert (status, answer) in (
+            (200, {"ok": True, "approved": True, "status": "approved"}),
+            (202, {"ok": True, "status": "submitted"}),
+        ), (status, answer)
+        wait_for(lambda: (store.run(run_id) or {})["state"] == "succeeded", 60, "the run to end")
+
+    reader = host_env(tmp_path, "reader-host", pg_url)
+    shown = cli(reader, "runs", "show", run_id, "--format", "json")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    data = json.loads(shown.stdout)
+    assert data["run"]["state"] == "succeeded"
+    steps = {s["step_id"]: s for s in data["steps"]}
+    assert steps["gate"]["approval"]["by"] == f"slack:{SLACK_APPROVER}", steps["gate"]
+    assert steps["after"]["state"] == "succeeded"
+    assert "approval-via-slack" in [e["kind"] for e in data["events"]]
     assert cli(reader, "audit", "verify").returncode == 0
 
 
