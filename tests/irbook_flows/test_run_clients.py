@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from irbook_flows.start import aws_clients
 from irbook.loader import load_playbook
 from irbook.plan import build_plan
-from irbook_flows.start import aws_clients
 
 BOOK = """\
 apiVersion: irbook/v1

@@ -34,12 +34,13 @@ from irbook.cli.common import (
 from irbook.cli.params import parse_params
 from irbook.errors import IrbookError
 from irbook.loader import load_alert, load_playbook
-from irbook.plan import _short, build_plan, render_text
+from irbook.plan import _short, build_plan, manual_alert, render_text
 from irbook.preflight import preflight
 from irbook.preflight import render as render_preflight
-from irbook.registry import REGISTRY
+from irbook.registry import REGISTRY, NoClients
 from irbook.runs import RunStore, step_label, verdict_line, verdict_text
 from irbook.validate import find_playbook
+from irbook_actions.clients import LiveClients
 from irbook_flows.executors import Decision
 from irbook_flows.server import ensure_api, ui_url
 from irbook_flows.start import start_run
