@@ -316,11 +316,15 @@ def _priority(params: CreateIssueParams, run: RunInfo) -> str | None:
     return params.priority or priorities().get(run.severity.lower())
 
 
+# Jira project permissions, not AWS calls: the rights the Jira account needs.
+_BROWSE = {"jira:BrowseProjects": "Jira project permission: see the project and its issues"}
+
+
 @action(
     "jira.create_issue",
     effect="notify",
     extra_permissions={
-        "jira:BrowseProjects": "Jira project permission: see the project and its issues",
+        **_BROWSE,
         "jira:CreateIssues": "Jira project permission: create the incident issue",
         "jira:AddComments": "Jira project permission: comment on the issue",
     },
@@ -412,7 +416,7 @@ def _simulate_comment(params: CommentParams, run: RunInfo) -> CommentResult:
     "jira.comment",
     effect="notify",
     extra_permissions={
-        "jira:BrowseProjects": "Jira project permission: see the project and its issues",
+        **_BROWSE,
         "jira:AddComments": "Jira project permission: comment on the issue",
     },
     planner=_plan_comment,
@@ -482,7 +486,7 @@ def pick_transition(available: list[dict[str, Any]], to: str) -> dict[str, Any] 
     "jira.transition",
     effect="notify",
     extra_permissions={
-        "jira:BrowseProjects": "Jira project permission: see the project and its issues",
+        **_BROWSE,
         "jira:TransitionIssues": "Jira project permission: move the issue through its workflow",
     },
     planner=_plan_transition,
@@ -559,7 +563,7 @@ def _simulate_link(params: LinkEvidenceParams, run: RunInfo) -> LinkEvidenceResu
     "jira.link_evidence",
     effect="notify",
     extra_permissions={
-        "jira:BrowseProjects": "Jira project permission: see the project and its issues",
+        **_BROWSE,
         "jira:LinkIssues": "Jira project permission: add the evidence link",
     },
     planner=_plan_link,
