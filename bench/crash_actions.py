@@ -38,7 +38,7 @@ if REGISTRY.find("bench.effect") is None:
     @action(
         "bench.effect",
         effect="mutate",
-        permissions=("bench:Effect",),
+        calls=[("bench", "Effect")],
         planner=_plan,
         simulate=_simulate,
         irreversible="a line in the bench's effects file",

@@ -316,10 +316,18 @@ def _priority(params: CreateIssueParams, run: RunInfo) -> str | None:
     return params.priority or priorities().get(run.severity.lower())
 
 
+# Jira project permissions, not AWS calls: the rights the Jira account needs.
+_BROWSE = {"jira:BrowseProjects": "Jira project permission: see the project and its issues"}
+
+
 @action(
     "jira.create_issue",
     effect="notify",
-    permissions=("jira:BrowseProjects", "jira:CreateIssues", "jira:AddComments"),
+    extra_permissions={
+        **_BROWSE,
+        "jira:CreateIssues": "Jira project permission: create the incident issue",
+        "jira:AddComments": "Jira project permission: comment on the issue",
+    },
     planner=_plan_create,
     simulate=_simulate_create,
     idempotent=True,
@@ -407,7 +415,10 @@ def _simulate_comment(params: CommentParams, run: RunInfo) -> CommentResult:
 @action(
     "jira.comment",
     effect="notify",
-    permissions=("jira:BrowseProjects", "jira:AddComments"),
+    extra_permissions={
+        **_BROWSE,
+        "jira:AddComments": "Jira project permission: comment on the issue",
+    },
     planner=_plan_comment,
     simulate=_simulate_comment,
 )
@@ -474,7 +485,10 @@ def pick_transition(available: list[dict[str, Any]], to: str) -> dict[str, Any] 
 @action(
     "jira.transition",
     effect="notify",
-    permissions=("jira:BrowseProjects", "jira:TransitionIssues"),
+    extra_permissions={
+        **_BROWSE,
+        "jira:TransitionIssues": "Jira project permission: move the issue through its workflow",
+    },
     planner=_plan_transition,
     simulate=_simulate_transition,
 )
@@ -548,7 +562,10 @@ def _simulate_link(params: LinkEvidenceParams, run: RunInfo) -> LinkEvidenceResu
 @action(
     "jira.link_evidence",
     effect="notify",
-    permissions=("jira:BrowseProjects", "jira:LinkIssues"),
+    extra_permissions={
+        **_BROWSE,
+        "jira:LinkIssues": "Jira project permission: add the evidence link",
+    },
     planner=_plan_link,
     simulate=_simulate_link,
 )

@@ -124,7 +124,9 @@ def event(params: TriggerParams, run: RunInfo, routing_key: str) -> dict[str, An
 @action(
     "pagerduty.trigger",
     effect="notify",
-    permissions=("pagerduty:EventsTrigger",),
+    extra_permissions={
+        "pagerduty:EventsTrigger": "PagerDuty Events API v2 integration key: trigger an incident"
+    },
     planner=_plan_trigger,
     simulate=_simulate_trigger,
     idempotent=True,

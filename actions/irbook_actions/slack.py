@@ -295,7 +295,7 @@ def _simulate_post(params: PostMessageParams, run: RunInfo) -> PostMessageResult
 @action(
     "slack.post_message",
     effect="notify",
-    permissions=("chat:write",),
+    extra_permissions={"chat:write": "Slack bot token scope: post messages"},
     planner=_plan_post,
     simulate=_simulate_post,
 )
@@ -377,7 +377,7 @@ def _simulate_approval(params: RequestApprovalParams, run: RunInfo) -> RequestAp
 @action(
     "slack.request_approval",
     effect="notify",
-    permissions=("chat:write",),
+    extra_permissions={"chat:write": "Slack bot token scope: post messages"},
     planner=_plan_approval,
     simulate=_simulate_approval,
 )

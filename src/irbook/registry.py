@@ -20,12 +20,13 @@ import inspect
 import re
 import threading
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
 
+from irbook import permissions as iam_permissions
 from irbook import plugins
 from irbook.errors import IrbookError
 from irbook.plugins import ENTRY_POINT_GROUP
@@ -46,7 +47,8 @@ class PlannedCall:
     """One API call an action would make, as a dry run shows it and a live run makes it.
 
     `service` and `operation` use IAM's spelling (`iam`, `UpdateAccessKey`) so that the
-    planned calls, the declared permissions and the recorded botocore calls compare.
+    planned calls, the action's declared `calls` (from which its IAM permissions are
+    derived) and the recorded botocore calls compare.
     """
 
     service: str
@@ -160,6 +162,7 @@ class ActionSpec:
     params: type[BaseModel]
     result: type[BaseModel]
     effect: Effect
+    # Derived at registration: the IAM actions of `calls`, then `extra_permissions`.
     permissions: tuple[str, ...]
     planner: Planner
     simulate: Simulator | None
@@ -177,6 +180,11 @@ class ActionSpec:
     # Why an irreversible action destroys no evidence a snapshot could keep (lint: then no
     # snapshot step is asked for before it).
     no_evidence: str | None = None
+    # The (service, Operation) calls the planner may produce; empty for non-AWS actions.
+    calls: tuple[tuple[str, str], ...] = ()
+    # Permissions no planned call shows (a branch the planner only notes, a permission AWS
+    # checks under another name, a Slack scope), each with its reason: (permission, reason).
+    extra_permissions: tuple[tuple[str, str], ...] = ()
 
     def shown(self, params: dict[str, Any]) -> dict[str, Any]:
         """Parameters as plans, run records and reports may show them."""
@@ -189,7 +197,16 @@ class ActionSpec:
         return {k: ("***" if k in hidden and v not in (None, "") else v) for k, v in params.items()}
 
     def plan(self, params: BaseModel) -> list[PlannedCall]:
-        return list(self.planner(params))
+        planned = list(self.planner(params))
+        if self.calls:
+            declared = set(self.calls)
+            for call in planned:
+                if (call.service, call.operation) not in declared:
+                    raise ActionSpecError(
+                        f"action {self.key!r}: planned {call.name}, which is not among its "
+                        "declared calls, so its IAM permissions would not allow it"
+                    )
+        return planned
 
     def simulated(self, params: BaseModel, run: RunInfo) -> BaseModel:
         if self.pure or self.simulate is None:
@@ -330,7 +347,8 @@ def action(
     key: str,
     *,
     effect: Effect,
-    permissions: tuple[str, ...] | list[str] = (),
+    calls: Sequence[tuple[str, str]] = (),
+    extra_permissions: Mapping[str, str] | None = None,
     planner: Planner | None = None,
     simulate: Simulator | None = None,
     compensation: str | None = None,
@@ -345,7 +363,12 @@ def action(
     no_evidence: str | None = None,
     registry: Registry | None = None,
 ) -> Callable[[Callable[[ActionContext, Any], Any]], Callable[[ActionContext, Any], Any]]:
-    """Declare an action. The function takes `(ctx, params)` and returns its result model."""
+    """Declare an action. The function takes `(ctx, params)` and returns its result model.
+
+    `calls` are the (service, Operation) pairs of the AWS calls its planner may produce;
+    its permissions are derived from them (`irbook.permissions`), then `extra_permissions`
+    (permission -> why no planned call shows it) are added.
+    """
 
     def register(func: Callable[[ActionContext, Any], Any]) -> Callable[[ActionContext, Any], Any]:
         if not _KEY.match(key):
@@ -357,17 +380,19 @@ def action(
                 f"action {key!r}: effect must be one of {', '.join(EFFECTS)}, got {effect!r}"
             )
         p_model, r_model = _model_of(func, key)
-        for perm in permissions:
-            if not _PERMISSION.match(perm):
-                raise ActionSpecError(
-                    f"action {key!r}: permission {perm!r} is not of the form 'service:Action'"
-                )
+        permissions = _permissions(key, calls, extra_permissions or {})
         if pure:
             if effect != "read":
                 raise ActionSpecError(f"action {key!r}: a pure action cannot {effect}")
             if permissions:
                 raise ActionSpecError(f"action {key!r}: a pure action needs no permissions")
         else:
+            if key.startswith("aws.") and not calls:
+                raise ActionSpecError(
+                    f"action {key!r}: an AWS action must declare the calls its planner "
+                    "makes (calls=[('iam', 'UpdateAccessKey'), ...]): its IAM permissions "
+                    "come from them"
+                )
             if planner is None:
                 raise ActionSpecError(
                     f"action {key!r}: needs a planner that predicts its calls for dry runs"
@@ -404,7 +429,7 @@ def action(
             params=p_model,
             result=r_model,
             effect=effect,
-            permissions=tuple(permissions),
+            permissions=permissions,
             planner=planner if planner is not None else (lambda _params: []),
             simulate=simulate,
             compensation=compensation,
@@ -419,8 +444,43 @@ def action(
             module=func.__module__,
             sensitive=tuple(sensitive),
             no_evidence=no_evidence,
+            calls=tuple(calls),
+            extra_permissions=tuple((extra_permissions or {}).items()),
         )
         (registry or REGISTRY).add(spec)
         return func
 
     return register
+
+
+def _permissions(
+    key: str, calls: Sequence[tuple[str, str]], extra: Mapping[str, str]
+) -> tuple[str, ...]:
+    """The IAM actions of `calls` in their order, then the explained extras."""
+    derived: dict[str, None] = {}
+    seen: set[tuple[str, str]] = set()
+    for call in calls:
+        problem = iam_permissions.call_problem(call)
+        if problem is not None:
+            raise ActionSpecError(f"action {key!r}: {problem}")
+        if call in seen:
+            raise ActionSpecError(f"action {key!r}: call {call[0]}:{call[1]} is declared twice")
+        seen.add(call)
+        for perm in iam_permissions.iam_actions(*call) or ():
+            derived[perm] = None
+    for perm, reason in extra.items():
+        if not _PERMISSION.match(perm):
+            raise ActionSpecError(
+                f"action {key!r}: permission {perm!r} is not of the form 'service:Action'"
+            )
+        if not isinstance(reason, str) or not reason.strip():
+            raise ActionSpecError(
+                f"action {key!r}: extra permission {perm!r} needs its reason "
+                "(extra_permissions={'service:Action': 'why no planned call shows it'})"
+            )
+        if perm in derived:
+            raise ActionSpecError(
+                f"action {key!r}: extra permission {perm!r} already comes from a declared call"
+            )
+        derived[perm] = None
+    return tuple(derived)

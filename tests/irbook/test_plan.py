@@ -74,7 +74,7 @@ def fake_actions() -> Iterator[None]:
     @action(
         "testing.key.activate",
         effect="mutate",
-        permissions=("iam:UpdateAccessKey",),
+        calls=[("iam", "UpdateAccessKey")],
         planner=undo_plan,
         simulate=undo_sim,
         irreversible="test only",
@@ -85,7 +85,7 @@ def fake_actions() -> Iterator[None]:
     @action(
         "testing.key.deactivate",
         effect="mutate",
-        permissions=("iam:UpdateAccessKey", "iam:GetAccessKeyLastUsed"),
+        calls=[("iam", "UpdateAccessKey"), ("iam", "GetAccessKeyLastUsed")],
         planner=_plan_key,
         simulate=_simulate_key,
         compensation="testing.key.activate",

@@ -54,7 +54,7 @@ def declare(key: str = "test.thing.do", **kwargs: object) -> Registry:
 def test_a_complete_mutating_action_registers() -> None:
     registry = declare(
         effect="mutate",
-        permissions=("iam:DeleteUser",),
+        calls=[("iam", "DeleteUser")],
         planner=plan,
         simulate=simulate,
         irreversible="the user is gone",
@@ -96,8 +96,58 @@ def test_a_complete_mutating_action_registers() -> None:
         ),
         ({"effect": "delete", "planner": plan, "simulate": simulate}, "effect must be one of"),
         (
-            {"effect": "read", "planner": plan, "simulate": simulate, "permissions": ("iam",)},
+            {
+                "effect": "read",
+                "planner": plan,
+                "simulate": simulate,
+                "extra_permissions": {"iam": "x"},
+            },
             "permission 'iam' is not of the form 'service:Action'",
+        ),
+        (
+            {"effect": "read", "planner": plan, "simulate": simulate, "calls": ["iam:GetUser"]},
+            "call 'iam:GetUser' is not a (service, Operation) pair",
+        ),
+        (
+            {
+                "effect": "read",
+                "planner": plan,
+                "simulate": simulate,
+                "calls": [("s3", "GetBucketAcl")],
+            },
+            "call s3:GetBucketAcl has no known IAM permission",
+        ),
+        (
+            {
+                "effect": "read",
+                "planner": plan,
+                "simulate": simulate,
+                "calls": [("iam", "GetUser"), ("iam", "GetUser")],
+            },
+            "call iam:GetUser is declared twice",
+        ),
+        (
+            {
+                "effect": "read",
+                "planner": plan,
+                "simulate": simulate,
+                "extra_permissions": {"iam:PassRole": " "},
+            },
+            "extra permission 'iam:PassRole' needs its reason",
+        ),
+        (
+            {
+                "effect": "read",
+                "planner": plan,
+                "simulate": simulate,
+                "calls": [("iam", "DeleteUser")],
+                "extra_permissions": {"iam:DeleteUser": "again"},
+            },
+            "extra permission 'iam:DeleteUser' already comes from a declared call",
+        ),
+        (
+            {"effect": "read", "pure": True, "calls": [("iam", "GetUser")]},
+            "a pure action needs no permissions",
         ),
         ({"effect": "mutate", "pure": True}, "a pure action cannot mutate"),
     ],
@@ -107,6 +157,37 @@ def test_incomplete_declarations_fail_naming_the_action(
 ) -> None:
     with pytest.raises(ActionSpecError, match=message.replace("(", r"\(").replace(")", r"\)")):
         declare(**kwargs)
+
+
+def test_permissions_are_derived_from_the_calls_then_the_extras() -> None:
+    registry = declare(
+        effect="mutate",
+        calls=[("s3", "PutPublicAccessBlock"), ("apigateway", "UpdateApiKey"), ("iam", "GetUser")],
+        extra_permissions={"iam:PassRole": "hands the role to the new instance"},
+        planner=plan,
+        simulate=simulate,
+        irreversible="x",
+    )
+    spec = registry.get("test.thing.do")
+    assert spec.permissions == (
+        "s3:PutBucketPublicAccessBlock",
+        "apigateway:PATCH",
+        "iam:GetUser",
+        "iam:PassRole",
+    )
+
+
+def test_an_aws_action_must_declare_its_calls() -> None:
+    with pytest.raises(
+        ActionSpecError, match=r"action 'aws\.thing\.do': an AWS action must declare"
+    ):
+        declare("aws.thing.do", effect="read", planner=plan, simulate=simulate)
+
+
+def test_a_planned_call_that_is_not_declared_fails_naming_the_action() -> None:
+    registry = declare(effect="read", calls=[("iam", "GetUser")], planner=plan, simulate=simulate)
+    with pytest.raises(ActionSpecError, match=r"action 'test\.thing\.do': planned iam:DeleteUser"):
+        registry.get("test.thing.do").plan(P(name="bob"))
 
 
 def test_bad_key() -> None:

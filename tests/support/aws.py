@@ -9,18 +9,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from irbook.permissions import IAM_PREFIX
 from irbook.registry import REGISTRY, ActionContext, ActionSpec, PlannedCall
 from irbook_actions.clients import LiveClients
 
 REGION = "us-east-1"
-
-# botocore's service name -> IAM's prefix, where they differ. None of the services the
-# AWS actions call differ today; the table is where a new one would go.
-IAM_PREFIX = {
-    "resourcegroupstaggingapi": "tag",
-    "elbv2": "elasticloadbalancing",
-    "stepfunctions": "states",
-}
 
 
 class RecordingClients(LiveClients):

@@ -47,7 +47,7 @@ def _register() -> None:
     @action(
         "rt.undo",
         effect="mutate",
-        permissions=("rt:Undo",),
+        calls=[("rt", "Undo")],
         planner=_undo_plan,
         simulate=_sim,
         irreversible="test undo",
@@ -60,7 +60,7 @@ def _register() -> None:
     @action(
         "rt.change",
         effect="mutate",
-        permissions=("rt:Change",),
+        calls=[("rt", "Change")],
         planner=_plan,
         simulate=_sim,
         compensation="rt.undo",
@@ -82,7 +82,7 @@ def _register() -> None:
     @action(
         "rt.whoami",
         effect="read",
-        permissions=("sts:GetCallerIdentity",),
+        calls=[("sts", "GetCallerIdentity")],
         planner=lambda p: [PlannedCall("sts", "GetCallerIdentity", {})],
         simulate=_sim,
     )
@@ -100,7 +100,7 @@ def _register() -> None:
     @action(
         "rt.badplan",
         effect="read",
-        permissions=("rt:Lookup",),
+        calls=[("rt", "Lookup")],
         planner=_bad_plan,
         simulate=_sim,
     )
@@ -111,7 +111,7 @@ def _register() -> None:
     @action(
         "rt.lookup",
         effect="read",
-        permissions=("rt:Lookup",),
+        calls=[("rt", "Lookup")],
         planner=lambda p: [PlannedCall("rt", "Lookup", {"Name": p.name})],
         simulate=_sim,
     )

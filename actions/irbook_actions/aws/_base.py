@@ -54,26 +54,6 @@ def blank_to_none(value: Any) -> Any:
     return None if value == "" else value
 
 
-# --- documented permissions ---------------------------------------------------------------
-
-EXTRA_PERMISSIONS: dict[str, dict[str, str]] = {}
-"""Permissions an action declares beyond its planned calls, each with the reason.
-
-A branch the planner only mentions in a note (creating an absent bucket, telling a removed
-policy from a missing user) or a permission AWS checks on a planned call under another
-name (TagSpecifications needs ec2:CreateTags) is listed here, so that a test can check
-every declared permission is either used by a planned call or explained.
-"""
-
-
-def permissions(
-    key: str, planned: Iterable[str], extra: Mapping[str, str] | None = None
-) -> tuple[str, ...]:
-    """The permissions to declare for `key`: those of its calls, then the explained extras."""
-    EXTRA_PERMISSIONS[key] = dict(extra or {})
-    return (*planned, *(extra or {}))
-
-
 # --- calling AWS --------------------------------------------------------------------------
 
 _NOT_FOUND = frozenset(

@@ -16,7 +16,6 @@ from irbook_actions.aws._base import (
     AwsParams,
     AwsResult,
     call,
-    permissions,
 )
 
 API_ID = r"^[A-Za-z0-9]{1,64}$"
@@ -85,7 +84,7 @@ def _set_key(ctx: ActionContext, params: ApiKeyParams, enabled: bool) -> ApiKeyR
     return result
 
 
-_KEY_PERMISSIONS = ["apigateway:GET", "apigateway:PATCH"]
+_KEY_CALLS = [("apigateway", "GetApiKey"), ("apigateway", "UpdateApiKey")]
 
 
 def _undo_disable(params: ApiKeyParams, result: ApiKeyResult | None) -> dict[str, Any]:
@@ -98,7 +97,7 @@ def _undo_disable(params: ApiKeyParams, result: ApiKeyResult | None) -> dict[str
 @action(
     "aws.apigateway.disable_api_key",
     effect="mutate",
-    permissions=permissions("aws.apigateway.disable_api_key", _KEY_PERMISSIONS),
+    calls=_KEY_CALLS,
     planner=lambda p: _plan_key(p, enabled=False),
     simulate=lambda p, run: ApiKeyResult(
         api_key_id=p.api_key_id, enabled=False, previous_enabled=True
@@ -115,7 +114,7 @@ def disable_api_key(ctx: ActionContext, params: ApiKeyParams) -> ApiKeyResult:
 @action(
     "aws.apigateway.enable_api_key",
     effect="mutate",
-    permissions=permissions("aws.apigateway.enable_api_key", _KEY_PERMISSIONS),
+    calls=_KEY_CALLS,
     planner=lambda p: [] if p.skip else _plan_key(p, enabled=True),
     simulate=lambda p, run: ApiKeyResult(
         api_key_id=p.api_key_id,
@@ -238,13 +237,13 @@ def _set_stage(
     return result
 
 
-_STAGE_PERMISSIONS = ["apigateway:GET", "apigateway:PATCH"]
+_STAGE_CALLS = [("apigateway", "GetStage"), ("apigateway", "UpdateStage")]
 
 
 @action(
     "aws.apigateway.throttle_stage",
     effect="mutate",
-    permissions=permissions("aws.apigateway.throttle_stage", _STAGE_PERMISSIONS),
+    calls=_STAGE_CALLS,
     planner=lambda p: _plan_stage(p, 0, 0),
     simulate=lambda p, run: StageThrottleResult(
         rest_api_id=p.rest_api_id, stage_name=p.stage_name, rate_limit=0, burst_limit=0
@@ -273,7 +272,7 @@ def throttle_stage(ctx: ActionContext, params: StageParams) -> StageThrottleResu
 @action(
     "aws.apigateway.restore_stage_throttle",
     effect="mutate",
-    permissions=permissions("aws.apigateway.restore_stage_throttle", _STAGE_PERMISSIONS),
+    calls=_STAGE_CALLS,
     planner=lambda p: _plan_stage(p, p.rate_limit, p.burst_limit),
     simulate=lambda p, run: StageThrottleResult(
         rest_api_id=p.rest_api_id,

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import Field
 
 from irbook.registry import ActionContext, PlannedCall, action
-from irbook_actions.aws._base import AwsParams, AwsResult, call, permissions
+from irbook_actions.aws._base import AwsParams, AwsResult, call
 
 FUNCTION = r"^(arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:\d{12}:function:)?[a-zA-Z0-9_-]{1,64}$"
 
@@ -51,10 +51,10 @@ def _get(params: FunctionParams) -> PlannedCall:
 @action(
     "aws.lambda.block_invocations",
     effect="mutate",
-    permissions=permissions(
-        "aws.lambda.block_invocations",
-        ["lambda:GetFunctionConcurrency", "lambda:PutFunctionConcurrency"],
-    ),
+    calls=[
+        ("lambda", "GetFunctionConcurrency"),
+        ("lambda", "PutFunctionConcurrency"),
+    ],
     planner=lambda p: [
         _get(p),
         PlannedCall(
@@ -122,14 +122,11 @@ def _plan_restore(params: RestoreFunctionParams) -> list[PlannedCall]:
 @action(
     "aws.lambda.restore_invocations",
     effect="mutate",
-    permissions=permissions(
-        "aws.lambda.restore_invocations",
-        [
-            "lambda:GetFunctionConcurrency",
-            "lambda:PutFunctionConcurrency",
-            "lambda:DeleteFunctionConcurrency",
-        ],
-    ),
+    calls=[
+        ("lambda", "GetFunctionConcurrency"),
+        ("lambda", "PutFunctionConcurrency"),
+        ("lambda", "DeleteFunctionConcurrency"),
+    ],
     planner=_plan_restore,
     simulate=lambda p, run: ConcurrencyResult(
         function_name=p.function_name,

@@ -12,11 +12,12 @@ from typing import Any
 
 from irbook.registry import ActionContext, action
 from irbook_actions.aws.iam import (
+    INLINE_DELETE_EXTRA,
     InlinePolicyResult,
     PrincipalParams,
     ReleaseParams,
     attach_deny,
-    inline_permissions,
+    inline_calls,
     plan_attach,
     plan_remove,
     principal_fields,
@@ -56,7 +57,7 @@ def _simulated(params: PrincipalParams, status: str, done: bool = False) -> Inli
 @action(
     "aws.bedrock.deny_model_invocation",
     effect="mutate",
-    permissions=inline_permissions("aws.bedrock.deny_model_invocation", "Put"),
+    calls=inline_calls("Put"),
     planner=lambda p: plan_attach(p.principal, DENY_POLICY, DENY_DOCUMENT),
     simulate=lambda p, run: _simulated(p, "attached"),
     compensation="aws.bedrock.allow_model_invocation",
@@ -71,7 +72,8 @@ def deny_model_invocation(ctx: ActionContext, params: PrincipalParams) -> Inline
 @action(
     "aws.bedrock.allow_model_invocation",
     effect="mutate",
-    permissions=inline_permissions("aws.bedrock.allow_model_invocation", "Delete"),
+    calls=inline_calls("Delete"),
+    extra_permissions=INLINE_DELETE_EXTRA,
     planner=lambda p: plan_remove(p.principal, DENY_POLICY, p.skip),
     simulate=lambda p, run: _simulated(p, "removed", bool(p.skip)),
     compensation="aws.bedrock.deny_model_invocation",

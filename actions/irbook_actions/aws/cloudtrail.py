@@ -24,7 +24,6 @@ from irbook_actions.aws._base import (
     if_set,
     iso,
     now,
-    permissions,
 )
 
 PAGE = 50  # LookupEvents' largest page
@@ -93,7 +92,9 @@ def _top(counter: Counter[str]) -> dict[str, int]:
 @action(
     "aws.cloudtrail.lookup_events",
     effect="read",
-    permissions=permissions("aws.cloudtrail.lookup_events", ["cloudtrail:LookupEvents"]),
+    calls=[
+        ("cloudtrail", "LookupEvents"),
+    ],
     planner=_plan,
     simulate=lambda p, run: LookupResult(
         principal=p.attribute["AttributeValue"], hours=p.hours, status="simulated"

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from irbook.registry import ActionContext, PlannedCall, action
-from irbook_actions.aws._base import AwsParams, AwsResult, call, permissions
+from irbook_actions.aws._base import AwsParams, AwsResult, call
 
 
 class GlobalSignOutParams(AwsParams):
@@ -26,7 +26,9 @@ class GlobalSignOutResult(AwsResult):
 @action(
     "aws.cognito.global_sign_out",
     effect="mutate",
-    permissions=permissions("aws.cognito.global_sign_out", ["cognito-idp:AdminUserGlobalSignOut"]),
+    calls=[
+        ("cognito-idp", "AdminUserGlobalSignOut"),
+    ],
     planner=lambda p: [
         PlannedCall(
             "cognito-idp",

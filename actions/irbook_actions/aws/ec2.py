@@ -27,7 +27,6 @@ from irbook_actions.aws._base import (
     from_call,
     iso,
     now,
-    permissions,
     tag_dict,
     tag_list,
     try_call,
@@ -330,20 +329,19 @@ def _undo_quarantine(params: QuarantineParams, result: QuarantineResult | None) 
 @action(
     "aws.ec2.quarantine_instance",
     effect="mutate",
-    permissions=permissions(
-        "aws.ec2.quarantine_instance",
-        [
-            "ec2:DescribeInstances",
-            "ec2:DescribeInstanceAttribute",
-            "ec2:DescribeSecurityGroups",
-            "ec2:CreateSecurityGroup",
-            "ec2:RevokeSecurityGroupEgress",
-            "ec2:CreateTags",
-            "ec2:ModifyNetworkInterfaceAttribute",
-            "ec2:ModifyInstanceAttribute",
-        ],
-        {"ec2:RevokeSecurityGroupIngress": "clears rules someone added to irbook-quarantine"},
-    ),
+    calls=[
+        ("ec2", "DescribeInstances"),
+        ("ec2", "DescribeInstanceAttribute"),
+        ("ec2", "DescribeSecurityGroups"),
+        ("ec2", "CreateSecurityGroup"),
+        ("ec2", "RevokeSecurityGroupEgress"),
+        ("ec2", "CreateTags"),
+        ("ec2", "ModifyNetworkInterfaceAttribute"),
+        ("ec2", "ModifyInstanceAttribute"),
+    ],
+    extra_permissions={
+        "ec2:RevokeSecurityGroupIngress": "clears rules someone added to irbook-quarantine"
+    },
     planner=_plan_quarantine,
     simulate=lambda p, run: QuarantineResult(
         instance_id=p.instance_id,
@@ -480,16 +478,13 @@ def _plan_release(params: ReleaseInstanceParams) -> list[PlannedCall]:
 @action(
     "aws.ec2.release_instance",
     effect="mutate",
-    permissions=permissions(
-        "aws.ec2.release_instance",
-        [
-            "ec2:DescribeInstances",
-            "ec2:DescribeInstanceAttribute",
-            "ec2:ModifyNetworkInterfaceAttribute",
-            "ec2:ModifyInstanceAttribute",
-            "ec2:DeleteTags",
-        ],
-    ),
+    calls=[
+        ("ec2", "DescribeInstances"),
+        ("ec2", "DescribeInstanceAttribute"),
+        ("ec2", "ModifyNetworkInterfaceAttribute"),
+        ("ec2", "ModifyInstanceAttribute"),
+        ("ec2", "DeleteTags"),
+    ],
     planner=_plan_release,
     simulate=lambda p, run: ReleaseInstanceResult(
         instance_id=p.instance_id,
@@ -617,11 +612,12 @@ def _quarantine_tags(subnet_id: str, previous: str) -> dict[str, str]:
 @action(
     "aws.ec2.deny_subnet_traffic",
     effect="mutate",
-    permissions=permissions(
-        "aws.ec2.deny_subnet_traffic",
-        ["ec2:DescribeNetworkAcls", "ec2:CreateNetworkAcl", "ec2:ReplaceNetworkAclAssociation"],
-        _TAGGED_AT_CREATION,
-    ),
+    calls=[
+        ("ec2", "DescribeNetworkAcls"),
+        ("ec2", "CreateNetworkAcl"),
+        ("ec2", "ReplaceNetworkAclAssociation"),
+    ],
+    extra_permissions=_TAGGED_AT_CREATION,
     planner=lambda p: [
         _describe_acls(p.subnet_id),
         PlannedCall(
@@ -714,10 +710,11 @@ def deny_subnet_traffic(ctx: ActionContext, params: SubnetParams) -> SubnetResul
 @action(
     "aws.ec2.restore_subnet_traffic",
     effect="mutate",
-    permissions=permissions(
-        "aws.ec2.restore_subnet_traffic",
-        ["ec2:DescribeNetworkAcls", "ec2:ReplaceNetworkAclAssociation", "ec2:DeleteNetworkAcl"],
-    ),
+    calls=[
+        ("ec2", "DescribeNetworkAcls"),
+        ("ec2", "ReplaceNetworkAclAssociation"),
+        ("ec2", "DeleteNetworkAcl"),
+    ],
     planner=lambda p: [
         _describe_acls(p.subnet_id),
         PlannedCall(
@@ -861,11 +858,12 @@ def _plan_snapshots(params: SnapshotVolumesParams) -> list[PlannedCall]:
 @action(
     "aws.ec2.snapshot_volumes",
     effect="mutate",
-    permissions=permissions(
-        "aws.ec2.snapshot_volumes",
-        ["ec2:DescribeSnapshots", "ec2:CreateSnapshots", "ec2:LockSnapshot"],
-        _TAGGED_AT_CREATION,
-    ),
+    calls=[
+        ("ec2", "DescribeSnapshots"),
+        ("ec2", "CreateSnapshots"),
+        ("ec2", "LockSnapshot"),
+    ],
+    extra_permissions=_TAGGED_AT_CREATION,
     planner=_plan_snapshots,
     simulate=lambda p, run: SnapshotVolumesResult(
         instance_id=p.instance_id,

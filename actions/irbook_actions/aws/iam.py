@@ -28,7 +28,6 @@ from irbook_actions.aws._base import (
     if_set,
     iso,
     now,
-    permissions,
     policy_json,
     same_policy,
     short_hash,
@@ -217,16 +216,15 @@ def undo_attach(params: PrincipalParams, result: InlinePolicyResult | None) -> d
     return out
 
 
-def inline_permissions(key: str, verb: str) -> tuple[str, ...]:
-    planned = [f"iam:Get{kind}Policy" for kind in ("User", "Role")]
-    planned += [f"iam:{verb}{kind}Policy" for kind in ("User", "Role")]
-    extra = {}
-    if verb == "Delete":
-        extra = {
-            "iam:GetUser": "tells an already removed policy from a missing user",
-            "iam:GetRole": "tells an already removed policy from a missing role",
-        }
-    return permissions(key, planned, extra)
+def inline_calls(verb: str) -> list[tuple[str, str]]:
+    """The calls of attaching (`Put`) or removing (`Delete`) an inline policy of a user or role."""
+    return [("iam", f"{op}{kind}Policy") for op in ("Get", verb) for kind in ("User", "Role")]
+
+
+INLINE_DELETE_EXTRA = {
+    "iam:GetUser": "tells an already removed policy from a missing user",
+    "iam:GetRole": "tells an already removed policy from a missing role",
+}
 
 
 # --- access keys ---------------------------------------------------------------------------
@@ -381,10 +379,11 @@ def _undo_deactivate(params: AccessKeyParams, result: AccessKeyResult | None) ->
 @action(
     "aws.iam.deactivate_access_key",
     effect="mutate",
-    permissions=permissions(
-        "aws.iam.deactivate_access_key",
-        ["iam:GetAccessKeyLastUsed", "iam:ListAccessKeys", "iam:UpdateAccessKey"],
-    ),
+    calls=[
+        ("iam", "GetAccessKeyLastUsed"),
+        ("iam", "ListAccessKeys"),
+        ("iam", "UpdateAccessKey"),
+    ],
     planner=_plan_deactivate,
     simulate=lambda p, run: _simulate_key(p, "Inactive"),
     compensation="aws.iam.activate_access_key",
@@ -399,10 +398,11 @@ def deactivate_access_key(ctx: ActionContext, params: AccessKeyParams) -> Access
 @action(
     "aws.iam.activate_access_key",
     effect="mutate",
-    permissions=permissions(
-        "aws.iam.activate_access_key",
-        ["iam:GetAccessKeyLastUsed", "iam:ListAccessKeys", "iam:UpdateAccessKey"],
-    ),
+    calls=[
+        ("iam", "GetAccessKeyLastUsed"),
+        ("iam", "ListAccessKeys"),
+        ("iam", "UpdateAccessKey"),
+    ],
     planner=_plan_activate,
     simulate=lambda p, run: _simulate_key(p, "Active"),
     compensation="aws.iam.deactivate_access_key",
@@ -437,10 +437,11 @@ def _plan_delete_key(params: AccessKeyParams) -> list[PlannedCall]:
 @action(
     "aws.iam.delete_access_key",
     effect="mutate",
-    permissions=permissions(
-        "aws.iam.delete_access_key",
-        ["iam:GetAccessKeyLastUsed", "iam:ListAccessKeys", "iam:DeleteAccessKey"],
-    ),
+    calls=[
+        ("iam", "GetAccessKeyLastUsed"),
+        ("iam", "ListAccessKeys"),
+        ("iam", "DeleteAccessKey"),
+    ],
     planner=_plan_delete_key,
     simulate=lambda p, run: _simulate_key(p, "Inactive").model_copy(update={"status": "Deleted"}),
     irreversible="a deleted access key cannot be restored; its user needs a new key",
@@ -593,9 +594,10 @@ def _undo_revoke(
 @action(
     "aws.iam.revoke_role_sessions",
     effect="mutate",
-    permissions=permissions(
-        "aws.iam.revoke_role_sessions", ["iam:GetRolePolicy", "iam:PutRolePolicy"]
-    ),
+    calls=[
+        ("iam", "GetRolePolicy"),
+        ("iam", "PutRolePolicy"),
+    ],
     planner=_plan_revoke,
     simulate=_simulate_revoke,
     compensation="aws.iam.remove_session_revocation",
@@ -689,11 +691,12 @@ def _plan_remove_revocation(params: RemoveRevocationParams) -> list[PlannedCall]
 @action(
     "aws.iam.remove_session_revocation",
     effect="mutate",
-    permissions=permissions(
-        "aws.iam.remove_session_revocation",
-        ["iam:GetRolePolicy", "iam:DeleteRolePolicy", "iam:PutRolePolicy"],
-        {"iam:GetRole": "tells an already removed revocation from a missing role"},
-    ),
+    calls=[
+        ("iam", "GetRolePolicy"),
+        ("iam", "DeleteRolePolicy"),
+        ("iam", "PutRolePolicy"),
+    ],
+    extra_permissions={"iam:GetRole": "tells an already removed revocation from a missing role"},
     planner=_plan_remove_revocation,
     simulate=lambda p, run: RemoveRevocationResult(
         role_name=p.role_name,
@@ -760,7 +763,7 @@ QUARANTINE_DOCUMENT: dict[str, Any] = {
 @action(
     "aws.iam.quarantine_principal",
     effect="mutate",
-    permissions=inline_permissions("aws.iam.quarantine_principal", "Put"),
+    calls=inline_calls("Put"),
     planner=lambda p: plan_attach(p.principal, QUARANTINE_POLICY, QUARANTINE_DOCUMENT),
     simulate=lambda p, run: InlinePolicyResult(
         principal_type=p.principal.kind,
@@ -781,7 +784,8 @@ def quarantine_principal(ctx: ActionContext, params: PrincipalParams) -> InlineP
 @action(
     "aws.iam.release_principal",
     effect="mutate",
-    permissions=inline_permissions("aws.iam.release_principal", "Delete"),
+    calls=inline_calls("Delete"),
+    extra_permissions=INLINE_DELETE_EXTRA,
     planner=lambda p: plan_remove(p.principal, QUARANTINE_POLICY, p.skip),
     simulate=lambda p, run: InlinePolicyResult(
         principal_type=p.principal.kind,
@@ -814,11 +818,11 @@ class ConsoleLoginResult(AwsResult):
 @action(
     "aws.iam.disable_console_login",
     effect="mutate",
-    permissions=permissions(
-        "aws.iam.disable_console_login",
-        ["iam:GetLoginProfile", "iam:DeleteLoginProfile"],
-        {"iam:GetUser": "tells a user without a password from a missing user"},
-    ),
+    calls=[
+        ("iam", "GetLoginProfile"),
+        ("iam", "DeleteLoginProfile"),
+    ],
+    extra_permissions={"iam:GetUser": "tells a user without a password from a missing user"},
     planner=lambda p: [
         PlannedCall(
             "iam",
@@ -996,10 +1000,10 @@ def _credential_ids(params: ServiceCredentialsParams) -> list[str] | None:
 @action(
     "aws.iam.deactivate_service_credentials",
     effect="mutate",
-    permissions=permissions(
-        "aws.iam.deactivate_service_credentials",
-        ["iam:ListServiceSpecificCredentials", "iam:UpdateServiceSpecificCredential"],
-    ),
+    calls=[
+        ("iam", "ListServiceSpecificCredentials"),
+        ("iam", "UpdateServiceSpecificCredential"),
+    ],
     planner=lambda p: _plan_credentials(p.user_name, p.service, _credential_ids(p), "Inactive"),
     simulate=lambda p, run: ServiceCredentialsResult(
         user_name=p.user_name,
@@ -1027,10 +1031,10 @@ def deactivate_service_credentials(
 @action(
     "aws.iam.activate_service_credentials",
     effect="mutate",
-    permissions=permissions(
-        "aws.iam.activate_service_credentials",
-        ["iam:ListServiceSpecificCredentials", "iam:UpdateServiceSpecificCredential"],
-    ),
+    calls=[
+        ("iam", "ListServiceSpecificCredentials"),
+        ("iam", "UpdateServiceSpecificCredential"),
+    ],
     planner=lambda p: (
         _plan_credentials(p.user_name, p.service, p.service_specific_credential_ids, "Active")
         if p.service_specific_credential_ids
@@ -1107,7 +1111,9 @@ class InstanceProfileRolesResult(AwsResult):
 @action(
     "aws.iam.instance_profile_roles",
     effect="read",
-    permissions=permissions("aws.iam.instance_profile_roles", ["iam:GetInstanceProfile"]),
+    calls=[
+        ("iam", "GetInstanceProfile"),
+    ],
     planner=lambda p: [
         PlannedCall("iam", "GetInstanceProfile", {"InstanceProfileName": p.name}),
     ],

@@ -17,7 +17,6 @@ from irbook_actions.aws._base import (
     call,
     from_call,
     if_set,
-    permissions,
     short_hash,
 )
 
@@ -90,17 +89,15 @@ def _simulate(params: PreserveParams, run: RunInfo) -> PreserveResult:
 @action(
     "aws.s3.preserve_objects",
     effect="mutate",
-    permissions=permissions(
-        "aws.s3.preserve_objects",
-        [
-            "s3:GetBucketObjectLockConfiguration",
-            "s3:GetObject",
-            "s3:ListBucket",
-            "s3:PutObject",
-            "s3:PutObjectRetention",
-        ],
-        _evidence.EVIDENCE_EXTRA_PERMISSIONS,
-    ),
+    calls=[
+        ("s3", "GetObjectLockConfiguration"),
+        ("s3", "HeadObject"),
+        ("s3", "ListObjectsV2"),
+        ("s3", "CopyObject"),
+        ("s3", "PutObject"),
+        ("s3", "PutObjectRetention"),
+    ],
+    extra_permissions=_evidence.EVIDENCE_EXTRA_PERMISSIONS,
     planner=_plan,
     simulate=_simulate,
     irreversible="evidence copies are kept under S3 Object Lock until their retention ends",
@@ -237,10 +234,10 @@ def _undo_block(params: BucketParams, result: PublicAccessResult | None) -> dict
 @action(
     "aws.s3.block_public_access",
     effect="mutate",
-    permissions=permissions(
-        "aws.s3.block_public_access",
-        ["s3:GetBucketPublicAccessBlock", "s3:PutBucketPublicAccessBlock"],
-    ),
+    calls=[
+        ("s3", "GetPublicAccessBlock"),
+        ("s3", "PutPublicAccessBlock"),
+    ],
     planner=lambda p: [
         _get_block(p),
         _put_block(p.bucket, ALL_BLOCKED, note="skipped when all four are already on"),
@@ -294,11 +291,11 @@ def _plan_restore_block(params: RestorePublicAccessParams) -> list[PlannedCall]:
 @action(
     "aws.s3.restore_public_access",
     effect="mutate",
-    permissions=permissions(
-        "aws.s3.restore_public_access",
-        # DeletePublicAccessBlock is authorised as s3:PutBucketPublicAccessBlock
-        ["s3:GetBucketPublicAccessBlock", "s3:PutBucketPublicAccessBlock"],
-    ),
+    calls=[
+        ("s3", "GetPublicAccessBlock"),
+        ("s3", "DeletePublicAccessBlock"),
+        ("s3", "PutPublicAccessBlock"),
+    ],
     planner=_plan_restore_block,
     simulate=lambda p, run: PublicAccessResult(
         bucket=p.bucket, configuration=p.previous, previous_configuration=ALL_BLOCKED

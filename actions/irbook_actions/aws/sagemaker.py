@@ -22,7 +22,6 @@ from irbook_actions.aws._base import (
     AwsResult,
     call,
     from_call,
-    permissions,
     short_hash,
     tag_dict,
     tag_list,
@@ -186,16 +185,13 @@ def _undo_isolate(params: EndpointParams, result: EndpointResult | None) -> dict
 @action(
     "aws.sagemaker.isolate_endpoint",
     effect="mutate",
-    permissions=permissions(
-        "aws.sagemaker.isolate_endpoint",
-        [
-            "sagemaker:DescribeEndpoint",
-            "sagemaker:UpdateEndpointWeightsAndCapacities",
-            "sagemaker:DescribeEndpointConfig",
-            "sagemaker:ListTags",
-            "sagemaker:DeleteEndpoint",
-        ],
-    ),
+    calls=[
+        ("sagemaker", "DescribeEndpoint"),
+        ("sagemaker", "UpdateEndpointWeightsAndCapacities"),
+        ("sagemaker", "DescribeEndpointConfig"),
+        ("sagemaker", "ListTags"),
+        ("sagemaker", "DeleteEndpoint"),
+    ],
     planner=_plan_isolate,
     simulate=_simulate_isolate,
     compensation="aws.sagemaker.restore_endpoint",
@@ -280,15 +276,12 @@ def _plan_restore(params: RestoreEndpointParams) -> list[PlannedCall]:
 @action(
     "aws.sagemaker.restore_endpoint",
     effect="mutate",
-    permissions=permissions(
-        "aws.sagemaker.restore_endpoint",
-        [
-            "sagemaker:DescribeEndpoint",
-            "sagemaker:UpdateEndpointWeightsAndCapacities",
-            "sagemaker:CreateEndpoint",
-        ],
-        {"sagemaker:AddTags": "CreateEndpoint with Tags needs it"},
-    ),
+    calls=[
+        ("sagemaker", "DescribeEndpoint"),
+        ("sagemaker", "UpdateEndpointWeightsAndCapacities"),
+        ("sagemaker", "CreateEndpoint"),
+    ],
+    extra_permissions={"sagemaker:AddTags": "CreateEndpoint with Tags needs it"},
     planner=_plan_restore,
     simulate=lambda p, run: EndpointResult(
         endpoint_name=p.endpoint_name,
@@ -453,23 +446,21 @@ def _simulate_snapshot(params: SnapshotModelParams, run: RunInfo) -> SnapshotMod
 @action(
     "aws.sagemaker.snapshot_model",
     effect="mutate",
-    permissions=permissions(
-        "aws.sagemaker.snapshot_model",
-        [
-            "sagemaker:DescribeEndpoint",
-            "sagemaker:DescribeEndpointConfig",
-            "sagemaker:DescribeModel",
-            "s3:GetBucketObjectLockConfiguration",
-            "s3:GetObject",
-            "s3:PutObject",
-            "s3:PutObjectRetention",
-        ],
-        {
-            **_evidence.EVIDENCE_EXTRA_PERMISSIONS,
-            "s3:ListBucket": "lists artifacts given as an S3 prefix (ModelDataSource); "
-            "without it S3 answers 403 instead of 404 for a missing artifact",
-        },
-    ),
+    calls=[
+        ("sagemaker", "DescribeEndpoint"),
+        ("sagemaker", "DescribeEndpointConfig"),
+        ("sagemaker", "DescribeModel"),
+        ("s3", "GetObjectLockConfiguration"),
+        ("s3", "CopyObject"),
+        ("s3", "HeadObject"),
+        ("s3", "PutObject"),
+        ("s3", "PutObjectRetention"),
+    ],
+    extra_permissions={
+        **_evidence.EVIDENCE_EXTRA_PERMISSIONS,
+        "s3:ListBucket": "lists artifacts given as an S3 prefix (ModelDataSource); "
+        "without it S3 answers 403 instead of 404 for a missing artifact",
+    },
     planner=_plan_snapshot,
     simulate=_simulate_snapshot,
     irreversible="evidence copies are kept under S3 Object Lock until their retention ends",

@@ -18,7 +18,6 @@ from irbook_actions.aws._base import (
     AwsParams,
     AwsResult,
     call,
-    permissions,
     run_token,
     short_hash,
 )
@@ -98,14 +97,11 @@ def _plan_secret(params: RotateSecretParams) -> list[PlannedCall]:
 @action(
     "aws.secretsmanager.rotate_secret",
     effect="mutate",
-    permissions=permissions(
-        "aws.secretsmanager.rotate_secret",
-        [
-            "secretsmanager:DescribeSecret",
-            "secretsmanager:RotateSecret",
-            "secretsmanager:PutSecretValue",
-        ],
-    ),
+    calls=[
+        ("secretsmanager", "DescribeSecret"),
+        ("secretsmanager", "RotateSecret"),
+        ("secretsmanager", "PutSecretValue"),
+    ],
     planner=_plan_secret,
     simulate=lambda p, run: RotateSecretResult(
         secret_arn=p.secret_id
@@ -233,15 +229,12 @@ def _plan_parameter(params: RotateParameterParams) -> list[PlannedCall]:
 @action(
     "aws.ssm.rotate_parameter",
     effect="mutate",
-    permissions=permissions(
-        "aws.ssm.rotate_parameter",
-        [
-            "ssm:GetParameter",
-            "ssm:DescribeParameters",
-            "ssm:PutParameter",
-            "ssm:LabelParameterVersion",
-        ],
-    ),
+    calls=[
+        ("ssm", "GetParameter"),
+        ("ssm", "DescribeParameters"),
+        ("ssm", "PutParameter"),
+        ("ssm", "LabelParameterVersion"),
+    ],
     planner=_plan_parameter,
     simulate=lambda p, run: RotateParameterResult(
         name=p.name, version=0, label=_label(run_token(run, "parameter", p.name))

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from irbook.registry import ActionContext, PlannedCall, action
-from irbook_actions.aws._base import AwsParams, AwsResult, call, client, permissions
+from irbook_actions.aws._base import AwsParams, AwsResult, call, client
 
 TOPIC_ARN = r"^arn:aws[a-zA-Z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]+(\.fifo)?$"
 
@@ -32,7 +32,9 @@ class PublishResult(AwsResult):
 @action(
     "aws.sns.publish",
     effect="notify",
-    permissions=permissions("aws.sns.publish", ["sns:Publish"]),
+    calls=[
+        ("sns", "Publish"),
+    ],
     planner=lambda p: [
         PlannedCall(
             "sns",

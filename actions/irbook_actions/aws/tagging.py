@@ -22,7 +22,6 @@ from irbook_actions.aws._base import (
     call,
     client,
     from_call,
-    permissions,
     tag_dict,
     tag_list,
 )
@@ -192,39 +191,41 @@ def _planned(where: Target, step: Call, note: str = "") -> PlannedCall:
     return PlannedCall(where.service, step[0], step[1], note=note)
 
 
-TAG_PERMISSIONS = [
-    "iam:ListUserTags",
-    "iam:TagUser",
-    "iam:ListRoleTags",
-    "iam:TagRole",
-    "s3:GetBucketTagging",
-    "s3:PutBucketTagging",
-    "sagemaker:ListTags",
-    "sagemaker:AddTags",
-    "lambda:ListTags",
-    "lambda:TagResource",
-    "ec2:DescribeTags",
-    "ec2:CreateTags",
-    "secretsmanager:DescribeSecret",
-    "secretsmanager:TagResource",
-    "sns:ListTagsForResource",
-    "sns:TagResource",
-    "apigateway:GET",
-    "apigateway:PUT",
-    "wafv2:ListTagsForResource",
-    "wafv2:TagResource",
+# The calls of reading and tagging, then untagging, each service `target` knows. (S3's
+# DeleteBucketTagging, made live when no tag remains, is authorised as PutBucketTagging.)
+TAG_CALLS = [
+    ("iam", "ListUserTags"),
+    ("iam", "TagUser"),
+    ("iam", "ListRoleTags"),
+    ("iam", "TagRole"),
+    ("s3", "GetBucketTagging"),
+    ("s3", "PutBucketTagging"),
+    ("sagemaker", "ListTags"),
+    ("sagemaker", "AddTags"),
+    ("lambda", "ListTags"),
+    ("lambda", "TagResource"),
+    ("ec2", "DescribeTags"),
+    ("ec2", "CreateTags"),
+    ("secretsmanager", "DescribeSecret"),
+    ("secretsmanager", "TagResource"),
+    ("sns", "ListTagsForResource"),
+    ("sns", "TagResource"),
+    ("apigateway", "GetTags"),
+    ("apigateway", "TagResource"),
+    ("wafv2", "ListTagsForResource"),
+    ("wafv2", "TagResource"),
 ]
-UNTAG_PERMISSIONS = [
-    *TAG_PERMISSIONS,
-    "iam:UntagUser",
-    "iam:UntagRole",
-    "sagemaker:DeleteTags",
-    "lambda:UntagResource",
-    "ec2:DeleteTags",
-    "secretsmanager:UntagResource",
-    "sns:UntagResource",
-    "apigateway:DELETE",
-    "wafv2:UntagResource",
+UNTAG_CALLS = [
+    *TAG_CALLS,
+    ("iam", "UntagUser"),
+    ("iam", "UntagRole"),
+    ("sagemaker", "DeleteTags"),
+    ("lambda", "UntagResource"),
+    ("ec2", "DeleteTags"),
+    ("secretsmanager", "UntagResource"),
+    ("sns", "UntagResource"),
+    ("apigateway", "UntagResource"),
+    ("wafv2", "UntagResource"),
 ]
 
 
@@ -276,7 +277,7 @@ def _plan_tag(params: TagParams) -> list[PlannedCall]:
 @action(
     "aws.tag_resource",
     effect="mutate",
-    permissions=permissions("aws.tag_resource", TAG_PERMISSIONS),
+    calls=TAG_CALLS,
     planner=_plan_tag,
     simulate=lambda p, run: TagResult(arn=p.arn, tags=dict(p.tags), added=list(p.tags)),
     compensation="aws.untag_resource",
@@ -355,7 +356,7 @@ def _plan_untag(params: UntagParams) -> list[PlannedCall]:
 @action(
     "aws.untag_resource",
     effect="mutate",
-    permissions=permissions("aws.untag_resource", UNTAG_PERMISSIONS),
+    calls=UNTAG_CALLS,
     planner=_plan_untag,
     simulate=lambda p, run: UntagResult(
         arn=p.arn,

@@ -20,7 +20,6 @@ from irbook_actions.aws._base import (
     client,
     from_call,
     if_set,
-    permissions,
 )
 
 MAX_ADDRESSES = 10_000  # AWS WAF's limit per IP set
@@ -167,13 +166,13 @@ def _plan(params: IpSetParams, add: bool) -> list[PlannedCall]:
     ]
 
 
-_PERMISSIONS = ["wafv2:ListIPSets", "wafv2:GetIPSet", "wafv2:UpdateIPSet"]
+_CALLS = [("wafv2", "ListIPSets"), ("wafv2", "GetIPSet"), ("wafv2", "UpdateIPSet")]
 
 
 @action(
     "aws.wafv2.block_ips",
     effect="mutate",
-    permissions=permissions("aws.wafv2.block_ips", _PERMISSIONS),
+    calls=_CALLS,
     planner=lambda p: _plan(p, add=True) if p.addresses else [],
     simulate=lambda p, run: IpSetResult(
         ip_set_name=p.ip_set_name,
@@ -199,7 +198,7 @@ def block_ips(ctx: ActionContext, params: IpSetParams) -> IpSetResult:
 @action(
     "aws.wafv2.unblock_ips",
     effect="mutate",
-    permissions=permissions("aws.wafv2.unblock_ips", _PERMISSIONS),
+    calls=_CALLS,
     planner=lambda p: _plan(p, add=False) if p.addresses else [],
     simulate=lambda p, run: IpSetResult(
         ip_set_name=p.ip_set_name,

@@ -97,7 +97,7 @@ def test_irreversible_without_evidence_still_fires_when_evidence_could_be_kept()
     action(
         "test.wipe_disk",
         effect="mutate",
-        permissions=("ec2:DeleteVolume",),
+        calls=[("ec2", "DeleteVolume")],
         planner=lambda p: [PlannedCall("ec2", "DeleteVolume")],
         simulate=lambda p, run: R(),
         irreversible="the disk is gone",
