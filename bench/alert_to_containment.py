@@ -30,7 +30,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FINDING = ROOT / "tests" / "triggers" / "payloads" / "guardduty_credential_exfiltration.json"
+FINDING = ROOT / "tests" / "corpus" / "payloads" / "guardduty_credential_exfiltration.json"
 TOKEN = "bench-token-0123456789"
 TARGET_P50_S = 1.0
 

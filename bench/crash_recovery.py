@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-FINDING = ROOT / "tests" / "triggers" / "payloads" / "guardduty_credential_exfiltration.json"
+FINDING = ROOT / "tests" / "corpus" / "payloads" / "guardduty_credential_exfiltration.json"
 TOKEN = "bench-token-0123456789"
 MATCH = 'match: {type: "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.*"}'
 

@@ -52,7 +52,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FINDING = ROOT / "tests" / "triggers" / "payloads" / "guardduty_credential_exfiltration.json"
+FINDING = ROOT / "tests" / "corpus" / "payloads" / "guardduty_credential_exfiltration.json"
 TOKEN = "bench-token-0123456789"
 TARGET_RATIO, TARGET_P99_MS = 0.5, 20.0
 

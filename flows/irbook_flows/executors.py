@@ -13,7 +13,7 @@ engine is given, chosen once when the run starts (`wire`).
   record is the engine's own: it reads it back (tickets, compensations).
 
 The engine is the DAG loop calling irbook.plan's decision functions; it does not ask
-which mode it is in (tests/runtime/test_engine_shape.py keeps it so), in the way httpx's
+which mode it is in (tests/irbook_flows/test_engine_shape.py keeps it so), in the way httpx's
 client sends every request through one transport that tests swap for a mock.
 """
 

@@ -1,6 +1,6 @@
 """The alert queue, replay guard and dispatch on PostgreSQL, several receivers in one
 process: what makes receivers on one URL behave as one (#16). Each AlertQueue here is what
-one `irbook serve` holds; tests/receiver/test_scale_out.py runs real processes."""
+one `irbook serve` holds; tests/irbook/triggers/receiver/test_scale_out.py runs real processes."""
 
 from __future__ import annotations
 
