@@ -301,7 +301,8 @@ def slack_press(url: str, run_id: str, step: str, user: str) -> tuple[int, dict[
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+        with exc:  # it holds the connection
+            return exc.code, json.loads(exc.read())
 
 
 def test_a_run_on_a_worker_is_approved_by_a_slack_button_through_another_receiver(

@@ -96,7 +96,7 @@ class Receiver:
             if self.proc.poll() is not None:
                 raise AssertionError(f"irbook serve exited: {self.log.read_text()}")
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2)
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2).close()
                 return
             except OSError:
                 time.sleep(0.2)
@@ -131,7 +131,8 @@ def post(port: int, body: bytes) -> int:
         with urllib.request.urlopen(request, timeout=30) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
-        return int(exc.code)
+        with exc:  # it holds the connection
+            return int(exc.code)
     except OSError:
         return 0
 

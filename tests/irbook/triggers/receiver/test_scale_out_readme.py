@@ -63,12 +63,13 @@ def post(port: int, body: bytes) -> int:
         with urllib.request.urlopen(request, timeout=30) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
-        return int(exc.code)
+        with exc:  # it holds the connection
+            return int(exc.code)
 
 
 def healthy(port: int) -> bool:
     try:
-        urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).close()
         return True
     except OSError:
         return False
