@@ -362,12 +362,14 @@ def action(
     sensitive: tuple[str, ...] = (),
     no_evidence: str | None = None,
     registry: Registry | None = None,
+    permissions: object = None,
 ) -> Callable[[Callable[[ActionContext, Any], Any]], Callable[[ActionContext, Any], Any]]:
     """Declare an action. The function takes `(ctx, params)` and returns its result model.
 
     `calls` are the (service, Operation) pairs of the AWS calls its planner may produce;
     its permissions are derived from them (`irbook.permissions`), then `extra_permissions`
-    (permission -> why no planned call shows it) are added.
+    (permission -> why no planned call shows it) are added. `permissions=` (a hand-kept
+    list, before calls were declared) is refused with a message saying what to write.
     """
 
     def register(func: Callable[[ActionContext, Any], Any]) -> Callable[[ActionContext, Any], Any]:
@@ -379,12 +381,19 @@ def action(
             raise ActionSpecError(
                 f"action {key!r}: effect must be one of {', '.join(EFFECTS)}, got {effect!r}"
             )
+        if permissions is not None:
+            raise ActionSpecError(
+                f"action {key!r}: permissions= is no longer taken: declare the calls its "
+                "planner makes (calls=[('iam', 'UpdateAccessKey'), ...]), from which its IAM "
+                "permissions are derived, and extra_permissions={'svc:Action': 'why'} for "
+                "any that no call shows"
+            )
         p_model, r_model = _model_of(func, key)
-        permissions = _permissions(key, calls, extra_permissions or {})
+        derived = _permissions(key, calls, extra_permissions or {})
         if pure:
             if effect != "read":
                 raise ActionSpecError(f"action {key!r}: a pure action cannot {effect}")
-            if permissions:
+            if derived:
                 raise ActionSpecError(f"action {key!r}: a pure action needs no permissions")
         else:
             if key.startswith("aws.") and not calls:
@@ -429,7 +438,7 @@ def action(
             params=p_model,
             result=r_model,
             effect=effect,
-            permissions=permissions,
+            permissions=derived,
             planner=planner if planner is not None else (lambda _params: []),
             simulate=simulate,
             compensation=compensation,

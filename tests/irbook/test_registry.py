@@ -184,6 +184,22 @@ def test_an_aws_action_must_declare_its_calls() -> None:
         declare("aws.thing.do", effect="read", planner=plan, simulate=simulate)
 
 
+def test_a_hand_kept_permissions_list_is_refused_saying_what_to_write() -> None:
+    """A plugin written before actions declared their calls fails at registration with
+    the action named and the new spelling, not with a TypeError from the decorator."""
+    with pytest.raises(
+        ActionSpecError, match=r"action 'aws\.thing\.do': permissions= is no longer taken"
+    ) as caught:
+        declare(
+            "aws.thing.do",
+            effect="read",
+            permissions=["iam:GetUser"],
+            planner=plan,
+            simulate=simulate,
+        )
+    assert "calls=[('iam', 'UpdateAccessKey'), ...]" in str(caught.value)
+
+
 def test_a_planned_call_that_is_not_declared_fails_naming_the_action() -> None:
     registry = declare(effect="read", calls=[("iam", "GetUser")], planner=plan, simulate=simulate)
     with pytest.raises(ActionSpecError, match=r"action 'test\.thing\.do': planned iam:DeleteUser"):
