@@ -374,9 +374,11 @@ def test_cancel_of_a_run_in_a_receiver_acts_on_nothing_after(tmp_path: Path) -> 
     - id: gate
       action: core.approval
       with: {prompt: go?}
-      approval: {timeout: 4s, on_timeout: approve}
+      approval: {timeout: 15s, on_timeout: approve}
     - {id: act, action: rt.change, needs: [gate], with: {name: act}}
     """
+    # 15 s: `irbook cancel` (a new process) must land before the timeout; with 4 s a
+    # loaded machine let the timeout approve first and the test failed for that alone
     result: list[Any] = []
     thread = threading.Thread(target=lambda: result.append(run(write(tmp_path, steps))))
     thread.start()
