@@ -380,12 +380,13 @@ def register(pool: str, prefix: str = DEFAULT_PREFIX) -> list[tuple[str, str]]:
     from prefect.client.orchestration import get_client
     from prefect.types.entrypoint import EntrypointType
 
+    stuck_after = stuck_after_setting()  # a bad value stops here, before the pool is touched
     flow_obj = _deployed_flow()
     playbooks = list(_playbooks())
     out: list[tuple[str, str]] = []
     with get_client(sync_client=True) as client:
         ensure_pool(client, pool)
-        ensure_automations(client, _stuck_after())
+        ensure_automations(client, stuck_after)
     for playbook, path in playbooks:
         pid = playbook.metadata.id
         deployment = flow_obj.to_deployment(
@@ -403,7 +404,7 @@ def register(pool: str, prefix: str = DEFAULT_PREFIX) -> list[tuple[str, str]]:
     return out
 
 
-def _stuck_after() -> float:
+def stuck_after_setting() -> float:
     """IRBOOK_STUCK_AFTER: seconds a claimed flow run may take to start (default 90)."""
     raw = os.environ.get("IRBOOK_STUCK_AFTER", "")
     if not raw:

@@ -8,7 +8,13 @@ import os
 
 from irbook.errors import IrbookError
 from irbook.registry import REGISTRY
-from irbook_flows.deploy import check_api_reachable, full_name, prefect_reason, register
+from irbook_flows.deploy import (
+    check_api_reachable,
+    full_name,
+    prefect_reason,
+    register,
+    stuck_after_setting,
+)
 from irbook_flows.server import ensure_api, stop_server
 from irbook_flows.worker import worker_class
 
@@ -18,6 +24,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     pool = str(args.pool)
     if not pool.strip():
         raise IrbookError("--pool needs a name")
+    stuck_after_setting()  # a bad IRBOOK_STUCK_AFTER is one line before Prefect is asked anything
     url = ensure_api()  # PREFECT_API_URL when set, else irbook's local server
     check_api_reachable(url)
     try:

@@ -522,3 +522,21 @@ def test_iam_policy_grants_exactly_what_the_playbook_s_actions_declare() -> None
     assert not any(a.startswith(("slack:", "jira:")) for a in granted)  # not IAM
     narrow = json.loads(irbook("iam-policy", "leaked-model-key", "--no-rollback").stdout)
     assert {a for s in narrow["Statement"] for a in s["Action"]} <= granted
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("soon", "IRBOOK_STUCK_AFTER must be a number of seconds, not 'soon'"),
+        ("5", "IRBOOK_STUCK_AFTER must be at least 10 (Prefect's minimum)"),
+    ],
+)
+def test_deploy_refuses_a_bad_stuck_after_before_asking_prefect(value: str, said: str) -> None:
+    """The setting is checked first: with an API that does not answer, the error is still
+    about the setting (nothing was created with half a configuration)."""
+    done = irbook(
+        "deploy", env={"IRBOOK_STUCK_AFTER": value, "PREFECT_API_URL": "http://127.0.0.1:9/api"}
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [f"irbook: error: {said}"]
+    no_traceback(done)
