@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from irbook import expr, policy
 from irbook.model import Alert, Playbook, Step
@@ -90,6 +90,10 @@ class RunSpec:
     # The executor, approver and listeners chosen from the fields above when the run
     # starts (irbook_flows.executors.wire); the engine asks nothing else about the mode.
     wiring: Wiring | None = None
+    # Each launched step item's parameters, validated once when the engine rendered them
+    # ((step id, item index) -> the action's params model): the planner of its calls,
+    # the Slack card and the step's task all use this one object.
+    params: dict[tuple[str, int], BaseModel] = field(default_factory=dict)
 
     def wired(self) -> Wiring:
         if self.wiring is None:
@@ -175,7 +179,8 @@ class StepOutcome:
 class _Item:
     index: int
     item: Any
-    params: dict[str, Any]
+    params: dict[str, Any]  # as shown: the record, Prefect's task parameters
+    model: BaseModel  # the same, validated (the only validation of this item's params)
 
 
 @dataclass
@@ -283,6 +288,8 @@ class Engine:
                 scope["item"] = value
             try:
                 rendered = expr.render(step.with_, scope)
+                for listener in self.listeners:
+                    listener.params(self, action, rendered)  # the Slack card threads its posts
                 params = action.params.model_validate(rendered)
             except expr.ExprError as exc:
                 self.fail(step, f"with: {exc.message}")
@@ -291,9 +298,7 @@ class Engine:
                 self.fail(step, validation_message(action, exc))
                 return None
             dumped = params.model_dump(mode="json", exclude_none=True)
-            for listener in self.listeners:
-                listener.params(self, action, dumped)  # the Slack card threads its posts
-            items.append(_Item(index, value, dumped))
+            items.append(_Item(index, value, dumped, params))
         return _Pending(step, action, items)
 
     def skip(self, step: Step, reason: str) -> None:
@@ -330,7 +335,8 @@ class Engine:
         self.item_failed[step.id] = []
         launched = []
         for item in pending.items:
-            planned = [c.as_dict() for c in action.plan(action.params.model_validate(item.params))]
+            planned = [c.as_dict() for c in action.plan(item.model)]
+            self.spec.params[(step.id, item.index)] = item.model
             self.spec.store.upsert_step(
                 self.spec.run_id,
                 step.id,
@@ -677,11 +683,13 @@ def run_info(spec: RunSpec, step_id: str) -> RunInfo:
 
 def run_step(run_id: str, step_id: str, index: int, params: dict[str, Any]) -> dict[str, Any]:
     """The body of a step's task: one attempt, by the run's executor. Its exceptions reach
-    Prefect's database: the task runs it under `run_scrubbed`."""
+    Prefect's database: the task runs it under `run_scrubbed`. `params` is what Prefect
+    shows as the task's parameters; the attempt uses the model the engine validated."""
+    del params  # shown, not read: the same values, already validated, are in spec.params
     spec = spec_for(run_id)
     step = spec.playbook.step(step_id)
     action = REGISTRY.get(step.action)
-    model = action.params.model_validate(params)
+    model = spec.params[(step_id, index)]  # validated once, when the engine rendered it
     info = run_info(spec, step_id)
     attempts = 1
     try:

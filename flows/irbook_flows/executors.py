@@ -284,11 +284,7 @@ class SlackButtons:
         action = REGISTRY.find("slack.request_approval")
         if action is None:
             return {}
-        planned = [
-            c.name
-            for item in pending.items
-            for c in pending.action.plan(pending.action.params.model_validate(item.params))
-        ]
+        planned = [c.name for item in pending.items for c in pending.action.plan(item.model)]
         try:
             params = action.params.model_validate(
                 {
@@ -324,7 +320,7 @@ class Listener:
         """A step is running, waits for approval, or ended (detail redacted already)."""
 
     def params(self, engine: Engine, action: ActionSpec, params: dict[str, Any]) -> None:
-        """A step's parameters, rendered and checked, before it is submitted."""
+        """A step's parameters, rendered, before they are checked (may add to them)."""
 
     def ended(self, engine: Engine, verdict: str) -> None:
         """The run ended; `verdict` is the line the terminal prints."""
@@ -364,7 +360,7 @@ class SlackCard(Listener):
             return
         channel_id, ts, channel_asked = self.card
         same = params.get("channel") in (channel_id, channel_asked)
-        if same and "thread" not in params and "update_ts" not in params:
+        if same and params.get("thread") is None and params.get("update_ts") is None:
             params["thread"] = ts  # one thread per run: under the first card
 
     def ended(self, engine: Engine, verdict: str) -> None:

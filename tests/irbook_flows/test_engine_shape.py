@@ -208,3 +208,47 @@ def test_an_executor_of_ones_own_replaces_the_real_one(tmp_path: Path) -> None:
     assert rows["gate"]["approval"]["by"] == "tester"
     assert rows["gate"]["approval"]["how"] == "human"
     assert ("gate", "awaiting-approval") in heard and ("three", "succeeded") in heard
+
+
+def test_a_step_items_parameters_are_validated_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine renders and validates a step's parameters once; the planner of its
+    calls, the Slack card and the step's task use that one model (issue 14: they were
+    validated up to five times per step, each copy a chance to disagree)."""
+    from irbook.registry import REGISTRY
+    from irbook_flows.engine import Engine, drop_spec, register_spec, run_step
+    from irbook_flows.executors import Decision, Wiring
+
+    spec = _spec(tmp_path, dry_run=False)  # loading checks literal params: not the run's
+    counts: dict[str, int] = {}
+    for key in ("core.note", "core.approval"):
+        model = REGISTRY.get(key).params
+        original = model.model_validate.__func__  # type: ignore[attr-defined]
+
+        def counting(cls: Any, obj: Any, *a: Any, _key: str = key, _f: Any = original, **k: Any):
+            counts[_key] = counts.get(_key, 0) + 1
+            return _f(cls, obj, *a, **k)
+
+        monkeypatch.setattr(model, "model_validate", classmethod(counting))
+
+    class Approves:
+        def request(self, engine: Any, pending: Any) -> dict[str, Any]:
+            return {}
+
+        def decide(self, engine: Any, gate: Any) -> tuple[Decision, dict[str, Any]]:
+            return Decision(True, "tester", "fine", "human"), {}
+
+    spec.wiring = Wiring(Recording(), Approves(), [])
+
+    def submit(step: Any, index: int, params: dict[str, Any]) -> _Done:
+        return _Done(run_step(spec.run_id, step.id, index, params))
+
+    register_spec(spec)
+    try:
+        engine = Engine(spec, submit, lambda futures: futures[0])
+        engine.run()
+    finally:
+        drop_spec(spec.run_id)
+    assert engine.verdict()[0] == "succeeded"
+    assert counts == {"core.note": 3, "core.approval": 1}  # three notes, one gate: once each
