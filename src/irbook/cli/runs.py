@@ -12,7 +12,7 @@ import signal
 import socket
 import sys
 import threading
-from typing import Any
+from typing import Any, NoReturn
 
 from irbook import policy as access
 from irbook.cli.common import (
@@ -128,18 +128,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         # The run is recorded: say cancelled and leave now. Unwinding instead would wait
         # for the steps' threads (Prefect's task runner joins them), so a Ctrl-C during
         # a long step (a sleep, a hung API) would take as long as the step.
-        how = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
         said = "cancelled by SIGTERM" if signum == signal.SIGTERM else "cancelled with Ctrl-C"
         # in a thread of its own: its own database connection, never the one this
         # (interrupted) thread may be in the middle of using
         marker = threading.Thread(target=cancel_run, args=(store, started[0], said), daemon=True)
         marker.start()
         marker.join(20)
-        out.write(f"\ncancelled ({how}): run {started[0]} is marked cancelled\n")
-        out.flush()
-        with contextlib.suppress(OSError, ValueError):
-            sys.stderr.flush()
-        os._exit(EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED)
+        _leave_cancelled(out, signum == signal.SIGTERM, started[0])
 
     signal.signal(signal.SIGTERM, terminate)  # a killed run ends like Ctrl-C, recorded
     signal.signal(signal.SIGINT, terminate)
@@ -161,17 +156,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             slack_channel=os.environ.get("IRBOOK_SLACK_APPROVAL_CHANNEL"),
             policy=rules,
         )
-    except KeyboardInterrupt as exc:
-        how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
-        out.write(
-            f"\ncancelled ({how}): run {started[0] if started else '?'} is marked cancelled\n"
-        )
-        out.flush()
-        with contextlib.suppress(OSError, ValueError):
-            sys.stderr.flush()
-        # A step's thread may sit in a long call (a sleep, a hung API): the record and
-        # Prefect already say cancelled, so leave now instead of joining it at exit.
-        os._exit(EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED)
+    except KeyboardInterrupt as exc:  # before the run was recorded (see terminate)
+        _leave_cancelled(out, isinstance(exc, Terminated), started[0] if started else None)
     assert outcome is not None  # executed here, to its end
     run_id = outcome.run_id
     message = first_line(outcome.message) if outcome.message else ""
@@ -191,6 +177,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         out.write(f"  Prefect: {url}/runs/flow-run/{outcome.flow_run_id}\n")
     out.write(f"  details: irbook runs show {run_id}\n")
     return EXIT_FOR_STATE.get(outcome.state, EXIT_FAILED)
+
+
+def _leave_cancelled(out: Output, sigterm: bool, run_id: str | None) -> NoReturn:
+    """Say how `irbook run` was cancelled and leave at once: a step's thread may sit in a
+    long call (a sleep, a hung API), and the record (and Prefect) already say cancelled,
+    so the process does not join it at exit."""
+    how = "SIGTERM" if sigterm else "Ctrl-C"
+    if run_id is None:
+        out.write(f"\ncancelled ({how}) before the run was recorded: nothing ran\n")
+    else:
+        out.write(f"\ncancelled ({how}): run {run_id} is marked cancelled\n")
+    out.flush()
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.flush()
+    os._exit(EXIT_TERMINATED if sigterm else EXIT_INTERRUPTED)
 
 
 def _run_grant(dry_run: bool) -> str:
