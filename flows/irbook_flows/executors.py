@@ -85,6 +85,11 @@ class Executor(Protocol):
 
     def task_tags(self, action: ActionSpec) -> list[str]: ...
 
+    def start_ruling(self, started_by: str) -> policy.Ruling | None:
+        """The ruling on the run's start when it was judged before the run (a drill's,
+        by `irbook drill`'s drill grant), else None: the policy decides."""
+        ...
+
 
 class Live:
     mode = "live"
@@ -118,6 +123,9 @@ class Live:
     def task_tags(self, action: ActionSpec) -> list[str]:
         return []
 
+    def start_ruling(self, started_by: str) -> policy.Ruling | None:
+        return None
+
 
 LIVE = Live()
 
@@ -143,6 +151,9 @@ class DryRun:
 
     def task_tags(self, action: ActionSpec) -> list[str]:
         return ["dry-run"] if action.effect == "mutate" else []
+
+    def start_ruling(self, started_by: str) -> policy.Ruling | None:
+        return None
 
 
 @dataclass
@@ -175,6 +186,10 @@ class Drill:
 
     def task_tags(self, action: ActionSpec) -> list[str]:
         return self.dry.task_tags(action)
+
+    def start_ruling(self, started_by: str) -> policy.Ruling | None:
+        # the scenario starts the run: its runner's drill grant was checked by irbook drill
+        return policy.Ruling(True, "drill", started_by, None, "a drill's run")
 
 
 # -- approvers ------------------------------------------------------------------------

@@ -550,13 +550,12 @@ def may_start(spec: RunSpec) -> str:
     from irbook import policy as access
 
     book = spec.playbook.metadata
-    mode = "dry-run" if spec.dry_run else "live"
-    scope = access.Scope(book.id, book.severity, mode)
-    if spec.drill is not None:
-        ruling = access.Ruling(True, "drill", spec.started_by, None, "a drill's run")
-    else:
+    executor = _wired(spec).executor
+    scope = access.Scope(book.id, book.severity, executor.mode)
+    ruling = executor.start_ruling(spec.started_by)
+    if ruling is None:
         who = access.Identity.parse(spec.started_by)
-        ruling = access.decide(spec.policy, who, access.run_grant(mode), scope)
+        ruling = access.decide(spec.policy, who, access.run_grant(executor.mode), scope)
     kind = "run-allowed" if ruling.allowed else "run-refused"
     spec.store.event(spec.run_id, kind, None, **ruling.as_dict(), scope=vars(scope))
     return "" if ruling.allowed else f"refused by the policy: {ruling.reason}"
