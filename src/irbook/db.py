@@ -85,41 +85,38 @@ def redacted_url(url: str) -> str:
     return re.sub(r"([?&]password=)[^&]*", r"\1***", url, flags=re.IGNORECASE)
 
 
+def _loaded_psycopg(name: str) -> tuple[type[Exception], ...]:
+    """psycopg's exception class `name` when psycopg is loaded: a process that never
+    opened PostgreSQL has not imported it, and none of its errors can be raised."""
+    psycopg = sys.modules.get("psycopg")
+    return () if psycopg is None else (getattr(psycopg, name),)
+
+
+def _both(name: str) -> tuple[type[Exception], ...]:
+    """The exception class `name` of sqlite3 and (when loaded) of psycopg: both follow
+    DB-API 2's names."""
+    return (getattr(sqlite3, name), *_loaded_psycopg(name))
+
+
 def errors() -> tuple[type[Exception], ...]:
     """The exceptions a database call may raise, for `except db.errors():`."""
-    found: tuple[type[Exception], ...] = (sqlite3.Error,)
-    psycopg = sys.modules.get("psycopg")
-    if psycopg is not None:
-        found += (psycopg.Error,)
-    return found
+    return _both("Error")
 
 
 def integrity_errors() -> tuple[type[Exception], ...]:
     """A unique or foreign key violated, on either back-end."""
-    found: tuple[type[Exception], ...] = (sqlite3.IntegrityError,)
-    psycopg = sys.modules.get("psycopg")
-    if psycopg is not None:
-        found += (psycopg.IntegrityError,)
-    return found
+    return _both("IntegrityError")
 
 
 def busy_errors() -> tuple[type[Exception], ...]:
     """The database was locked, unreachable or interrupted: the call may work again."""
-    found: tuple[type[Exception], ...] = (sqlite3.OperationalError,)
-    psycopg = sys.modules.get("psycopg")
-    if psycopg is not None:
-        found += (psycopg.OperationalError,)
-    return found
+    return _both("OperationalError")
 
 
 def unreachable_errors() -> tuple[type[Exception], ...]:
     """A database irbook cannot use or reach (the URL, the server, the schema): one line
     for the operator, not a traceback."""
-    found: tuple[type[Exception], ...] = (DatabaseUrlError,)
-    psycopg = sys.modules.get("psycopg")
-    if psycopg is not None:
-        found += (psycopg.OperationalError,)
-    return found
+    return (DatabaseUrlError, *_loaded_psycopg("OperationalError"))
 
 
 class Row(tuple):  # type: ignore[type-arg]
