@@ -253,26 +253,27 @@ class PgConnection:
             rows = [cls(r) for r in cursor.fetchall()]
             return Result(rows, cursor.rowcount, [(n,) for n in names])
 
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        """The transaction's connection when bound to one, else one borrowed from the
+        pool for this call (and given back after it)."""
+        if self._conn is not None:
+            yield self._conn
+            return
+        with self._database.pool.connection() as conn:
+            yield conn
+
     def execute(self, sql: str, params: Iterable[Any] = ()) -> Result:
         if sql.lstrip().upper().startswith("PRAGMA"):
             return Result([], -1)
-        if self._conn is not None:
-            return self._run(self._conn, sql, params)
-        with self._database.pool.connection() as conn:
+        with self._connection() as conn:
             return self._run(conn, sql, params)
 
     def executemany(self, sql: str, seq: Iterable[Iterable[Any]]) -> Result:
         rows = [_params(p) for p in seq]
-
-        def run(conn: Any) -> Result:
-            with conn.cursor() as cursor:
-                cursor.executemany(to_postgres(sql), rows)
-                return Result([], cursor.rowcount)
-
-        if self._conn is not None:
-            return run(self._conn)
-        with self._database.pool.connection() as conn:
-            return run(conn)
+        with self._connection() as conn, conn.cursor() as cursor:
+            cursor.executemany(to_postgres(sql), rows)
+            return Result([], cursor.rowcount)
 
     def executescript(self, script: str) -> None:
         """DDL, several statements: run in one serialized transaction, since processes

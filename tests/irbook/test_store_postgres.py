@@ -282,3 +282,23 @@ def test_database_errors_are_caught_by_the_same_names_on_postgresql(pg_url: str)
         conn.execute("SELECT nope FROM t")
     assert psycopg.OperationalError in db.busy_errors()
     assert db.DatabaseUrlError in db.unreachable_errors()
+
+
+def test_statements_run_on_a_borrowed_connection_or_the_transactions(pg_url: str) -> None:
+    """Outside a transaction each call borrows a pooled connection (and its writes are
+    committed at once); inside one, every call uses the transaction's connection, so a
+    rollback takes back execute's and executemany's writes alike."""
+    from irbook import db
+
+    database = db.open_database(pg_url)
+    conn = database.conn()
+    conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY, n INTEGER)")
+    assert (
+        conn.executemany("INSERT INTO t (k, n) VALUES (?, ?)", [("a", 1), ("b", 2)]).rowcount == 2
+    )
+    with pytest.raises(RuntimeError), database.tx() as tx:
+        tx.executemany("INSERT INTO t (k, n) VALUES (?, ?)", [("c", 3), ("d", 4)])
+        tx.execute("UPDATE t SET n = ? WHERE k = ?", (10, "a"))
+        assert tx.execute("SELECT count(*) AS c FROM t").fetchone()["c"] == 4
+        raise RuntimeError("roll back")
+    assert sql(pg_url, "SELECT k, n FROM t ORDER BY k") == [("a", 1), ("b", 2)]
