@@ -291,13 +291,17 @@ class PostgresDatabase:
 
     dialect: Dialect = "postgresql"
 
-    def __init__(self, url: str, *, max_size: int = 10, timeout: float = 30.0) -> None:
+    def __init__(
+        self, url: str, *, max_size: int = 10, timeout: float = 30.0, setting: str = URL_ENV
+    ) -> None:
+        """Connect, or raise DatabaseUrlError naming `setting` (where the URL came from)
+        with the server's reason."""
         try:
             import psycopg
             from psycopg_pool import ConnectionPool
         except ImportError as exc:  # pragma: no cover - a dependency
             raise DatabaseUrlError(
-                f"{URL_ENV}: PostgreSQL needs psycopg 3 and psycopg_pool ({exc})"
+                f"{setting}: PostgreSQL needs psycopg 3 and psycopg_pool ({exc})"
             ) from exc
         self.url = url
         self.path = url
@@ -310,7 +314,7 @@ class PostgresDatabase:
             psycopg.connect(conninfo, connect_timeout=max(1, int(timeout))).close()
         except psycopg.Error as exc:
             raise DatabaseUrlError(
-                f"{URL_ENV}: cannot connect to {redacted_url(url)}: {first_line(exc)}"
+                f"{setting}: cannot connect to {redacted_url(url)}: {_connect_reason(exc)}"
             ) from None
         self.pool = ConnectionPool(
             conninfo,
@@ -326,7 +330,7 @@ class PostgresDatabase:
         except Exception as exc:
             self.pool.close()
             raise DatabaseUrlError(
-                f"{URL_ENV}: cannot connect to {redacted_url(url)}: {first_line(exc)}"
+                f"{setting}: cannot connect to {redacted_url(url)}: {first_line(exc)}"
             ) from exc
         self._local = threading.local()
 
@@ -370,6 +374,13 @@ class PostgresDatabase:
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def _connect_reason(exc: BaseException) -> str:
+    """libpq's reason a connection failed, without psycopg's "connection failed: " in
+    front (the message around it already says so)."""
+    line = first_line(exc)
+    return line.split(": ", 1)[-1] if "connection failed" in str(exc) else line
 
 
 class Database:
@@ -457,16 +468,19 @@ def open_database(
     *,
     synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
     timeout: float = 30.0,
+    setting: str = URL_ENV,
 ) -> AnyDatabase:
     """The database at `url` (a SQLite path or URL, or a PostgreSQL URL). PostgreSQL pools
-    are shared by every store of this process that names the same URL."""
-    check_url(url)
+    are shared by every store of this process that names the same URL, and connect at
+    once: a server that is down or refuses is a DatabaseUrlError naming `setting` (the
+    variable or configuration field the URL came from) and the server's reason."""
+    check_url(url, setting)
     if dialect_of(url) == "sqlite":
         return Database(url, synchronous=synchronous, timeout=timeout)
     with _shared_lock:
         found = _shared.get(url)
         if found is None or found.pool.closed:
-            found = _shared[url] = PostgresDatabase(url, timeout=timeout)
+            found = _shared[url] = PostgresDatabase(url, timeout=timeout, setting=setting)
         return found
 
 

@@ -312,3 +312,21 @@ def test_a_database_the_receiver_cannot_reach_is_one_line_before_prefect_starts(
     )
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "home" / "prefect").exists()  # refused before Prefect started
+    # the environment wins over the file, and the message names it instead
+    env["IRBOOK_DATABASE_URL"] = "postgresql://irbook:pw@127.0.0.1:1/other"
+    done = subprocess.run(
+        [*IRBOOK, "serve", "--port", str(free_port()), "--config", str(config)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert (
+        len(lines) == 1
+        and "IRBOOK_DATABASE_URL: cannot connect to postgresql://irbook:***@127.0.0.1:1/other: "
+        in lines[0]
+    ), done.stderr
+    assert "connection failed" not in lines[0] and "pw@" not in lines[0]
