@@ -44,3 +44,33 @@ def test_the_planned_calls_services_in_the_steps_regions_without_role_steps(
     # a role's clients need its credentials (assumed when its step runs); a skipped
     # step and a non-AWS step need none
     assert aws_clients(plan) == [("iam", "eu-west-1"), ("s3", "us-east-2")]
+
+
+def test_a_step_runs_in_its_own_region_and_role_each_else_the_playbooks(
+    tmp_path: Path,
+) -> None:
+    """Playbook.aws_for, the one rule the engine's live calls and aws_clients share."""
+    path = tmp_path / "where.yaml"
+    path.write_text(
+        BOOK.replace(
+            "aws: {region: eu-west-1}",
+            'aws: {region: eu-west-1, role_arn: "arn:aws:iam::123456789012:role/ir",'
+            " external_id: ext-1}",
+        )
+    )
+    book = load_playbook(str(path)).playbook
+    revoke = book.aws_for(book.step("revoke"))  # no aws: of its own
+    assert (revoke.region, revoke.role_arn, revoke.external_id) == (
+        "eu-west-1",
+        "arn:aws:iam::123456789012:role/ir",
+        "ext-1",
+    )
+    block = book.aws_for(book.step("block"))  # its region, the playbook's role
+    assert (block.region, block.role_arn) == ("us-east-2", "arn:aws:iam::123456789012:role/ir")
+    elsewhere = book.aws_for(book.step("elsewhere"))  # its role, the playbook's region
+    assert (elsewhere.region, elsewhere.role_arn) == (
+        "eu-west-1",
+        "arn:aws:iam::210987654321:role/responder",
+    )
+    plan = build_plan(book, None, {})
+    assert aws_clients(plan) == []  # every step acts through a role

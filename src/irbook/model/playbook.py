@@ -71,3 +71,15 @@ class Playbook(Strict):
             if step.id == step_id:
                 return step
         raise KeyError(step_id)
+
+    def aws_for(self, step: Step) -> AwsTarget:
+        """Where a step's AWS calls go when it runs: its own `aws:` region and role, each
+        else the playbook's; the external id of whichever `aws:` is there (the step's
+        first). Used by the engine's live calls and by the clients built before a run."""
+        own, book = step.aws, self.aws
+        target = own or book
+        return AwsTarget.model_construct(
+            region=(own.region if own else None) or (book.region if book else None),
+            role_arn=(own.role_arn if own else None) or (book.role_arn if book else None),
+            external_id=target.external_id if target else None,
+        )
