@@ -46,10 +46,11 @@ def test_the_planned_calls_services_in_the_steps_regions_without_role_steps(
     assert aws_clients(plan) == [("iam", "eu-west-1"), ("s3", "us-east-2")]
 
 
-def test_a_step_runs_in_its_own_region_and_role_each_else_the_playbooks(
+def test_a_step_that_only_sets_a_region_acts_through_the_playbooks_role(
     tmp_path: Path,
 ) -> None:
-    """Playbook.aws_for, the one rule the engine's live calls and aws_clients share."""
+    """Playbook.aws_for (tests/irbook/test_aws_target.py has its cases): `block` sets only
+    a region, so it too assumes the playbook's role when it runs; no client before."""
     path = tmp_path / "where.yaml"
     path.write_text(
         BOOK.replace(
@@ -59,18 +60,5 @@ def test_a_step_runs_in_its_own_region_and_role_each_else_the_playbooks(
         )
     )
     book = load_playbook(str(path)).playbook
-    revoke = book.aws_for(book.step("revoke"))  # no aws: of its own
-    assert (revoke.region, revoke.role_arn, revoke.external_id) == (
-        "eu-west-1",
-        "arn:aws:iam::123456789012:role/ir",
-        "ext-1",
-    )
-    block = book.aws_for(book.step("block"))  # its region, the playbook's role
-    assert (block.region, block.role_arn) == ("us-east-2", "arn:aws:iam::123456789012:role/ir")
-    elsewhere = book.aws_for(book.step("elsewhere"))  # its role, the playbook's region
-    assert (elsewhere.region, elsewhere.role_arn) == (
-        "eu-west-1",
-        "arn:aws:iam::210987654321:role/responder",
-    )
     plan = build_plan(book, None, {})
     assert aws_clients(plan) == []  # every step acts through a role

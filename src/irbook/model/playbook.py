@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints
@@ -72,14 +73,37 @@ class Playbook(Strict):
                 return step
         raise KeyError(step_id)
 
-    def aws_for(self, step: Step) -> AwsTarget:
-        """Where a step's AWS calls go when it runs: its own `aws:` region and role, each
-        else the playbook's; the external id of whichever `aws:` is there (the step's
-        first). Used by the engine's live calls and by the clients built before a run."""
+    def aws_for(self, step: Step) -> AwsDestination:
+        """Where a step's AWS calls go: the one rule for the engine's live calls, the
+        clients built before a run, `irbook iam-policy`, preflight and the runbook.
+
+        The region is the step's, else the playbook's. The role and its external id go
+        together: both from the step's `aws:` when it sets role_arn, else both from the
+        playbook's (a step that only changes the region keeps the playbook's role and
+        the external id its trust policy asks for)."""
         own, book = step.aws, self.aws
-        target = own or book
-        return AwsTarget.model_construct(
-            region=(own.region if own else None) or (book.region if book else None),
-            role_arn=(own.role_arn if own else None) or (book.role_arn if book else None),
-            external_id=target.external_id if target else None,
-        )
+        region = (own.region if own else None) or (book.region if book else None)
+        role = own if own is not None and own.role_arn else book
+        if role is None or not role.role_arn:
+            return AwsDestination(region)
+        return AwsDestination(region, role.role_arn, role.external_id)
+
+
+@dataclass(frozen=True, slots=True)
+class AwsDestination:
+    """Where one step's AWS calls go (Playbook.aws_for): None is AWS's own default (the
+    region of AWS_REGION, the caller's credentials with no role assumed)."""
+
+    region: str | None = None
+    role_arn: str | None = None
+    external_id: str | None = None
+
+    @property
+    def account(self) -> str | None:
+        """The account the role is in; None without a role (the credentials' own)."""
+        return self.role_arn.split(":")[4] if self.role_arn else None
+
+    @property
+    def partition(self) -> str | None:
+        """The role's partition (aws, aws-cn, aws-us-gov); None without a role."""
+        return self.role_arn.split(":")[1] if self.role_arn else None
