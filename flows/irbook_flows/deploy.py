@@ -428,6 +428,21 @@ def check_api_reachable(url: str) -> None:
         raise IrbookError(f"the Prefect API at {url} is unreachable ({reason[:200]})")
 
 
+def check_pool_exists(url: str, pool: str) -> None:
+    """A worker started for a pool that does not exist polls nothing for ever (Prefect's
+    worker waits for someone to create it, and irbook's never creates one): say so."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        with get_client(sync_client=True) as client:
+            client.read_work_pool(pool)
+    except ObjectNotFound:
+        raise IrbookError(
+            f"work pool {pool!r} does not exist on {url}: run irbook deploy --pool {pool}"
+        ) from None
+
+
 __all__ = [
     "DEFAULT_PREFIX",
     "ENTRYPOINT",
@@ -435,6 +450,7 @@ __all__ = [
     "RESCHEDULE_AUTOMATION",
     "check_api_reachable",
     "check_deployments",
+    "check_pool_exists",
     "deployment_name",
     "deployments_starter",
     "flow_parameters",

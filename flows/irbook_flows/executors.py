@@ -97,19 +97,13 @@ class Live:
 
     def call(self, attempt: Attempt) -> tuple[BaseModel, list[dict[str, Any]]]:
         spec, step = attempt.spec, attempt.step
-        book_aws = spec.playbook.aws
-        region = (step.aws.region if step.aws else None) or (book_aws.region if book_aws else None)
+        where = spec.playbook.aws_for(step)
         clients = spec.clients
-        target = step.aws or book_aws
-        role = (step.aws.role_arn if step.aws else None) or (
-            book_aws.role_arn if book_aws else None
-        )
-        if role and hasattr(clients, "with_role"):  # another account: assume its role
-            external = target.external_id if target else None
-            clients = clients.with_role(role, external, region)
+        if where.role_arn and hasattr(clients, "with_role"):  # another account: assume its role
+            clients = clients.with_role(where.role_arn, where.external_id, where.region)
         if step.timeout and hasattr(clients, "with_timeout"):
             clients = clients.with_timeout(step.timeout)  # a hung API cannot hang the run
-        ctx = ActionContext(run=attempt.info, clients=clients, region=region)
+        ctx = ActionContext(run=attempt.info, clients=clients, region=where.region)
         with recording_calls() as calls:
             result = attempt.action.func(ctx, attempt.params)
         for text in ctx.notes:

@@ -104,19 +104,18 @@ def start_run(
 def aws_clients(plan: Plan) -> list[tuple[str, str | None]]:
     """The (service, region) AWS clients a run's steps will ask for, in the order of the
     plan: the services of their planned calls, in the step's region, as the engine gives
-    them. Steps acting through a role are left out: its credentials are fetched when
-    the step runs, not before."""
+    them (Playbook.aws_for). Steps acting through a role are left out: its credentials
+    are fetched when the step runs, not before."""
     book = plan.playbook
     wanted: dict[tuple[str, str | None], None] = {}
     for planned in plan.steps:
         if planned.status != "run" or not planned.action.startswith("aws."):
             continue
-        step = book.step(planned.id)
-        if (step.aws and step.aws.role_arn) or (book.aws and book.aws.role_arn):
+        where = book.aws_for(book.step(planned.id))
+        if where.role_arn:
             continue
-        region = (step.aws.region if step.aws else None) or (book.aws.region if book.aws else None)
         for call in planned.calls:
-            wanted.setdefault((call.service, region), None)
+            wanted.setdefault((call.service, where.region), None)
     return list(wanted)
 
 

@@ -85,41 +85,38 @@ def redacted_url(url: str) -> str:
     return re.sub(r"([?&]password=)[^&]*", r"\1***", url, flags=re.IGNORECASE)
 
 
+def _loaded_psycopg(name: str) -> tuple[type[Exception], ...]:
+    """psycopg's exception class `name` when psycopg is loaded: a process that never
+    opened PostgreSQL has not imported it, and none of its errors can be raised."""
+    psycopg = sys.modules.get("psycopg")
+    return () if psycopg is None else (getattr(psycopg, name),)
+
+
+def _both(name: str) -> tuple[type[Exception], ...]:
+    """The exception class `name` of sqlite3 and (when loaded) of psycopg: both follow
+    DB-API 2's names."""
+    return (getattr(sqlite3, name), *_loaded_psycopg(name))
+
+
 def errors() -> tuple[type[Exception], ...]:
     """The exceptions a database call may raise, for `except db.errors():`."""
-    found: tuple[type[Exception], ...] = (sqlite3.Error,)
-    psycopg = sys.modules.get("psycopg")
-    if psycopg is not None:
-        found += (psycopg.Error,)
-    return found
+    return _both("Error")
 
 
 def integrity_errors() -> tuple[type[Exception], ...]:
     """A unique or foreign key violated, on either back-end."""
-    found: tuple[type[Exception], ...] = (sqlite3.IntegrityError,)
-    psycopg = sys.modules.get("psycopg")
-    if psycopg is not None:
-        found += (psycopg.IntegrityError,)
-    return found
+    return _both("IntegrityError")
 
 
 def busy_errors() -> tuple[type[Exception], ...]:
     """The database was locked, unreachable or interrupted: the call may work again."""
-    found: tuple[type[Exception], ...] = (sqlite3.OperationalError,)
-    psycopg = sys.modules.get("psycopg")
-    if psycopg is not None:
-        found += (psycopg.OperationalError,)
-    return found
+    return _both("OperationalError")
 
 
 def unreachable_errors() -> tuple[type[Exception], ...]:
     """A database irbook cannot use or reach (the URL, the server, the schema): one line
     for the operator, not a traceback."""
-    found: tuple[type[Exception], ...] = (DatabaseUrlError,)
-    psycopg = sys.modules.get("psycopg")
-    if psycopg is not None:
-        found += (psycopg.OperationalError,)
-    return found
+    return (DatabaseUrlError, *_loaded_psycopg("OperationalError"))
 
 
 class Row(tuple):  # type: ignore[type-arg]
@@ -256,26 +253,27 @@ class PgConnection:
             rows = [cls(r) for r in cursor.fetchall()]
             return Result(rows, cursor.rowcount, [(n,) for n in names])
 
+    @contextmanager
+    def _connection(self) -> Iterator[Any]:
+        """The transaction's connection when bound to one, else one borrowed from the
+        pool for this call (and given back after it)."""
+        if self._conn is not None:
+            yield self._conn
+            return
+        with self._database.pool.connection() as conn:
+            yield conn
+
     def execute(self, sql: str, params: Iterable[Any] = ()) -> Result:
         if sql.lstrip().upper().startswith("PRAGMA"):
             return Result([], -1)
-        if self._conn is not None:
-            return self._run(self._conn, sql, params)
-        with self._database.pool.connection() as conn:
+        with self._connection() as conn:
             return self._run(conn, sql, params)
 
     def executemany(self, sql: str, seq: Iterable[Iterable[Any]]) -> Result:
         rows = [_params(p) for p in seq]
-
-        def run(conn: Any) -> Result:
-            with conn.cursor() as cursor:
-                cursor.executemany(to_postgres(sql), rows)
-                return Result([], cursor.rowcount)
-
-        if self._conn is not None:
-            return run(self._conn)
-        with self._database.pool.connection() as conn:
-            return run(conn)
+        with self._connection() as conn, conn.cursor() as cursor:
+            cursor.executemany(to_postgres(sql), rows)
+            return Result([], cursor.rowcount)
 
     def executescript(self, script: str) -> None:
         """DDL, several statements: run in one serialized transaction, since processes
@@ -293,13 +291,17 @@ class PostgresDatabase:
 
     dialect: Dialect = "postgresql"
 
-    def __init__(self, url: str, *, max_size: int = 10, timeout: float = 30.0) -> None:
+    def __init__(
+        self, url: str, *, max_size: int = 10, timeout: float = 30.0, setting: str = URL_ENV
+    ) -> None:
+        """Connect, or raise DatabaseUrlError naming `setting` (where the URL came from)
+        with the server's reason."""
         try:
             import psycopg
             from psycopg_pool import ConnectionPool
         except ImportError as exc:  # pragma: no cover - a dependency
             raise DatabaseUrlError(
-                f"{URL_ENV}: PostgreSQL needs psycopg 3 and psycopg_pool ({exc})"
+                f"{setting}: PostgreSQL needs psycopg 3 and psycopg_pool ({exc})"
             ) from exc
         self.url = url
         self.path = url
@@ -312,7 +314,7 @@ class PostgresDatabase:
             psycopg.connect(conninfo, connect_timeout=max(1, int(timeout))).close()
         except psycopg.Error as exc:
             raise DatabaseUrlError(
-                f"{URL_ENV}: cannot connect to {redacted_url(url)}: {first_line(exc)}"
+                f"{setting}: cannot connect to {redacted_url(url)}: {_connect_reason(exc)}"
             ) from None
         self.pool = ConnectionPool(
             conninfo,
@@ -328,7 +330,7 @@ class PostgresDatabase:
         except Exception as exc:
             self.pool.close()
             raise DatabaseUrlError(
-                f"{URL_ENV}: cannot connect to {redacted_url(url)}: {first_line(exc)}"
+                f"{setting}: cannot connect to {redacted_url(url)}: {first_line(exc)}"
             ) from exc
         self._local = threading.local()
 
@@ -372,6 +374,13 @@ class PostgresDatabase:
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def _connect_reason(exc: BaseException) -> str:
+    """libpq's reason a connection failed, without psycopg's "connection failed: " in
+    front (the message around it already says so)."""
+    line = first_line(exc)
+    return line.split(": ", 1)[-1] if "connection failed" in str(exc) else line
 
 
 class Database:
@@ -459,16 +468,19 @@ def open_database(
     *,
     synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
     timeout: float = 30.0,
+    setting: str = URL_ENV,
 ) -> AnyDatabase:
     """The database at `url` (a SQLite path or URL, or a PostgreSQL URL). PostgreSQL pools
-    are shared by every store of this process that names the same URL."""
-    check_url(url)
+    are shared by every store of this process that names the same URL, and connect at
+    once: a server that is down or refuses is a DatabaseUrlError naming `setting` (the
+    variable or configuration field the URL came from) and the server's reason."""
+    check_url(url, setting)
     if dialect_of(url) == "sqlite":
         return Database(url, synchronous=synchronous, timeout=timeout)
     with _shared_lock:
         found = _shared.get(url)
         if found is None or found.pool.closed:
-            found = _shared[url] = PostgresDatabase(url, timeout=timeout)
+            found = _shared[url] = PostgresDatabase(url, timeout=timeout, setting=setting)
         return found
 
 

@@ -133,23 +133,23 @@ class _Where:
 
 
 def _where(playbook: Playbook, step: Step, alert: Alert | None) -> _Where:
-    target = step.aws or playbook.aws
+    """The partition, account and region of the step's ARNs: where the engine sends its
+    calls (Playbook.aws_for), the alert's account and region where that leaves AWS's
+    default, else `*`."""
+    dest = playbook.aws_for(step)
     account = region = "*"
     if alert is not None:
         if alert.account and _ACCOUNT.fullmatch(alert.account):
             account = alert.account
         if alert.region and _REGION.fullmatch(alert.region):
             region = alert.region
-    if target is not None and target.role_arn:
-        account = target.role_arn.split(":")[4]
-    if target is not None and target.region:
-        region = target.region
+    account = dest.account or account
+    region = dest.region or region
     partition = "*"
     if region != "*":
         partition = "aws-cn" if region.startswith("cn-") else "aws"
         partition = "aws-us-gov" if region.startswith("us-gov-") else partition
-    if target is not None and target.role_arn:
-        partition = target.role_arn.split(":")[1]
+    partition = dest.partition or partition
     return _Where(partition, account, region)
 
 

@@ -228,9 +228,9 @@ def preflight(
             continue
         steps.setdefault(name, []).append(ps.id)
         if name == "aws":
-            target = playbook.step(ps.id).aws or playbook.aws
-            if target is not None and target.region:
-                regions.add(target.region)
+            region = playbook.aws_for(playbook.step(ps.id)).region
+            if region:
+                regions.add(region)
         if name == "pagerduty":
             pd_keyed = pd_keyed and all("routing_key" in it.params for it in ps.iterations)
     # Approvals go to Slack as buttons when a channel is configured.

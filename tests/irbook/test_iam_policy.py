@@ -173,3 +173,38 @@ steps:
     for perm in perms:
         assert resources_of(policy, perm) == ["arn:aws:s3:::models"]
     assert arn_shape_errors(all_resources(policy)) == []
+
+
+def test_a_step_that_only_moves_region_is_scoped_to_the_playbooks_role_account(
+    tmp_path: Path,
+) -> None:
+    """The ARNs name the account and region the engine sends the step's calls to
+    (Playbook.aws_for): a step's `aws: {region}` keeps the playbook's role, so its
+    account is the role's, not the alert's (nor `*`), in the step's own region."""
+    path = tmp_path / "where.yaml"
+    path.write_text(
+        "apiVersion: irbook/v1\nkind: Playbook\nmetadata: {id: where, title: Where}\n"
+        'aws: {region: eu-west-1, role_arn: "arn:aws:iam::111122223333:role/ir",'
+        " external_id: ir-ext-1}\n"
+        "steps:\n"
+        "  - id: revoke\n"
+        "    action: aws.iam.deactivate_access_key\n"
+        "    aws: {region: us-east-2}\n"
+        "    with: {access_key_id: AKIAIOSFODNN7EXAMPLE, user_name: ml-svc}\n"
+        "  - id: snapshot\n"
+        "    action: aws.sagemaker.snapshot_model\n"
+        "    aws: {region: us-east-2}\n"
+        "    with: {endpoint_name: scoring, evidence_bucket: ir-evidence}\n"
+    )
+    alert = guardduty_alert(tmp_path)  # in account 123456789012, eu-west-1
+    for extra in ((), ("--alert", str(alert))):
+        done = irbook("iam-policy", str(path), *extra)
+        assert done.returncode == 0, done.stderr
+        policy = json.loads(done.stdout)
+        assert sorted(resources_of(policy, "iam:UpdateAccessKey")) == [
+            "arn:aws:iam::111122223333:user/*/ml-svc",
+            "arn:aws:iam::111122223333:user/ml-svc",
+        ]
+        assert resources_of(policy, "sagemaker:DescribeEndpoint") == [
+            "arn:aws:sagemaker:us-east-2:111122223333:endpoint/scoring"
+        ]

@@ -264,3 +264,41 @@ def test_this_process_lease_is_kept_in_the_shared_database(pg_url: str) -> None:
     owner = store.hold()
     rows = sql(pg_url, f"SELECT lease_expires FROM run_owners WHERE id = '{owner}'")
     assert rows and rows[0][0] > time.time()
+
+
+def test_database_errors_are_caught_by_the_same_names_on_postgresql(pg_url: str) -> None:
+    """`except db.integrity_errors():` and `except db.errors():` catch psycopg's errors
+    as they catch sqlite3's, so callers need not know the back-end."""
+    from irbook import db
+
+    database = db.open_database(pg_url)
+    conn = database.conn()
+    conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY)")
+    conn.execute("INSERT INTO t (k) VALUES (?)", ("a",))
+    with pytest.raises(db.integrity_errors()) as caught:
+        conn.execute("INSERT INTO t (k) VALUES (?)", ("a",))
+    assert isinstance(caught.value, psycopg.IntegrityError)
+    with pytest.raises(db.errors()):
+        conn.execute("SELECT nope FROM t")
+    assert psycopg.OperationalError in db.busy_errors()
+    assert db.DatabaseUrlError in db.unreachable_errors()
+
+
+def test_statements_run_on_a_borrowed_connection_or_the_transactions(pg_url: str) -> None:
+    """Outside a transaction each call borrows a pooled connection (and its writes are
+    committed at once); inside one, every call uses the transaction's connection, so a
+    rollback takes back execute's and executemany's writes alike."""
+    from irbook import db
+
+    database = db.open_database(pg_url)
+    conn = database.conn()
+    conn.execute("CREATE TABLE t (k TEXT PRIMARY KEY, n INTEGER)")
+    assert (
+        conn.executemany("INSERT INTO t (k, n) VALUES (?, ?)", [("a", 1), ("b", 2)]).rowcount == 2
+    )
+    with pytest.raises(RuntimeError), database.tx() as tx:
+        tx.executemany("INSERT INTO t (k, n) VALUES (?, ?)", [("c", 3), ("d", 4)])
+        tx.execute("UPDATE t SET n = ? WHERE k = ?", (10, "a"))
+        assert tx.execute("SELECT count(*) AS c FROM t").fetchone()["c"] == 4
+        raise RuntimeError("roll back")
+    assert sql(pg_url, "SELECT k, n FROM t ORDER BY k") == [("a", 1), ("b", 2)]

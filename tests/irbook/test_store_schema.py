@@ -230,3 +230,28 @@ def test_a_script_splits_at_statements_not_at_semicolons_in_comments_or_literals
         "CREATE TABLE a (x INTEGER NOT NULL,\n        y TEXT DEFAULT 'p;q')",
         "CREATE INDEX a_x ON a (x)",
     ]
+
+
+def test_doctor_passes_a_database_only_the_cli_has_used(tmp_path: Path) -> None:
+    """`irbook run` alone never opens the receiver's queue, so its tables are not there:
+    a legitimate setup, said on the ok line; an outdated component still fails."""
+    path = tmp_path / "cli-only.db"
+    RunStore(str(path)).database.close()
+    env = {"IRBOOK_DATABASE_URL": str(path), "PREFECT_API_URL": ""}
+    done = irbook("doctor", **env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    first = done.stdout.splitlines()[0]
+    assert first == (
+        f"ok    database: {path}: reachable, schema runs {COMPONENT.version} (current); "
+        "receiver: no tables yet (made when first used)"
+    ), done.stdout
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE irbook_schema SET version = 1 WHERE component = 'runs'")
+    db.close()
+    done = irbook("doctor", **env)
+    assert done.returncode == 1, done.stdout
+    assert done.stdout.splitlines()[0] == (
+        f"FAIL  database: {path}: reachable, schema receiver none (expected 1), "
+        f"runs 1 (expected {COMPONENT.version}): run irbook db upgrade"
+    ), done.stdout
+    assert "Traceback" not in done.stderr

@@ -520,6 +520,27 @@ def test_irbook_worker_errors_are_one_line() -> None:
     assert result.stderr.strip() == "irbook: error: --limit must be at least 1"
 
 
+def test_irbook_worker_for_a_pool_that_does_not_exist_stops_naming_it(prefect_api: str) -> None:
+    """A mistyped pool used to leave a worker saying it polls the pool, and waiting for ever
+    for someone to create it; an API that does not answer is one line too."""
+    pool = f"no-such-pool-{uuid.uuid4().hex[:8]}"
+    for api, said in (
+        (prefect_api, f"work pool {pool!r} does not exist on {prefect_api}: run irbook deploy"),
+        ("http://127.0.0.1:9/api", "the Prefect API at http://127.0.0.1:9/api is unreachable"),
+    ):
+        result = subprocess.run(
+            [IRBOOK, "worker", "--pool", pool],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PREFECT_API_URL": api},
+        )
+        assert result.returncode == 1, result.stdout + result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and said in lines[0], result.stderr
+        assert "polling" not in result.stdout
+
+
 def _queue_one(queue: AlertQueue, req: StartRequest) -> StartRequest:
     """Enqueue req's alert; the request as the dispatcher will build it (queue's run id)."""
     item = QueueItem(req.source, req.alert, req.playbook_id, req.playbook_path, "dry-run")

@@ -391,3 +391,63 @@ def test_aws_from_environment_variables(tmp_path: Path, moto_url: str) -> None:
     planned = [c["call"] for c in steps["revoke"]["planned_calls"]]
     assert "iam:UpdateAccessKey" in real_calls(steps, "revoke")
     assert real_calls(steps, "revoke") == planned
+
+
+def test_a_step_in_another_region_assumes_the_playbooks_role_with_its_external_id(
+    tmp_path: Path, moto_url: str
+) -> None:
+    """A step's `aws: {region}` under a playbook's `aws: {role_arn, external_id}` acts
+    through that role, and asks for it WITH the external id: the role's trust policy
+    requires it, and an AssumeRole without it is refused (Playbook.aws_for)."""
+    import boto3
+    from moto.sts.models import sts_backends
+
+    account, external_id = "111122223333", "ir-ext-42"
+    role_arn = f"arn:aws:iam::{account}:role/ir-responder"
+    base = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    sts = boto3.client("sts", endpoint_url=moto_url, region_name="us-east-1", **base)
+    seed = sts.assume_role(RoleArn=role_arn, RoleSessionName="seed")["Credentials"]
+    iam = boto3.client(  # the role's account, where the leaked key is
+        "iam",
+        endpoint_url=moto_url,
+        region_name="us-east-1",
+        aws_access_key_id=seed["AccessKeyId"],
+        aws_secret_access_key=seed["SecretAccessKey"],
+        aws_session_token=seed["SessionToken"],
+    )
+    iam.create_user(UserName="ml-inference-svc")
+    key_id = iam.create_access_key(UserName="ml-inference-svc")["AccessKey"]["AccessKeyId"]
+    path = playbook(
+        tmp_path,
+        f"""
+        - id: revoke
+          action: aws.iam.deactivate_access_key
+          aws: {{region: us-east-2}}
+          with: {{access_key_id: {key_id}, user_name: ml-inference-svc}}
+        """,
+    )
+    text = path.read_text().replace(
+        "steps:\n", f'aws: {{role_arn: "{role_arn}", external_id: {external_id}}}\nsteps:\n', 1
+    )
+    path.write_text(text)
+
+    code, out, _ = irbook_run(
+        path,
+        {
+            "AWS_ENDPOINT_URL": moto_url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": "us-east-1",
+        },
+    )
+
+    assert code == 0, out
+    [key] = iam.list_access_keys(UserName="ml-inference-svc")["AccessKeyMetadata"]
+    assert key["Status"] == "Inactive"  # changed in the role's account
+    # what moto's STS was asked: the run's AssumeRole (session "irbook") carried the id
+    asked = [
+        (r.role_arn, r.external_id)
+        for r in sts_backends[account]["aws"].assumed_roles
+        if r.session_name == "irbook"
+    ]
+    assert asked == [(role_arn, external_id)]

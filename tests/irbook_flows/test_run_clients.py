@@ -44,3 +44,21 @@ def test_the_planned_calls_services_in_the_steps_regions_without_role_steps(
     # a role's clients need its credentials (assumed when its step runs); a skipped
     # step and a non-AWS step need none
     assert aws_clients(plan) == [("iam", "eu-west-1"), ("s3", "us-east-2")]
+
+
+def test_a_step_that_only_sets_a_region_acts_through_the_playbooks_role(
+    tmp_path: Path,
+) -> None:
+    """Playbook.aws_for (tests/irbook/test_aws_target.py has its cases): `block` sets only
+    a region, so it too assumes the playbook's role when it runs; no client before."""
+    path = tmp_path / "where.yaml"
+    path.write_text(
+        BOOK.replace(
+            "aws: {region: eu-west-1}",
+            'aws: {region: eu-west-1, role_arn: "arn:aws:iam::123456789012:role/ir",'
+            " external_id: ext-1}",
+        )
+    )
+    book = load_playbook(str(path)).playbook
+    plan = build_plan(book, None, {})
+    assert aws_clients(plan) == []  # every step acts through a role

@@ -10,6 +10,7 @@ from irbook.errors import IrbookError
 from irbook.registry import REGISTRY
 from irbook_flows.deploy import (
     check_api_reachable,
+    check_pool_exists,
     full_name,
     prefect_reason,
     register,
@@ -53,7 +54,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise IrbookError("--pool needs a name")
     if args.limit is not None and args.limit < 1:
         raise IrbookError("--limit must be at least 1")
-    ensure_api()
+    url = ensure_api()
+    check_api_reachable(url)
+    check_pool_exists(url, pool)  # else the worker would wait for it, silently, for ever
     import anyio
 
     from irbook_flows.flow import quiet_console

@@ -5,7 +5,9 @@ One line per check, exit 0 when all pass, else 1:
 - database: the one IRBOOK_DATABASE_URL (else the configuration's `database_url:`, else
   `$IRBOOK_HOME/irbook.db`) names is reachable and its tables are at the schema version
   this irbook expects (`irbook db upgrade` brings them there); the URL is shown without
-  its password;
+  its password. A component whose tables were never made (the receiver's, on a database
+  only the CLI has used) is said, not failed: its first use makes them. A database with
+  none of irbook's tables fails (it may be the wrong one: `irbook db upgrade` sets it up);
 - prefect api: PREFECT_API_URL (or irbook's own local server) answers its health check;
   without either, irbook starts a local server when a run needs one, which is fine for
   `runner: embedded` and not for workers on other hosts;
@@ -49,7 +51,25 @@ def check_database(configured: str | None) -> Check:
         return False, "database", f"{shown}: {db.first_line(exc)}"
     if ok:
         return True, "database", f"{shown}: reachable, schema {', '.join(said)} (current)"
-    newer = any(have.get(c.name, 0) > c.version for c in migrations.components())
+    every = migrations.components()
+    absent = [c.name for c in every if have.get(c.name, 0) == 0]
+    if (
+        absent
+        and len(absent) < len(every)
+        and all(have.get(c.name, 0) == c.version for c in every if c.name not in absent)
+    ):
+        # Used, but not by every component (the CLI alone never opens the receiver's
+        # queue): the tables a component lacks are made by its first use, as a missing
+        # SQLite file is. A database nothing has used still fails: it may be the wrong one.
+        current = ", ".join(f"{c.name} {c.version}" for c in every if c.name not in absent)
+        later = ", ".join(absent)
+        return (
+            True,
+            "database",
+            f"{shown}: reachable, schema {current} (current); {later}: no tables yet "
+            "(made when first used)",
+        )
+    newer = any(have.get(c.name, 0) > c.version for c in every)
     hint = "a newer irbook wrote it: upgrade irbook" if newer else "run irbook db upgrade"
     return False, "database", f"{shown}: reachable, schema {', '.join(said)}: {hint}"
 

@@ -12,7 +12,7 @@ from typing import Any
 from irbook import leases
 from irbook.cache import home
 from irbook.cli.common import crash_reaper
-from irbook.db import URL_ENV, DatabaseUrlError, database_url, dialect_of, first_line, redacted_url
+from irbook.db import URL_ENV, DatabaseUrlError, database_url, open_database
 from irbook.errors import IrbookError
 from irbook.policy import active as active_policy
 from irbook.registry import REGISTRY
@@ -88,7 +88,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         playbooks = load_playbooks(loaded.config.playbooks or default_playbook_dirs())
         for warning in [*loaded.warnings, *route_playbooks(loaded, playbooks).warnings]:
             print(f"irbook: warning: {warning}", file=sys.stderr)
-        _check_database(database_url(), setting)  # before Prefect starts, as the files are
+        try:  # before Prefect starts, as the files are: one line naming the setting at
+            # fault; the pool it opens is the one every store of this process shares
+            open_database(database_url(), setting=setting)
+        except DatabaseUrlError as exc:
+            raise IrbookError(str(exc)) from None
 
     active_policy()  # a broken policy file stops the receiver here, before Prefect starts
 
@@ -101,22 +105,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return _serve(args, loaded, playbooks)
     except DatabaseUrlError as exc:  # unreachable, or refused: one line, no traceback
         raise IrbookError(str(exc)) from None
-
-
-def _check_database(url: str, setting: str) -> None:
-    """A PostgreSQL database the receiver cannot reach, in one line naming the setting
-    and the server's reason, at once (the pool would retry it for half a minute)."""
-    if dialect_of(url) != "postgresql":
-        return
-    import psycopg
-
-    try:
-        psycopg.connect("postgresql://" + url.split("://", 1)[1], connect_timeout=10).close()
-    except psycopg.Error as exc:
-        reason = first_line(exc).split(": ", 1)[-1] if "connection failed" in str(exc) else ""
-        raise IrbookError(
-            f"{setting}: cannot connect to {redacted_url(url)}: {reason or first_line(exc)}"
-        ) from None
 
 
 def _serve(args: argparse.Namespace, loaded: Any, playbooks: Any) -> int:

@@ -186,11 +186,11 @@ def _step_section(number: int, step: Step, playbook: Playbook, registry: Registr
     out.append(
         f"- **Retries:** {retry}; **timeout:** {timeout}; **on failure:** {_on_failure(step, spec)}"
     )
-    target = step.aws or playbook.aws
-    if target is not None and step.action.startswith("aws."):
-        bits = [f"region {code(target.region)}" if target.region else "the default region"]
-        if target.role_arn:
-            bits.append(f"as role {code(target.role_arn)}")
+    if (step.aws or playbook.aws) is not None and step.action.startswith("aws."):
+        dest = playbook.aws_for(step)
+        bits = [f"region {code(dest.region)}" if dest.region else "the default region"]
+        if dest.role_arn:
+            bits.append(f"as role {code(dest.role_arn)}")
         out.append(f"- **AWS target:** {', '.join(bits)}")
     perms = spec.permissions if spec else ()
     out.append(f"- **Permissions:** {codes(perms, 'none')}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints
@@ -71,3 +72,38 @@ class Playbook(Strict):
             if step.id == step_id:
                 return step
         raise KeyError(step_id)
+
+    def aws_for(self, step: Step) -> AwsDestination:
+        """Where a step's AWS calls go: the one rule for the engine's live calls, the
+        clients built before a run, `irbook iam-policy`, preflight and the runbook.
+
+        The region is the step's, else the playbook's. The role and its external id go
+        together: both from the step's `aws:` when it sets role_arn, else both from the
+        playbook's (a step that only changes the region keeps the playbook's role and
+        the external id its trust policy asks for)."""
+        own, book = step.aws, self.aws
+        region = (own.region if own else None) or (book.region if book else None)
+        role = own if own is not None and own.role_arn else book
+        if role is None or not role.role_arn:
+            return AwsDestination(region)
+        return AwsDestination(region, role.role_arn, role.external_id)
+
+
+@dataclass(frozen=True, slots=True)
+class AwsDestination:
+    """Where one step's AWS calls go (Playbook.aws_for): None is AWS's own default (the
+    region of AWS_REGION, the caller's credentials with no role assumed)."""
+
+    region: str | None = None
+    role_arn: str | None = None
+    external_id: str | None = None
+
+    @property
+    def account(self) -> str | None:
+        """The account the role is in; None without a role (the credentials' own)."""
+        return self.role_arn.split(":")[4] if self.role_arn else None
+
+    @property
+    def partition(self) -> str | None:
+        """The role's partition (aws, aws-cn, aws-us-gov); None without a role."""
+        return self.role_arn.split(":")[1] if self.role_arn else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from irbook.model.base import ID_PATTERN, Duration, Strict
 
@@ -52,7 +52,10 @@ class Acknowledgement(Strict):
 
 
 class AwsTarget(Strict):
-    """Where AWS calls go: a region and, for other accounts, a role to assume."""
+    """Where AWS calls go: a region and, for other accounts, a role to assume. A step's
+    region replaces the playbook's; a step's role_arn replaces the playbook's role and
+    its external_id together, and a step without role_arn acts through the playbook's
+    role with the playbook's external_id."""
 
     region: str | None = Field(
         default=None,
@@ -65,8 +68,21 @@ class AwsTarget(Strict):
         description="A role to assume first, for another account",
     )
     external_id: str | None = Field(
-        default=None, description="The ExternalId the role's trust policy asks for"
+        default=None,
+        description="The ExternalId the role's trust policy asks for (with role_arn only)",
     )
+
+    @model_validator(mode="after")
+    def _external_id_has_its_role(self) -> AwsTarget:
+        # The external id is part of one role's trust policy: it goes with the role_arn
+        # beside it. Alone (under a playbook's role, or for the steps' roles) it would
+        # be sent with a role it was never written for, or silently not sent at all.
+        if self.external_id is not None and self.role_arn is None:
+            raise ValueError(
+                "external_id without role_arn: an external id goes only with the role_arn "
+                "in the same aws: block (add the role_arn it is for, or move it beside that)"
+            )
+        return self
 
 
 class Step(Strict):

@@ -84,6 +84,27 @@ def test_example_steps_in_execution_order_with_their_details() -> None:
     assert "**Once for each item of:** `${{ where(alert.resources, 'arn') }}`" in tag
 
 
+def test_a_steps_aws_target_is_where_the_engine_sends_its_calls(tmp_path: Path) -> None:
+    """Playbook.aws_for: a step that sets only a region still acts as the playbook's role,
+    and the runbook says so (a responder doing it by hand needs that role)."""
+    path = tmp_path / "where.yaml"
+    path.write_text(
+        "apiVersion: irbook/v1\nkind: Playbook\nmetadata: {id: where, title: Where}\n"
+        'aws: {region: eu-west-1, role_arn: "arn:aws:iam::111122223333:role/ir",'
+        " external_id: ir-ext-1}\n"
+        "steps:\n"
+        "  - id: revoke\n"
+        "    action: aws.iam.deactivate_access_key\n"
+        "    aws: {region: us-east-2}\n"
+        "    with: {access_key_id: AKIAIOSFODNN7EXAMPLE, user_name: ml-svc}\n"
+    )
+    text = render_runbook(load_playbook(str(path)))
+    assert (
+        "- **AWS target:** region `us-east-2`, as role `arn:aws:iam::111122223333:role/ir`"
+        in text.splitlines()
+    )
+
+
 def test_example_header_triggers_inputs_and_policy() -> None:
     text = render_runbook(load_playbook(str(EXAMPLE)))
     assert text.startswith("# Leaked access key used against a model endpoint\n")

@@ -296,19 +296,27 @@ def test_a_database_the_receiver_cannot_reach_is_one_line_before_prefect_starts(
     config = write_config(tmp_path, "postgresql://irbook@127.0.0.1:1/irbook")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IRBOOK_", "PREFECT_"))}
     env.update(GD_TOKEN=TOKEN, IRBOOK_HOME=str(tmp_path / "home"))
-    done = subprocess.run(
-        [*IRBOOK, "serve", "--port", str(free_port()), "--config", str(config)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 1, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert (
-        len(lines) == 1
-        and "database_url: cannot connect to postgresql://irbook@127.0.0.1:1/irbook" in lines[0]
-    )
-    assert "Traceback" not in done.stderr
-    assert not (tmp_path / "home" / "prefect").exists()  # refused before Prefect started
+    for url, said in (
+        (None, "database_url: cannot connect to postgresql://irbook@127.0.0.1:1/irbook"),
+        # the environment wins over the file, and the message names it instead
+        (
+            "postgresql://irbook:pw@127.0.0.1:1/other",
+            "IRBOOK_DATABASE_URL: cannot connect to postgresql://irbook:***@127.0.0.1:1/other: ",
+        ),
+    ):
+        if url is not None:
+            env["IRBOOK_DATABASE_URL"] = url
+        done = subprocess.run(
+            [*IRBOOK, "serve", "--port", str(free_port()), "--config", str(config)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 1, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and said in lines[0], done.stderr
+        assert "connection failed" not in lines[0] and "pw@" not in lines[0]
+        assert "Traceback" not in done.stderr
+        assert not (tmp_path / "home" / "prefect").exists()  # refused before Prefect started
