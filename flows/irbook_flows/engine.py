@@ -598,14 +598,15 @@ class Engine:
                     reason = f"approval rejected by {decision.approver or 'nobody'}"
                     if decision.comment:
                         reason += f": {decision.comment}"
-                    self.spec.store.upsert_step(
-                        self.spec.run_id,
-                        sid,
-                        0,
-                        state="rejected",
-                        reason=reason,
-                        finished_at=time.time(),
-                    )
+                    for item in pending.items:  # every item of a for_each step
+                        self.spec.store.upsert_step(
+                            self.spec.run_id,
+                            sid,
+                            item.index,
+                            state="rejected",
+                            reason=reason,
+                            finished_at=time.time(),
+                        )
                     self.finish_step(sid, "rejected", reason)
                 continue
             break

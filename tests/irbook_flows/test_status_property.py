@@ -1,6 +1,7 @@
 """A property: for small generated playbooks (needs, `if` with status functions,
-on_failure, approval gates) and chosen outcomes (which steps fail, which approvals are
-refused), the planner's predicted step states are the dry run's and the drill's.
+for_each, on_failure, approval gates, steps with and without AWS calls) and chosen
+outcomes (which steps fail, which approvals are refused), the planner's predicted step
+states and API calls are the dry run's and the drill's.
 
 The planner assumes approvals are given, so it is compared when none is refused; the dry
 run (the compiled flow waiting for decisions as a live run does) and the drill are
@@ -50,6 +51,8 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
                 "if": cond,
                 "on_failure": draw(st.sampled_from([None, "continue", "abort"])),
                 "gate": draw(st.sampled_from([None, "approve", "reject"])),
+                "aws": draw(st.booleans()),
+                "for_each": draw(st.sampled_from([None, [], ["alice"], ["alice", "bob"]])),
             }
         )
     # One gate at most: a second approval that times out right after a first one crashes
@@ -72,10 +75,18 @@ def playbook_yaml(case: dict[str, Any]) -> str:
     ]
     for s in case["steps"]:
         lines.append(f"  - id: {s['id']}")
+        who = "'${{ item }}'" if s["for_each"] is not None else "ml-svc"
         if s["fails"]:
             lines += ["    action: core.fail", "    with: {message: injected}"]
+        elif s["aws"]:  # planned calls that depend on the item
+            lines += [
+                "    action: aws.iam.deactivate_access_key",
+                f"    with: {{access_key_id: AKIAIOSFODNN7EXAMPLE, user_name: {who}}}",
+            ]
         else:
-            lines += ["    action: core.note", f"    with: {{text: {s['id']}}}"]
+            lines += ["    action: core.note", f"    with: {{text: {who}}}"]
+        if s["for_each"] is not None:
+            lines.append(f"    for_each: {json.dumps(s['for_each'])}")
         if s["needs"]:
             lines.append(f"    needs: [{', '.join(s['needs'])}]")
         if s["if"] is not None:
@@ -87,15 +98,28 @@ def playbook_yaml(case: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def planned(path: Path, flag: bool) -> dict[str, str]:
+def planned(path: Path, flag: bool) -> tuple[dict[str, str], dict[str, list[Any]]]:
+    """The planner's step states, and each step's calls (item by item) where it has any."""
     from irbook.loader import load_playbook
     from irbook.plan import build_plan
 
     plan = build_plan(load_playbook(str(path)).playbook, None, {"flag": str(flag).lower()})
-    return {s.id: PLANNED_STATE[s.status] for s in plan.steps}
+    calls = {s.id: [c.as_dict() for c in s.calls] for s in plan.steps if s.status == "run"}
+    return {s.id: PLANNED_STATE[s.status] for s in plan.steps}, {
+        k: v for k, v in calls.items() if v
+    }
 
 
-def dry_run(path: Path, case: dict[str, Any]) -> dict[str, str]:
+def recorded_calls(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The calls each step was to make, item by item, as the run record has them."""
+    calls: dict[str, list[Any]] = {}
+    for row in sorted(rows, key=lambda r: (r["step_id"], r["item"])):
+        if row["state"] != "skipped" and row.get("planned_calls"):
+            calls.setdefault(row["step_id"], []).extend(row["planned_calls"])
+    return calls
+
+
+def dry_run(path: Path, case: dict[str, Any]) -> tuple[dict[str, str], dict[str, list[Any]]]:
     from irbook.loader import load_playbook
     from irbook.plan import build_plan, manual_alert
     from irbook.registry import NoClients
@@ -120,10 +144,18 @@ def dry_run(path: Path, case: dict[str, Any]) -> dict[str, str]:
         ask_approvals=True,  # wait for a decision, as a live run does, instead of simulating
     )
     execute(spec)
-    return {row["step_id"]: row["state"] for row in store.steps(run_id)}
+    rows = store.steps(run_id)
+    states: dict[str, str] = {}
+    for row in rows:  # a for_each step's rows must agree, or its step has no one state
+        states[row["step_id"]] = (
+            row["state"] if states.get(row["step_id"], row["state"]) == row["state"] else "mixed"
+        )
+    return states, recorded_calls(rows)
 
 
-def drilled(path: Path, case: dict[str, Any], folder: Path) -> dict[str, str]:
+def drilled(
+    path: Path, case: dict[str, Any], folder: Path
+) -> tuple[dict[str, str], dict[str, list[str]]]:
     from irbook.drill.scenario import load_scenario
     from irbook_flows.drill import run_drill
 
@@ -135,7 +167,8 @@ def drilled(path: Path, case: dict[str, Any], folder: Path) -> dict[str, str]:
         f"inputs: {{flag: {str(case['flag']).lower()}}}\n"
     )
     result = run_drill(load_scenario(str(scenario)))
-    return {s.id: s.state for s in result.steps}
+    calls = {s.id: list(s.planned_calls) for s in result.steps if s.planned_calls}
+    return {s.id: s.state for s in result.steps}, calls
 
 
 @settings(
@@ -153,10 +186,14 @@ def test_planner_dry_run_and_drill_agree_on_step_states(
     text = playbook_yaml(case)
     path.write_text(text)
     shown = textwrap.indent(text, "  ")
-    drill = drilled(path, case, folder)
-    dry = dry_run(path, case)
+    drill, drill_calls = drilled(path, case, folder)
+    dry, dry_calls = dry_run(path, case)
     assert dry == drill, f"dry run {dry} != drill {drill} for\n{shown}"
+    # the drill's report names each step's calls once ("iam:UpdateAccessKey")
+    named = {sid: list(dict.fromkeys(c["call"] for c in calls)) for sid, calls in dry_calls.items()}
+    assert named == drill_calls, f"dry run calls {named} != drill {drill_calls} for\n{shown}"
     refused = any(s["gate"] == "reject" for s in case["steps"])
     if not refused:
-        plan = planned(path, case["flag"])
+        plan, plan_calls = planned(path, case["flag"])
         assert plan == dry, f"plan {plan} != dry run {dry} for\n{shown}"
+        assert plan_calls == dry_calls, f"plan calls != dry run calls for\n{shown}"
