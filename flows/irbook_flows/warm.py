@@ -1,7 +1,9 @@
 """The warm runner: a process that has imported Prefect, boto3 and irbook once, and forks
 a child for each `irbook run` handed to it (a fork server, like multiprocessing's
 forkserver or Gradle's daemon). `irbook warm start` starts it (`start_warm`), `irbook warm
-stop` and `irbook server stop` stop it.
+stop` and `irbook server stop` stop it. Its entry point is irbook.cli.warm (the command
+line's layer, which this one does not import): `run_zygote` serves, and returns in each
+forked child, which then runs `irbook`'s main through `finish`.
 
 Importing Prefect alone takes longer than a plain boto3 script's whole containment, so a
 run that starts cold cannot be quick; the warm runner pays it once. Opt-in: without it,
@@ -22,9 +24,10 @@ How a run goes (the client side is irbook.cli.warm):
    and lets the child go only when the client answers "go". The client runs cold only
    when it never got "ready", so a run never starts twice.
 4. The child takes the client's descriptors as 0, 1 and 2, its environment, working
-   directory, argv and sys.path, unwinds to this module's entry point and runs
+   directory, argv and sys.path, unwinds to the entry point and runs
    `irbook.cli.main.main(argv)` there: the same code as a cold `irbook run`, ending
-   with the interpreter's normal exit (or cmd_run's os._exit on Ctrl-C/SIGTERM).
+   as the interpreter's exit would (`finish`), or with cmd_run's os._exit on
+   Ctrl-C/SIGTERM.
 5. The supervisor waits for the child (pidfd) and sends its exit status back; if the
    client goes away first, the child gets SIGTERM (recorded as cancelled).
 
@@ -39,6 +42,7 @@ import contextlib
 import fcntl
 import gc
 import hashlib
+import importlib
 import io
 import json
 import logging
@@ -51,6 +55,7 @@ import sys
 import sysconfig
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -63,7 +68,6 @@ START_TIMEOUT = 150.0  # imports, and the local Prefect server's start when ther
 STOP_TIMEOUT = 10.0
 REQUEST_TIMEOUT = 10.0
 GO_TIMEOUT = 60.0
-MODULE = "irbook_flows.warm"
 # Pinned at import by Prefect (its settings), by Python (PYTHON*), or read to find
 # irbook's home and Prefect's profiles: a request that differs in one of them runs cold.
 PINNED_PREFIXES = ("PREFECT_", "PYTHON")
@@ -175,17 +179,19 @@ class Zygote:
         return None
 
 
-def prepare() -> Zygote:
-    """Import what a run imports, once; the state requests are checked against."""
+def prepare(preload: Sequence[str] = ()) -> Zygote:
+    """Import what a run imports, once (and the modules named in `preload`); the state
+    requests are checked against."""
     pinned = _pinned(dict(os.environ))  # before ensure_api sets PREFECT_API_URL and others
     local_server = not os.environ.get("PREFECT_API_URL")
     api_url = server.ensure_api()
     import boto3
 
-    import irbook.cli.main
-    import irbook.cli.runs
     import irbook_flows.flow
     from irbook.registry import REGISTRY
+
+    for name in preload:
+        importlib.import_module(name)
 
     REGISTRY.load_all()
     irbook_flows.flow.quiet_console()
@@ -214,7 +220,7 @@ def prepare() -> Zygote:
     ):
         with contextlib.suppress(ImportError):
             __import__(name)
-    del boto3, irbook
+    del boto3
     from prefect.settings import get_current_settings
 
     profiles = str(get_current_settings().profiles_path)
@@ -280,7 +286,13 @@ def serve(zygote: Zygote) -> Job:
     state = warm_dir() / "warm.json"
     state.write_text(
         json.dumps(
-            {"pid": zygote.pid, "since": zygote.since, "api": zygote.api_url, "socket": str(path)}
+            {
+                "pid": zygote.pid,
+                "since": zygote.since,
+                "api": zygote.api_url,
+                "socket": str(path),
+                "argv": sys.orig_argv,  # what `stop` recognizes it by
+            }
         )
     )
     signal.signal(signal.SIGTERM, _on_term)
@@ -452,8 +464,8 @@ def _stream(fd: int, write: bool, encoding: str | None, errors: str | None) -> i
     )
 
 
-def become(job: Job) -> int:
-    """Turn this child into the client's `irbook` process and run its command."""
+def become(job: Job) -> list[str]:
+    """Turn this child into the client's `irbook` process; the arguments of its command."""
     request = job.request
     for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
@@ -477,9 +489,7 @@ def become(job: Job) -> int:
     os.chdir(request["cwd"])
     sys.argv = [str(a) for a in request["argv"]]
     sys.path[:] = [str(p) for p in request["path"]]
-    from irbook.cli.main import main
-
-    return main(sys.argv[1:])
+    return sys.argv[1:]
 
 
 def _exit(code: Any) -> NoReturn:
@@ -568,15 +578,16 @@ def warm_status() -> tuple[bool, str]:
     )
 
 
-def _is_warm_runner(pid: int) -> bool:
+def _is_warm_runner(pid: int, argv: list[str]) -> bool:
+    """Whether `pid` still is the warm runner, not a process that reused its pid."""
     try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        running = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return True
-    return MODULE.encode() in argv
+    return [a.decode(errors="replace") for a in running if a] == argv
 
 
-def start_warm() -> str:
+def start_warm(argv: list[str]) -> str:
     """Start the warm runner (one, however many starts race); one line saying what."""
     base = warm_dir()
     base.mkdir(parents=True, exist_ok=True)
@@ -588,9 +599,8 @@ def start_warm() -> str:
             return f"warm runner already running (pid {said['pid']}, Prefect API {said['api']})"
         socket_path().unlink(missing_ok=True)  # stale: nothing answers on it
         log = base / "warm.log"
-        argv = [sys.executable, "-P", "-m", MODULE]
         pid = os.posix_spawn(
-            sys.executable,
+            argv[0],
             argv,
             dict(os.environ),  # the caller's: what its runs will be checked against
             file_actions=[
@@ -632,7 +642,8 @@ def stop_warm() -> tuple[bool, str]:
         fcntl.flock(lock, fcntl.LOCK_EX)
         state = _state()
         pid = int(state["pid"]) if state and isinstance(state.get("pid"), int) else None
-        if pid is None or not server._alive(pid) or not _is_warm_runner(pid):
+        argv = [str(a) for a in (state or {}).get("argv") or []]
+        if pid is None or not server._alive(pid) or not _is_warm_runner(pid, argv):
             socket_path().unlink(missing_ok=True)
             (base / "warm.json").unlink(missing_ok=True)
             return False, "warm runner: not running"
@@ -651,15 +662,22 @@ def stop_warm() -> tuple[bool, str]:
         return True, f"stopped the warm runner (pid {pid})"
 
 
-def main() -> int:
+def run_zygote(preload: Sequence[str] = ()) -> list[str]:
+    """Prepare and serve; returns only in a run's child, as the client's process: the
+    arguments of its `irbook` command."""
     try:
-        zygote = prepare()
+        zygote = prepare(preload)
     except IrbookError as exc:
         print(f"irbook: {exc}", flush=True)
-        return 1
-    job = serve(zygote)  # returns in a run's child only
+        sys.exit(1)
+    return become(serve(zygote))
+
+
+def finish(command: Callable[[], Any]) -> NoReturn:
+    """Run `command` (irbook's main) in a run's child and end the child as a process
+    that ran it would end: its exit status, its traceback if it raised."""
     try:
-        code: Any = become(job)
+        code: Any = command()
     except SystemExit as exc:
         code = exc
     except KeyboardInterrupt:
@@ -675,7 +693,3 @@ def main() -> int:
         sys.excepthook(*sys.exc_info())
         code = 1
     _exit(code)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -311,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:  # the `irbook` process itself (the warm runner's child passes argv)
         argv = sys.argv[1:]
         if argv[:1] == ["run"] and os.environ.get("IRBOOK_WARM", "") != "0":
-            from irbook.cli.warm import hand_over
+            from irbook.warm import hand_over
 
             code = hand_over(argv)  # None: no warm runner, or it refused; run here
             if code is not None:
