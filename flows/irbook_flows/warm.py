@@ -487,6 +487,8 @@ def become(job: Job) -> list[str]:
     os.environ.clear()
     os.environ.update({str(k): str(v) for k, v in request["env"].items()})
     os.chdir(request["cwd"])
+    if isinstance(request.get("umask"), int):
+        os.umask(request["umask"])  # the files the run creates are the caller's kind
     sys.argv = [str(a) for a in request["argv"]]
     sys.path[:] = [str(p) for p in request["path"]]
     return sys.argv[1:]

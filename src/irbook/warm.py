@@ -107,6 +107,12 @@ def _streams() -> list[list[str | None]]:
     ]
 
 
+def _umask() -> int:
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
 def hand_over(argv: Sequence[str]) -> int | None:
     """Run `irbook ARGV` in the warm runner: its exit status, or None to run it here.
 
@@ -136,6 +142,7 @@ def hand_over(argv: Sequence[str]) -> int | None:
             "path": list(sys.path),
             "safe_path": bool(sys.flags.safe_path),
             "streams": _streams(),
+            "umask": _umask(),
         }
         try:
             send(sock, request, fds=[0, 1, 2])

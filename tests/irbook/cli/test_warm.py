@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pty
 import re
+import select
 import signal
 import stat
 import subprocess
@@ -373,3 +375,92 @@ def test_server_stop_stops_the_warm_runner_too(
         with contextlib.suppress(OSError, ValueError, KeyError, UnboundLocalError):
             pid = int(json.loads(server_state.read_text())["pid"])
             os.killpg(pid, signal.SIGKILL)
+
+
+GATED = """\
+- {id: hello, action: core.note, with: {text: hi}}
+- id: gate
+  action: core.note
+  needs: [hello]
+  approval: {required: true, timeout: 5m, on_timeout: reject}
+  with: {text: approved}
+"""
+
+
+def test_a_terminal_prompt_answered_in_the_warm_runner(warm: Path, tmp_path: Path) -> None:
+    """The warm runner's child has the caller's terminal: the live step table, and the
+    approval prompt that reads the answer from it."""
+    path = playbook(tmp_path, GATED)
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [IRBOOK, "run", str(path), "--dry-run", "--ask-approvals", "--quiet"],
+        cwd=ROOT,
+        env={**os.environ, "IRBOOK_WARM": "1"},
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        start_new_session=True,
+    )
+    os.close(terminal)
+    seen = b""
+    answered = False
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([controller], [], [], 0.5)
+            if not ready:
+                if proc.poll() is not None:
+                    break
+                continue
+            try:
+                data = os.read(controller, 4096)
+            except OSError:  # the terminal's last writer is gone
+                break
+            if not data:
+                break
+            seen += data
+            if not answered and b"Approve? [y/N]" in seen:
+                os.write(controller, b"y\n")
+                answered = True
+        assert proc.wait(timeout=60) == 0, seen.decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(controller)
+    text = seen.decode(errors="replace")
+    assert answered, text
+    assert "not run warm" not in text
+    run_id = run_id_of(text)
+    assert run_pid(run_id) != proc.pid
+    assert "\x1b[" in text  # the live table: the child saw a terminal
+    from irbook.runs import RunStore
+
+    store = RunStore()
+    record = store.run(run_id)
+    assert record is not None and record["state"] == "succeeded"
+    gate = {s["step_id"]: s for s in store.steps(run_id)}["gate"]
+    assert gate["state"] == "succeeded"
+
+
+def test_irbook_cancel_ends_a_warm_run(warm: Path, tmp_path: Path) -> None:
+    """`irbook cancel` signals the process the record names: the warm runner's child;
+    its client ends with the run's status."""
+    path = playbook(tmp_path, "- {id: wait, action: core.sleep, with: {duration: 60s}}\n")
+    proc = start("run", str(path), "--plain", "--quiet", env={"IRBOOK_WARM": "1"})
+    try:
+        run_id = wait_for("running", "wait")
+        time.sleep(0.5)
+        done = irbook("cancel", run_id, "--by", "alice")
+        assert done.returncode == 0, done.stdout + done.stderr
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 143, out + err
+    from irbook.runs import RunStore
+
+    record = RunStore().run(run_id)
+    assert record is not None
+    assert (record["state"], record["message"]) == ("cancelled", "cancelled by alice")
