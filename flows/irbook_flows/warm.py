@@ -295,10 +295,10 @@ def serve(zygote: Zygote) -> Job:
             }
         )
     )
-    signal.signal(signal.SIGTERM, _on_term)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # its own session; stopped by SIGTERM only
-    print(f"warm runner {zygote.pid} listening on {path}", flush=True)
     try:
+        signal.signal(signal.SIGTERM, _on_term)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # its own session; stopped by SIGTERM
+        print(f"warm runner {zygote.pid} listening on {path}", flush=True)
         while True:
             _reap()
             ready, _, _ = select.select([listener], [], [], 1.0)
@@ -326,20 +326,17 @@ def serve(zygote: Zygote) -> Job:
     finally:
         if os.getpid() == zygote.pid:
             listener.close()
-            with contextlib.suppress(OSError):
-                if os.stat(path).st_ino and _owns(path, state, zygote.pid):
-                    path.unlink()
-            with contextlib.suppress(OSError, ValueError):
-                if json.loads(state.read_text()).get("pid") == zygote.pid:
-                    state.unlink()
+            if _owns(state, zygote.pid):  # not a newer runner's socket and state
+                path.unlink(missing_ok=True)
+                state.unlink(missing_ok=True)
     sys.exit(0)
 
 
-def _owns(path: Path, state: Path, pid: int) -> bool:
+def _owns(state: Path, pid: int) -> bool:
     try:
         return bool(json.loads(state.read_text()).get("pid") == pid)
-    except (OSError, ValueError):
-        return True
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _reap() -> None:

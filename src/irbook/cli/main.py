@@ -313,7 +313,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv[:1] == ["run"] and os.environ.get("IRBOOK_WARM", "") != "0":
             from irbook.warm import hand_over
 
-            code = hand_over(argv)  # None: no warm runner, or it refused; run here
+            try:
+                code = hand_over(argv)  # None: no warm runner, or it refused; run here
+            except KeyboardInterrupt:  # before the run was let go: it never starts
+                print("irbook: interrupted", file=sys.stderr)
+                return 130
             if code is not None:
                 return code
     argv = list(argv)
