@@ -464,3 +464,41 @@ def test_irbook_cancel_ends_a_warm_run(warm: Path, tmp_path: Path) -> None:
     record = RunStore().run(run_id)
     assert record is not None
     assert (record["state"], record["message"]) == ("cancelled", "cancelled by alice")
+
+
+PEER = """\
+import ctypes, os, socket, sys
+from irbook.warm import receive, send
+
+if sys.argv[2] == "other":
+    os.seteuid(65534)  # another user to the socket's peer check (SO_PEERCRED: the euid)
+    ctypes.CDLL(None, use_errno=True).setfsuid(0)  # still root to the file system
+with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+    sock.settimeout(30)
+    sock.connect(sys.argv[1])
+    send(sock, {"op": "ping"})
+    try:
+        said, _ = receive(sock)
+    except ConnectionError:
+        print("refused")
+    else:
+        print("answered", said["pid"])
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to connect as another user")
+def test_another_users_process_is_not_answered(warm: Path) -> None:
+    """The socket is 0600 in a 0700 folder; a process of another uid that reaches it all
+    the same (here: root's file access, another effective uid) gets no answer."""
+    sock = str(warm / "warm" / "run.sock")
+    for who, expected in (("same", "answered"), ("other", "refused")):
+        done = subprocess.run(
+            [sys.executable, "-c", PEER, sock, who],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split()[0] == expected, (who, done.stdout, done.stderr)
