@@ -502,3 +502,52 @@ def test_another_users_process_is_not_answered(warm: Path) -> None:
         )
         assert done.returncode == 0, done.stderr
         assert done.stdout.split()[0] == expected, (who, done.stdout, done.stderr)
+
+
+def test_a_killed_client_cancels_its_warm_run(warm: Path, tmp_path: Path) -> None:
+    """Nobody is left to show the run or to press Ctrl-C: the warm runner ends it with
+    SIGTERM, recorded as cancelled, rather than let it run on unseen."""
+    path = playbook(tmp_path, "- {id: wait, action: core.sleep, with: {duration: 60s}}\n")
+    proc = start("run", str(path), "--plain", "--quiet", env={"IRBOOK_WARM": "1"})
+    try:
+        run_id = wait_for("running", "wait")
+        proc.kill()
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    from irbook.runs import RunStore
+
+    store = RunStore()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (store.run(run_id) or {})["state"] == "running":
+        time.sleep(0.2)
+    record = store.run(run_id)
+    assert record is not None
+    assert (record["state"], record["message"]) == ("cancelled", "cancelled by SIGTERM")
+
+
+def test_a_lost_warm_runner_never_starts_the_run_twice(warm: Path, tmp_path: Path) -> None:
+    """The warm runner's supervisor of a run dies after the hand-over: the client waits
+    for the run's process, says it lost the status, exits 2, and does not run it cold."""
+    path = playbook(tmp_path, "- {id: wait, action: core.sleep, with: {duration: 3s}}\n")
+    proc = start("run", str(path), "--plain", "--quiet", env={"IRBOOK_WARM": "1"})
+    try:
+        run_id = wait_for("running", "wait")
+        child = run_pid(run_id)
+        supervisor = int(Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        os.kill(supervisor, signal.SIGKILL)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 2, out + err
+    assert "the warm runner went away before the run's status came back" in err
+    from irbook.runs import RunStore
+
+    store = RunStore()
+    assert [r["id"] for r in store.recent_runs(5)] == [run_id]
+    record = store.run(run_id)
+    assert record is not None and record["state"] == "succeeded"
