@@ -29,12 +29,13 @@ the checks and the fork, until "ready"), 0.8-0.9 s the run itself in the child (
 run's Prefect API calls, the six steps' calls to moto, the run record: what a cold run
 spends after its imports), about 0.1 s its end (Prefect's atexit functions flushing events
 and logs; the child skips the interpreter's teardown, which in a fork copied the whole
-shared heap, 0.5 s). Measured: warm 1.58x (0.88 s against 0.56 s), cold 5.4x.
+shared heap, 0.5 s). Measured (--rounds 5, load 2-4 on 2 cores): warm 1.58x-1.84x
+(0.88 s against 0.56 s; 0.71 s against 0.39 s), cold 5.4x-6.4x in the same rounds.
 
 Target (issue 14): at most 3.0x, held by the warm ratio (the cold ratio is printed beside
-it: a process that imports Prefect cold cannot meet it). Exit status 1 when it is missed. `--profile` also
-prints where the irbook process spends its time (one extra run under pyinstrument, when
-it is installed).
+it: a process that imports Prefect cold cannot meet it). Exit status 1 when it is missed.
+`--profile` also prints where a cold irbook process spends its time (one extra run under
+pyinstrument, when it is installed).
 """
 
 from __future__ import annotations
