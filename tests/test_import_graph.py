@@ -166,8 +166,11 @@ def test_the_check_sees_imports_and_cycles() -> None:
 # The command line's handlers import irbook's modules at the top too, with two exceptions:
 # `irbook plan` asks its cache before it imports the loader and the planner, and
 # irbook_flows.flow is imported by the commands that run a flow, since importing it
-# imports Prefect (irbook.cli.main imports each handler's module when its command runs).
+# imports Prefect (irbook.cli.main imports each handler's module when its command runs);
+# and irbook.cli.main imports the warm runner's client (irbook.warm: a socket) only for
+# `irbook run`, whose first act is to ask it.
 CLI_DEFERRED = {
+    "irbook.cli.main": {"irbook.warm"},
     "irbook.cli.playbooks": {"irbook.loader", "irbook.plan"},
     "irbook.cli.runs": {"irbook_flows.flow"},
     "irbook.cli.approve": {"irbook_flows.flow"},

@@ -91,6 +91,7 @@ COMMANDS = [
     "server",
     "show",
     "validate",
+    "warm",
     "worker",
 ]
 
@@ -168,7 +169,12 @@ def test_help_lists_every_command() -> None:
 @pytest.mark.parametrize("command", COMMANDS)
 def test_a_bad_option_is_a_one_line_user_error(command: str) -> None:
     """Exit 1 with one line on stderr, for every command, before it does anything."""
-    verbs = {"audit": ["audit", "verify"], "server": ["server", "stop"], "db": ["db", "status"]}
+    verbs = {
+        "audit": ["audit", "verify"],
+        "server": ["server", "stop"],
+        "db": ["db", "status"],
+        "warm": ["warm", "status"],
+    }
     words = verbs.get(command, [command])
     env = {**os.environ, "PREFECT_API_URL": "http://127.0.0.1:9/api"}  # never reached
     done = subprocess.run(

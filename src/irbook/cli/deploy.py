@@ -17,6 +17,7 @@ from irbook_flows.deploy import (
     stuck_after_setting,
 )
 from irbook_flows.server import ensure_api, stop_server
+from irbook_flows.warm import stop_warm
 from irbook_flows.worker import worker_class
 
 
@@ -83,7 +84,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_server(args: argparse.Namespace) -> int:
-    """`irbook server stop`: irbook's own local server only; a PREFECT_API_URL is yours."""
+    """`irbook server stop`: irbook's own local server only; a PREFECT_API_URL is yours.
+    The warm runner is stopped first: its Prefect settings name that server."""
+    stopped, line = stop_warm()
+    if stopped:
+        print(line)
     print(stop_server())
     if os.environ.get("PREFECT_API_URL"):
         print("PREFECT_API_URL is set: that server is not irbook's and was left alone")

@@ -4,8 +4,8 @@ Every command exits 0 on success and 1 on a user error with a one-line reason on
 stderr; a Python traceback is shown only with IRBOOK_DEBUG=1.
 
 The handlers live in this package, one module per concern (playbooks, describe,
-reference, match, docs, audit, record, runs, approve, serve, drill, deploy, sandbox), and
-import irbook's modules at module level. The parser names each handler `module:function`
+reference, match, docs, audit, record, runs, approve, serve, drill, deploy, sandbox,
+warm), and import irbook's modules at module level. The parser names each handler `module:function`
 and imports the module only when its command runs: `irbook validate` never loads the
 modules of `irbook run`, which import irbook_flows (and Prefect, once a flow runs).
 """
@@ -247,6 +247,17 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("verb", choices=("stop",), metavar="stop")
     p.set_defaults(handler="irbook.cli.deploy:cmd_server")
 
+    p = sub.add_parser(
+        "warm",
+        help="a warm runner that starts `irbook run` without importing Prefect again (opt-in)",
+        description="start: a background process that has imported Prefect, boto3 and irbook"
+        " once and runs each `irbook run` of this user in a fork of itself, with the caller's"
+        " environment and terminal; stop: stop it (irbook server stop does too); status: one"
+        " line, exit 0 when it runs, 1 when not. IRBOOK_WARM=0 makes a run start cold.",
+    )
+    p.add_argument("verb", choices=("start", "stop", "status"), metavar="start|stop|status")
+    p.set_defaults(handler="irbook.cli.warm:cmd_warm")
+
     p = sub.add_parser("sandbox", help="a local fake AWS, Slack and Jira for demos")
     p.add_argument("--port", type=int, default=0, help="default: a free port")
     p.add_argument("--region", default="us-east-1")
@@ -297,7 +308,19 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv is None:  # the `irbook` process itself (the warm runner's child passes argv)
+        argv = sys.argv[1:]
+        if argv[:1] == ["run"] and os.environ.get("IRBOOK_WARM", "") != "0":
+            from irbook.warm import hand_over
+
+            try:
+                code = hand_over(argv)  # None: no warm runner, or it refused; run here
+            except KeyboardInterrupt:  # before the run was let go: it never starts
+                print("irbook: interrupted", file=sys.stderr)
+                return 130
+            if code is not None:
+                return code
+    argv = list(argv)
     parser = build_parser(_command(argv))
     args = parser.parse_args(argv)
     if args.version:

@@ -35,6 +35,7 @@ def no_traceback(done: subprocess.CompletedProcess[str]) -> None:
 def test_help_for_every_command() -> None:
     every = ("", "validate", "list", "show", "plan", "match", "run", "approve", "runs")
     every += ("rollback", "cancel", "serve", "drill", "deploy", "audit", "server", "sandbox")
+    every += ("warm",)
     for command in (*every, "iam-policy", "docs", "schema", "actions"):
         done = irbook(*([command] if command else []), "--help")
         assert done.returncode == 0, done.stderr
