@@ -53,6 +53,7 @@ import socket
 import struct
 import sys
 import sysconfig
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -61,7 +62,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from irbook.errors import IrbookError
-from irbook.warm import receive, send, socket_path, warm_dir
+from irbook.warm import peer_credentials, receive, send, socket_path, warm_dir
 from irbook_flows import server
 
 START_TIMEOUT = 150.0  # imports, and the local Prefect server's start when there is none
@@ -284,17 +285,21 @@ def serve(zygote: Zygote) -> Job:
     path = socket_path()
     listener = _listen(path)
     state = warm_dir() / "warm.json"
-    state.write_text(
-        json.dumps(
-            {
-                "pid": zygote.pid,
-                "since": zygote.since,
-                "api": zygote.api_url,
-                "socket": str(path),
-                "argv": sys.orig_argv,  # what `stop` recognizes it by
-            }
+    with contextlib.suppress(FileNotFoundError):
+        state.unlink()  # written anew, this user's only (never through a link left there)
+    fd = os.open(state, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(
+            json.dumps(
+                {
+                    "pid": zygote.pid,
+                    "since": zygote.since,
+                    "api": zygote.api_url,
+                    "socket": str(path),
+                    "argv": sys.orig_argv,  # what `stop` recognizes it by
+                }
+            )
         )
-    )
     try:
         signal.signal(signal.SIGTERM, _on_term)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # its own session; stopped by SIGTERM
@@ -349,12 +354,6 @@ def _reap() -> None:
             return
 
 
-def _peer_uid(conn: socket.socket) -> int:
-    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", creds)
-    return int(uid)
-
-
 def _supervise(conn: socket.socket, zygote: Zygote) -> Job:
     """In the supervisor: handle one connection, then exit. Returns in the run's child."""
     job: Job | None = None
@@ -368,8 +367,29 @@ def _supervise(conn: socket.socket, zygote: Zygote) -> Job:
     return job
 
 
+# Linux's SO_PEERGROUPS (4.13): the peer's supplementary groups, as the kernel has them
+SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)
+
+
+def _other_groups(conn: socket.socket) -> str | None:
+    """Why the peer's group credentials are not this process's, or None. The run's child
+    acts with the warm runner's groups: a caller of the same user with fewer or other
+    groups (sg, newgrp, setpriv --clear-groups) must not get this process's."""
+    _pid, _uid, gid = peer_credentials(conn)
+    if gid != os.getgid():
+        return f"another group (gid {gid}, the warm runner's {os.getgid()})"
+    try:
+        raw = conn.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, 1024)
+    except OSError as exc:
+        return f"the caller's groups cannot be read ({exc.strerror or exc})"
+    theirs = set(struct.unpack(f"{len(raw) // 4}I", raw[: len(raw) // 4 * 4]))
+    if theirs != set(os.getgroups()):
+        return "other supplementary groups than the warm runner's"
+    return None
+
+
 def _handle(conn: socket.socket, zygote: Zygote) -> Job | None:
-    if _peer_uid(conn) != os.getuid():
+    if peer_credentials(conn)[1] != os.getuid():
         return None  # another user's process: not a word
     conn.settimeout(REQUEST_TIMEOUT)
     request, fds = receive(conn, maxfds=3)
@@ -377,6 +397,8 @@ def _handle(conn: socket.socket, zygote: Zygote) -> Job | None:
         send(conn, {"pid": zygote.pid, "since": zygote.since, "api": zygote.api_url})
         return None
     why = zygote.refusal(request) if request.get("op") == "run" else "an unknown request"
+    if why is None:
+        why = _other_groups(conn)
     if why is None and len(fds) != 3:
         why = "the terminal's file descriptors did not come"
     if why is not None:
@@ -387,6 +409,10 @@ def _handle(conn: socket.socket, zygote: Zygote) -> Job | None:
     go_read, go_write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the run's child: wait to be let go
+        # The client forwards Ctrl-C from just before "go"; the warm runner ignores
+        # SIGINT, so one that came now would be lost: held until the run starts (finish)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         os.close(go_write)
         conn.close()
         if os.read(go_read, 1) != b"g":
@@ -483,6 +509,8 @@ def become(job: Job) -> list[str]:
     _redirect_logging(old)
     os.environ.clear()
     os.environ.update({str(k): str(v) for k, v in request["env"].items()})
+    time.tzset()  # the caller's TZ for local times, not the warm runner's
+    tempfile.tempdir = None  # the caller's TMPDIR, should anything have asked already
     os.chdir(request["cwd"])
     if isinstance(request.get("umask"), int):
         os.umask(request["umask"])  # the files the run creates are the caller's kind
@@ -556,6 +584,8 @@ def ping(timeout: float = 5.0) -> dict[str, Any] | None:
         sock.settimeout(timeout)
         try:
             sock.connect(str(path))
+            if peer_credentials(sock)[1] != os.getuid():
+                return None  # another user's socket is not this user's warm runner
             send(sock, {"op": "ping"})
             said, _ = receive(sock)
         except (OSError, ValueError):
@@ -675,6 +705,11 @@ def run_zygote(preload: Sequence[str] = ()) -> list[str]:
 def finish(command: Callable[[], Any]) -> NoReturn:
     """Run `command` (irbook's main) in a run's child and end the child as a process
     that ran it would end: its exit status, its traceback if it raised."""
+    try:  # a Ctrl-C held since the fork (_handle) arrives here, before anything ran
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    except KeyboardInterrupt:
+        print("irbook: interrupted", file=sys.stderr)  # as a cold run's before it starts
+        _exit(130)
     try:
         code: Any = command()
     except SystemExit as exc:

@@ -521,7 +521,7 @@ def test_a_killed_client_cancels_its_warm_run(warm: Path, tmp_path: Path) -> Non
 
     store = RunStore()
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (store.run(run_id) or {})["state"] == "running":
+    while time.monotonic() < deadline and (store.run(run_id) or {}).get("state") == "running":
         time.sleep(0.2)
     record = store.run(run_id)
     assert record is not None
@@ -551,3 +551,103 @@ def test_a_lost_warm_runner_never_starts_the_run_twice(warm: Path, tmp_path: Pat
     assert [r["id"] for r in store.recent_runs(5)] == [run_id]
     record = store.run(run_id)
     assert record is not None and record["state"] == "succeeded"
+
+
+FAKE_RUNNER = """\
+import os, socket, sys
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+sock.bind(sys.argv[1])
+os.chmod(sys.argv[1], 0o666)
+os.seteuid(65534)  # listens as another user: what SO_PEERCRED tells a client
+sock.listen(1)
+print("listening", flush=True)
+sock.settimeout(120)
+conn, _ = sock.accept()
+conn.settimeout(60)
+got = b""
+while True:
+    data = conn.recv(65536)
+    if not data:
+        break
+    got += data
+print(len(got), flush=True)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to listen as another user")
+def test_a_socket_of_another_user_gets_no_environment(
+    api: str, _irbook_home: Path, tmp_path: Path
+) -> None:
+    """$IRBOOK_HOME/warm/run.sock answered by another user's process (a home others can
+    write): the client sends it nothing, not its environment (AWS keys), and runs cold."""
+    sock = _irbook_home / "warm" / "run.sock"
+    sock.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+    fake = subprocess.Popen(
+        [sys.executable, "-c", FAKE_RUNNER, str(sock)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert fake.stdout is not None
+        assert fake.stdout.readline() == "listening\n", fake.stderr
+        path = playbook(tmp_path, "- {id: hello, action: core.note, with: {text: hi}}\n")
+        proc = start(
+            "run",
+            str(path),
+            "--dry-run",
+            "--plain",
+            "--quiet",
+            env={"IRBOOK_WARM": "1", "AWS_SECRET_ACCESS_KEY": "not-for-others"},
+        )
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, out + err
+        assert "belongs to a process of another user (uid 65534)" in err
+        assert run_pid(run_id_of(out)) == proc.pid  # cold
+        said, _ = fake.communicate(timeout=60)
+        assert said.strip() == "0"  # not a byte
+    finally:
+        if fake.poll() is None:
+            fake.kill()
+            fake.communicate()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run as another group")
+def test_a_caller_of_another_group_runs_cold(warm: Path, tmp_path: Path) -> None:
+    """The run's child would act with the warm runner's groups: a caller of the same user
+    with another group (sg, newgrp) runs cold, with its own."""
+    path = playbook(tmp_path, "- {id: hello, action: core.note, with: {text: hi}}\n")
+    for how in ({"group": 65534}, {"extra_groups": [65534]}):
+        proc = subprocess.Popen(
+            [IRBOOK, "run", str(path), "--dry-run", "--plain", "--quiet"],
+            cwd=ROOT,
+            env={**os.environ, "IRBOOK_WARM": "1"},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            **how,  # type: ignore[call-overload]
+        )
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, out + err
+        assert "group" in err and WARM_LOG_HINT in err, (how, err)
+        assert run_pid(run_id_of(out)) == proc.pid, how  # cold
+
+
+def test_a_warm_run_killed_with_sigkill_kills_its_client_alike(warm: Path, tmp_path: Path) -> None:
+    """The run's process killed with SIGKILL (the OOM killer, kill -9): the client ends
+    killed by SIGKILL as a cold run's process would be, without a traceback."""
+    path = playbook(tmp_path, "- {id: wait, action: core.sleep, with: {duration: 60s}}\n")
+    proc = start("run", str(path), "--plain", "--quiet", env={"IRBOOK_WARM": "1"})
+    try:
+        run_id = wait_for("running", "wait")
+        child = run_pid(run_id)
+        assert child != proc.pid
+        os.kill(child, signal.SIGKILL)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, out + err
+    assert "Traceback" not in err, err
