@@ -651,3 +651,32 @@ def test_a_warm_run_killed_with_sigkill_kills_its_client_alike(warm: Path, tmp_p
             proc.communicate()
     assert proc.returncode == -signal.SIGKILL, out + err
     assert "Traceback" not in err, err
+
+
+def _fds(pid: int) -> dict[int, str]:
+    fds = {}
+    for entry in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            fds[int(entry.name)] = os.readlink(entry)
+    return fds
+
+
+def test_the_run_gets_no_descriptor_of_the_warm_runner(warm: Path, tmp_path: Path) -> None:
+    """Beyond 0, 1 and 2 (the caller's), the run's process holds nothing the warm runner
+    had open: not its listening socket, its log, its lock."""
+    path = playbook(tmp_path, "- {id: wait, action: core.sleep, with: {duration: 60s}}\n")
+    proc = start("run", str(path), "--plain", "--quiet", env={"IRBOOK_WARM": "1"})
+    try:
+        run_id = wait_for("running", "wait")
+        child = run_pid(run_id)
+        runner = int(json.loads((warm / "warm" / "warm.json").read_text())["pid"])
+        theirs = {n: t for n, t in _fds(runner).items() if n > 2}
+        mine = _fds(child)
+        client = _fds(proc.pid)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert [mine[n] for n in (0, 1, 2)] == [client[n] for n in (0, 1, 2)]
+    shared = set(theirs.values()) & {t for n, t in mine.items() if n > 2}
+    assert not shared, (shared, mine)
+    assert not [t for t in mine.values() if str(warm / "warm") in t], mine
