@@ -75,13 +75,18 @@ PINNED_PREFIXES = ("PREFECT_", "PYTHON")
 PINNED_NAMES = ("IRBOOK_HOME", "HOME", "PYDANTIC_DISABLE_PLUGINS")
 
 
+OWN_PACKAGES = ("irbook", "irbook_actions", "irbook_flows")
+
+
 def _pinned(env: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if k.startswith(PINNED_PREFIXES) or k in PINNED_NAMES}
 
 
 def _user_files() -> list[str]:
     """The source files of the loaded modules that are not the standard library's or an
-    installed distribution's: irbook's three packages and plugins from a source tree."""
+    installed distribution's (plugins from a source tree), and irbook's three packages'
+    wherever they are: an installed irbook edited in place leaves site-packages' own
+    stamp (its folder's) as it was."""
     shared = {
         os.path.realpath(p)
         for p in (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"])
@@ -93,7 +98,8 @@ def _user_files() -> list[str]:
         if not name:
             continue
         real = os.path.realpath(name)
-        if not any(real.startswith(prefix + os.sep) for prefix in shared):
+        ours = getattr(module, "__name__", "").partition(".")[0] in OWN_PACKAGES
+        if ours or not any(real.startswith(prefix + os.sep) for prefix in shared):
             files.append(real)
     return sorted(set(files))
 

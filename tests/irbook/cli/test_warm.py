@@ -680,3 +680,49 @@ def test_the_run_gets_no_descriptor_of_the_warm_runner(warm: Path, tmp_path: Pat
     shared = set(theirs.values()) & {t for n, t in mine.items() if n > 2}
     assert not shared, (shared, mine)
     assert not [t for t in mine.values() if str(warm / "warm") in t], mine
+
+
+def test_a_stale_warm_runner_runs_nothing(warm: Path, tmp_path: Path) -> None:
+    """What the warm runner imported is what a cold run would import, or the run goes
+    cold: irbook's code changed (a loaded module's file), installed packages changed (a
+    folder on the import path), Prefect's settings file where the run starts."""
+    path = playbook(tmp_path, "- {id: hello, action: core.note, with: {text: hi}}\n")
+    site = next(Path(p) for p in sys.path if p.endswith("site-packages"))
+    code = ROOT / "src" / "irbook" / "cli" / "main.py"
+    for changed, why in (
+        (code, "irbook's code changed since the warm runner started"),
+        (site, "installed packages changed since the warm runner started"),
+    ):
+        before = changed.stat()
+        os.utime(changed, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+        try:
+            proc = start(
+                "run", str(path), "--dry-run", "--plain", "--quiet", env={"IRBOOK_WARM": "1"}
+            )
+            out, err = proc.communicate(timeout=180)
+        finally:
+            os.utime(changed, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert proc.returncode == 0, out + err
+        assert f"not run warm: {why}" in err, err
+        assert run_pid(run_id_of(out)) == proc.pid  # cold
+    here = tmp_path / "elsewhere"
+    here.mkdir()
+    (here / "prefect.toml").write_text('[logging]\nlevel = "ERROR"\n')
+    proc = subprocess.Popen(
+        [IRBOOK, "run", str(path), "--dry-run", "--plain", "--quiet"],
+        cwd=here,
+        env={**os.environ, "IRBOOK_WARM": "1"},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, out + err
+    assert "not run warm: Prefect's settings files" in err, err
+    # and once all is as it was, warm again
+    proc = start("run", str(path), "--dry-run", "--plain", "--quiet", env={"IRBOOK_WARM": "1"})
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, out + err
+    assert WARM_LOG_HINT not in err
+    assert run_pid(run_id_of(out)) != proc.pid
