@@ -150,6 +150,9 @@ class Zygote:
 
     def refusal(self, request: dict[str, Any]) -> str | None:
         """Why `request` must run cold, or None."""
+        argv = request.get("argv")
+        if not isinstance(argv, list) or argv[1:2] != ["run"]:
+            return "not an `irbook run` (the only command the warm runner runs)"
         theirs_python = (os.path.realpath(str(request.get("executable"))), request.get("prefix"))
         if theirs_python != (os.path.realpath(sys.executable), sys.prefix):
             return f"another Python ({request.get('executable')}, warm: {sys.executable})"

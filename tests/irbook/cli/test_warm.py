@@ -531,7 +531,8 @@ def test_a_killed_client_cancels_its_warm_run(warm: Path, tmp_path: Path) -> Non
 def test_a_lost_warm_runner_never_starts_the_run_twice(warm: Path, tmp_path: Path) -> None:
     """The warm runner's supervisor of a run dies after the hand-over: the client waits
     for the run's process, says it lost the status, exits 2, and does not run it cold."""
-    path = playbook(tmp_path, "- {id: wait, action: core.sleep, with: {duration: 3s}}\n")
+    # long enough that a loaded machine kills the supervisor while the step still runs
+    path = playbook(tmp_path, "- {id: wait, action: core.sleep, with: {duration: 10s}}\n")
     proc = start("run", str(path), "--plain", "--quiet", env={"IRBOOK_WARM": "1"})
     try:
         run_id = wait_for("running", "wait")
@@ -726,3 +727,28 @@ def test_a_stale_warm_runner_runs_nothing(warm: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, out + err
     assert WARM_LOG_HINT not in err
     assert run_pid(run_id_of(out)) != proc.pid
+
+
+def test_two_runs_at_once_through_one_warm_runner(warm: Path, tmp_path: Path) -> None:
+    """Each run has its own child: two at once both run warm, to their own end."""
+    path = playbook(tmp_path, "- {id: wait, action: core.sleep, with: {duration: 2s}}\n")
+    procs = [
+        start("run", str(path), "--yes", "--plain", "--quiet", env={"IRBOOK_WARM": "1"})
+        for _ in range(2)
+    ]
+    try:
+        done = [p.communicate(timeout=180) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    assert [p.returncode for p in procs] == [0, 0], done
+    runs = [run_id_of(out) for out, _err in done]
+    assert len(set(runs)) == 2
+    children = {run_pid(r) for r in runs}
+    assert len(children) == 2 and not children & {p.pid for p in procs}
+    from irbook.runs import RunStore
+
+    store = RunStore()
+    assert [(store.run(r) or {}).get("state") for r in runs] == ["succeeded", "succeeded"]
