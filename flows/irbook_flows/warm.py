@@ -14,12 +14,15 @@ How a run goes (the client side is irbook.cli.warm):
 1. The runner (the "zygote") accepts a connection on $IRBOOK_HOME/warm/run.sock (mode
    0600 in a 0700 folder) and forks a supervisor for it, so that it never waits on a
    client itself.
-2. The supervisor refuses a peer of another uid (SO_PEERCRED), reads the request
+2. The supervisor refuses a peer of another uid (SO_PEERCRED; the client checks the
+   socket's process the same way before it sends anything), reads the request
    (argv, working directory, the full environment, sys.path, and file descriptors 0,
    1 and 2) and refuses it when what Prefect pinned at import would differ from a cold
    run's: a PREFECT_* or PYTHON* variable, IRBOOK_HOME, HOME, the Python, sys.path,
    irbook's code (the loaded modules' files, the import path's folders), Prefect's
-   settings files, or the local Prefect server's URL. The client then runs cold.
+   settings files, or the local Prefect server's URL; or whose gid or supplementary
+   groups are not the runner's (the child acts with the runner's); or that is not an
+   `irbook run`. The client then runs cold.
 3. Otherwise it forks the run's child, which waits; says "ready" with the child's pid;
    and lets the child go only when the client answers "go". The client runs cold only
    when it never got "ready", so a run never starts twice.

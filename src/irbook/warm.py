@@ -7,7 +7,8 @@ process that starts cold cannot run a playbook quickly. The warm runner
 forks a child per run. `irbook run` looks for its socket first (irbook.cli.main calls
 `hand_over` before anything heavy is imported; this module imports nothing heavy); when
 it answers, the command runs there, with this process's arguments, working directory,
-environment, terminal (file descriptors 0, 1 and 2) and user, and this process only
+environment, terminal (file descriptors 0, 1 and 2) and user (the socket's process must
+be this user's before anything is sent: the environment holds AWS keys), and this process only
 relays signals and the exit status. When there is no warm runner, or it refuses (its
 Prefect settings, Python or irbook's code differ from this process's), the run starts
 cold here, as it always did. IRBOOK_WARM=0 never asks it; IRBOOK_WARM=1 says on stderr
