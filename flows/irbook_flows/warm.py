@@ -53,6 +53,7 @@ import os
 import select
 import signal
 import socket
+import stat
 import struct
 import sys
 import sysconfig
@@ -275,9 +276,21 @@ def _on_term(signum: int, frame: Any) -> None:
     raise _Stop()
 
 
+def _own_folder(base: Path) -> None:
+    """$IRBOOK_HOME/warm, made this user's only. A link there, or a folder of another user
+    (an $IRBOOK_HOME others can write), is refused: chmod would follow the link to a folder
+    of this user's elsewhere, and the socket, log and state would go where it points."""
+    base.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        base.mkdir(mode=0o700)
+    st = os.lstat(base)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        raise IrbookError(f"{base} is not a folder of this user's (a link, or another's)")
+    os.chmod(base, 0o700)
+
+
 def _listen(path: Path) -> socket.socket:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
+    _own_folder(path.parent)
     temporary = path.with_name(f"run.{os.getpid()}.sock")
     temporary.unlink(missing_ok=True)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -631,8 +644,7 @@ def _is_warm_runner(pid: int, argv: list[str]) -> bool:
 def start_warm(argv: list[str]) -> str:
     """Start the warm runner (one, however many starts race); one line saying what."""
     base = warm_dir()
-    base.mkdir(parents=True, exist_ok=True)
-    os.chmod(base, 0o700)
+    _own_folder(base)
     with open(base / "warm.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         said = ping()

@@ -752,3 +752,24 @@ def test_two_runs_at_once_through_one_warm_runner(warm: Path, tmp_path: Path) ->
 
     store = RunStore()
     assert [(store.run(r) or {}).get("state") for r in runs] == ["succeeded", "succeeded"]
+
+
+def test_a_link_in_place_of_the_warm_folder_is_refused(
+    api: str, _irbook_home: Path, tmp_path: Path
+) -> None:
+    """$IRBOOK_HOME/warm made a link (by whoever can write $IRBOOK_HOME): `irbook warm
+    start` says so in one line and changes nothing where it points."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o755)
+    elsewhere.chmod(0o755)
+    _irbook_home.mkdir(parents=True, exist_ok=True)
+    (_irbook_home / "warm").symlink_to(elsewhere)
+    try:
+        done = irbook("warm", "start")
+        assert done.returncode == 1, done.stdout + done.stderr
+        why = "is not a folder of this user's (a link, or another's)"
+        assert done.stderr == f"irbook: error: {_irbook_home / 'warm'} {why}\n"
+        assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o755
+        assert list(elsewhere.iterdir()) == []
+    finally:
+        _stop_warm(_irbook_home)
