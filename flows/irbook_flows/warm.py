@@ -14,12 +14,15 @@ How a run goes (the client side is irbook.cli.warm):
 1. The runner (the "zygote") accepts a connection on $IRBOOK_HOME/warm/run.sock (mode
    0600 in a 0700 folder) and forks a supervisor for it, so that it never waits on a
    client itself.
-2. The supervisor refuses a peer of another uid (SO_PEERCRED), reads the request
+2. The supervisor refuses a peer of another uid (SO_PEERCRED; the client checks the
+   socket's process the same way before it sends anything), reads the request
    (argv, working directory, the full environment, sys.path, and file descriptors 0,
    1 and 2) and refuses it when what Prefect pinned at import would differ from a cold
    run's: a PREFECT_* or PYTHON* variable, IRBOOK_HOME, HOME, the Python, sys.path,
    irbook's code (the loaded modules' files, the import path's folders), Prefect's
-   settings files, or the local Prefect server's URL. The client then runs cold.
+   settings files, or the local Prefect server's URL; or whose gid or supplementary
+   groups are not the runner's (the child acts with the runner's); or that is not an
+   `irbook run`. The client then runs cold.
 3. Otherwise it forks the run's child, which waits; says "ready" with the child's pid;
    and lets the child go only when the client answers "go". The client runs cold only
    when it never got "ready", so a run never starts twice.
@@ -50,9 +53,11 @@ import os
 import select
 import signal
 import socket
+import stat
 import struct
 import sys
 import sysconfig
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -61,7 +66,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from irbook.errors import IrbookError
-from irbook.warm import receive, send, socket_path, warm_dir
+from irbook.warm import peer_credentials, receive, send, socket_path, warm_dir
 from irbook_flows import server
 
 START_TIMEOUT = 150.0  # imports, and the local Prefect server's start when there is none
@@ -74,13 +79,18 @@ PINNED_PREFIXES = ("PREFECT_", "PYTHON")
 PINNED_NAMES = ("IRBOOK_HOME", "HOME", "PYDANTIC_DISABLE_PLUGINS")
 
 
+OWN_PACKAGES = ("irbook", "irbook_actions", "irbook_flows")
+
+
 def _pinned(env: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if k.startswith(PINNED_PREFIXES) or k in PINNED_NAMES}
 
 
 def _user_files() -> list[str]:
     """The source files of the loaded modules that are not the standard library's or an
-    installed distribution's: irbook's three packages and plugins from a source tree."""
+    installed distribution's (plugins from a source tree), and irbook's three packages'
+    wherever they are: an installed irbook edited in place leaves site-packages' own
+    stamp (its folder's) as it was."""
     shared = {
         os.path.realpath(p)
         for p in (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"])
@@ -92,7 +102,8 @@ def _user_files() -> list[str]:
         if not name:
             continue
         real = os.path.realpath(name)
-        if not any(real.startswith(prefix + os.sep) for prefix in shared):
+        ours = getattr(module, "__name__", "").partition(".")[0] in OWN_PACKAGES
+        if ours or not any(real.startswith(prefix + os.sep) for prefix in shared):
             files.append(real)
     return sorted(set(files))
 
@@ -143,6 +154,9 @@ class Zygote:
 
     def refusal(self, request: dict[str, Any]) -> str | None:
         """Why `request` must run cold, or None."""
+        argv = request.get("argv")
+        if not isinstance(argv, list) or argv[1:2] != ["run"]:
+            return "not an `irbook run` (the only command the warm runner runs)"
         theirs_python = (os.path.realpath(str(request.get("executable"))), request.get("prefix"))
         if theirs_python != (os.path.realpath(sys.executable), sys.prefix):
             return f"another Python ({request.get('executable')}, warm: {sys.executable})"
@@ -262,9 +276,21 @@ def _on_term(signum: int, frame: Any) -> None:
     raise _Stop()
 
 
+def _own_folder(base: Path) -> None:
+    """$IRBOOK_HOME/warm, made this user's only. A link there, or a folder of another user
+    (an $IRBOOK_HOME others can write), is refused: chmod would follow the link to a folder
+    of this user's elsewhere, and the socket, log and state would go where it points."""
+    base.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        base.mkdir(mode=0o700)
+    st = os.lstat(base)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        raise IrbookError(f"{base} is not a folder of this user's (a link, or another's)")
+    os.chmod(base, 0o700)
+
+
 def _listen(path: Path) -> socket.socket:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
+    _own_folder(path.parent)
     temporary = path.with_name(f"run.{os.getpid()}.sock")
     temporary.unlink(missing_ok=True)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -284,17 +310,21 @@ def serve(zygote: Zygote) -> Job:
     path = socket_path()
     listener = _listen(path)
     state = warm_dir() / "warm.json"
-    state.write_text(
-        json.dumps(
-            {
-                "pid": zygote.pid,
-                "since": zygote.since,
-                "api": zygote.api_url,
-                "socket": str(path),
-                "argv": sys.orig_argv,  # what `stop` recognizes it by
-            }
+    with contextlib.suppress(FileNotFoundError):
+        state.unlink()  # written anew, this user's only (never through a link left there)
+    fd = os.open(state, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(
+            json.dumps(
+                {
+                    "pid": zygote.pid,
+                    "since": zygote.since,
+                    "api": zygote.api_url,
+                    "socket": str(path),
+                    "argv": sys.orig_argv,  # what `stop` recognizes it by
+                }
+            )
         )
-    )
     try:
         signal.signal(signal.SIGTERM, _on_term)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # its own session; stopped by SIGTERM
@@ -349,12 +379,6 @@ def _reap() -> None:
             return
 
 
-def _peer_uid(conn: socket.socket) -> int:
-    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", creds)
-    return int(uid)
-
-
 def _supervise(conn: socket.socket, zygote: Zygote) -> Job:
     """In the supervisor: handle one connection, then exit. Returns in the run's child."""
     job: Job | None = None
@@ -368,8 +392,29 @@ def _supervise(conn: socket.socket, zygote: Zygote) -> Job:
     return job
 
 
+# Linux's SO_PEERGROUPS (4.13): the peer's supplementary groups, as the kernel has them
+SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)
+
+
+def _other_groups(conn: socket.socket) -> str | None:
+    """Why the peer's group credentials are not this process's, or None. The run's child
+    acts with the warm runner's groups: a caller of the same user with fewer or other
+    groups (sg, newgrp, setpriv --clear-groups) must not get this process's."""
+    _pid, _uid, gid = peer_credentials(conn)
+    if gid != os.getgid():
+        return f"another group (gid {gid}, the warm runner's {os.getgid()})"
+    try:
+        raw = conn.getsockopt(socket.SOL_SOCKET, SO_PEERGROUPS, 1024)
+    except OSError as exc:
+        return f"the caller's groups cannot be read ({exc.strerror or exc})"
+    theirs = set(struct.unpack(f"{len(raw) // 4}I", raw[: len(raw) // 4 * 4]))
+    if theirs != set(os.getgroups()):
+        return "other supplementary groups than the warm runner's"
+    return None
+
+
 def _handle(conn: socket.socket, zygote: Zygote) -> Job | None:
-    if _peer_uid(conn) != os.getuid():
+    if peer_credentials(conn)[1] != os.getuid():
         return None  # another user's process: not a word
     conn.settimeout(REQUEST_TIMEOUT)
     request, fds = receive(conn, maxfds=3)
@@ -377,6 +422,8 @@ def _handle(conn: socket.socket, zygote: Zygote) -> Job | None:
         send(conn, {"pid": zygote.pid, "since": zygote.since, "api": zygote.api_url})
         return None
     why = zygote.refusal(request) if request.get("op") == "run" else "an unknown request"
+    if why is None:
+        why = _other_groups(conn)
     if why is None and len(fds) != 3:
         why = "the terminal's file descriptors did not come"
     if why is not None:
@@ -387,6 +434,10 @@ def _handle(conn: socket.socket, zygote: Zygote) -> Job | None:
     go_read, go_write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the run's child: wait to be let go
+        # The client forwards Ctrl-C from just before "go"; the warm runner ignores
+        # SIGINT, so one that came now would be lost: held until the run starts (finish)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         os.close(go_write)
         conn.close()
         if os.read(go_read, 1) != b"g":
@@ -483,6 +534,8 @@ def become(job: Job) -> list[str]:
     _redirect_logging(old)
     os.environ.clear()
     os.environ.update({str(k): str(v) for k, v in request["env"].items()})
+    time.tzset()  # the caller's TZ for local times, not the warm runner's
+    tempfile.tempdir = None  # the caller's TMPDIR, should anything have asked already
     os.chdir(request["cwd"])
     if isinstance(request.get("umask"), int):
         os.umask(request["umask"])  # the files the run creates are the caller's kind
@@ -556,6 +609,8 @@ def ping(timeout: float = 5.0) -> dict[str, Any] | None:
         sock.settimeout(timeout)
         try:
             sock.connect(str(path))
+            if peer_credentials(sock)[1] != os.getuid():
+                return None  # another user's socket is not this user's warm runner
             send(sock, {"op": "ping"})
             said, _ = receive(sock)
         except (OSError, ValueError):
@@ -589,8 +644,7 @@ def _is_warm_runner(pid: int, argv: list[str]) -> bool:
 def start_warm(argv: list[str]) -> str:
     """Start the warm runner (one, however many starts race); one line saying what."""
     base = warm_dir()
-    base.mkdir(parents=True, exist_ok=True)
-    os.chmod(base, 0o700)
+    _own_folder(base)
     with open(base / "warm.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         said = ping()
@@ -675,6 +729,11 @@ def run_zygote(preload: Sequence[str] = ()) -> list[str]:
 def finish(command: Callable[[], Any]) -> NoReturn:
     """Run `command` (irbook's main) in a run's child and end the child as a process
     that ran it would end: its exit status, its traceback if it raised."""
+    try:  # a Ctrl-C held since the fork (_handle) arrives here, before anything ran
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    except KeyboardInterrupt:
+        print("irbook: interrupted", file=sys.stderr)  # as a cold run's before it starts
+        _exit(130)
     try:
         code: Any = command()
     except SystemExit as exc:

@@ -7,7 +7,8 @@ process that starts cold cannot run a playbook quickly. The warm runner
 forks a child per run. `irbook run` looks for its socket first (irbook.cli.main calls
 `hand_over` before anything heavy is imported; this module imports nothing heavy); when
 it answers, the command runs there, with this process's arguments, working directory,
-environment, terminal (file descriptors 0, 1 and 2) and user, and this process only
+environment, terminal (file descriptors 0, 1 and 2) and user (the socket's process must
+be this user's before anything is sent: the environment holds AWS keys), and this process only
 relays signals and the exit status. When there is no warm runner, or it refuses (its
 Prefect settings, Python or irbook's code differ from this process's), the run starts
 cold here, as it always did. IRBOOK_WARM=0 never asks it; IRBOOK_WARM=1 says on stderr
@@ -43,6 +44,14 @@ def warm_dir() -> Path:
 
 def socket_path() -> Path:
     return warm_dir() / "run.sock"
+
+
+def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
+    """(pid, uid, gid) of the process at the other end of a connected Unix socket, as
+    the kernel recorded them (SO_PEERCRED): for a listening socket's, when it listened."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, gid = struct.unpack("3i", creds)
+    return int(pid), int(uid), int(gid)
 
 
 def send(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
@@ -132,6 +141,12 @@ def hand_over(argv: Sequence[str]) -> int | None:
         except OSError:
             _say(asked, f"the warm runner does not answer at {path} (stale: irbook warm start)")
             return None
+        # Before a byte of this process's environment (its AWS credentials) goes out: the
+        # socket's process must be this user's. $IRBOOK_HOME may be a folder others write.
+        _pid, uid, _gid = peer_credentials(sock)
+        if uid != os.getuid():
+            _say(asked, f"the socket at {path} belongs to a process of another user (uid {uid})")
+            return None
         request = {
             "op": "run",
             "argv": [sys.argv[0] if sys.argv else "irbook", *argv],
@@ -183,7 +198,11 @@ def _relay(sock: socket.socket, pid: int) -> int:
         )
         return 2
     if code < 0:  # ended by a signal: end the same way, as a cold run would have
-        signal.signal(-code, signal.SIG_DFL)
+        with contextlib.suppress(OSError, ValueError):  # SIGKILL's cannot be set (nor need be)
+            signal.signal(-code, signal.SIG_DFL)
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
         os.kill(os.getpid(), -code)
         return 128 - code
     return code
@@ -203,4 +222,4 @@ def _alive(pid: int) -> bool:
         return True
 
 
-__all__ = ["hand_over", "receive", "send", "socket_path", "warm_dir"]
+__all__ = ["hand_over", "peer_credentials", "receive", "send", "socket_path", "warm_dir"]

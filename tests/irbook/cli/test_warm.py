@@ -521,7 +521,7 @@ def test_a_killed_client_cancels_its_warm_run(warm: Path, tmp_path: Path) -> Non
 
     store = RunStore()
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (store.run(run_id) or {})["state"] == "running":
+    while time.monotonic() < deadline and (store.run(run_id) or {}).get("state") == "running":
         time.sleep(0.2)
     record = store.run(run_id)
     assert record is not None
@@ -531,7 +531,8 @@ def test_a_killed_client_cancels_its_warm_run(warm: Path, tmp_path: Path) -> Non
 def test_a_lost_warm_runner_never_starts_the_run_twice(warm: Path, tmp_path: Path) -> None:
     """The warm runner's supervisor of a run dies after the hand-over: the client waits
     for the run's process, says it lost the status, exits 2, and does not run it cold."""
-    path = playbook(tmp_path, "- {id: wait, action: core.sleep, with: {duration: 3s}}\n")
+    # long enough that a loaded machine kills the supervisor while the step still runs
+    path = playbook(tmp_path, "- {id: wait, action: core.sleep, with: {duration: 10s}}\n")
     proc = start("run", str(path), "--plain", "--quiet", env={"IRBOOK_WARM": "1"})
     try:
         run_id = wait_for("running", "wait")
@@ -551,3 +552,224 @@ def test_a_lost_warm_runner_never_starts_the_run_twice(warm: Path, tmp_path: Pat
     assert [r["id"] for r in store.recent_runs(5)] == [run_id]
     record = store.run(run_id)
     assert record is not None and record["state"] == "succeeded"
+
+
+FAKE_RUNNER = """\
+import os, socket, sys
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+sock.bind(sys.argv[1])
+os.chmod(sys.argv[1], 0o666)
+os.seteuid(65534)  # listens as another user: what SO_PEERCRED tells a client
+sock.listen(1)
+print("listening", flush=True)
+sock.settimeout(120)
+conn, _ = sock.accept()
+conn.settimeout(60)
+got = b""
+while True:
+    data = conn.recv(65536)
+    if not data:
+        break
+    got += data
+print(len(got), flush=True)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to listen as another user")
+def test_a_socket_of_another_user_gets_no_environment(
+    api: str, _irbook_home: Path, tmp_path: Path
+) -> None:
+    """$IRBOOK_HOME/warm/run.sock answered by another user's process (a home others can
+    write): the client sends it nothing, not its environment (AWS keys), and runs cold."""
+    sock = _irbook_home / "warm" / "run.sock"
+    sock.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
+    fake = subprocess.Popen(
+        [sys.executable, "-c", FAKE_RUNNER, str(sock)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert fake.stdout is not None
+        assert fake.stdout.readline() == "listening\n", fake.stderr
+        path = playbook(tmp_path, "- {id: hello, action: core.note, with: {text: hi}}\n")
+        proc = start(
+            "run",
+            str(path),
+            "--dry-run",
+            "--plain",
+            "--quiet",
+            env={"IRBOOK_WARM": "1", "AWS_SECRET_ACCESS_KEY": "not-for-others"},
+        )
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, out + err
+        assert "belongs to a process of another user (uid 65534)" in err
+        assert run_pid(run_id_of(out)) == proc.pid  # cold
+        said, _ = fake.communicate(timeout=60)
+        assert said.strip() == "0"  # not a byte
+    finally:
+        if fake.poll() is None:
+            fake.kill()
+            fake.communicate()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run as another group")
+def test_a_caller_of_another_group_runs_cold(warm: Path, tmp_path: Path) -> None:
+    """The run's child would act with the warm runner's groups: a caller of the same user
+    with another group (sg, newgrp) runs cold, with its own."""
+    path = playbook(tmp_path, "- {id: hello, action: core.note, with: {text: hi}}\n")
+    for how in ({"group": 65534}, {"extra_groups": [65534]}):
+        proc = subprocess.Popen(
+            [IRBOOK, "run", str(path), "--dry-run", "--plain", "--quiet"],
+            cwd=ROOT,
+            env={**os.environ, "IRBOOK_WARM": "1"},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            **how,  # type: ignore[call-overload]
+        )
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, out + err
+        assert "group" in err and WARM_LOG_HINT in err, (how, err)
+        assert run_pid(run_id_of(out)) == proc.pid, how  # cold
+
+
+def test_a_warm_run_killed_with_sigkill_kills_its_client_alike(warm: Path, tmp_path: Path) -> None:
+    """The run's process killed with SIGKILL (the OOM killer, kill -9): the client ends
+    killed by SIGKILL as a cold run's process would be, without a traceback."""
+    path = playbook(tmp_path, "- {id: wait, action: core.sleep, with: {duration: 60s}}\n")
+    proc = start("run", str(path), "--plain", "--quiet", env={"IRBOOK_WARM": "1"})
+    try:
+        run_id = wait_for("running", "wait")
+        child = run_pid(run_id)
+        assert child != proc.pid
+        os.kill(child, signal.SIGKILL)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, out + err
+    assert "Traceback" not in err, err
+
+
+def _fds(pid: int) -> dict[int, str]:
+    fds = {}
+    for entry in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            fds[int(entry.name)] = os.readlink(entry)
+    return fds
+
+
+def test_the_run_gets_no_descriptor_of_the_warm_runner(warm: Path, tmp_path: Path) -> None:
+    """Beyond 0, 1 and 2 (the caller's), the run's process holds nothing the warm runner
+    had open: not its listening socket, its log, its lock."""
+    path = playbook(tmp_path, "- {id: wait, action: core.sleep, with: {duration: 60s}}\n")
+    proc = start("run", str(path), "--plain", "--quiet", env={"IRBOOK_WARM": "1"})
+    try:
+        run_id = wait_for("running", "wait")
+        child = run_pid(run_id)
+        runner = int(json.loads((warm / "warm" / "warm.json").read_text())["pid"])
+        theirs = {n: t for n, t in _fds(runner).items() if n > 2}
+        mine = _fds(child)
+        client = _fds(proc.pid)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert [mine[n] for n in (0, 1, 2)] == [client[n] for n in (0, 1, 2)]
+    shared = set(theirs.values()) & {t for n, t in mine.items() if n > 2}
+    assert not shared, (shared, mine)
+    assert not [t for t in mine.values() if str(warm / "warm") in t], mine
+
+
+def test_a_stale_warm_runner_runs_nothing(warm: Path, tmp_path: Path) -> None:
+    """What the warm runner imported is what a cold run would import, or the run goes
+    cold: irbook's code changed (a loaded module's file), installed packages changed (a
+    folder on the import path), Prefect's settings file where the run starts."""
+    path = playbook(tmp_path, "- {id: hello, action: core.note, with: {text: hi}}\n")
+    site = next(Path(p) for p in sys.path if p.endswith("site-packages"))
+    code = ROOT / "src" / "irbook" / "cli" / "main.py"
+    for changed, why in (
+        (code, "irbook's code changed since the warm runner started"),
+        (site, "installed packages changed since the warm runner started"),
+    ):
+        before = changed.stat()
+        os.utime(changed, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+        try:
+            proc = start(
+                "run", str(path), "--dry-run", "--plain", "--quiet", env={"IRBOOK_WARM": "1"}
+            )
+            out, err = proc.communicate(timeout=180)
+        finally:
+            os.utime(changed, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert proc.returncode == 0, out + err
+        assert f"not run warm: {why}" in err, err
+        assert run_pid(run_id_of(out)) == proc.pid  # cold
+    here = tmp_path / "elsewhere"
+    here.mkdir()
+    (here / "prefect.toml").write_text('[logging]\nlevel = "ERROR"\n')
+    proc = subprocess.Popen(
+        [IRBOOK, "run", str(path), "--dry-run", "--plain", "--quiet"],
+        cwd=here,
+        env={**os.environ, "IRBOOK_WARM": "1"},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, out + err
+    assert "not run warm: Prefect's settings files" in err, err
+    # and once all is as it was, warm again
+    proc = start("run", str(path), "--dry-run", "--plain", "--quiet", env={"IRBOOK_WARM": "1"})
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, out + err
+    assert WARM_LOG_HINT not in err
+    assert run_pid(run_id_of(out)) != proc.pid
+
+
+def test_two_runs_at_once_through_one_warm_runner(warm: Path, tmp_path: Path) -> None:
+    """Each run has its own child: two at once both run warm, to their own end."""
+    path = playbook(tmp_path, "- {id: wait, action: core.sleep, with: {duration: 2s}}\n")
+    procs = [
+        start("run", str(path), "--yes", "--plain", "--quiet", env={"IRBOOK_WARM": "1"})
+        for _ in range(2)
+    ]
+    try:
+        done = [p.communicate(timeout=180) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    assert [p.returncode for p in procs] == [0, 0], done
+    runs = [run_id_of(out) for out, _err in done]
+    assert len(set(runs)) == 2
+    children = {run_pid(r) for r in runs}
+    assert len(children) == 2 and not children & {p.pid for p in procs}
+    from irbook.runs import RunStore
+
+    store = RunStore()
+    assert [(store.run(r) or {}).get("state") for r in runs] == ["succeeded", "succeeded"]
+
+
+def test_a_link_in_place_of_the_warm_folder_is_refused(
+    api: str, _irbook_home: Path, tmp_path: Path
+) -> None:
+    """$IRBOOK_HOME/warm made a link (by whoever can write $IRBOOK_HOME): `irbook warm
+    start` says so in one line and changes nothing where it points."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o755)
+    elsewhere.chmod(0o755)
+    _irbook_home.mkdir(parents=True, exist_ok=True)
+    (_irbook_home / "warm").symlink_to(elsewhere)
+    try:
+        done = irbook("warm", "start")
+        assert done.returncode == 1, done.stdout + done.stderr
+        why = "is not a folder of this user's (a link, or another's)"
+        assert done.stderr == f"irbook: error: {_irbook_home / 'warm'} {why}\n"
+        assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o755
+        assert list(elsewhere.iterdir()) == []
+    finally:
+        _stop_warm(_irbook_home)
