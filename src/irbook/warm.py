@@ -98,9 +98,11 @@ def receive(sock: socket.socket, maxfds: int = 0) -> tuple[dict[str, Any], list[
 
 
 CONNECT_TIMEOUT = 2.0
-# How long the warm runner may take to check a request and fork (a few ms when idle).
-# Past it the run starts cold here: the runner's child does not start until told "go".
-READY_TIMEOUT = 30.0
+# How long the warm runner may take to check a request and fork (a few ms when idle, its
+# local server's health check included). Past it the run starts cold here, which costs
+# the cold start on top: a wedged runner must not hold an incident's run for long. The
+# runner's child does not start until told "go", so a late runner starts nothing.
+READY_TIMEOUT = 10.0
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -147,10 +149,15 @@ def hand_over(argv: Sequence[str]) -> int | None:
         if uid != os.getuid():
             _say(asked, f"the socket at {path} belongs to a process of another user (uid {uid})")
             return None
+        try:
+            cwd = os.getcwd()
+        except OSError:  # the folder was deleted under the shell: the cold run says so
+            _say(asked, "the current folder no longer exists")
+            return None
         request = {
             "op": "run",
             "argv": [sys.argv[0] if sys.argv else "irbook", *argv],
-            "cwd": os.getcwd(),
+            "cwd": cwd,
             "env": dict(os.environ),
             "executable": sys.executable,
             "prefix": sys.prefix,
