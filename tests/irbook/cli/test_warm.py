@@ -476,8 +476,8 @@ if sys.argv[2] == "other":
 with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
     sock.settimeout(30)
     sock.connect(sys.argv[1])
-    send(sock, {"op": "ping"})
-    try:
+    try:  # refused: closed before or after the request went out (EPIPE or EOF)
+        send(sock, {"op": "ping"})
         said, _ = receive(sock)
     except ConnectionError:
         print("refused")
