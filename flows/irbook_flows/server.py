@@ -26,6 +26,7 @@ from pathlib import Path
 
 from irbook.cache import home
 from irbook.errors import IrbookError
+from irbook.warm import alive
 
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 30.0
@@ -166,19 +167,6 @@ def ui_url() -> str | None:
     return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process: not ours to stop
-    try:  # a zombie has exited; only its parent's wait is missing
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def _is_prefect_server(pid: int) -> bool:
     """Whether `pid` still is the server irbook started, not a process that reused its
     pid after a reboot; without /proc, whether it answers is all there is to go on."""
@@ -204,17 +192,17 @@ def stop_server() -> str:
         except (OSError, ValueError, KeyError, TypeError):
             state_file.unlink(missing_ok=True)
             return f"removed an unreadable {state_file}; no server to stop"
-        if not _alive(pid) or not _is_prefect_server(pid):
+        if not alive(pid) or not _is_prefect_server(pid):
             state_file.unlink(missing_ok=True)
             return f"the local Prefect server (pid {pid}) was not running"
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)  # its own session: the server and its workers
         deadline = time.monotonic() + STOP_TIMEOUT
-        while _alive(pid) and time.monotonic() < deadline:
+        while alive(pid) and time.monotonic() < deadline:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)  # reap it when this process started it
             time.sleep(0.2)
-        if _alive(pid):
+        if alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
         state_file.unlink(missing_ok=True)

@@ -66,7 +66,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from irbook.errors import IrbookError
-from irbook.warm import peer_credentials, receive, send, socket_path, warm_dir
+from irbook.warm import alive, peer_credentials, receive, send, socket_path, warm_dir
 from irbook_flows import server
 
 START_TIMEOUT = 150.0  # imports, and the local Prefect server's start when there is none
@@ -696,18 +696,18 @@ def stop_warm() -> tuple[bool, str]:
         state = _state()
         pid = int(state["pid"]) if state and isinstance(state.get("pid"), int) else None
         argv = [str(a) for a in (state or {}).get("argv") or []]
-        if pid is None or not server._alive(pid) or not _is_warm_runner(pid, argv):
+        if pid is None or not alive(pid) or not _is_warm_runner(pid, argv):
             socket_path().unlink(missing_ok=True)
             (base / "warm.json").unlink(missing_ok=True)
             return False, "warm runner: not running"
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)  # the zygote only: runs in progress finish
         deadline = time.monotonic() + STOP_TIMEOUT
-        while server._alive(pid) and time.monotonic() < deadline:
+        while alive(pid) and time.monotonic() < deadline:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
             time.sleep(0.05)
-        if server._alive(pid):
+        if alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         socket_path().unlink(missing_ok=True)

@@ -196,7 +196,7 @@ def _relay(sock: socket.socket, pid: int) -> int:
         said, _ = receive(sock)
         code = int(said["code"])
     except (OSError, ValueError, KeyError, TypeError):
-        while _alive(pid):  # the runner's child may still be running: wait for it
+        while alive(pid):  # the runner's child may still be running: wait for it
             time.sleep(0.2)
         print(
             f"irbook: the warm runner went away before the run's status came back (pid {pid});"
@@ -215,18 +215,20 @@ def _relay(sock: socket.socket, pid: int) -> int:
     return code
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process `pid` still runs: not gone, and not a zombie (ended, only its
+    parent's wait missing). Someone else's process counts as running."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    try:  # a zombie has ended; only its parent's wait is missing
+    try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         return stat.rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
 
 
-__all__ = ["hand_over", "peer_credentials", "receive", "send", "socket_path", "warm_dir"]
+__all__ = ["alive", "hand_over", "peer_credentials", "receive", "send", "socket_path", "warm_dir"]
